@@ -1,0 +1,22 @@
+//! Commands: the table, the executor, and one file per family.
+
+pub mod args;
+pub mod client;
+pub mod connection;
+pub mod exec;
+pub mod keys;
+pub mod server;
+pub mod strings;
+pub mod table;
+
+pub use exec::{dispatch, Action, Ctx, Handler};
+pub use table::{table, Command, Lock, Spec};
+
+/// Every family's specs; the table is built from these.
+pub static FAMILIES: &[&[Spec]] = &[
+    connection::COMMANDS,
+    client::COMMANDS,
+    strings::COMMANDS,
+    keys::COMMANDS,
+    server::COMMANDS,
+];

@@ -1,0 +1,5 @@
+//! Server commands (being written).
+
+use super::table::Spec;
+
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,93 @@
+//! One database's slice of a shard: the keys, and the expiry times of those that have one.
+//!
+//! Invariant: a key is in `expires` exactly when it is in `keys` with `FLAG_EXPIRES` set.
+
+use super::dict::{Dict, Hasher};
+use super::entry::{Entry, FLAG_EXPIRES};
+use crate::types::CompactBytes;
+
+pub struct Db {
+    pub keys: Dict<Entry>,
+    /// Absolute expiry times in unix milliseconds.
+    pub expires: Dict<u64>,
+    /// Where the active expiry cycle continues its walk of `expires`.
+    pub expire_cursor: u64,
+}
+
+impl Db {
+    pub fn new(hasher: &Hasher) -> Db {
+        Db {
+            keys: Dict::new(hasher.clone()),
+            expires: Dict::new(hasher.clone()),
+            expire_cursor: 0,
+        }
+    }
+
+    /// The expiry time of `key`, if it has one.
+    pub fn expire_at(&self, key: &[u8]) -> Option<u64> {
+        let entry = self.keys.get(key)?;
+        if !entry.has_expire() {
+            return None;
+        }
+        let when = self.expires.get(key).copied();
+        debug_assert!(when.is_some(), "FLAG_EXPIRES without an expires entry");
+        when
+    }
+
+    pub fn is_expired(&self, key: &[u8], now_ms: u64) -> bool {
+        matches!(self.expire_at(key), Some(when) if when <= now_ms)
+    }
+
+    /// Sets or replaces the expiry of an existing key; false if the key is absent.
+    pub fn set_expire(&mut self, key: &[u8], when_ms: u64) -> bool {
+        let Some(entry) = self.keys.get_mut(key) else {
+            return false;
+        };
+        entry.flags |= FLAG_EXPIRES;
+        match self.expires.get_mut(key) {
+            Some(slot) => *slot = when_ms,
+            None => {
+                self.expires.insert_new(CompactBytes::new(key), when_ms);
+            }
+        }
+        true
+    }
+
+    /// Removes the expiry; true if there was one.
+    pub fn persist(&mut self, key: &[u8]) -> bool {
+        let Some(entry) = self.keys.get_mut(key) else {
+            return false;
+        };
+        if !entry.has_expire() {
+            return false;
+        }
+        entry.flags &= !FLAG_EXPIRES;
+        let removed = self.expires.remove(key);
+        debug_assert!(removed.is_some());
+        true
+    }
+
+    /// Removes a key and its expiry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<(CompactBytes, Entry)> {
+        let (stored, entry) = self.keys.remove(key)?;
+        if entry.has_expire() {
+            let removed = self.expires.remove(key);
+            debug_assert!(removed.is_some());
+        }
+        Some((stored, entry))
+    }
+
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.expires.clear();
+        self.expire_cursor = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}

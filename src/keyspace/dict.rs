@@ -1,0 +1,552 @@
+//! `Dict`: Redis's hash table, chained buckets with incremental rehashing.
+//!
+//! Why not `std::collections::HashMap`: SCAN's guarantee. Redis promises that an element
+//! present for a whole SCAN is returned at least once even if the table grows or shrinks
+//! between calls. That holds only for chained power-of-two tables walked with a reverse-binary
+//! cursor (`dictScan`), which is what this is. Rehashing moves one bucket per write, so a
+//! resize never stalls a shard, and buckets cost one pointer each.
+//!
+//! Invariants: `tables[0]` is the live table; while rehashing, buckets below `rehash_index`
+//! of `tables[0]` are empty and new entries go to `tables[1]`; `len()` is the sum of both.
+
+use crate::types::CompactBytes;
+
+/// Smallest non-empty table.
+const TABLE_SIZE_MIN: usize = 4;
+/// Empty buckets a single rehash step may visit before yielding (Redis's `empty_visits`).
+const REHASH_EMPTY_VISITS_MAX: usize = 10;
+/// Below this fill percentage a table shrinks (Redis's HASHTABLE_MIN_FILL).
+const FILL_PERCENT_MIN: usize = 10;
+
+pub type Hasher = ahash::RandomState;
+
+struct Node<V> {
+    next: Option<Box<Node<V>>>,
+    key: CompactBytes,
+    value: V,
+}
+
+struct Table<V> {
+    buckets: Vec<Option<Box<Node<V>>>>,
+    used: usize,
+}
+
+impl<V> Table<V> {
+    fn empty() -> Table<V> {
+        Table {
+            buckets: Vec::new(),
+            used: 0,
+        }
+    }
+
+    fn with_size(size: usize) -> Table<V> {
+        debug_assert!(size.is_power_of_two());
+        let mut buckets = Vec::with_capacity(size);
+        buckets.resize_with(size, || None);
+        Table { buckets, used: 0 }
+    }
+
+    fn mask(&self) -> u64 {
+        debug_assert!(!self.buckets.is_empty());
+        self.buckets.len() as u64 - 1
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V>> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mut node = self.buckets[(hash & self.mask()) as usize].as_deref();
+        while let Some(current) = node {
+            if current.key.as_slice() == key {
+                return Some(current);
+            }
+            node = current.next.as_deref();
+        }
+        None
+    }
+
+    fn find_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Node<V>> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let index = (hash & self.mask()) as usize;
+        let mut node = self.buckets[index].as_deref_mut();
+        while let Some(current) = node {
+            if current.key.as_slice() == key {
+                return Some(current);
+            }
+            node = current.next.as_deref_mut();
+        }
+        None
+    }
+
+    fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Box<Node<V>>> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let index = (hash & self.mask()) as usize;
+        let mut link = &mut self.buckets[index];
+        loop {
+            match link {
+                None => return None,
+                Some(node) if node.key.as_slice() == key => {
+                    let mut removed = link.take()?;
+                    *link = removed.next.take();
+                    self.used -= 1;
+                    return Some(removed);
+                }
+                Some(node) => link = &mut node.next,
+            }
+        }
+    }
+
+    fn push(&mut self, hash: u64, mut node: Box<Node<V>>) -> &mut Node<V> {
+        let index = (hash & self.mask()) as usize;
+        node.next = self.buckets[index].take();
+        self.used += 1;
+        self.buckets[index].insert(node)
+    }
+}
+
+/// A hash table from byte-string keys to `V`.
+pub struct Dict<V> {
+    tables: [Table<V>; 2],
+    /// Next bucket of `tables[0]` to move while rehashing.
+    rehash_index: Option<usize>,
+    hasher: Hasher,
+}
+
+impl<V> Dict<V> {
+    pub fn new(hasher: Hasher) -> Dict<V> {
+        Dict {
+            tables: [Table::empty(), Table::empty()],
+            rehash_index: None,
+            hasher,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables[0].used + self.tables[1].used
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Buckets allocated, for memory accounting.
+    pub fn bucket_count(&self) -> usize {
+        self.tables[0].buckets.len() + self.tables[1].buckets.len()
+    }
+
+    pub fn is_rehashing(&self) -> bool {
+        self.rehash_index.is_some()
+    }
+
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.get_key_value(key).map(|(_, value)| value)
+    }
+
+    pub fn get_key_value(&self, key: &[u8]) -> Option<(&CompactBytes, &V)> {
+        if self.is_empty() {
+            return None;
+        }
+        let hash = self.hash(key);
+        let node = self.tables[0]
+            .find(hash, key)
+            .or_else(|| self.tables[1].find(hash, key))?;
+        Some((&node.key, &node.value))
+    }
+
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
+        if self.is_empty() {
+            return None;
+        }
+        let hash = self.hash(key);
+        if self.tables[0].find(hash, key).is_some() {
+            return self.tables[0]
+                .find_mut(hash, key)
+                .map(|node| &mut node.value);
+        }
+        self.tables[1]
+            .find_mut(hash, key)
+            .map(|node| &mut node.value)
+    }
+
+    /// Inserts or replaces; returns the previous value. An existing key keeps its stored key.
+    pub fn insert(&mut self, key: CompactBytes, value: V) -> Option<V> {
+        if let Some(slot) = self.get_mut(&key) {
+            return Some(std::mem::replace(slot, value));
+        }
+        self.insert_new(key, value);
+        None
+    }
+
+    /// Inserts a key known to be absent.
+    pub fn insert_new(&mut self, key: CompactBytes, value: V) -> &mut V {
+        debug_assert!(!self.contains_key(&key));
+        self.rehash_step();
+        self.expand_if_needed();
+        let hash = self.hash(&key);
+        let target = if self.is_rehashing() { 1 } else { 0 };
+        let node = Box::new(Node {
+            next: None,
+            key,
+            value,
+        });
+        &mut self.tables[target].push(hash, node).value
+    }
+
+    /// The value for `key`, inserting `make()` first if absent.
+    pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
+        if self.contains_key(key) {
+            return self.get_mut(key).expect("checked just above");
+        }
+        self.insert_new(CompactBytes::new(key), make())
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<(CompactBytes, V)> {
+        if self.is_empty() {
+            return None;
+        }
+        self.rehash_step();
+        let hash = self.hash(key);
+        let node = match self.tables[0].remove(hash, key) {
+            Some(node) => node,
+            None => self.tables[1].remove(hash, key)?,
+        };
+        self.shrink_if_needed();
+        let Node { key, value, .. } = *node;
+        Some((key, value))
+    }
+
+    /// Removes everything, releasing the buckets.
+    pub fn clear(&mut self) {
+        // Dropping chains iteratively keeps the stack flat whatever a chain's length.
+        for table in &mut self.tables {
+            for bucket in &mut table.buckets {
+                let mut node = bucket.take();
+                while let Some(mut current) = node {
+                    node = current.next.take();
+                }
+            }
+        }
+        self.tables = [Table::empty(), Table::empty()];
+        self.rehash_index = None;
+    }
+
+    /// Calls `visit` on every entry; the order is the table's.
+    pub fn for_each(&self, mut visit: impl FnMut(&CompactBytes, &V)) {
+        for table in &self.tables {
+            for bucket in &table.buckets {
+                let mut node = bucket.as_deref();
+                while let Some(current) = node {
+                    visit(&current.key, &current.value);
+                    node = current.next.as_deref();
+                }
+            }
+        }
+    }
+
+    /// Calls `visit` on every entry with mutable access to the value.
+    pub fn for_each_mut(&mut self, mut visit: impl FnMut(&CompactBytes, &mut V)) {
+        for table in &mut self.tables {
+            for bucket in &mut table.buckets {
+                let mut node = bucket.as_deref_mut();
+                while let Some(current) = node {
+                    visit(&current.key, &mut current.value);
+                    node = current.next.as_deref_mut();
+                }
+            }
+        }
+    }
+
+    /// Removes every entry for which `keep` returns false; returns how many were removed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&CompactBytes, &mut V) -> bool) -> usize {
+        let mut doomed = Vec::new();
+        self.for_each_mut(|key, value| {
+            if !keep(key, value) {
+                doomed.push(key.clone());
+            }
+        });
+        for key in &doomed {
+            self.remove(key);
+        }
+        doomed.len()
+    }
+
+    /// One step of Redis's `dictScan`: visits the buckets at `cursor` and returns the next
+    /// cursor, 0 when the walk is complete. An entry present from the first to the last call is
+    /// visited at least once, whatever resizes happen in between.
+    pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&CompactBytes, &V)) -> u64 {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut v = cursor;
+        let emit = |table: &Table<V>, index: u64, visit: &mut dyn FnMut(&CompactBytes, &V)| {
+            let mut node = table.buckets[index as usize].as_deref();
+            while let Some(current) = node {
+                visit(&current.key, &current.value);
+                node = current.next.as_deref();
+            }
+        };
+        if !self.is_rehashing() {
+            let table = &self.tables[0];
+            let mask = table.mask();
+            emit(table, v & mask, &mut visit);
+            v |= !mask;
+            v = v.reverse_bits().wrapping_add(1).reverse_bits();
+        } else {
+            let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() {
+                (&self.tables[0], &self.tables[1])
+            } else {
+                (&self.tables[1], &self.tables[0])
+            };
+            let (mask_small, mask_large) = (small.mask(), large.mask());
+            emit(small, v & mask_small, &mut visit);
+            // Then every bucket of the larger table that expands the smaller one's bucket.
+            loop {
+                emit(large, v & mask_large, &mut visit);
+                v |= !mask_large;
+                v = v.reverse_bits().wrapping_add(1).reverse_bits();
+                if v & (mask_small ^ mask_large) == 0 {
+                    break;
+                }
+            }
+        }
+        v
+    }
+
+    /// A random entry, near-uniform (a random bucket, then a random element of its chain).
+    pub fn random(&self, rng: &mut impl rand::Rng) -> Option<(&CompactBytes, &V)> {
+        if self.is_empty() {
+            return None;
+        }
+        // Bounded: with load >= 10% the expected number of tries is small; after the bound a
+        // linear walk from a random start always finds something since len() > 0.
+        const TRIES_MAX: usize = 100;
+        let total = self.tables[0].buckets.len() + self.tables[1].buckets.len();
+        let bucket_at = |index: usize| {
+            if index < self.tables[0].buckets.len() {
+                self.tables[0].buckets[index].as_deref()
+            } else {
+                self.tables[1].buckets[index - self.tables[0].buckets.len()].as_deref()
+            }
+        };
+        let mut head = None;
+        for _ in 0..TRIES_MAX {
+            if let Some(node) = bucket_at(rng.gen_range(0..total)) {
+                head = Some(node);
+                break;
+            }
+        }
+        if head.is_none() {
+            let start = rng.gen_range(0..total);
+            head = (0..total).find_map(|offset| bucket_at((start + offset) % total));
+        }
+        let head = head?;
+        let mut chain_len = 0;
+        let mut node = Some(head);
+        while let Some(current) = node {
+            chain_len += 1;
+            node = current.next.as_deref();
+        }
+        let mut pick = head;
+        for _ in 0..rng.gen_range(0..chain_len) {
+            pick = pick.next.as_deref()?;
+        }
+        Some((&pick.key, &pick.value))
+    }
+
+    /// Performs up to `steps` rehash steps; returns true while rehashing remains.
+    pub fn rehash(&mut self, steps: usize) -> bool {
+        for _ in 0..steps {
+            if !self.rehash_step() {
+                return false;
+            }
+        }
+        self.is_rehashing()
+    }
+
+    /// Background upkeep (the cron's `tryResizeHashTables` + `incrementallyRehash`): starts a
+    /// shrink when the table is mostly empty, then rehashes up to `steps` buckets.
+    pub fn maintain(&mut self, steps: usize) {
+        self.shrink_if_needed();
+        self.rehash(steps);
+    }
+
+    /// Moves one bucket from `tables[0]` to `tables[1]`; false when no rehash is in progress.
+    fn rehash_step(&mut self) -> bool {
+        let Some(mut index) = self.rehash_index else {
+            return false;
+        };
+        let mut empty_visits = 0;
+        while index < self.tables[0].buckets.len() && self.tables[0].buckets[index].is_none() {
+            index += 1;
+            empty_visits += 1;
+            if empty_visits >= REHASH_EMPTY_VISITS_MAX {
+                self.rehash_index = Some(index);
+                return true;
+            }
+        }
+        if index < self.tables[0].buckets.len() {
+            let mut node = self.tables[0].buckets[index].take();
+            while let Some(mut current) = node {
+                node = current.next.take();
+                self.tables[0].used -= 1;
+                let hash = self.hasher.hash_one(current.key.as_slice());
+                self.tables[1].push(hash, current);
+            }
+            index += 1;
+        }
+        if self.tables[0].used == 0 {
+            debug_assert!(self.tables[0].buckets.iter().all(Option::is_none));
+            self.tables.swap(0, 1);
+            self.tables[1] = Table::empty();
+            self.rehash_index = None;
+            return false;
+        }
+        self.rehash_index = Some(index);
+        true
+    }
+
+    fn expand_if_needed(&mut self) {
+        if self.is_rehashing() {
+            return;
+        }
+        let size = self.tables[0].buckets.len();
+        if size == 0 {
+            self.tables[0] = Table::with_size(TABLE_SIZE_MIN);
+        } else if self.tables[0].used >= size {
+            self.start_resize((self.tables[0].used + 1).next_power_of_two());
+        }
+    }
+
+    fn shrink_if_needed(&mut self) {
+        if self.is_rehashing() {
+            return;
+        }
+        let size = self.tables[0].buckets.len();
+        let used = self.tables[0].used;
+        if size > TABLE_SIZE_MIN && used * 100 / size < FILL_PERCENT_MIN {
+            if used == 0 {
+                self.tables[0] = Table::empty();
+                return;
+            }
+            self.start_resize(used.next_power_of_two().max(TABLE_SIZE_MIN));
+        }
+    }
+
+    fn start_resize(&mut self, size: usize) {
+        debug_assert!(!self.is_rehashing());
+        if size == self.tables[0].buckets.len() {
+            return;
+        }
+        self.tables[1] = Table::with_size(size);
+        self.rehash_index = Some(0);
+    }
+}
+
+impl<V> Drop for Dict<V> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::SmallRng, SeedableRng};
+    use std::collections::{BTreeMap, HashSet};
+
+    fn hasher() -> Hasher {
+        Hasher::with_seeds(1, 2, 3, 4)
+    }
+
+    #[test]
+    fn matches_a_btreemap_under_random_operations() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut dict = Dict::new(hasher());
+        let mut model = BTreeMap::new();
+        for _ in 0..50_000 {
+            let key = format!("k{}", rand::Rng::gen_range(&mut rng, 0..2000)).into_bytes();
+            match rand::Rng::gen_range(&mut rng, 0..3) {
+                0 | 1 => {
+                    let value = rand::Rng::gen::<u32>(&mut rng);
+                    assert_eq!(
+                        dict.insert(CompactBytes::new(&key), value),
+                        model.insert(key, value)
+                    );
+                }
+                _ => assert_eq!(dict.remove(&key).map(|(_, v)| v), model.remove(&key)),
+            }
+            assert_eq!(dict.len(), model.len());
+        }
+        for (key, value) in &model {
+            assert_eq!(dict.get(key), Some(value));
+        }
+    }
+
+    #[test]
+    fn scan_returns_every_stable_key_across_resizes() {
+        let mut dict = Dict::new(hasher());
+        for i in 0..1000 {
+            dict.insert(CompactBytes::new(format!("stable{i}").as_bytes()), ());
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            cursor = dict.scan(cursor, |key, _| {
+                seen.insert(key.to_vec());
+            });
+            // Grow, then shrink, while the scan is under way.
+            round += 1;
+            if round < 20 {
+                for i in 0..200 {
+                    dict.insert(CompactBytes::new(format!("t{round}-{i}").as_bytes()), ());
+                }
+            } else if round < 40 {
+                for i in 0..200 {
+                    dict.remove(format!("t{}-{i}", round - 20).as_bytes());
+                }
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 0..1000 {
+            assert!(
+                seen.contains(format!("stable{i}").as_bytes()),
+                "missed stable{i}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_finds_entries_and_shrinks() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut dict = Dict::new(hasher());
+        for i in 0..10_000u32 {
+            dict.insert(CompactBytes::new(&i.to_be_bytes()), i);
+        }
+        for i in 0..9_990u32 {
+            dict.remove(&i.to_be_bytes());
+        }
+        for _ in 0..10 {
+            dict.maintain(100_000);
+        }
+        assert!(dict.bucket_count() <= 64, "buckets {}", dict.bucket_count());
+        for _ in 0..100 {
+            let (_, value) = dict.random(&mut rng).unwrap();
+            assert!(*value >= 9_990);
+        }
+    }
+}

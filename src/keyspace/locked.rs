@@ -1,0 +1,246 @@
+//! `Locked`: a command's view of the keyspace while it holds its shards' locks.
+//!
+//! Every key access goes through here, so lazy expiry (a key past its time is deleted on
+//! access and its deletion propagated), LRU/LFU updates, hit/miss counts and the dirty counter
+//! are done once, the same way for every command. Asking for a key whose shard is not locked is
+//! a bug in the command table's key specs and panics in debug builds.
+
+use super::db::Db;
+use super::entry::{Entry, FLAG_EXPIRES};
+use super::shards::{Keyspace, Shard};
+use crate::types::{CompactBytes, Value};
+use parking_lot::MutexGuard;
+use std::sync::atomic::Ordering;
+
+pub struct Locked<'a> {
+    keyspace: &'a Keyspace,
+    /// Held guards, sorted by shard index. With `all`, position == shard index.
+    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+    all: bool,
+    /// The command's one time snapshot (unix ms): every expiry decision uses it.
+    pub now_ms: u64,
+    /// Keys deleted by lazy expiry, to propagate as DEL before the command's own effects.
+    pub expired: Vec<(usize, CompactBytes)>,
+    /// Writes made (Redis's `server.dirty` delta); a write command propagates only if > 0.
+    pub dirty: u64,
+}
+
+impl<'a> Locked<'a> {
+    pub(super) fn new(
+        keyspace: &'a Keyspace,
+        guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+        all: bool,
+        now_ms: u64,
+    ) -> Locked<'a> {
+        Locked {
+            keyspace,
+            guards,
+            all,
+            now_ms,
+            expired: Vec::new(),
+            dirty: 0,
+        }
+    }
+
+    pub fn keyspace(&self) -> &'a Keyspace {
+        self.keyspace
+    }
+
+    pub fn holds_all(&self) -> bool {
+        self.all
+    }
+
+    fn shard_index(&self, key: &[u8]) -> usize {
+        let shard = self.keyspace.shard_of(key);
+        if self.all {
+            return shard;
+        }
+        match self.guards.iter().position(|(index, _)| *index == shard) {
+            Some(position) => position,
+            None => panic!("shard {shard} of a key is not locked: the command's key spec is wrong"),
+        }
+    }
+
+    /// The database slice that holds `key`.
+    pub fn db(&mut self, db: usize, key: &[u8]) -> &mut Db {
+        let position = self.shard_index(key);
+        &mut self.guards[position].1.dbs[db]
+    }
+
+    /// Every locked database slice of `db` (whole-keyspace commands).
+    pub fn slices<'s>(&'s mut self, db: usize) -> impl Iterator<Item = &'s mut Db> + use<'s, 'a> {
+        self.guards
+            .iter_mut()
+            .map(move |(_, shard)| &mut shard.dbs[db])
+    }
+
+    /// Every locked shard.
+    pub fn shards<'s>(&'s mut self) -> impl Iterator<Item = &'s mut Shard> + use<'s, 'a> {
+        self.guards.iter_mut().map(|(_, shard)| &mut **shard)
+    }
+
+    /// Deletes `key` if its time has passed; true if it did.
+    pub fn expire_if_needed(&mut self, db: usize, key: &[u8]) -> bool {
+        let now_ms = self.now_ms;
+        let slice = self.db(db, key);
+        if !slice.is_expired(key, now_ms) {
+            return false;
+        }
+        if let Some((stored, _)) = slice.remove(key) {
+            self.keyspace
+                .stats
+                .expired_keys
+                .fetch_add(1, Ordering::Relaxed);
+            self.expired.push((db, stored));
+        }
+        true
+    }
+
+    /// Looks a key up for reading or writing: expires it if due, records the access.
+    pub fn lookup(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        self.expire_if_needed(db, key);
+        let mode = self.keyspace.access_mode();
+        let now_ms = self.now_ms;
+        let entry = self.db(db, key).keys.get_mut(key)?;
+        entry.touch(now_ms, mode);
+        Some(entry)
+    }
+
+    /// Looks a key up for a read command, counting keyspace hits and misses.
+    pub fn lookup_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        let stats = &self.keyspace.stats;
+        let found = self.lookup(db, key);
+        let counter = if found.is_some() {
+            &stats.keyspace_hits
+        } else {
+            &stats.keyspace_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Like `lookup` but without recording an access (OBJECT, TYPE-like introspection).
+    pub fn peek(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        self.expire_if_needed(db, key);
+        self.db(db, key).keys.get_mut(key)
+    }
+
+    pub fn exists(&mut self, db: usize, key: &[u8]) -> bool {
+        self.peek(db, key).is_some()
+    }
+
+    /// Redis's `setKey`: creates or overwrites; the TTL is cleared unless `keep_ttl`.
+    pub fn set(&mut self, db: usize, key: &[u8], value: Value, keep_ttl: bool) {
+        self.expire_if_needed(db, key);
+        let mode = self.keyspace.access_mode();
+        let now_ms = self.now_ms;
+        let slice = self.db(db, key);
+        match slice.keys.get_mut(key) {
+            Some(entry) => {
+                entry.value = value;
+                entry.flags &= FLAG_EXPIRES;
+                entry.touch(now_ms, mode);
+                if !keep_ttl && entry.has_expire() {
+                    slice.persist(key);
+                }
+            }
+            None => {
+                slice
+                    .keys
+                    .insert_new(CompactBytes::new(key), Entry::new(value, now_ms, mode));
+            }
+        }
+        self.signal_modified(db, key);
+    }
+
+    /// Deletes a key; true if it existed (an expired key counts as absent).
+    pub fn delete(&mut self, db: usize, key: &[u8]) -> bool {
+        self.expire_if_needed(db, key);
+        let removed = self.db(db, key).remove(key).is_some();
+        if removed {
+            self.signal_modified(db, key);
+        }
+        removed
+    }
+
+    /// Removes a key and hands back its entry (RENAME, MOVE, GETDEL).
+    pub fn take(&mut self, db: usize, key: &[u8]) -> Option<(Entry, Option<u64>)> {
+        self.expire_if_needed(db, key);
+        let slice = self.db(db, key);
+        let when = slice.expire_at(key);
+        let (_, mut entry) = slice.remove(key)?;
+        entry.flags &= !FLAG_EXPIRES;
+        self.signal_modified(db, key);
+        Some((entry, when))
+    }
+
+    /// Installs an entry taken elsewhere (RENAME, MOVE, COPY), replacing any existing key.
+    pub fn put(&mut self, db: usize, key: &[u8], mut entry: Entry, expire_at_ms: Option<u64>) {
+        self.expire_if_needed(db, key);
+        let slice = self.db(db, key);
+        slice.remove(key);
+        entry.flags &= !FLAG_EXPIRES;
+        slice.keys.insert_new(CompactBytes::new(key), entry);
+        if let Some(when) = expire_at_ms {
+            slice.set_expire(key, when);
+        }
+        self.signal_modified(db, key);
+    }
+
+    pub fn expire_at(&mut self, db: usize, key: &[u8]) -> Option<u64> {
+        self.expire_if_needed(db, key);
+        self.db(db, key).expire_at(key)
+    }
+
+    /// Sets the expiry of an existing key; false if absent.
+    pub fn set_expire(&mut self, db: usize, key: &[u8], when_ms: u64) -> bool {
+        self.expire_if_needed(db, key);
+        let done = self.db(db, key).set_expire(key, when_ms);
+        if done {
+            self.signal_modified(db, key);
+        }
+        done
+    }
+
+    /// Removes the expiry; true if there was one.
+    pub fn persist(&mut self, db: usize, key: &[u8]) -> bool {
+        self.expire_if_needed(db, key);
+        let done = self.db(db, key).persist(key);
+        if done {
+            self.signal_modified(db, key);
+        }
+        done
+    }
+
+    /// Redis's `signalModifiedKey`: a key changed. Counts the write; WATCH, keyspace
+    /// notifications and the tier hook in here as they are built.
+    pub fn signal_modified(&mut self, _db: usize, _key: &[u8]) {
+        self.dirty += 1;
+    }
+
+    /// Keys in `db` across the locked shards (all of them for DBSIZE).
+    pub fn len(&mut self, db: usize) -> usize {
+        self.slices(db).map(|slice| slice.len()).sum()
+    }
+
+    /// Empties `db` in every locked shard; returns the number of keys removed.
+    pub fn flush_db(&mut self, db: usize) -> usize {
+        debug_assert!(self.all, "FLUSHDB must hold every shard");
+        let mut removed = 0;
+        for slice in self.slices(db) {
+            removed += slice.len();
+            slice.clear();
+        }
+        self.dirty += removed as u64;
+        removed
+    }
+
+    /// Swaps two databases in every shard (SWAPDB).
+    pub fn swap_db(&mut self, a: usize, b: usize) {
+        debug_assert!(self.all, "SWAPDB must hold every shard");
+        for shard in self.shards() {
+            shard.dbs.swap(a, b);
+        }
+        self.dirty += 1;
+    }
+}

@@ -1,0 +1,19 @@
+//! The keyspace: databases split into shards by key hash, each shard behind its own lock.
+//!
+//! Only this module mutates data. A command gets a [`Locked`] view holding the locks of the
+//! shards its keys live in (taken in shard order, so no two commands deadlock), and every read
+//! and write goes through it: lazy expiry, access tracking and the dirty counter live in one
+//! place. No disk I/O ever happens while a `Locked` is held.
+
+pub mod db;
+pub mod dict;
+pub mod entry;
+pub mod expire;
+pub mod locked;
+pub mod shards;
+
+pub use db::Db;
+pub use dict::Dict;
+pub use entry::{AccessMode, Entry};
+pub use locked::Locked;
+pub use shards::{Keyspace, Shard, Stats};

@@ -1,0 +1,150 @@
+//! The shard array and how keys map to shards and shards are locked.
+
+use super::db::Db;
+use super::dict::Hasher;
+use super::entry::AccessMode;
+use super::locked::Locked;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Shards in the keyspace. A power of two; enough that writers on different keys rarely meet,
+/// few enough that whole-keyspace commands (DBSIZE, FLUSHALL) take little time locking them.
+pub const SHARDS: usize = 32;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+const _: () = assert!(SHARDS.is_power_of_two() && SHARDS <= 1024);
+
+/// One shard: the slice of every database whose keys hash here.
+pub struct Shard {
+    pub dbs: Vec<Db>,
+}
+
+/// Counters INFO reports; updated without taking shard locks.
+#[derive(Default)]
+pub struct Stats {
+    pub expired_keys: AtomicU64,
+    pub expired_stale_perc_x100: AtomicU64,
+    pub expire_cycle_time_used_ms: AtomicU64,
+    pub keyspace_hits: AtomicU64,
+    pub keyspace_misses: AtomicU64,
+    pub evicted_keys: AtomicU64,
+}
+
+pub struct Keyspace {
+    shards: Box<[Mutex<Shard>]>,
+    shard_hasher: Hasher,
+    databases: usize,
+    pub stats: Stats,
+    /// `AccessMode` as numbers: 0 = LRU, else LFU with the factor and decay packed.
+    access_mode: AtomicU32,
+}
+
+impl Keyspace {
+    /// A keyspace of `databases` databases. The seed fixes the hash functions, so the
+    /// simulator gets the same layout (and SCAN order) from the same seed.
+    pub fn new(databases: usize, seed: u64) -> Keyspace {
+        assert!(databases >= 1);
+        let dict_hasher = Hasher::with_seeds(seed, seed ^ 0x9e37_79b9, seed.rotate_left(17), 7);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    dbs: (0..databases).map(|_| Db::new(&dict_hasher)).collect(),
+                })
+            })
+            .collect();
+        Keyspace {
+            shards,
+            shard_hasher: Hasher::with_seeds(seed.rotate_left(31), 3, seed ^ 0x5bd1_e995, 11),
+            databases,
+            stats: Stats::default(),
+            access_mode: AtomicU32::new(0),
+        }
+    }
+
+    pub fn databases(&self) -> usize {
+        self.databases
+    }
+
+    /// The shard a key lives in.
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        (self.shard_hasher.hash_one(key) >> (64 - SHARD_BITS)) as usize
+    }
+
+    pub fn access_mode(&self) -> AccessMode {
+        let packed = self.access_mode.load(Ordering::Relaxed);
+        if packed == 0 {
+            AccessMode::Lru
+        } else {
+            AccessMode::Lfu {
+                log_factor: (packed >> 16) & 0x7fff,
+                decay_minutes: packed & 0xffff,
+            }
+        }
+    }
+
+    pub fn set_access_mode(&self, mode: AccessMode) {
+        let packed = match mode {
+            AccessMode::Lru => 0,
+            AccessMode::Lfu {
+                log_factor,
+                decay_minutes,
+            } => (1 << 31) | (log_factor.min(0x7fff) << 16) | decay_minutes.min(0xffff),
+        };
+        self.access_mode.store(packed, Ordering::Relaxed);
+    }
+
+    /// Locks the shards of `keys` in shard order.
+    pub fn lock_keys<'a, 'k>(
+        &'a self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        now_ms: u64,
+    ) -> Locked<'a> {
+        let mut wanted: Vec<usize> = keys.into_iter().map(|key| self.shard_of(key)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        self.lock_shards(&wanted, now_ms)
+    }
+
+    /// Locks the given shards, which must be sorted and unique.
+    pub fn lock_shards(&self, shards: &[usize], now_ms: u64) -> Locked<'_> {
+        debug_assert!(shards.windows(2).all(|pair| pair[0] < pair[1]));
+        let guards = shards
+            .iter()
+            .map(|&index| (index, self.shards[index].lock()))
+            .collect();
+        Locked::new(self, guards, false, now_ms)
+    }
+
+    /// Locks every shard, for whole-keyspace commands.
+    pub fn lock_all(&self, now_ms: u64) -> Locked<'_> {
+        let guards = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(index, shard)| (index, shard.lock()))
+            .collect();
+        Locked::new(self, guards, true, now_ms)
+    }
+
+    /// Locks nothing, for commands that touch no keys.
+    pub fn lock_none(&self, now_ms: u64) -> Locked<'_> {
+        Locked::new(self, Vec::new(), false, now_ms)
+    }
+
+    /// Locks one shard (the active expiry cycle walks them one at a time).
+    pub fn lock_shard(&self, index: usize, now_ms: u64) -> Locked<'_> {
+        self.lock_shards(&[index], now_ms)
+    }
+
+    /// Keys and keys-with-expiry per database, for INFO keyspace. Locks shards one by one.
+    pub fn counts(&self) -> Vec<(usize, usize)> {
+        let mut counts = vec![(0, 0); self.databases];
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for (db, slot) in shard.dbs.iter().zip(counts.iter_mut()) {
+                slot.0 += db.keys.len();
+                slot.1 += db.expires.len();
+            }
+        }
+        counts
+    }
+}

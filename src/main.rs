@@ -1,0 +1,153 @@
+//! `strata-server`: starts Strata the way `redis-server` starts.
+//!
+//! `strata-server [/path/to/strata.conf] [--directive value ...]`: the file (redis.conf
+//! syntax) is read first, then each `--name value...` as if it were a further line.
+
+use strata::config::Config;
+use strata::tier::CountingAllocator;
+
+#[global_allocator]
+static GLOBAL: CountingAllocator<mimalloc::MiMalloc> = CountingAllocator(mimalloc::MiMalloc);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("-v" | "--version")) {
+        println!(
+            "Strata server v={} (Redis {} compatible)",
+            env!("CARGO_PKG_VERSION"),
+            strata::REDIS_VERSION
+        );
+        return;
+    }
+    if matches!(args.first().map(String::as_str), Some("-h" | "--help")) {
+        println!("Usage: strata-server [/path/to/strata.conf] [options]\n\nExamples:\n  strata-server (serves 127.0.0.1:6379, data in ./data)\n  strata-server --port 7777\n  strata-server /etc/strata/6379.conf --loglevel verbose");
+        return;
+    }
+    let text = match config_text(&args) {
+        Ok(text) => text,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(1);
+        }
+    };
+    let config = Config::default();
+    let warnings = match config.load_text(&text) {
+        Ok(warnings) => warnings,
+        Err(report) => {
+            eprintln!("{report}");
+            std::process::exit(1);
+        }
+    };
+    let _log_guard = init_logging(&config);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("Failed to start the runtime: {err}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(err) = runtime.block_on(strata::server::run(config)) {
+        tracing::error!("{err}");
+        eprintln!("{err}");
+        std::process::exit(1);
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+}
+
+/// The configuration text: the file, if the first argument is not an option, then each
+/// `--name value...` as a line. Values are quoted so spaces and empty values survive.
+fn config_text(args: &[String]) -> Result<String, String> {
+    let mut text = String::new();
+    let mut rest = args;
+    if let Some(first) = args.first() {
+        if !first.starts_with("--") {
+            text = if first == "-" {
+                let mut stdin = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut stdin)
+                    .map_err(|err| format!("Reading config from stdin: {err}"))?;
+                stdin
+            } else {
+                std::fs::read_to_string(first).map_err(|err| {
+                    format!("Fatal error, can't open config file '{first}': {err}")
+                })?
+            };
+            text.push('\n');
+            rest = &args[1..];
+        }
+    }
+    let mut line = String::new();
+    for arg in rest {
+        if let Some(name) = arg.strip_prefix("--") {
+            if !line.is_empty() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            line = name.to_string();
+        } else {
+            if line.is_empty() {
+                return Err(format!("Invalid option '{arg}': options start with --"));
+            }
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+    }
+    if !line.is_empty() {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn quote(arg: &str) -> String {
+    let mut out = String::from("\"");
+    for c in arg.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Logs to `logfile` (appending) or stdout, at `loglevel`.
+fn init_logging(config: &Config) -> Option<()> {
+    let level = match config.word("loglevel") {
+        "debug" => tracing::Level::DEBUG,
+        "verbose" => tracing::Level::DEBUG,
+        "notice" => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
+    let logfile = config.text("logfile");
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
+    if logfile.is_empty() {
+        builder.init();
+    } else {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&logfile)
+        {
+            Ok(file) => builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init(),
+            Err(err) => {
+                eprintln!("Can't open the log file: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
+    Some(())
+}

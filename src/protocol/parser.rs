@@ -1,0 +1,472 @@
+//! The incremental, bounded RESP request parser.
+//!
+//! Owns turning the bytes a client sends into argument vectors, exactly as Redis 7's
+//! `processMultibulkBuffer` and `processInlineBuffer` do, with the same limits and the same
+//! error texts. Two invariants matter more than speed:
+//!
+//! - Nothing is allocated from a length the client *declares*: a client that sends
+//!   `$536870912\r\n` and stalls costs the bytes it actually sent, never 512 MB.
+//! - Progress is kept between calls, so a large command arriving in many reads is scanned
+//!   once, not re-parsed from the start on every read.
+//!
+//! "Incomplete" is a normal outcome (`Ok(None)`); an `Err` is a protocol error after which the
+//! connection replies once and closes, as Redis does.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Longest inline request, and longest `*<count>` / `$<len>` line (Redis's PROTO_INLINE_MAX_SIZE).
+pub const INLINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Upper bound on the argument vector capacity reserved ahead of arrival. The vector still
+/// grows to any count the protocol allows, but only as arguments actually arrive.
+const ARGS_PREALLOC_MAX: usize = 1024;
+
+/// Redis accepts a multibulk count up to INT_MAX.
+const MULTIBULK_COUNT_MAX: i64 = i32::MAX as i64;
+
+/// Before authentication Redis limits a request to 10 arguments of 16 KiB each, so that an
+/// unauthenticated client cannot make the server buffer much.
+const UNAUTH_COUNT_MAX: i64 = 10;
+const UNAUTH_BULK_BYTES_MAX: i64 = 16 * 1024;
+
+/// A protocol error: the text is sent as `-ERR <text>` and the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+impl ProtocolError {
+    fn new(text: &str) -> ProtocolError {
+        ProtocolError(format!("Protocol error: {text}"))
+    }
+}
+
+/// The limits that apply to one parse call; read from the config per batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `proto-max-bulk-len`.
+    pub bulk_bytes_max: i64,
+    /// False until the client authenticated, when `requirepass` or ACL users demand it.
+    pub authenticated: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            bulk_bytes_max: 512 * 1024 * 1024,
+            authenticated: true,
+        }
+    }
+}
+
+/// Where the parser is inside a multibulk request.
+#[derive(Debug, Default)]
+enum State {
+    /// Between requests.
+    #[default]
+    Start,
+    /// Inside `*<count>`: `remaining` arguments still to come; `bulk` is the declared length of
+    /// the next argument once its `$<len>` line has been read.
+    Multibulk {
+        remaining: usize,
+        bulk: Option<usize>,
+    },
+}
+
+/// Parses requests out of a connection's query buffer, keeping progress between calls.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    state: State,
+    args: Vec<Bytes>,
+}
+
+impl RequestParser {
+    pub fn new() -> RequestParser {
+        RequestParser::default()
+    }
+
+    /// True while a request has been started but not finished: the client is mid-command.
+    pub fn in_progress(&self) -> bool {
+        matches!(self.state, State::Multibulk { .. })
+    }
+
+    /// Takes one complete request out of `buf`. `Ok(None)` means more bytes are needed;
+    /// `Ok(Some(args))` may be empty only never: empty requests are skipped.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: Limits,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        loop {
+            match self.state {
+                State::Start => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    if buf[0] == b'*' {
+                        match self.start_multibulk(buf, limits)? {
+                            Some(true) => continue,
+                            Some(false) => continue, // empty multibulk: skipped
+                            None => return Ok(None),
+                        }
+                    }
+                    match parse_inline(buf)? {
+                        None => return Ok(None),
+                        Some(args) if args.is_empty() => continue,
+                        Some(args) => return Ok(Some(args)),
+                    }
+                }
+                State::Multibulk { remaining, bulk } => {
+                    if remaining == 0 {
+                        self.state = State::Start;
+                        let args = std::mem::take(&mut self.args);
+                        debug_assert!(!args.is_empty());
+                        return Ok(Some(args));
+                    }
+                    match bulk {
+                        None => {
+                            let Some(len) = self.read_bulk_len(buf, limits)? else {
+                                return Ok(None);
+                            };
+                            self.state = State::Multibulk {
+                                remaining,
+                                bulk: Some(len),
+                            };
+                        }
+                        Some(len) => {
+                            if buf.len() < len + 2 {
+                                // Make room for what is declared only as it arrives: the
+                                // connection reads in bounded chunks.
+                                return Ok(None);
+                            }
+                            let arg = buf.split_to(len).freeze();
+                            buf.advance(2); // Redis does not check the CRLF after a bulk.
+                            self.args.push(arg);
+                            self.state = State::Multibulk {
+                                remaining: remaining - 1,
+                                bulk: None,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads `*<count>\r\n`. Returns Some(true) when a request started, Some(false) when an
+    /// empty request was skipped, None when the line is incomplete.
+    fn start_multibulk(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: Limits,
+    ) -> Result<Option<bool>, ProtocolError> {
+        let Some(newline) = find_crlf(buf) else {
+            if buf.len() > INLINE_BYTES_MAX {
+                return Err(ProtocolError::new("too big mbulk count string"));
+            }
+            return Ok(None);
+        };
+        if newline > INLINE_BYTES_MAX {
+            return Err(ProtocolError::new("too big mbulk count string"));
+        }
+        let count = parse_i64(&buf[1..newline]);
+        let count = match count {
+            Some(count) if count <= MULTIBULK_COUNT_MAX => count,
+            _ => return Err(ProtocolError::new("invalid multibulk length")),
+        };
+        if !limits.authenticated && count > UNAUTH_COUNT_MAX {
+            return Err(ProtocolError::new("unauthenticated multibulk length"));
+        }
+        buf.advance(newline + 2);
+        if count <= 0 {
+            return Ok(Some(false));
+        }
+        let count = count as usize;
+        self.args = Vec::with_capacity(count.min(ARGS_PREALLOC_MAX));
+        self.state = State::Multibulk {
+            remaining: count,
+            bulk: None,
+        };
+        Ok(Some(true))
+    }
+
+    /// Reads `$<len>\r\n`.
+    fn read_bulk_len(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: Limits,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let Some(newline) = find_crlf(buf) else {
+            if buf.len() > INLINE_BYTES_MAX {
+                return Err(ProtocolError::new("too big bulk count string"));
+            }
+            return Ok(None);
+        };
+        if newline > INLINE_BYTES_MAX {
+            return Err(ProtocolError::new("too big bulk count string"));
+        }
+        if buf[0] != b'$' {
+            return Err(ProtocolError(format!(
+                "Protocol error: expected '$', got '{}'",
+                buf[0] as char
+            )));
+        }
+        let len = match parse_i64(&buf[1..newline]) {
+            Some(len) if len >= 0 && len <= limits.bulk_bytes_max => len,
+            _ => return Err(ProtocolError::new("invalid bulk length")),
+        };
+        if !limits.authenticated && len > UNAUTH_BULK_BYTES_MAX {
+            return Err(ProtocolError::new("unauthenticated bulk length"));
+        }
+        buf.advance(newline + 2);
+        Ok(Some(len as usize))
+    }
+}
+
+/// Parses one inline request (`SET a b\r\n`), splitting arguments as `sdssplitargs` does.
+fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let Some(newline) = memchr(b'\n', buf) else {
+        if buf.len() > INLINE_BYTES_MAX {
+            return Err(ProtocolError::new("too big inline request"));
+        }
+        return Ok(None);
+    };
+    if newline > INLINE_BYTES_MAX {
+        return Err(ProtocolError::new("too big inline request"));
+    }
+    let line_end = if newline > 0 && buf[newline - 1] == b'\r' {
+        newline - 1
+    } else {
+        newline
+    };
+    let args = split_args(&buf[..line_end])
+        .ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
+    buf.advance(newline + 1);
+    Ok(Some(args.into_iter().map(Bytes::from).collect()))
+}
+
+/// Redis's `sdssplitargs`: whitespace-separated words, "double quotes" with C escapes
+/// (`\n`, `\xff`, ...), 'single quotes' with only `\'`. None on unbalanced quotes, or when a
+/// closing quote is not followed by a space.
+pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            return Some(args);
+        }
+        let mut current = Vec::new();
+        let mut in_double = false;
+        let mut in_single = false;
+        loop {
+            if in_double {
+                let c = *line.get(i)?;
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && line[i + 2].is_ascii_hexdigit()
+                    && line[i + 3].is_ascii_hexdigit()
+                {
+                    current.push(hex_value(line[i + 2]) * 16 + hex_value(line[i + 3]));
+                    i += 3;
+                } else if c == b'\\' && i + 1 < line.len() {
+                    i += 1;
+                    current.push(match line[i] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    // The closing quote must be followed by a space or the end.
+                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    in_double = false;
+                    i += 1;
+                    break;
+                } else {
+                    current.push(c);
+                }
+            } else if in_single {
+                let c = *line.get(i)?;
+                if c == b'\\' && i + 1 < line.len() && line[i + 1] == b'\'' {
+                    i += 1;
+                    current.push(b'\'');
+                } else if c == b'\'' {
+                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    in_single = false;
+                    i += 1;
+                    break;
+                } else {
+                    current.push(c);
+                }
+            } else {
+                match line.get(i) {
+                    None => break,
+                    Some(c) if c.is_ascii_whitespace() => break,
+                    Some(b'"') => in_double = true,
+                    Some(b'\'') => in_single = true,
+                    Some(&c) => current.push(c),
+                }
+            }
+            i += 1;
+        }
+        debug_assert!(!in_double && !in_single);
+        args.push(current);
+    }
+}
+
+fn hex_value(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => c - b'A' + 10,
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&c| c == needle)
+}
+
+/// Position of the '\r' of the first "\r\n", as Redis's `strchr(querybuf,'\r')` finds it.
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    let cr = memchr(b'\r', buf)?;
+    if cr + 1 < buf.len() {
+        Some(cr)
+    } else {
+        None
+    }
+}
+
+/// Redis's `string2ll`: optional '-', digits, no leading zeros (except "0"), no '+', no spaces.
+pub fn parse_i64(digits: &[u8]) -> Option<i64> {
+    let (negative, body) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    if body.is_empty() || body.len() > 20 {
+        return None;
+    }
+    if body.len() > 1 && body[0] == b'0' {
+        return None;
+    }
+    let mut magnitude: u64 = 0;
+    for &c in body {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        magnitude = magnitude.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    if negative {
+        if magnitude > i64::MAX as u64 + 1 {
+            return None;
+        }
+        if body == b"0" {
+            return None; // Redis rejects "-0".
+        }
+        Some((magnitude as i128).wrapping_neg() as i64)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> Result<Vec<Vec<Bytes>>, ProtocolError> {
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(args) = parser.parse(&mut buf, Limits::default())? {
+            out.push(args);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn multibulk_and_inline() {
+        let reqs = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\na\r\nPING\r\nset \"a b\" 'c'\n").unwrap();
+        assert_eq!(reqs.len(), 3);
+        assert_eq!(reqs[0], vec![Bytes::from("GET"), Bytes::from("a")]);
+        assert_eq!(reqs[1], vec![Bytes::from("PING")]);
+        assert_eq!(
+            reqs[2],
+            vec![Bytes::from("set"), Bytes::from("a b"), Bytes::from("c")]
+        );
+    }
+
+    #[test]
+    fn empty_requests_are_skipped() {
+        let reqs = parse_all(b"*0\r\n*-1\r\n\r\n  \r\n*1\r\n$4\r\nPING\r\n").unwrap();
+        assert_eq!(reqs, vec![vec![Bytes::from("PING")]]);
+    }
+
+    #[test]
+    fn errors_match_redis() {
+        let err = |input: &[u8]| parse_all(input).unwrap_err().0;
+        assert_eq!(err(b"*abc\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(
+            err(b"*3000000000\r\n"),
+            "Protocol error: invalid multibulk length"
+        );
+        assert_eq!(err(b"*1\r\n$-1\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(
+            err(b"*1\r\n$600000000\r\n"),
+            "Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            err(b"*1\r\n:1\r\n"),
+            "Protocol error: expected '$', got ':'"
+        );
+        assert_eq!(
+            err(b"set \"a\r\n"),
+            "Protocol error: unbalanced quotes in request"
+        );
+        assert_eq!(
+            err(&vec![b'a'; INLINE_BYTES_MAX + 1]),
+            "Protocol error: too big inline request"
+        );
+    }
+
+    #[test]
+    fn declared_length_is_not_allocated() {
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::from(&b"*1\r\n$536870912\r\nabc"[..]);
+        assert_eq!(parser.parse(&mut buf, Limits::default()), Ok(None));
+        assert!(parser.in_progress());
+        assert!(buf.capacity() < 4096, "capacity {}", buf.capacity());
+        assert!(parser.args.capacity() <= ARGS_PREALLOC_MAX);
+    }
+
+    #[test]
+    fn unauthenticated_limits() {
+        let limits = Limits {
+            authenticated: false,
+            ..Limits::default()
+        };
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(
+            parser.parse(&mut buf, limits).unwrap_err().0,
+            "Protocol error: unauthenticated multibulk length"
+        );
+    }
+
+    #[test]
+    fn string2ll_rules() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"01"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b"-0"), None);
+        assert_eq!(parse_i64(b""), None);
+    }
+}

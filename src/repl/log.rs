@@ -1,0 +1,119 @@
+//! The propagation log: every write's deterministic effect, in commit order, as RESP.
+//!
+//! The executor appends while it still holds the shards' locks, so two writes to the same key
+//! appear in the order they were applied. The log inserts `SELECT` when the database changes,
+//! as Redis's `feedAppendOnlyFile`/`replicationFeedSlaves` do, and counts bytes as Redis's
+//! `master_repl_offset`. Consumers (the AOF writer, the replication backlog) register as
+//! sinks; with none registered nothing is encoded, as Redis keeps no backlog without replicas.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+
+/// A consumer of the encoded command stream.
+pub trait Sink: Send {
+    /// Called under the log's lock with each batch's bytes, in order.
+    fn feed(&mut self, bytes: &[u8], end_offset: u64);
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Bytes ever fed (Redis's master_repl_offset).
+    offset: u64,
+    /// The database the stream last selected.
+    selected: Option<usize>,
+    sinks: Vec<Box<dyn Sink>>,
+    scratch: BytesMut,
+}
+
+#[derive(Default)]
+pub struct PropagationLog {
+    inner: Mutex<Inner>,
+}
+
+impl PropagationLog {
+    pub fn new() -> PropagationLog {
+        PropagationLog::default()
+    }
+
+    pub fn add_sink(&self, sink: Box<dyn Sink>) {
+        self.inner.lock().sinks.push(sink);
+    }
+
+    /// The stream's current offset.
+    pub fn offset(&self) -> u64 {
+        self.inner.lock().offset
+    }
+
+    /// Appends effects, each `(db, argv)`; returns the offset after them.
+    pub fn append(&self, effects: &[(usize, Vec<Bytes>)]) -> u64 {
+        let mut inner = self.inner.lock();
+        if inner.sinks.is_empty() {
+            return inner.offset;
+        }
+        let mut out = std::mem::take(&mut inner.scratch);
+        out.clear();
+        for (db, argv) in effects {
+            if inner.selected != Some(*db) {
+                let db_text = db.to_string();
+                encode_command(&mut out, &[b"SELECT", db_text.as_bytes()]);
+                inner.selected = Some(*db);
+            }
+            let parts: Vec<&[u8]> = argv.iter().map(|arg| &arg[..]).collect();
+            encode_command(&mut out, &parts);
+        }
+        inner.offset += out.len() as u64;
+        let end = inner.offset;
+        for sink in inner.sinks.iter_mut() {
+            sink.feed(&out, end);
+        }
+        inner.scratch = out;
+        end
+    }
+}
+
+/// Encodes a command as a RESP array of bulk strings.
+pub fn encode_command(out: &mut BytesMut, argv: &[&[u8]]) {
+    out.put_u8(b'*');
+    out.put_slice(itoa::Buffer::new().format(argv.len()).as_bytes());
+    out.put_slice(b"\r\n");
+    for arg in argv {
+        out.put_u8(b'$');
+        out.put_slice(itoa::Buffer::new().format(arg.len()).as_bytes());
+        out.put_slice(b"\r\n");
+        out.put_slice(arg);
+        out.put_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    struct Collect(Arc<StdMutex<Vec<u8>>>);
+    impl Sink for Collect {
+        fn feed(&mut self, bytes: &[u8], _end: u64) {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+        }
+    }
+
+    #[test]
+    fn selects_database_changes_and_counts_offset() {
+        let log = PropagationLog::new();
+        assert_eq!(
+            log.append(&[(0, vec![Bytes::from("SET")])]),
+            0,
+            "no sink, no bytes"
+        );
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        log.add_sink(Box::new(Collect(seen.clone())));
+        log.append(&[(1, vec![Bytes::from("DEL"), Bytes::from("k")])]);
+        log.append(&[(1, vec![Bytes::from("DEL"), Bytes::from("j")])]);
+        let bytes = seen.lock().unwrap().clone();
+        assert_eq!(
+            &bytes[..],
+            &b"*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n*2\r\n$3\r\nDEL\r\n$1\r\nj\r\n"[..]
+        );
+        assert_eq!(log.offset(), bytes.len() as u64);
+    }
+}

@@ -1,0 +1,213 @@
+//! Client sessions and the registry CLIENT LIST/KILL read.
+//!
+//! A connection's task owns its [`Session`] (selected db, protocol, auth, reply mode). What
+//! other clients may need to see or do to it lives in its shared [`ClientHandle`]: the fields
+//! CLIENT LIST prints, a kill switch, and an outbox for out-of-band messages (MONITOR lines,
+//! later pub/sub and blocking wake-ups).
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify};
+
+/// CLIENT REPLY's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the reply to the next command only.
+    SkipNext,
+    /// Skipping the current command's reply (SkipNext became this).
+    Skip,
+}
+
+/// The fields of a client that change as it runs, shown by CLIENT LIST/INFO.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub name: String,
+    pub db: usize,
+    pub last_command: String,
+    pub last_interaction_ms: u64,
+    pub resp: u8,
+    pub monitor: bool,
+    pub query_buffer_bytes: usize,
+    pub output_buffer_bytes: usize,
+    pub no_evict: bool,
+}
+
+/// What other clients may see of, or do to, one client.
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub fd: i64,
+    pub created_ms: u64,
+    pub info: Mutex<ClientInfo>,
+    killed: AtomicBool,
+    kill_notify: Notify,
+    outbox: mpsc::UnboundedSender<Bytes>,
+    /// Bytes queued in the outbox and not yet written.
+    pub outbox_bytes: AtomicUsize,
+}
+
+impl ClientHandle {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill_notify.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the client has been killed.
+    pub async fn killed(&self) {
+        loop {
+            let notified = self.kill_notify.notified();
+            if self.is_killed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Queues already-encoded bytes for the client; false if it has gone.
+    pub fn send(&self, bytes: Bytes) -> bool {
+        self.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
+        self.outbox.send(bytes).is_ok()
+    }
+
+    /// CLIENT LIST's line for this client (without the trailing newline).
+    pub fn describe(&self, now_ms: u64) -> String {
+        let info = self.info.lock().clone();
+        let flags = if info.monitor { "O" } else { "N" };
+        let age = now_ms.saturating_sub(self.created_ms) / 1000;
+        let idle = now_ms.saturating_sub(info.last_interaction_ms) / 1000;
+        let qbuf = info.query_buffer_bytes;
+        let omem = info.output_buffer_bytes + self.outbox_bytes.load(Ordering::Relaxed);
+        format!(
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.fd,
+            info.name,
+            age,
+            idle,
+            flags,
+            info.db,
+            qbuf,
+            16384usize.saturating_sub(qbuf),
+            qbuf.max(1024),
+            omem,
+            qbuf + omem + 16384,
+            if info.last_command.is_empty() { "NULL" } else { &info.last_command },
+            info.resp
+        )
+    }
+}
+
+/// Every connected client, by id.
+#[derive(Default)]
+pub struct Clients {
+    map: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    next_id: AtomicU64,
+}
+
+impl Clients {
+    /// Registers a new client; returns its handle and the receiving end of its outbox.
+    pub fn register(
+        &self,
+        addr: String,
+        laddr: String,
+        fd: i64,
+        now_ms: u64,
+    ) -> (Arc<ClientHandle>, mpsc::UnboundedReceiver<Bytes>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let handle = Arc::new(ClientHandle {
+            id,
+            addr,
+            laddr,
+            fd,
+            created_ms: now_ms,
+            info: Mutex::new(ClientInfo {
+                name: String::new(),
+                db: 0,
+                last_command: String::new(),
+                last_interaction_ms: now_ms,
+                resp: 2,
+                monitor: false,
+                query_buffer_bytes: 0,
+                output_buffer_bytes: 0,
+                no_evict: false,
+            }),
+            killed: AtomicBool::new(false),
+            kill_notify: Notify::new(),
+            outbox: sender,
+            outbox_bytes: AtomicUsize::new(0),
+        });
+        self.map.lock().insert(id, handle.clone());
+        (handle, receiver)
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.map.lock().remove(&id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.map.lock().get(&id).cloned()
+    }
+
+    /// A snapshot of every client, in id order.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.map.lock().values().cloned().collect()
+    }
+}
+
+/// A connection's own state, owned by its task.
+pub struct Session {
+    pub id: u64,
+    pub db: usize,
+    pub resp3: bool,
+    pub authenticated: bool,
+    pub reply_mode: ReplyMode,
+    pub handle: Arc<ClientHandle>,
+}
+
+impl Session {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
+        Session {
+            id: handle.id,
+            db: 0,
+            resp3: false,
+            authenticated,
+            reply_mode: ReplyMode::On,
+            handle,
+        }
+    }
+
+    /// Returns the session to its state after connecting (RESET).
+    pub fn reset(&mut self, authenticated: bool) {
+        self.db = 0;
+        self.resp3 = false;
+        self.authenticated = authenticated;
+        self.reply_mode = ReplyMode::On;
+        let mut info = self.handle.info.lock();
+        info.name.clear();
+        info.db = 0;
+        info.resp = 2;
+        info.monitor = false;
+        info.no_evict = false;
+    }
+}

@@ -1,0 +1,42 @@
+//! The server cron: what Redis's `serverCron` does that Strata needs, `hz` times a second.
+//!
+//! Today: the active expiry cycle, and closing idle clients past `timeout`.
+
+use super::state::Server;
+use crate::keyspace::expire;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(server: Arc<Server>) {
+    loop {
+        let hz = server.config.int("hz").clamp(1, 500) as u64;
+        tokio::time::sleep(Duration::from_millis(1000 / hz)).await;
+        if server.shutdown_requested().is_some() {
+            return;
+        }
+        if server.active_expire_enabled.load(Ordering::Relaxed) {
+            let effort = server.config.int("active-expire-effort").clamp(1, 10) as u64;
+            // Redis spends up to 25% of a cron period (plus effort) expiring keys.
+            let budget = Duration::from_micros(1_000_000 / hz * (25 + 2 * (effort - 1)) / 100);
+            expire::active_cycle(&server, budget, effort);
+        }
+        close_idle_clients(&server);
+    }
+}
+
+fn close_idle_clients(server: &Server) {
+    let timeout_s = server.config.int("timeout");
+    if timeout_s <= 0 {
+        return;
+    }
+    let now_ms = server.clock.now_ms();
+    for client in server.clients.all() {
+        let info = client.info.lock();
+        let idle_ms = now_ms.saturating_sub(info.last_interaction_ms);
+        if !info.monitor && idle_ms > timeout_s as u64 * 1000 {
+            drop(info);
+            client.kill();
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Start-up and shut-down: binding the listeners, accepting clients under `maxclients`,
+//! the cron, and stopping on SHUTDOWN, SIGTERM or SIGINT.
+
+use super::clients::Session;
+use super::conn::serve;
+use super::cron;
+use super::state::{Server, ShutdownRequest};
+use crate::config::Config;
+use crate::io::{FileSystem, StdFileSystem, SystemClock};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+/// A started server: its state and the addresses it listens on.
+pub struct Running {
+    pub server: Arc<Server>,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Prepares the data directory, binds the listeners and starts accepting.
+pub async fn start(config: Config) -> Result<Running, String> {
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+    let dir = PathBuf::from(config.text("dir"));
+    fs.create_dir_all(&dir)
+        .map_err(|err| format!("Can't create the data directory '{}': {err}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir).map_err(|err| {
+        format!(
+            "Can't resolve the data directory '{}': {err}",
+            dir.display()
+        )
+    })?;
+    config
+        .set(
+            "dir",
+            &[&dir.to_string_lossy()],
+            crate::config::Source::Startup,
+        )
+        .map_err(|err| format!("dir: {err}"))?;
+    let seed: u64 = rand::random();
+    let server = Arc::new(Server::new(config, Arc::new(SystemClock), fs, seed));
+    let port = server.config.int("port") as u16;
+    let mut addrs = Vec::new();
+    if port != 0 {
+        for word in server.config.text("bind").split_whitespace() {
+            let (optional, host) = match word.strip_prefix('-') {
+                Some(host) => (true, host),
+                None => (false, word),
+            };
+            let host = match host {
+                "*" => "0.0.0.0",
+                "::*" => "::",
+                other => other,
+            };
+            let target = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            match TcpListener::bind(&target).await {
+                Ok(listener) => {
+                    let local = listener.local_addr().map_err(|err| err.to_string())?;
+                    addrs.push(local);
+                    tokio::spawn(accept_loop(server.clone(), listener));
+                }
+                Err(err) if optional => {
+                    tracing::debug!("optional bind {target} skipped: {err}");
+                }
+                Err(err) => {
+                    return Err(format!(
+                        "Warning: Could not create server TCP listening socket {target}: {err}"
+                    ))
+                }
+            }
+        }
+        if addrs.is_empty() {
+            return Err("Failed listening on any bind address".into());
+        }
+        server
+            .bound_port
+            .store(addrs[0].port() as u64, Ordering::Relaxed);
+    }
+    tokio::spawn(cron::run(server.clone()));
+    tracing::info!("Ready to accept connections tcp on {:?}", addrs);
+    Ok(Running { server, addrs })
+}
+
+/// Runs until a shutdown is requested (SHUTDOWN, SIGTERM, SIGINT).
+pub async fn run(config: Config) -> Result<(), String> {
+    let running = start(config).await?;
+    let server = running.server;
+    let request = tokio::select! {
+        request = server.shutdown_signal() => request,
+        _ = terminate_signal() => {
+            tracing::warn!("Received SIGTERM/SIGINT scheduling shutdown...");
+            ShutdownRequest { save: None }
+        }
+    };
+    shutdown(&server, request);
+    Ok(())
+}
+
+/// Stops: closes clients; saving joins here with the persistence work.
+fn shutdown(server: &Server, request: ShutdownRequest) {
+    tracing::warn!("User requested shutdown...");
+    if request.save != Some(false) && !server.config.text("save").is_empty() {
+        tracing::warn!("RDB snapshots are not implemented yet; nothing was saved");
+    }
+    for client in server.clients.all() {
+        client.kill();
+    }
+    tracing::warn!("Strata is now ready to exit, bye bye...");
+}
+
+async fn terminate_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        let mut interrupt = match signal(SignalKind::interrupt()) {
+            Ok(interrupt) => interrupt,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("Accepting client connection: {err}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if server.shutdown_requested().is_some() {
+            return;
+        }
+        server
+            .stats
+            .total_connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        let maxclients = server.config.int("maxclients").max(1) as usize;
+        if server.clients.len() >= maxclients {
+            server
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(reject(stream));
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let laddr = stream
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let fd = raw_fd(&stream);
+        let (handle, outbox) =
+            server
+                .clients
+                .register(peer.to_string(), laddr, fd, server.clock.now_ms());
+        let session = Session::new(handle, !server.requires_auth());
+        tokio::spawn(serve(server.clone(), stream, session, outbox));
+    }
+}
+
+/// Redis's reply to a client over `maxclients`, then close.
+async fn reject(mut stream: TcpStream) {
+    let _ = stream
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(unix)]
+fn raw_fd(stream: &TcpStream) -> i64 {
+    use std::os::unix::io::AsRawFd;
+    stream.as_raw_fd() as i64
+}
+
+#[cfg(not(unix))]
+fn raw_fd(_stream: &TcpStream) -> i64 {
+    -1
+}

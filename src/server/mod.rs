@@ -1,0 +1,13 @@
+//! The server: shared state, client sessions, the connection loop, the listener, the cron.
+
+pub mod clients;
+pub mod conn;
+pub mod cron;
+pub mod listener;
+pub mod monitor;
+pub mod slowlog;
+pub mod state;
+
+pub use clients::{ClientHandle, Clients, ReplyMode, Session};
+pub use listener::{run, start, Running};
+pub use state::{Server, ServerStats};

@@ -1,0 +1,210 @@
+//! `Server`: the state every connection shares, and the statistics INFO reports.
+
+use super::clients::Clients;
+use super::monitor::Monitors;
+use super::slowlog::SlowLog;
+use crate::command::{table, Command};
+use crate::config::Config;
+use crate::error::{error_code, Error};
+use crate::io::{Clock, FileSystem};
+use crate::keyspace::{AccessMode, Keyspace};
+use crate::repl::PropagationLog;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Per-command counters for INFO commandstats.
+#[derive(Default)]
+pub struct CommandStats {
+    pub calls: AtomicU64,
+    pub usec: AtomicU64,
+    pub rejected_calls: AtomicU64,
+    pub failed_calls: AtomicU64,
+}
+
+/// Server-wide counters for INFO stats.
+pub struct ServerStats {
+    pub commands: Vec<CommandStats>,
+    pub errors: Mutex<BTreeMap<String, u64>>,
+    pub total_error_replies: AtomicU64,
+    pub total_commands_processed: AtomicU64,
+    pub total_connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
+    /// Writes since the last save (Redis's `server.dirty`).
+    pub dirty: AtomicU64,
+}
+
+/// Errors raised before a command runs count as rejected; after, as failed.
+impl ServerStats {
+    fn new(commands: usize) -> ServerStats {
+        ServerStats {
+            commands: (0..commands).map(|_| CommandStats::default()).collect(),
+            errors: Mutex::new(BTreeMap::new()),
+            total_error_replies: AtomicU64::new(0),
+            total_commands_processed: AtomicU64::new(0),
+            total_connections_received: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            net_input_bytes: AtomicU64::new(0),
+            net_output_bytes: AtomicU64::new(0),
+            dirty: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record_call(&self, command: &Command, usec: u64, failed: bool) {
+        let stats = &self.commands[command.id];
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.usec.fetch_add(usec, Ordering::Relaxed);
+        if failed {
+            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        self.total_commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an error reply; `command` is Some when the command was found but refused before
+    /// running (arity is counted as unknown-command-like rejection by Redis too).
+    pub fn record_error(&self, error: &Error, rejected: Option<&Command>) {
+        let text = error.text();
+        *self
+            .errors
+            .lock()
+            .entry(error_code(&text).to_string())
+            .or_insert(0) += 1;
+        self.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        if let Some(command) = rejected {
+            self.commands[command.id]
+                .rejected_calls
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn add_dirty(&self, writes: u64) {
+        if writes > 0 {
+            self.dirty.fetch_add(writes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why and how the server is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownRequest {
+    /// Some(true) to save, Some(false) not to, None for the configured default.
+    pub save: Option<bool>,
+}
+
+/// Everything shared by the connections.
+pub struct Server {
+    pub config: Config,
+    pub keyspace: Keyspace,
+    pub clients: Clients,
+    pub log: PropagationLog,
+    pub stats: ServerStats,
+    pub slowlog: SlowLog,
+    pub monitors: Monitors,
+    pub clock: Arc<dyn Clock>,
+    pub fs: Arc<dyn FileSystem>,
+    /// Unix ms at start.
+    pub start_ms: u64,
+    pub started: std::time::Instant,
+    /// 40 hex characters, as Redis's run_id.
+    pub run_id: String,
+    /// The port actually bound (differs from `port` when that is 0).
+    pub bound_port: AtomicU64,
+    /// `DEBUG SET-ACTIVE-EXPIRE`.
+    pub active_expire_enabled: AtomicBool,
+    shutdown: Mutex<Option<ShutdownRequest>>,
+    shutdown_notify: Notify,
+    /// CLIENT PAUSE: until when (unix ms) and whether all commands or only writes pause.
+    pub pause: Mutex<Option<(u64, bool)>>,
+    pub unpaused: Notify,
+}
+
+impl Server {
+    pub fn new(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        fs: Arc<dyn FileSystem>,
+        seed: u64,
+    ) -> Server {
+        let databases = config.int("databases") as usize;
+        let start_ms = clock.now_ms();
+        let server = Server {
+            keyspace: Keyspace::new(databases, seed),
+            clients: Clients::default(),
+            log: PropagationLog::new(),
+            stats: ServerStats::new(table().count()),
+            slowlog: SlowLog::default(),
+            monitors: Monitors::default(),
+            clock,
+            fs,
+            start_ms,
+            started: std::time::Instant::now(),
+            run_id: run_id(seed),
+            bound_port: AtomicU64::new(0),
+            active_expire_enabled: AtomicBool::new(true),
+            shutdown: Mutex::new(None),
+            shutdown_notify: Notify::new(),
+            pause: Mutex::new(None),
+            unpaused: Notify::new(),
+            config,
+        };
+        server.apply_config();
+        server
+    }
+
+    /// Re-derives state that mirrors configuration (called after CONFIG SET).
+    pub fn apply_config(&self) {
+        let policy = self.config.word("maxmemory-policy");
+        let mode = if policy.ends_with("lfu") {
+            AccessMode::Lfu {
+                log_factor: self.config.int("lfu-log-factor") as u32,
+                decay_minutes: self.config.int("lfu-decay-time") as u32,
+            }
+        } else {
+            AccessMode::Lru
+        };
+        self.keyspace.set_access_mode(mode);
+    }
+
+    /// True when clients must AUTH first (`requirepass` set).
+    pub fn requires_auth(&self) -> bool {
+        !self.config.text("requirepass").is_empty()
+    }
+
+    pub fn request_shutdown(&self, request: ShutdownRequest) {
+        *self.shutdown.lock() = Some(request);
+        self.shutdown_notify.notify_waiters();
+        self.shutdown_notify.notify_one();
+    }
+
+    pub fn shutdown_requested(&self) -> Option<ShutdownRequest> {
+        *self.shutdown.lock()
+    }
+
+    /// Resolves when a shutdown has been requested.
+    pub async fn shutdown_signal(&self) -> ShutdownRequest {
+        loop {
+            let notified = self.shutdown_notify.notified();
+            if let Some(request) = self.shutdown_requested() {
+                return request;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+fn run_id(seed: u64) -> String {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5eed);
+    (0..40)
+        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}

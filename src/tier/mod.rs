@@ -1,0 +1,8 @@
+//! Memory accounting, the base of tiering: how many bytes the process has allocated.
+//!
+//! The spill/promote policy and segment files arrive with the tiering work; what exists now is
+//! the honest number they will steer by (INFO's `used_memory`).
+
+pub mod alloc;
+
+pub use alloc::{used_memory, CountingAllocator};

@@ -1,0 +1,182 @@
+//! Small helpers shared by several modules: Redis's glob matching and number parsing.
+
+/// Redis's `stringmatchlen`: `*`, `?`, `[...]` with ranges and `^` negation, `\` escapes.
+pub fn glob_match(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
+    glob_match_depth(pattern, text, nocase, 0)
+}
+
+/// Nesting bound: each `*` recurses once; Redis bounds this the same way against patterns
+/// crafted to take exponential time.
+const GLOB_DEPTH_MAX: usize = 1000;
+
+fn glob_match_depth(mut pattern: &[u8], mut text: &[u8], nocase: bool, depth: usize) -> bool {
+    if depth > GLOB_DEPTH_MAX {
+        return false;
+    }
+    let eq = |a: u8, b: u8| {
+        if nocase {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
+    while !pattern.is_empty() && !text.is_empty() {
+        match pattern[0] {
+            b'*' => {
+                while pattern.len() > 1 && pattern[1] == b'*' {
+                    pattern = &pattern[1..];
+                }
+                if pattern.len() == 1 {
+                    return true;
+                }
+                for start in 0..text.len() {
+                    if glob_match_depth(&pattern[1..], &text[start..], nocase, depth + 1) {
+                        return true;
+                    }
+                }
+                return false;
+            }
+            b'?' => text = &text[1..],
+            b'[' => {
+                pattern = &pattern[1..];
+                let negate = pattern.first() == Some(&b'^');
+                if negate {
+                    pattern = &pattern[1..];
+                }
+                let mut matched = false;
+                loop {
+                    match pattern {
+                        [] => break,
+                        [b'\\', escaped, ..] => {
+                            if eq(*escaped, text[0]) {
+                                matched = true;
+                            }
+                            pattern = &pattern[2..];
+                        }
+                        [b']', ..] => break,
+                        [low, b'-', high, ..] if *high != b']' || pattern.len() > 3 => {
+                            let (mut low, mut high, mut c) = (*low, *high, text[0]);
+                            if low > high {
+                                std::mem::swap(&mut low, &mut high);
+                            }
+                            if nocase {
+                                low = low.to_ascii_lowercase();
+                                high = high.to_ascii_lowercase();
+                                c = c.to_ascii_lowercase();
+                            }
+                            if c >= low && c <= high {
+                                matched = true;
+                            }
+                            pattern = &pattern[3..];
+                        }
+                        [c, ..] => {
+                            if eq(*c, text[0]) {
+                                matched = true;
+                            }
+                            pattern = &pattern[1..];
+                        }
+                    }
+                }
+                if pattern.is_empty() {
+                    // Unterminated class: Redis treats the end of the pattern as its end.
+                } else {
+                    debug_assert_eq!(pattern[0], b']');
+                }
+                if negate {
+                    matched = !matched;
+                }
+                if !matched {
+                    return false;
+                }
+                text = &text[1..];
+            }
+            b'\\' if pattern.len() >= 2 => {
+                pattern = &pattern[1..];
+                if !eq(pattern[0], text[0]) {
+                    return false;
+                }
+                text = &text[1..];
+            }
+            c => {
+                if !eq(c, text[0]) {
+                    return false;
+                }
+                text = &text[1..];
+            }
+        }
+        if pattern.is_empty() {
+            break;
+        }
+        pattern = &pattern[1..];
+        if text.is_empty() {
+            while pattern.first() == Some(&b'*') {
+                pattern = &pattern[1..];
+            }
+            break;
+        }
+    }
+    pattern.is_empty() && text.is_empty()
+}
+
+/// Redis's `string2ld` for INCRBYFLOAT and friends: a decimal or exponent float, no spaces,
+/// not NaN; `inf` is accepted here and rejected by callers that need a finite result.
+pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.is_empty()
+        || text.len() > 5000
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace)
+    {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let value = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => {
+            if !lower
+                .bytes()
+                .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'-' | b'+'))
+            {
+                return None;
+            }
+            lower.parse::<f64>().ok()?
+        }
+    };
+    if value.is_nan() {
+        return None;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_like_redis() {
+        assert!(glob_match(b"*", b"anything", false));
+        assert!(glob_match(b"h?llo", b"hello", false));
+        assert!(glob_match(b"h*llo", b"heeeello", false));
+        assert!(glob_match(b"h[ae]llo", b"hallo", false));
+        assert!(!glob_match(b"h[^e]llo", b"hello", false));
+        assert!(glob_match(b"h[a-b]llo", b"hbllo", false));
+        assert!(glob_match(b"a\\*b", b"a*b", false));
+        assert!(!glob_match(b"a\\*b", b"axb", false));
+        assert!(glob_match(b"MAX*", b"maxclients", true));
+        assert!(!glob_match(b"abc", b"abcd", false));
+        assert!(glob_match(b"abc*", b"abc", false));
+        assert!(!glob_match(b"", b"a", false));
+        assert!(glob_match(b"", b"", false));
+    }
+
+    #[test]
+    fn floats_like_string2ld() {
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"5.0e3"), Some(5000.0));
+        assert_eq!(parse_f64(b" 1"), None);
+        assert_eq!(parse_f64(b"nan"), None);
+        assert_eq!(parse_f64(b"abc"), None);
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+    }
+}
