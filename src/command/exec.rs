@@ -223,6 +223,15 @@ fn run(
     }
 }
 
+/// Redis's first/last/step key positions, without allocating.
+fn key_range(command: &Command, argc: usize) -> impl Iterator<Item = usize> {
+    let (first, step) = (command.first_key, command.key_step);
+    let last = if command.last_key < 0 { argc as i32 + command.last_key } else { command.last_key };
+    let last = last.min(argc as i32 - 1);
+    let valid = first > 0 && step > 0;
+    (if valid { first..=last } else { 1..=0 }).step_by(step.max(1) as usize).map(|i| i as usize)
+}
+
 /// Appends the command's effects to the propagation log, locks still held.
 fn propagate(server: &Server, ctx: &mut Ctx<'_>, db_at_start: usize, args: &[Bytes]) {
     let mut effects: Vec<(usize, Vec<Bytes>)> = Vec::new();
