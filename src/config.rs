@@ -507,10 +507,12 @@ pub static ALIASES: &[(&str, &str)] = &[
 
 /// Directive name to table index, built once.
 fn exact_names() -> &'static std::collections::HashMap<&'static str, usize, ahash::RandomState> {
-    static NAMES: std::sync::OnceLock<std::collections::HashMap<&'static str, usize, ahash::RandomState>> =
-        std::sync::OnceLock::new();
+    static NAMES: std::sync::OnceLock<
+        std::collections::HashMap<&'static str, usize, ahash::RandomState>,
+    > = std::sync::OnceLock::new();
     NAMES.get_or_init(|| {
-        let mut names = std::collections::HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut names =
+            std::collections::HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4));
         for (index, directive) in TABLE.iter().enumerate() {
             names.insert(directive.name, index);
         }

@@ -5,7 +5,7 @@
 //! (lazily expired keys as DEL, then the command or its rewrite) while the locks are still
 //! held, so the log's order is the keyspace's -> release -> statistics and slowlog.
 
-use super::table::{flags, table, Command, Lock};
+use super::table::{flags, range_iter, table, Command, Lock};
 use crate::error::{error_code, CmdResult, Error};
 use crate::keyspace::Locked;
 use crate::protocol::Reply;
@@ -166,15 +166,24 @@ fn run(
     let ks = match command.lock {
         Lock::None => keyspace.lock_none(now_ms),
         Lock::All => keyspace.lock_all(now_ms),
-        Lock::Keys | Lock::Custom(_) => {
-            let positions = command.key_positions(args);
-            keyspace.lock_keys(
-                positions
-                    .iter()
-                    .filter_map(|&i| args.get(i))
-                    .map(|k| &k[..]),
-                now_ms,
+        Lock::Keys => {
+            let keys = range_iter(
+                command.first_key,
+                command.last_key,
+                command.key_step,
+                args.len(),
             )
+            .filter_map(|i| args.get(i))
+            .map(|k| &k[..]);
+            keyspace.lock_keys(keys, now_ms)
+        }
+        Lock::Custom(find) => {
+            let positions = find(args);
+            let keys = positions
+                .iter()
+                .filter_map(|&i| args.get(i))
+                .map(|k| &k[..]);
+            keyspace.lock_keys(keys, now_ms)
         }
     };
     let started = Instant::now();
@@ -221,15 +230,6 @@ fn run(
             (error.into_reply(), action)
         }
     }
-}
-
-/// Redis's first/last/step key positions, without allocating.
-fn key_range(command: &Command, argc: usize) -> impl Iterator<Item = usize> {
-    let (first, step) = (command.first_key, command.key_step);
-    let last = if command.last_key < 0 { argc as i32 + command.last_key } else { command.last_key };
-    let last = last.min(argc as i32 - 1);
-    let valid = first > 0 && step > 0;
-    (if valid { first..=last } else { 1..=0 }).step_by(step.max(1) as usize).map(|i| i as usize)
 }
 
 /// Appends the command's effects to the propagation log, locks still held.

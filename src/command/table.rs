@@ -175,15 +175,16 @@ impl Command {
 
 /// Redis's first/last/step key positions: a negative last counts from the end.
 pub fn range_positions(first: i32, last: i32, step: i32, argc: usize) -> Vec<usize> {
-    if first <= 0 || step <= 0 {
-        return Vec::new();
-    }
+    range_iter(first, last, step, argc).collect()
+}
+
+/// The same positions without allocating (the executor's hot path).
+pub fn range_iter(first: i32, last: i32, step: i32, argc: usize) -> impl Iterator<Item = usize> {
     let last = if last < 0 { argc as i32 + last } else { last };
     let last = last.min(argc as i32 - 1);
-    (first..=last)
-        .step_by(step as usize)
-        .map(|i| i as usize)
-        .collect()
+    let valid = first > 0 && step > 0;
+    let range = if valid { first..=last } else { 1..=0 };
+    range.step_by(step.max(1) as usize).map(|i| i as usize)
 }
 
 /// Converts the generator's typed JSON into a reply tree.

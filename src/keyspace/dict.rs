@@ -186,7 +186,9 @@ impl<V> Dict<V> {
         // Looking in the table that holds the key first keeps this to one probe per table.
         let in_first = self.tables[0].find(hash, key).is_some();
         let table = if in_first { 0 } else { 1 };
-        self.tables[table].find_mut(hash, key).map(|node| &mut node.value)
+        self.tables[table]
+            .find_mut(hash, key)
+            .map(|node| &mut node.value)
     }
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V>> {

@@ -99,7 +99,8 @@ impl Keyspace {
         keys: impl IntoIterator<Item = &'k [u8]>,
         now_ms: u64,
     ) -> Locked<'a> {
-        let mut wanted: SmallVec<[usize; 8]> = keys.into_iter().map(|key| self.shard_of(key)).collect();
+        let mut wanted: SmallVec<[usize; 8]> =
+            keys.into_iter().map(|key| self.shard_of(key)).collect();
         wanted.sort_unstable();
         wanted.dedup();
         self.lock_shards(&wanted, now_ms)

@@ -174,8 +174,10 @@ impl Server {
             AccessMode::Lru
         };
         self.keyspace.set_access_mode(mode);
-        self.auth_required
-            .store(!self.config.text("requirepass").is_empty(), Ordering::Relaxed);
+        self.auth_required.store(
+            !self.config.text("requirepass").is_empty(),
+            Ordering::Relaxed,
+        );
     }
 
     /// CLIENT PAUSE: holds writes (or all commands) until `until_ms`; None lifts the pause.
