@@ -107,6 +107,8 @@ pub struct Server {
     pub monitors: Monitors,
     pub clock: Arc<dyn Clock>,
     pub fs: Arc<dyn FileSystem>,
+    /// The configuration file's absolute path, empty when started without one.
+    pub config_file: String,
     /// Unix ms at start.
     pub start_ms: u64,
     pub started: std::time::Instant,
@@ -145,6 +147,7 @@ impl Server {
             monitors: Monitors::default(),
             clock,
             fs,
+            config_file: String::new(),
             start_ms,
             started: std::time::Instant::now(),
             run_id: run_id(seed),
