@@ -10,7 +10,7 @@ pub static COMMANDS: &[Spec] = &[];
 
 /// Redis refuses names with spaces or newlines (they would break CLIENT LIST).
 pub fn validate_name(name: &[u8]) -> Result<(), Error> {
-    if name.iter().any(|&c| c < b'!' || c > b'~') {
+    if name.iter().any(|c| !(b'!'..=b'~').contains(c)) {
         return Err(
             "ERR Client names cannot contain spaces, newlines or special characters.".into(),
         );
