@@ -256,7 +256,11 @@ fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], seconds: bool, base_ms: i64
     }
     let set = ctx.ks.set_expire(db, key, when_ms as u64);
     assert!(set, "a key found by lookup must accept an expiry");
-    // Redis rewrites argv[0] and argv[2] only: the condition words go along as given.
+    // Redis rewrites argv[0] and argv[2] only, the condition words going along as given, and
+    // leaves PEXPIREAT exactly as the client sent it.
+    if !seconds && base_ms == 0 {
+        return Ok(Reply::Integer(1));
+    }
     let mut rewritten = argv.to_vec();
     rewritten[0] = Bytes::from_static(b"PEXPIREAT");
     rewritten[2] = Bytes::from(when_ms.to_string());
@@ -783,6 +787,191 @@ mod tests {
         list.iter()
             .map(|word| Bytes::copy_from_slice(word.as_bytes()))
             .collect()
+    }
+
+    /// A clock the test moves by hand.
+    struct TestClock(std::sync::atomic::AtomicU64);
+
+    impl crate::io::Clock for TestClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Collects the propagated stream.
+    struct Collect(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl crate::repl::log::Sink for Collect {
+        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
+            self.0.lock().extend_from_slice(bytes);
+        }
+    }
+
+    /// Runs `commands` on a fresh server and returns the replies and the propagated stream
+    /// rendered one command per line.
+    fn propagated(commands: &[(&[&str], u64)]) -> (Vec<Reply>, Vec<String>) {
+        use std::sync::Arc;
+        const START_MS: u64 = 1_700_000_000_000;
+        let clock = Arc::new(TestClock(std::sync::atomic::AtomicU64::new(START_MS)));
+        let server = crate::server::Server::new(
+            crate::config::Config::default(),
+            clock.clone(),
+            Arc::new(crate::io::StdFileSystem),
+            7,
+        );
+        let stream = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        server.log.add_sink(Box::new(Collect(stream.clone())));
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = crate::server::Session::new(handle, true);
+        let mut replies = Vec::new();
+        for (argv, advance_ms) in commands {
+            clock.0.fetch_add(*advance_ms, Ordering::Relaxed);
+            let (reply, _) = super::super::dispatch(&server, &mut session, words(argv));
+            replies.push(reply);
+        }
+        let text = String::from_utf8_lossy(&stream.lock()).into_owned();
+        let lines = text
+            .split("*")
+            .filter(|command| !command.is_empty())
+            .map(|command| {
+                let parts: Vec<&str> = command.split("\r\n").collect();
+                parts
+                    .iter()
+                    .skip(2)
+                    .step_by(2)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        (replies, lines)
+    }
+
+    #[test]
+    fn propagation_matches_redis() {
+        let (replies, lines) = propagated(&[
+            (&["SET", "k", "v"], 0),
+            (&["EXPIRE", "k", "100", "XX"], 0),
+            (&["EXPIRE", "k", "100"], 0),
+            (&["PEXPIRE", "k", "5000", "nx"], 0),
+            (&["EXPIREAT", "k", "4000000000", "gt"], 0),
+            (&["pexpireat", "k", "4000000000001", "gt"], 0),
+            (&["EXPIRE", "k", "-1"], 0),
+            (&["SET", "a", "1"], 0),
+            (&["RENAME", "a", "a"], 0),
+            (&["RENAME", "nokey", "b"], 0),
+            (&["SET", "x", "1"], 0),
+            (&["PEXPIRE", "x", "10"], 0),
+            (&["TTL", "x"], 20),
+            (&["SWAPDB", "0", "0"], 0),
+            (&["FLUSHDB"], 0),
+            (&["FLUSHDB"], 0),
+            (&["FLUSHALL", "async"], 0),
+        ]);
+        let integers: Vec<Option<i64>> = replies
+            .iter()
+            .map(|reply| match reply {
+                Reply::Integer(value) => Some(*value),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            integers,
+            [
+                None,
+                Some(0),
+                Some(1),
+                Some(0),
+                Some(1),
+                Some(1),
+                Some(1),
+                None,
+                None,
+                None,
+                None,
+                Some(1),
+                Some(-2),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        assert_eq!(
+            lines,
+            [
+                "SELECT 0",
+                "SET k v",
+                "PEXPIREAT k 1700000100000",
+                "PEXPIREAT k 4000000000000 gt",
+                "pexpireat k 4000000000001 gt",
+                "DEL k",
+                "SET a 1",
+                "SET x 1",
+                "PEXPIREAT x 1700000000010",
+                "DEL x",
+                "SWAPDB 0 0",
+                "FLUSHDB",
+                "FLUSHDB",
+                "FLUSHALL async",
+            ]
+        );
+    }
+
+    #[test]
+    fn scan_returns_every_stable_key_while_the_keyspace_grows_and_shrinks() {
+        use std::collections::HashSet;
+        use std::sync::Arc;
+        let clock = Arc::new(TestClock(std::sync::atomic::AtomicU64::new(1)));
+        let server = crate::server::Server::new(
+            crate::config::Config::default(),
+            clock,
+            Arc::new(crate::io::StdFileSystem),
+            3,
+        );
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = crate::server::Session::new(handle, true);
+        let mut run = |argv: &[&str]| super::super::dispatch(&server, &mut session, words(argv)).0;
+        let stable: Vec<String> = (0..500).map(|i| format!("stable:{i}")).collect();
+        for key in &stable {
+            run(&["SET", key, "1"]);
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = "0".to_string();
+        let mut added = 0;
+        const CALLS_MAX: usize = 100_000;
+        for call in 0..CALLS_MAX {
+            let Reply::Array(parts) = run(&["SCAN", &cursor, "COUNT", "3"]) else {
+                panic!("SCAN replies with an array");
+            };
+            let [Reply::Bulk(next), Reply::Array(keys)] = &parts[..] else {
+                panic!("SCAN replies with a cursor and keys");
+            };
+            for key in keys {
+                let Reply::Bulk(key) = key else {
+                    panic!("keys are bulk strings")
+                };
+                seen.insert(String::from_utf8_lossy(key).into_owned());
+            }
+            cursor = String::from_utf8_lossy(next).into_owned();
+            if cursor == "0" {
+                break;
+            }
+            // Grow for a while (dicts expand), then delete the extra keys (dicts shrink).
+            if call < 100 {
+                for _ in 0..20 {
+                    run(&["SET", &format!("grow:{added}"), "1"]);
+                    added += 1;
+                }
+            } else {
+                for index in (call - 100) * 40..(call - 99) * 40 {
+                    run(&["DEL", &format!("grow:{index}")]);
+                }
+            }
+            assert!(call + 1 < CALLS_MAX, "SCAN never finished");
+        }
+        let missing: Vec<&String> = stable.iter().filter(|key| !seen.contains(*key)).collect();
+        assert!(missing.is_empty(), "missed {missing:?}");
     }
 
     #[test]
