@@ -19,7 +19,6 @@ use crate::keyspace::{AccessMode, Entry};
 use crate::protocol::Reply;
 use bytes::Bytes;
 use rand::Rng;
-use std::sync::atomic::Ordering;
 
 const SAME_OBJECT: &str = "ERR source and destination objects are the same";
 const INVALID_CURSOR: &str = "ERR invalid cursor";
@@ -90,21 +89,6 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("object|help", object_help, Lock::None),
 ];
 
-/// Redis's `lookupKeyReadWithFlags(.., LOOKUP_NOTOUCH)`: expires the key if due and counts a
-/// keyspace hit or miss, without recording an access.
-fn lookup_notouch<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Option<&'c mut Entry> {
-    let db = ctx.db();
-    let stats = &ctx.ks.keyspace().stats;
-    let found = ctx.ks.peek(db, key);
-    let counter = if found.is_some() {
-        &stats.keyspace_hits
-    } else {
-        &stats.keyspace_misses
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    found
-}
-
 /// `DEL key [key ...]`, `UNLINK key [key ...]`: the number of keys removed.
 fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
@@ -119,14 +103,17 @@ fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let found = argv[1..]
         .iter()
-        .filter(|key| lookup_notouch(ctx, key).is_some())
+        .filter(|key| ctx.ks.peek_read(ctx.session.db, key).is_some())
         .count();
     Ok(Reply::Integer(found as i64))
 }
 
 /// `TYPE key`: the type's name, `none` for a missing key.
 fn type_command(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    let name = lookup_notouch(ctx, &argv[1]).map_or("none", |entry| entry.value.type_name());
+    let name = ctx
+        .ks
+        .peek_read(ctx.session.db, &argv[1])
+        .map_or("none", |entry| entry.value.type_name());
     Ok(Reply::Simple(name))
 }
 
@@ -295,7 +282,7 @@ fn pexpiretime(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `TTL key` and siblings: -2 for a missing key, -1 without expiry (Redis's `ttlGenericCommand`).
 fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], output: TtlOutput) -> CmdResult {
-    if lookup_notouch(ctx, &argv[1]).is_none() {
+    if ctx.ks.peek_read(ctx.session.db, &argv[1]).is_none() {
         return Ok(Reply::Integer(-2));
     }
     let db = ctx.db();
@@ -455,7 +442,10 @@ fn scan(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         }
         if let Some(wanted) = &options.type_name {
             // As Redis 7.0: the lookup expires the key, so a key that just expired is "none".
-            let name = lookup_notouch(ctx, &key).map_or("none", |entry| entry.value.type_name());
+            let name = ctx
+                .ks
+                .peek_read(ctx.session.db, &key)
+                .map_or("none", |entry| entry.value.type_name());
             if !wanted.eq_ignore_ascii_case(name.as_bytes()) {
                 continue;
             }
@@ -687,8 +677,7 @@ fn flushdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let removed = ctx.ks.flush_db(db);
     if removed == 0 {
-        // Redis forces propagation here; a dirty count is Strata's only way to ask for it.
-        ctx.ks.dirty += 1;
+        ctx.force_propagate();
     }
     Ok(Reply::OK)
 }
@@ -706,7 +695,7 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `OBJECT ENCODING key`.
 fn object_encoding(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    Ok(match lookup_notouch(ctx, &argv[2]) {
+    Ok(match ctx.ks.peek_read(ctx.session.db, &argv[2]) {
         None => Reply::Null,
         Some(entry) => Reply::bulk(entry.value.encoding(entry.flags)),
     })
@@ -729,7 +718,7 @@ fn object_freq(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             .clamp(0, u32::MAX as i64) as u32,
     };
     let now_ms = ctx.now_ms();
-    let Some(entry) = lookup_notouch(ctx, &argv[2]) else {
+    let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
         return Ok(Reply::Null);
     };
     if !lfu {
@@ -744,7 +733,7 @@ fn object_freq(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 fn object_idletime(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let lfu = lfu_policy(ctx);
     let now_ms = ctx.now_ms();
-    let Some(entry) = lookup_notouch(ctx, &argv[2]) else {
+    let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
         return Ok(Reply::Null);
     };
     if lfu {
@@ -759,7 +748,7 @@ fn object_refcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let policy = ctx.server.config.word("maxmemory-policy");
     let sharing = ctx.server.config.int("maxmemory") == 0
         || !(policy.ends_with("lru") || policy.ends_with("lfu"));
-    let Some(entry) = lookup_notouch(ctx, &argv[2]) else {
+    let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
         return Ok(Reply::Null);
     };
     let shared = sharing

@@ -183,8 +183,14 @@ pub fn range_iter(first: i32, last: i32, step: i32, argc: usize) -> impl Iterato
     let last = if last < 0 { argc as i32 + last } else { last };
     let last = last.min(argc as i32 - 1);
     // An invalid spec (no keys) yields an empty range: first > last.
-    let (first, last) = if first > 0 && step > 0 { (first, last) } else { (1, 0) };
-    (first..=last).step_by(step.max(1) as usize).map(|i| i as usize)
+    let (first, last) = if first > 0 && step > 0 {
+        (first, last)
+    } else {
+        (1, 0)
+    };
+    (first..=last)
+        .step_by(step.max(1) as usize)
+        .map(|i| i as usize)
 }
 
 /// Converts the generator's typed JSON into a reply tree.
