@@ -771,6 +771,7 @@ fn object_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     fn words(list: &[&str]) -> Vec<Bytes> {
         list.iter()
