@@ -1,25 +1,45 @@
 //! The connection loop: read, parse, dispatch, encode, write; pipelined and bounded.
 //!
-//! A client's cost is bounded by what it sends and reads: the query buffer grows only with
-//! bytes that arrive (and `client-query-buffer-limit` closes it past 1 GB by default), replies
-//! of one pipelined batch are flushed every `OUTPUT_FLUSH_BYTES`, and a client that stops
-//! reading stops being served (its task waits on the socket) without holding any lock.
+//! Reading and writing proceed together, as in Redis: a client may send a whole pipeline
+//! before reading any reply, so replies are written while more requests are read. What one
+//! client can make the server hold is bounded on both sides: the query buffer grows only with
+//! bytes that arrive (`client-query-buffer-limit` closes the client past it, 1 GB by default),
+//! and once `OUTPUT_PENDING_MAX` bytes of replies wait for a client that does not read, its
+//! requests stop being read until they drain (and `client-output-buffer-limit normal`, when
+//! set, closes it). No lock is held while waiting on a socket.
 
 use super::clients::{ReplyMode, Session};
 use super::state::{Server, ShutdownRequest};
 use crate::command::{dispatch, Action};
 use crate::protocol::parser::{Limits, RequestParser};
 use crate::protocol::Reply;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// How much to read at a time; the buffer grows by this much only when it is full.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// Pending replies are written out once they pass this, even mid-pipeline.
-const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+/// Replies waiting for a client beyond this stop the reading of its requests (backpressure).
+/// Large enough for a pipeline of a million small replies sent before any is read.
+const OUTPUT_PENDING_MAX: usize = 64 * 1024 * 1024;
+/// Output below this is never checked against `client-output-buffer-limit` (cheap hot path).
+const OUTPUT_LIMIT_CHECK_MIN: usize = 1024 * 1024;
+
+/// What processing a batch of input left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// Every complete request was run; wait for more bytes.
+    Drained,
+    /// Stopped because replies piled up; run the rest once they drain.
+    Deferred,
+    /// Send what is pending, then close (QUIT, protocol error).
+    Close,
+    /// Close now without sending more (SHUTDOWN).
+    Abort,
+}
 
 /// Serves one client until it quits, is killed, errs, or the server stops.
 pub async fn serve<S>(
@@ -35,40 +55,69 @@ pub async fn serve<S>(
     let mut output = BytesMut::new();
     let mut parser = RequestParser::new();
     let handle = session.handle.clone();
+    let mut closing = false;
+    let mut deferred = false;
+    let mut over_soft_limit_since: Option<Instant> = None;
     loop {
-        input.reserve(READ_CHUNK_BYTES);
+        if closing && output.is_empty() {
+            break;
+        }
+        let room = output.len() < OUTPUT_PENDING_MAX;
+        if deferred && room && !closing {
+            match process_input(&server, &mut session, &mut parser, &mut input, &mut output).await {
+                Batch::Drained => deferred = false,
+                Batch::Deferred => {}
+                Batch::Close => closing = true,
+                Batch::Abort => break,
+            }
+            continue;
+        }
+        if output.len() >= OUTPUT_LIMIT_CHECK_MIN
+            && over_output_limit(&server, output.len(), &mut over_soft_limit_since)
+        {
+            tracing::warn!(client = %handle.addr, "Client scheduled to be closed ASAP for overcoming of output buffer limits.");
+            break;
+        }
+        let reading = room && !closing && !deferred;
+        if reading {
+            input.reserve(READ_CHUNK_BYTES);
+        }
         tokio::select! {
             _ = handle.killed() => break,
-            message = outbox.recv() => {
+            message = outbox.recv(), if !closing => {
                 let Some(message) = message else { break };
                 handle.outbox_bytes.fetch_sub(message.len(), Ordering::Relaxed);
-                if writer.write_all(&message).await.is_err() {
-                    break;
+                output.extend_from_slice(&message);
+            }
+            written = writer.write(&output), if !output.is_empty() => {
+                match written {
+                    Ok(0) | Err(_) => break,
+                    Ok(written) => {
+                        server.stats.net_output_bytes.fetch_add(written as u64, Ordering::Relaxed);
+                        output.advance(written);
+                    }
                 }
             }
-            read = reader.read_buf(&mut input) => {
+            read = reader.read_buf(&mut input), if reading => {
                 let read = match read {
                     Ok(0) | Err(_) => break,
                     Ok(read) => read,
                 };
                 server.stats.net_input_bytes.fetch_add(read as u64, Ordering::Relaxed);
-                let keep_going = process_input(&server, &mut session, &mut parser, &mut input, &mut output, &mut writer).await;
-                if !output.is_empty() {
-                    server.stats.net_output_bytes.fetch_add(output.len() as u64, Ordering::Relaxed);
-                    if writer.write_all(&output).await.is_err() {
-                        break;
-                    }
-                    output.clear();
-                }
-                if !keep_going {
-                    break;
+                match process_input(&server, &mut session, &mut parser, &mut input, &mut output).await {
+                    Batch::Drained => {}
+                    Batch::Deferred => deferred = true,
+                    Batch::Close => closing = true,
+                    Batch::Abort => break,
                 }
                 let limit = server.config.int("client-query-buffer-limit").max(0) as usize;
                 if input.len() > limit {
                     tracing::warn!(client = %handle.addr, "closing client that reached max query buffer length");
                     break;
                 }
-                handle.info.lock().query_buffer_bytes = input.len();
+                let mut info = handle.info.lock();
+                info.query_buffer_bytes = input.len();
+                info.output_buffer_bytes = output.len();
             }
         }
     }
@@ -78,16 +127,38 @@ pub async fn serve<S>(
     server.clients.unregister(session.id);
 }
 
-/// Runs every complete request in `input`; false when the connection must close.
-async fn process_input<W: AsyncWrite + Unpin>(
+/// `client-output-buffer-limit normal <hard> <soft> <seconds>`: true when the client must go.
+fn over_output_limit(
+    server: &Server,
+    pending: usize,
+    over_soft_since: &mut Option<Instant>,
+) -> bool {
+    let limit = server.config.output_buffer_limit("normal");
+    let pending = pending as u64;
+    if limit.hard_bytes > 0 && pending >= limit.hard_bytes {
+        return true;
+    }
+    if limit.soft_bytes > 0 && pending >= limit.soft_bytes {
+        let since = *over_soft_since.get_or_insert_with(Instant::now);
+        return since.elapsed().as_secs() >= limit.soft_seconds;
+    }
+    *over_soft_since = None;
+    false
+}
+
+/// Runs complete requests from `input` until it has none left or replies pile up.
+async fn process_input(
     server: &Server,
     session: &mut Session,
     parser: &mut RequestParser,
     input: &mut BytesMut,
     output: &mut BytesMut,
-    writer: &mut W,
-) -> bool {
+) -> Batch {
     loop {
+        if output.len() >= OUTPUT_PENDING_MAX {
+            note_activity(server, session);
+            return Batch::Deferred;
+        }
         let limits = Limits {
             bulk_bytes_max: server.config.int("proto-max-bulk-len"),
             authenticated: session.authenticated || !server.requires_auth(),
@@ -96,12 +167,12 @@ async fn process_input<W: AsyncWrite + Unpin>(
             Ok(Some(args)) => args,
             Ok(None) => {
                 note_activity(server, session);
-                return true;
+                return Batch::Drained;
             }
             Err(error) => {
                 tracing::debug!(client = %session.handle.addr, "{}", error.0);
                 Reply::Error(format!("ERR {}", error.0)).encode(session.resp3, output);
-                return false;
+                return Batch::Close;
             }
         };
         wait_if_paused(server, &args).await;
@@ -116,27 +187,17 @@ async fn process_input<W: AsyncWrite + Unpin>(
             ReplyMode::SkipNext => session.reply_mode = ReplyMode::Skip,
         }
         match action {
-            Some(Action::Close) => return false,
+            Some(Action::Close) => return Batch::Close,
             Some(Action::Shutdown { save, .. }) => {
                 server.request_shutdown(ShutdownRequest { save });
                 output.clear();
-                return false;
+                return Batch::Abort;
             }
             Some(Action::Monitor) => {
                 session.handle.info.lock().monitor = true;
                 server.monitors.add(session.handle.clone());
             }
             _ => {}
-        }
-        if output.len() >= OUTPUT_FLUSH_BYTES {
-            server
-                .stats
-                .net_output_bytes
-                .fetch_add(output.len() as u64, Ordering::Relaxed);
-            if writer.write_all(output).await.is_err() {
-                return false;
-            }
-            output.clear();
         }
     }
 }
