@@ -250,7 +250,11 @@ fn set(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     if options.has(OPT_GET) {
         return Ok(bulk_or_null(outcome.old));
     }
-    Ok(if outcome.written { Reply::OK } else { Reply::Null })
+    Ok(if outcome.written {
+        Reply::OK
+    } else {
+        Reply::Null
+    })
 }
 
 struct SetOutcome {
@@ -369,10 +373,8 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
                 ms_bytes(milliseconds),
             ]);
         }
-        None if options.has(OPT_PERSIST) => {
-            if ctx.ks.persist(db, key) {
-                ctx.propagate(vec![Bytes::from_static(b"PERSIST"), key.clone()]);
-            }
+        None if options.has(OPT_PERSIST) && ctx.ks.persist(db, key) => {
+            ctx.propagate(vec![Bytes::from_static(b"PERSIST"), key.clone()]);
         }
         None => {}
     }
@@ -438,7 +440,11 @@ fn mset_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, Err
         return Err(Error::Arity(ctx.command.fullname.clone()));
     }
     let db = ctx.db();
-    if nx && argv[1..].chunks(2).any(|pair| ctx.ks.lookup(db, &pair[0]).is_some()) {
+    if nx
+        && argv[1..]
+            .chunks(2)
+            .any(|pair| ctx.ks.lookup(db, &pair[0]).is_some())
+    {
         return Ok(false);
     }
     for pair in argv[1..].chunks_exact(2) {
@@ -492,8 +498,12 @@ fn increment_by(ctx: &mut Ctx<'_>, key: &[u8], increment: i64) -> CmdResult {
     let value = add_checked(current, increment)?;
     let db = ctx.db();
     let mut buffer = itoa::Buffer::new();
-    ctx.ks
-        .set(db, key, Value::string(buffer.format(value).as_bytes()), true);
+    ctx.ks.set(
+        db,
+        key,
+        Value::string(buffer.format(value).as_bytes()),
+        true,
+    );
     Ok(Reply::Integer(value))
 }
 
@@ -574,7 +584,11 @@ fn range_bounds(start: i64, end: i64, length: usize) -> Option<(usize, usize)> {
         return None;
     }
     let length_signed = length as i64;
-    let mut start = if start < 0 { length_signed + start } else { start };
+    let mut start = if start < 0 {
+        length_signed + start
+    } else {
+        start
+    };
     let mut end = if end < 0 { length_signed + end } else { end };
     start = start.max(0);
     end = end.max(0);
@@ -625,7 +639,8 @@ fn setrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         let mut created = vec![0u8; offset as usize + patch.len()];
         created[offset as usize..].copy_from_slice(patch);
         let length = created.len();
-        ctx.ks.set(db, key, Value::Str(CompactBytes::from_vec(created)), false);
+        ctx.ks
+            .set(db, key, Value::Str(CompactBytes::from_vec(created)), false);
         if let Some(entry) = ctx.ks.peek(db, key) {
             entry.flags |= FLAG_RAW;
         }
@@ -907,13 +922,12 @@ mod long_double {
             if self.is_zero() {
                 return Some(other);
             }
-            let (big, small) = if (self.exponent, self.significand)
-                >= (other.exponent, other.significand)
-            {
-                (self, other)
-            } else {
-                (other, self)
-            };
+            let (big, small) =
+                if (self.exponent, self.significand) >= (other.exponent, other.significand) {
+                    (self, other)
+                } else {
+                    (other, self)
+                };
             // 62 guard bits below the significand; the smaller operand's lost bits fold into a
             // sticky bit 0, which is enough for round-to-nearest-even.
             const GUARD: u32 = 62;
@@ -953,7 +967,7 @@ mod long_double {
 
         /// `%.17Lf`, trailing fraction zeros (and a bare point) removed, "-0" as "0": Redis's
         /// `ld2string(..., LD_STR_HUMAN)`.
-        pub fn to_human_string(&self) -> String {
+        pub fn to_human_string(self) -> String {
             let scaled = self.scaled_fraction_digits();
             let mut digits = scaled.to_decimal();
             let width = FRACTION_DIGITS as usize + 1;
@@ -976,7 +990,7 @@ mod long_double {
         }
 
         /// `|self| * 10^17` rounded to nearest even, as printf rounds the exact binary value.
-        fn scaled_fraction_digits(&self) -> Big {
+        fn scaled_fraction_digits(self) -> Big {
             let scaled = self.significand as u128 * 10u128.pow(FRACTION_DIGITS);
             if self.exponent >= 0 {
                 let mut big = Big::from_u128(scaled);
@@ -1108,7 +1122,7 @@ mod long_double {
         let value = if radix == 16 {
             let binary = exponent - 4 * fraction_digits;
             let top = binary + mantissa.bit_length() as i64;
-            if top > EXPONENT_MAX + 64 + 1 || top < EXPONENT_MIN {
+            if !(EXPONENT_MIN..=EXPONENT_MAX + 64 + 1).contains(&top) {
                 return None;
             }
             Extended::from_big(negative, &mantissa, binary, false)?
@@ -1127,7 +1141,7 @@ mod long_double {
         // nothing: 2^bits > mantissa >= 2^(bits-1).
         let bits = mantissa.bit_length() as i64;
         let decimal_magnitude = (bits as f64 * std::f64::consts::LOG10_2) as i64 + power;
-        if decimal_magnitude > 4940 || decimal_magnitude < -4970 {
+        if !(-4970..=4940).contains(&decimal_magnitude) {
             return None;
         }
         if power >= 0 {
@@ -1321,5 +1335,246 @@ mod long_double {
             }
             text
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::long_double::{parse, Parsed};
+    use super::*;
+    use crate::command::dispatch;
+    use crate::server::{Server, Session};
+    use std::sync::{Arc, Mutex};
+
+    fn words(line: &str) -> Vec<Bytes> {
+        line.split_whitespace()
+            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn set_options_follow_redis_conflict_rules() {
+        let parse_set = |line: &str| StringOptions::parse(&words(line), OptionsFor::Set);
+        let parse_getex = |line: &str| StringOptions::parse(&words(line), OptionsFor::Getex);
+        assert_eq!(
+            parse_set("NX GET EX 10").unwrap().flags,
+            OPT_NX | OPT_GET | OPT_EX
+        );
+        assert_eq!(parse_set("nx nx").unwrap().flags, OPT_NX);
+        assert_eq!(parse_set("EX 10 EX 20").unwrap().expire.unwrap(), "20");
+        for bad in [
+            "NX XX",
+            "XX NX",
+            "EX 1 PX 1",
+            "PX 1 EXAT 1",
+            "EX 1 KEEPTTL",
+            "KEEPTTL PXAT 1",
+            "EX",
+            "PERSIST",
+            "FOO",
+        ] {
+            assert_eq!(parse_set(bad), Err(Error::Syntax), "{bad}");
+        }
+        assert_eq!(parse_getex("PERSIST").unwrap().flags, OPT_PERSIST);
+        for bad in ["NX", "GET", "KEEPTTL", "PERSIST EX 1", "EX 1 PERSIST", "PX"] {
+            assert_eq!(parse_getex(bad), Err(Error::Syntax), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_values_validate_like_redis() {
+        let invalid = Err(Error::InvalidExpire("set".into()));
+        assert_eq!(expire_at_ms(b"10", true, true, 1000, "set"), Ok(11_000));
+        assert_eq!(expire_at_ms(b"10", false, false, 1000, "set"), Ok(10));
+        assert_eq!(expire_at_ms(b"0", true, true, 1000, "set"), invalid);
+        assert_eq!(expire_at_ms(b"-1", false, true, 1000, "set"), invalid);
+        assert_eq!(
+            expire_at_ms(b"9223372036854775807", true, false, 0, "set"),
+            invalid
+        );
+        assert_eq!(
+            expire_at_ms(b"9223372036854775807", false, true, 1, "set"),
+            invalid
+        );
+        assert_eq!(
+            expire_at_ms(b"x", true, true, 0, "set"),
+            Err(Error::NotInteger)
+        );
+    }
+
+    #[test]
+    fn getrange_bounds_match_redis() {
+        assert_eq!(range_bounds(0, 4, 11), Some((0, 4)));
+        assert_eq!(range_bounds(-5, -1, 11), Some((6, 10)));
+        assert_eq!(range_bounds(-1, -5, 11), None);
+        assert_eq!(range_bounds(-100, -50, 11), Some((0, 0)));
+        assert_eq!(range_bounds(5, 3, 11), None);
+        assert_eq!(range_bounds(0, 100, 11), Some((0, 10)));
+        assert_eq!(range_bounds(0, -1, 0), None);
+        assert_eq!(range_bounds(i64::MIN, i64::MAX, 3), Some((0, 2)));
+    }
+
+    fn human(text: &str) -> Option<String> {
+        match parse(text.as_bytes())? {
+            Parsed::Finite(value) => Some(value.to_human_string()),
+            Parsed::Infinite => Some("inf".into()),
+        }
+    }
+
+    fn sum(a: &str, b: &str) -> Option<String> {
+        match (parse(a.as_bytes())?, parse(b.as_bytes())?) {
+            (Parsed::Finite(a), Parsed::Finite(b)) => Some(a.add(b)?.to_human_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn long_double_parsing_and_printing_match_redis() {
+        // Expected strings are real Redis 7.0.15 INCRBYFLOAT replies on x86-64.
+        assert_eq!(human("1e20").unwrap(), "100000000000000000000");
+        assert_eq!(human("1e-20").unwrap(), "0");
+        assert_eq!(human("-0").unwrap(), "0");
+        assert_eq!(human("0x10").unwrap(), "16");
+        assert_eq!(human("0x1p3").unwrap(), "8");
+        assert_eq!(human("5.0e3").unwrap(), "5000");
+        assert_eq!(human(".5").unwrap(), "0.5");
+        assert_eq!(human("1.").unwrap(), "1");
+        assert!(human("1.5e300")
+            .unwrap()
+            .starts_with("15000000000000000000498001098614721663623792391186739285512197"));
+        assert!(human("1e4000")
+            .unwrap()
+            .starts_with("99999999999999999999654638730996237849324925835069576313015083"));
+        for bad in [
+            "1e5000", "1e-5000", " 1", "1 ", "1e", ".", "", "nan", "0x", "1_0", "abc",
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(human("0e-5000").unwrap(), "0");
+        assert_eq!(parse(b"-inf"), Some(Parsed::Infinite));
+    }
+
+    #[test]
+    fn long_double_addition_matches_redis() {
+        assert_eq!(sum("0.1", "0.2").unwrap(), "0.3");
+        assert_eq!(sum("10.5", "0.1").unwrap(), "10.6");
+        assert_eq!(sum("0.3", "-0.3").unwrap(), "0");
+        assert_eq!(sum("1e4932", "1e4932"), None);
+        assert_eq!(sum("3", "1.5").unwrap(), "4.5");
+    }
+
+    #[test]
+    fn lcs_matches_redis_examples() {
+        let result = lcs_compute(b"ohmytext", b"mynewtext", 0, true);
+        assert_eq!(result.common, b"mytext");
+        let ranges: Vec<_> = result
+            .matches
+            .iter()
+            .map(|m| (m.a, m.b, m.length))
+            .collect();
+        assert_eq!(ranges, vec![((4, 7), (5, 8), 4), ((2, 3), (0, 1), 2)]);
+        let filtered = lcs_compute(b"ohmytext", b"mynewtext", 4, true);
+        assert_eq!(filtered.matches.len(), 1);
+        assert!(lcs_compute(b"", b"abc", 0, true).common.is_empty());
+    }
+
+    /// Captures the propagated stream for assertions.
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl crate::repl::log::Sink for Capture {
+        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    struct FixedClock;
+
+    impl crate::io::Clock for FixedClock {
+        fn now_ms(&self) -> u64 {
+            1_000_000
+        }
+    }
+
+    /// Runs `lines` and returns each propagated command as space-joined words.
+    fn propagated(lines: &[&str]) -> Vec<String> {
+        let server = Server::new(
+            crate::config::Config::default(),
+            Arc::new(FixedClock),
+            Arc::new(crate::io::StdFileSystem),
+            7,
+        );
+        let stream = Arc::new(Mutex::new(Vec::new()));
+        server.log.add_sink(Box::new(Capture(stream.clone())));
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = Session::new(handle, true);
+        for line in lines {
+            dispatch(&server, &mut session, words(line));
+        }
+        let bytes = stream.lock().map(|b| b.clone()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        text.split('*')
+            .filter(|command| !command.is_empty())
+            .map(|command| {
+                command
+                    .split("\r\n")
+                    .skip(1)
+                    .filter(|word| !word.starts_with('$') && !word.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn effects_are_rewritten_as_redis_propagates_them() {
+        let effects = propagated(&[
+            "set a 1 ex 100",
+            "set b 1 px 100000 nx",
+            "set c 1 exat 2000",
+            "set d 1 pxat 3000 get",
+            "set e 1 keepttl",
+            "set e 2 xx get keepttl GET",
+            "setex f 100 v",
+            "psetex g 100 v",
+            "setex h 0 v",
+            "set a 1 nx",
+            "getex a ex 10",
+            "getex a persist",
+            "getex a persist",
+            "getex a",
+            "getex a exat 1",
+            "getdel b",
+            "getdel b",
+            "incrbyfloat i 1.5",
+            "getset j 1",
+            "setnx k 1",
+            "incr k",
+            "append k x",
+            "setrange k 0 y",
+        ]);
+        let expected = [
+            "SELECT 0",
+            "SET a 1 PXAT 1100000",
+            "SET b 1 PXAT 1100000",
+            "SET c 1 PXAT 2000000",
+            "SET d 1 PXAT 3000",
+            "set e 1 keepttl",
+            "set e 2 xx keepttl",
+            "SET f v PXAT 1100000",
+            "SET g v PXAT 1000100",
+            "PEXPIREAT a 1010000",
+            "PERSIST a",
+            "DEL a",
+            "DEL b",
+            "SET i 1.5 KEEPTTL",
+            "SET j 1",
+            "setnx k 1",
+            "incr k",
+            "append k x",
+            "setrange k 0 y",
+        ];
+        assert_eq!(effects, expected);
     }
 }
