@@ -24,6 +24,8 @@ const FLOAT_NAN_OR_INFINITY: &str = "ERR increment would produce NaN or Infinity
 const LCS_NOT_STRINGS: &str = "ERR The specified keys must contain string values";
 const LCS_IDX_AND_LEN: &str = "ERR If you want both the length and indexes, please just use IDX.";
 const LCS_TOO_LONG: &str = "ERR String too long for LCS";
+const LCS_ALLOCATION_FAILED: &str =
+    "ERR Insufficient memory, failed allocating transient memory for LCS";
 const LCS_TABLE_TOO_BIG: &str =
     "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len";
 
@@ -292,7 +294,10 @@ fn set_generic(
         .set(db, key, Value::string(value), options.has(OPT_KEEPTTL));
     match expire_at {
         Some(milliseconds) => {
-            ctx.ks.set_expire(db, key, milliseconds as u64);
+            // Straight on the database slice: `set` above already signalled the change, and
+            // Redis counts a SET with an expiry as one write (server.dirty), not two.
+            let installed = ctx.ks.db(db, key).set_expire(key, milliseconds as u64);
+            debug_assert!(installed, "the key was just written");
             ctx.propagate(vec![
                 Bytes::from_static(b"SET"),
                 key.clone(),
@@ -693,9 +698,20 @@ struct LcsResult {
 /// many steps while the shard locks are held; the caller refuses tables larger than
 /// proto-max-bulk-len bytes exactly as Redis does (so at most 512MB by default), and nothing
 /// smaller. The walk back is a port of Redis's loop, range emission quirks included.
-fn lcs_compute(a: &[u8], b: &[u8], min_match_length: u64, with_ranges: bool) -> LcsResult {
+fn lcs_compute(
+    a: &[u8],
+    b: &[u8],
+    min_match_length: u64,
+    with_ranges: bool,
+) -> Result<LcsResult, Error> {
     let columns = b.len() + 1;
-    let mut table = vec![0u32; (a.len() + 1) * columns];
+    let cells = (a.len() + 1) * columns;
+    // Redis uses ztrymalloc here and answers an error rather than dying when memory is short.
+    let mut table: Vec<u32> = Vec::new();
+    table
+        .try_reserve_exact(cells)
+        .map_err(|_| Error::from(LCS_ALLOCATION_FAILED))?;
+    table.resize(cells, 0);
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             table[i * columns + j] = if a[i - 1] == b[j - 1] {
@@ -753,7 +769,7 @@ fn lcs_compute(a: &[u8], b: &[u8], min_match_length: u64, with_ranges: bool) -> 
         }
     }
     debug_assert_eq!(index, 0, "the walk back fills every byte of the LCS");
-    LcsResult { common, matches }
+    Ok(LcsResult { common, matches })
 }
 
 /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]`
@@ -800,7 +816,7 @@ fn lcs(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     if cells * 4 > proto_max_bulk_len(ctx).max(0) as u128 {
         return Err(Error::from(LCS_TABLE_TOO_BIG));
     }
-    let result = lcs_compute(&a, &b, min_match_length as u64, want_index);
+    let result = lcs_compute(&a, &b, min_match_length as u64, want_index)?;
     if want_index {
         let ranges = result
             .matches
@@ -849,8 +865,9 @@ mod long_double {
     /// Largest exponent of a finite value `significand * 2^exponent` with the significand's top
     /// bit set: the x87 maximum is just under 2^16384.
     const EXPONENT_MAX: i64 = 16383 - 63;
-    /// Below this the value rounds to zero even as a subnormal (smallest is 2^-16445).
-    const EXPONENT_MIN: i64 = -16445 - 64;
+    /// Exponent of 2^-16446 (significand 2^63): half the smallest subnormal, 2^-16445. Values
+    /// up to it round to zero, which `strtold` reports as an underflow.
+    const EXPONENT_MIN: i64 = -16446 - 63;
     /// `string2ld` refuses inputs this long (MAX_LONG_DOUBLE_CHARS).
     const INPUT_BYTES_MAX: usize = 5 * 1024;
     /// Fraction digits `%.17Lf` prints.
@@ -1129,7 +1146,8 @@ mod long_double {
         } else {
             decimal_to_extended(negative, mantissa, exponent - fraction_digits)?
         };
-        if value.exponent < EXPONENT_MIN {
+        let half_subnormal = value.exponent == EXPONENT_MIN && value.significand == 1 << 63;
+        if value.exponent < EXPONENT_MIN || half_subnormal {
             return None;
         }
         Some(value)
@@ -1465,7 +1483,7 @@ mod tests {
 
     #[test]
     fn lcs_matches_redis_examples() {
-        let result = lcs_compute(b"ohmytext", b"mynewtext", 0, true);
+        let result = lcs_compute(b"ohmytext", b"mynewtext", 0, true).unwrap();
         assert_eq!(result.common, b"mytext");
         let ranges: Vec<_> = result
             .matches
@@ -1473,9 +1491,9 @@ mod tests {
             .map(|m| (m.a, m.b, m.length))
             .collect();
         assert_eq!(ranges, vec![((4, 7), (5, 8), 4), ((2, 3), (0, 1), 2)]);
-        let filtered = lcs_compute(b"ohmytext", b"mynewtext", 4, true);
+        let filtered = lcs_compute(b"ohmytext", b"mynewtext", 4, true).unwrap();
         assert_eq!(filtered.matches.len(), 1);
-        assert!(lcs_compute(b"", b"abc", 0, true).common.is_empty());
+        assert!(lcs_compute(b"", b"abc", 0, true).unwrap().common.is_empty());
     }
 
     /// Captures the propagated stream for assertions.
