@@ -488,8 +488,8 @@ fn decrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     increment_by(ctx, &argv[1], increment)
 }
 
-/// Redis's overflow rule for `value + increment` (same result as checked_add, spelled as
-/// Redis spells it so the error text stays tied to it).
+/// `value + increment`, or Redis's "increment or decrement would overflow": Redis's explicit
+/// LLONG_MIN/LLONG_MAX comparisons accept exactly the sums that fit an i64.
 fn add_checked(value: i64, increment: i64) -> Result<i64, Error> {
     value.checked_add(increment).ok_or(Error::Overflow)
 }
@@ -527,6 +527,8 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     };
     let sum = sum.ok_or(Error::from(FLOAT_NAN_OR_INFINITY))?;
     let text = Bytes::from(sum.to_human_string().into_bytes());
+    // Redis stores this with createStringObject, so "3000" is embstr, not int. Entries have no
+    // flag for that yet, so OBJECT ENCODING will say int for integral results (reported).
     let db = ctx.db();
     ctx.ks.set(db, key, Value::string(&text), true);
     ctx.propagate(vec![
