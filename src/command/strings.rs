@@ -1573,6 +1573,11 @@ mod tests {
             "incr k",
             "append k x",
             "setrange k 0 y",
+            "set x 1 pxat 1",
+            "get x",
+            "set y 1 ex 9223372036854775",
+            "getex y ex 0",
+            "decrby k 9223372036854775808",
         ]);
         let expected = [
             "SELECT 0",
@@ -1594,6 +1599,8 @@ mod tests {
             "incr k",
             "append k x",
             "setrange k 0 y",
+            "SET x 1 PXAT 1",
+            "DEL x",
         ];
         assert_eq!(effects, expected);
     }
