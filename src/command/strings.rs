@@ -1,31 +1,1607 @@
-//! String commands (being written).
+//! The string family: SET, GET, GETEX, GETDEL, GETSET, MGET, MSET, MSETNX, SETNX, SETEX,
+//! PSETEX, INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, STRLEN, GETRANGE, SUBSTR, SETRANGE
+//! and LCS, with Redis 7.0.15's replies, error texts and propagated effects.
+//!
+//! Each command has a small argument parser, a pure operation where there is one worth
+//! testing apart (option conflicts, range clamping, x87 long double arithmetic for
+//! INCRBYFLOAT, the LCS table walk), and a thin handler that touches the keyspace and renders.
+//! Effects are rewritten for determinism exactly as Redis 7.0 does: relative expiries become
+//! `SET key value PXAT <ms>` or `PEXPIREAT`, GETDEL becomes DEL, GETSET becomes SET, and
+//! INCRBYFLOAT becomes `SET key <result> KEEPTTL`.
 
+use super::args;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
-use crate::error::{CmdResult, Error};
+use crate::error::{CmdResult, Error, STRING_TOO_LONG};
+use crate::keyspace::entry::FLAG_RAW;
 use crate::protocol::Reply;
-use crate::types::Value;
+use crate::types::{CompactBytes, Value};
 use bytes::Bytes;
+
+const OFFSET_OUT_OF_RANGE: &str = "ERR offset is out of range";
+const DECREMENT_OVERFLOW: &str = "ERR decrement would overflow";
+const FLOAT_NAN_OR_INFINITY: &str = "ERR increment would produce NaN or Infinity";
+const LCS_NOT_STRINGS: &str = "ERR The specified keys must contain string values";
+const LCS_IDX_AND_LEN: &str = "ERR If you want both the length and indexes, please just use IDX.";
+const LCS_TOO_LONG: &str = "ERR String too long for LCS";
+const LCS_ALLOCATION_FAILED: &str =
+    "ERR Insufficient memory, failed allocating transient memory for LCS";
+const LCS_TABLE_TOO_BIG: &str =
+    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len";
 
 pub static COMMANDS: &[Spec] = &[
     Spec::new("get", get, Lock::Keys),
     Spec::new("set", set, Lock::Keys),
+    Spec::new("setnx", setnx, Lock::Keys),
+    Spec::new("setex", setex, Lock::Keys),
+    Spec::new("psetex", psetex, Lock::Keys),
+    Spec::new("getex", getex, Lock::Keys),
+    Spec::new("getdel", getdel, Lock::Keys),
+    Spec::new("getset", getset, Lock::Keys),
+    Spec::new("mget", mget, Lock::Keys),
+    Spec::new("mset", mset, Lock::Keys),
+    Spec::new("msetnx", msetnx, Lock::Keys),
+    Spec::new("incr", incr, Lock::Keys),
+    Spec::new("decr", decr, Lock::Keys),
+    Spec::new("incrby", incrby, Lock::Keys),
+    Spec::new("decrby", decrby, Lock::Keys),
+    Spec::new("incrbyfloat", incrbyfloat, Lock::Keys),
+    Spec::new("append", append, Lock::Keys),
+    Spec::new("strlen", strlen, Lock::Keys),
+    Spec::new("getrange", getrange, Lock::Keys),
+    Spec::new("substr", getrange, Lock::Keys),
+    Spec::new("setrange", setrange, Lock::Keys),
+    Spec::new("lcs", lcs, Lock::Keys),
 ];
 
-fn get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The string at `key` for a read command (counts hits and misses); WRONGTYPE otherwise.
+fn read_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
     let db = ctx.db();
-    match ctx.ks.lookup_read(db, &argv[1]) {
-        None => Ok(Reply::Null),
+    match ctx.ks.lookup_read(db, key) {
+        None => Ok(None),
         Some(entry) => match &entry.value {
-            Value::Str(bytes) => Ok(Reply::bulk_copy(bytes)),
+            Value::Str(bytes) => Ok(Some(Bytes::copy_from_slice(bytes))),
             #[allow(unreachable_patterns)]
             _ => Err(Error::WrongType),
         },
     }
 }
 
+/// The string at `key` for a write command (no hit/miss accounting); WRONGTYPE otherwise.
+fn write_lookup_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
+    let db = ctx.db();
+    match ctx.ks.lookup(db, key) {
+        None => Ok(None),
+        Some(entry) => match &entry.value {
+            Value::Str(bytes) => Ok(Some(Bytes::copy_from_slice(bytes))),
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::WrongType),
+        },
+    }
+}
+
+fn bulk_or_null(value: Option<Bytes>) -> Reply {
+    match value {
+        Some(bytes) => Reply::Bulk(bytes),
+        None => Reply::Null,
+    }
+}
+
+fn proto_max_bulk_len(ctx: &Ctx<'_>) -> i64 {
+    ctx.server.config.int("proto-max-bulk-len")
+}
+
+/// Redis's `checkStringLength`: a string of `size + append` bytes must fit the configured
+/// proto-max-bulk-len (and not overflow).
+fn check_string_length(size: u64, append: u64, limit: i64) -> Result<(), Error> {
+    match size.checked_add(append) {
+        Some(total) if total <= limit.max(0) as u64 => Ok(()),
+        _ => Err(Error::from(STRING_TOO_LONG)),
+    }
+}
+
+fn ms_bytes(milliseconds: i64) -> Bytes {
+    let mut buffer = itoa::Buffer::new();
+    Bytes::copy_from_slice(buffer.format(milliseconds).as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// SET-style options (SET and GETEX share Redis's parseExtendedStringArgumentsOrReply)
+// ---------------------------------------------------------------------------------------------
+
+const OPT_NX: u32 = 1 << 0;
+const OPT_XX: u32 = 1 << 1;
+const OPT_GET: u32 = 1 << 2;
+const OPT_KEEPTTL: u32 = 1 << 3;
+const OPT_PERSIST: u32 = 1 << 4;
+const OPT_EX: u32 = 1 << 5;
+const OPT_PX: u32 = 1 << 6;
+const OPT_EXAT: u32 = 1 << 7;
+const OPT_PXAT: u32 = 1 << 8;
+const OPT_ANY_EXPIRE: u32 = OPT_EX | OPT_PX | OPT_EXAT | OPT_PXAT;
+
+/// Which command the options belong to: SET takes NX/XX/GET/KEEPTTL, GETEX takes PERSIST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OptionsFor {
+    Set,
+    Getex,
+}
+
+/// Parsed SET/GETEX options. `expire` is the raw argument after EX/PX/EXAT/PXAT; it is
+/// validated later because Redis validates it at different points for SET and GETEX.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct StringOptions {
+    flags: u32,
+    expire: Option<Bytes>,
+}
+
+impl StringOptions {
+    fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Redis's `parseExtendedStringArgumentsOrReply`, conflicts and all: an option that
+    /// conflicts with one already seen, or an expiry word without a value, is a syntax error.
+    /// Repeating an option is allowed (the last expiry value wins).
+    fn parse(options: &[Bytes], target: OptionsFor) -> Result<StringOptions, Error> {
+        let mut parsed = StringOptions::default();
+        let set = target == OptionsFor::Set;
+        let mut index = 0;
+        while index < options.len() {
+            let option = &options[index];
+            let next = options.get(index + 1);
+            let flags = parsed.flags;
+            let expiry_word = |own: u32| -> Option<u32> {
+                let others = (OPT_ANY_EXPIRE & !own) | OPT_KEEPTTL | OPT_PERSIST;
+                (flags & others == 0 && next.is_some()).then_some(own)
+            };
+            let expiry = if args::is(option, "EX") {
+                expiry_word(OPT_EX)
+            } else if args::is(option, "PX") {
+                expiry_word(OPT_PX)
+            } else if args::is(option, "EXAT") {
+                expiry_word(OPT_EXAT)
+            } else if args::is(option, "PXAT") {
+                expiry_word(OPT_PXAT)
+            } else {
+                None
+            };
+            if let Some(flag) = expiry {
+                parsed.flags |= flag;
+                parsed.expire = next.cloned();
+                index += 2;
+                continue;
+            }
+            if args::is(option, "NX") && set && flags & OPT_XX == 0 {
+                parsed.flags |= OPT_NX;
+            } else if args::is(option, "XX") && set && flags & OPT_NX == 0 {
+                parsed.flags |= OPT_XX;
+            } else if args::is(option, "GET") && set {
+                parsed.flags |= OPT_GET;
+            } else if args::is(option, "KEEPTTL")
+                && set
+                && flags & (OPT_PERSIST | OPT_ANY_EXPIRE) == 0
+            {
+                parsed.flags |= OPT_KEEPTTL;
+            } else if args::is(option, "PERSIST")
+                && !set
+                && flags & (OPT_KEEPTTL | OPT_ANY_EXPIRE) == 0
+            {
+                parsed.flags |= OPT_PERSIST;
+            } else {
+                return Err(Error::Syntax);
+            }
+            index += 1;
+        }
+        debug_assert!(parsed.expire.is_some() == parsed.has(OPT_ANY_EXPIRE));
+        Ok(parsed)
+    }
+
+    /// Redis's `getExpireMillisecondsOrReply`: the absolute expiry in unix milliseconds.
+    fn expire_at_ms(&self, now_ms: u64, command: &str) -> Result<Option<i64>, Error> {
+        let Some(argument) = &self.expire else {
+            return Ok(None);
+        };
+        let seconds = self.has(OPT_EX) || self.has(OPT_EXAT);
+        let relative = self.has(OPT_EX) || self.has(OPT_PX);
+        expire_at_ms(argument, seconds, relative, now_ms, command).map(Some)
+    }
+}
+
+/// An expiry argument as absolute unix milliseconds; `invalid expire time` for values <= 0 or
+/// ones that overflow once scaled or offset by the current time.
+fn expire_at_ms(
+    argument: &[u8],
+    seconds: bool,
+    relative: bool,
+    now_ms: u64,
+    command: &str,
+) -> Result<i64, Error> {
+    let value = args::int(argument)?;
+    let invalid = || Error::InvalidExpire(command.to_string());
+    if value <= 0 || (seconds && value > i64::MAX / 1000) {
+        return Err(invalid());
+    }
+    let mut milliseconds = if seconds { value * 1000 } else { value };
+    if relative {
+        let now_ms = i64::try_from(now_ms).map_err(|_| invalid())?;
+        milliseconds = milliseconds.checked_add(now_ms).ok_or_else(invalid)?;
+    }
+    debug_assert!(milliseconds > 0);
+    Ok(milliseconds)
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET / SET and friends
+// ---------------------------------------------------------------------------------------------
+
+/// `GET key`: the string, or null.
+fn get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    Ok(bulk_or_null(read_string(ctx, &argv[1])?))
+}
+
+/// `SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds |
+/// PXAT unix-time-milliseconds | KEEPTTL]`
 fn set(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let options = StringOptions::parse(&argv[3..], OptionsFor::Set)?;
+    let outcome = set_generic(ctx, argv, &argv[1], &argv[2], &options)?;
+    if options.has(OPT_GET) {
+        return Ok(bulk_or_null(outcome.old));
+    }
+    Ok(if outcome.written {
+        Reply::OK
+    } else {
+        Reply::Null
+    })
+}
+
+struct SetOutcome {
+    /// Whether the key was written (NX/XX conditions held).
+    written: bool,
+    /// The previous value when GET was asked for.
+    old: Option<Bytes>,
+}
+
+/// Redis's `setGenericCommand`: validate the expiry, fetch the old value for GET, apply the
+/// NX/XX condition, write, and rewrite the propagated command.
+fn set_generic(
+    ctx: &mut Ctx<'_>,
+    argv: &[Bytes],
+    key: &Bytes,
+    value: &Bytes,
+    options: &StringOptions,
+) -> Result<SetOutcome, Error> {
+    let command = ctx.command.fullname.clone();
+    let expire_at = options.expire_at_ms(ctx.now_ms(), &command)?;
+    let old = if options.has(OPT_GET) {
+        read_string(ctx, key)?
+    } else {
+        None
+    };
+    let db = ctx.db();
+    let found = ctx.ks.lookup(db, key).is_some();
+    if (options.has(OPT_NX) && found) || (options.has(OPT_XX) && !found) {
+        return Ok(SetOutcome {
+            written: false,
+            old,
+        });
+    }
+    ctx.ks
+        .set(db, key, Value::string(value), options.has(OPT_KEEPTTL));
+    match expire_at {
+        Some(milliseconds) => {
+            // Straight on the database slice: `set` above already signalled the change, and
+            // Redis counts a SET with an expiry as one write (server.dirty), not two.
+            let installed = ctx.ks.db(db, key).set_expire(key, milliseconds as u64);
+            debug_assert!(installed, "the key was just written");
+            ctx.propagate(vec![
+                Bytes::from_static(b"SET"),
+                key.clone(),
+                value.clone(),
+                Bytes::from_static(b"PXAT"),
+                ms_bytes(milliseconds),
+            ]);
+        }
+        None if options.has(OPT_GET) => {
+            // Redis drops every GET word after the value so replicas do not reply to it.
+            let rewritten = argv
+                .iter()
+                .enumerate()
+                .filter(|(index, word)| *index < 3 || !args::is(word, "GET"))
+                .map(|(_, word)| word.clone())
+                .collect();
+            ctx.propagate(rewritten);
+        }
+        None => {}
+    }
+    Ok(SetOutcome { written: true, old })
+}
+
+/// `SETNX key value`: 1 if set, 0 if the key existed.
+fn setnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let options = StringOptions {
+        flags: OPT_NX,
+        expire: None,
+    };
+    let outcome = set_generic(ctx, argv, &argv[1], &argv[2], &options)?;
+    Ok(Reply::Integer(outcome.written as i64))
+}
+
+/// `SETEX key seconds value`
+fn setex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let options = StringOptions {
+        flags: OPT_EX,
+        expire: Some(argv[2].clone()),
+    };
+    set_generic(ctx, argv, &argv[1], &argv[3], &options)?;
+    Ok(Reply::OK)
+}
+
+/// `PSETEX key milliseconds value`
+fn psetex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let options = StringOptions {
+        flags: OPT_PX,
+        expire: Some(argv[2].clone()),
+    };
+    set_generic(ctx, argv, &argv[1], &argv[3], &options)?;
+    Ok(Reply::OK)
+}
+
+/// `GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds |
+/// PXAT unix-time-milliseconds | PERSIST]`: the string, then the expiry change.
+fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let options = StringOptions::parse(&argv[2..], OptionsFor::Getex)?;
+    let key = &argv[1];
+    let Some(value) = read_string(ctx, key)? else {
+        return Ok(Reply::Null);
+    };
+    let command = ctx.command.fullname.clone();
+    let expire_at = options.expire_at_ms(ctx.now_ms(), &command)?;
+    let db = ctx.db();
+    let absolute = options.has(OPT_EXAT) || options.has(OPT_PXAT);
+    match expire_at {
+        // An absolute time already past deletes the key, as Redis's checkAlreadyExpired.
+        Some(milliseconds) if absolute && milliseconds as u64 <= ctx.now_ms() => {
+            let deleted = ctx.ks.delete(db, key);
+            debug_assert!(deleted, "the key was just read");
+            ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);
+        }
+        Some(milliseconds) => {
+            ctx.ks.set_expire(db, key, milliseconds as u64);
+            ctx.propagate(vec![
+                Bytes::from_static(b"PEXPIREAT"),
+                key.clone(),
+                ms_bytes(milliseconds),
+            ]);
+        }
+        None if options.has(OPT_PERSIST) && ctx.ks.persist(db, key) => {
+            ctx.propagate(vec![Bytes::from_static(b"PERSIST"), key.clone()]);
+        }
+        None => {}
+    }
+    Ok(Reply::Bulk(value))
+}
+
+/// `GETDEL key`: the string, and the key is deleted (propagated as DEL).
+fn getdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let key = &argv[1];
+    let Some(value) = read_string(ctx, key)? else {
+        return Ok(Reply::Null);
+    };
+    let db = ctx.db();
+    if ctx.ks.delete(db, key) {
+        ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);
+    }
+    Ok(Reply::Bulk(value))
+}
+
+/// `GETSET key value`: the old string (or null), then SET without options (TTL cleared).
+fn getset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let old = read_string(ctx, &argv[1])?;
     let db = ctx.db();
     ctx.ks.set(db, &argv[1], Value::string(&argv[2]), false);
+    ctx.propagate(vec![
+        Bytes::from_static(b"SET"),
+        argv[1].clone(),
+        argv[2].clone(),
+    ]);
+    Ok(bulk_or_null(old))
+}
+
+/// `MGET key [key ...]`: one reply per key; null for a missing key or a non-string.
+fn mget(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let db = ctx.db();
+    let replies = argv[1..]
+        .iter()
+        .map(|key| match ctx.ks.lookup_read(db, key) {
+            Some(entry) => match &entry.value {
+                Value::Str(bytes) => Reply::bulk_copy(bytes),
+                #[allow(unreachable_patterns)]
+                _ => Reply::Null,
+            },
+            None => Reply::Null,
+        })
+        .collect();
+    Ok(Reply::Array(replies))
+}
+
+/// `MSET key value [key value ...]`
+fn mset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    mset_generic(ctx, argv, false)?;
     Ok(Reply::OK)
+}
+
+/// `MSETNX key value [key value ...]`: 1 if every key was set, 0 (nothing set) if any existed.
+fn msetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    Ok(Reply::Integer(mset_generic(ctx, argv, true)? as i64))
+}
+
+fn mset_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, Error> {
+    if argv.len() % 2 == 0 {
+        return Err(Error::Arity(ctx.command.fullname.clone()));
+    }
+    let db = ctx.db();
+    if nx
+        && argv[1..]
+            .chunks(2)
+            .any(|pair| ctx.ks.lookup(db, &pair[0]).is_some())
+    {
+        return Ok(false);
+    }
+    for pair in argv[1..].chunks_exact(2) {
+        ctx.ks.set(db, &pair[0], Value::string(&pair[1]), false);
+    }
+    Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters
+// ---------------------------------------------------------------------------------------------
+
+/// `INCR key`
+fn incr(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    increment_by(ctx, &argv[1], 1)
+}
+
+/// `DECR key`
+fn decr(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    increment_by(ctx, &argv[1], -1)
+}
+
+/// `INCRBY key increment`
+fn incrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let increment = args::int(&argv[2])?;
+    increment_by(ctx, &argv[1], increment)
+}
+
+/// `DECRBY key decrement`
+fn decrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let decrement = args::int(&argv[2])?;
+    // Negating i64::MIN overflows, and Redis says so with its own text.
+    let increment = decrement
+        .checked_neg()
+        .ok_or(Error::from(DECREMENT_OVERFLOW))?;
+    increment_by(ctx, &argv[1], increment)
+}
+
+/// `value + increment`, or Redis's "increment or decrement would overflow": Redis's explicit
+/// LLONG_MIN/LLONG_MAX comparisons accept exactly the sums that fit an i64.
+fn add_checked(value: i64, increment: i64) -> Result<i64, Error> {
+    value.checked_add(increment).ok_or(Error::Overflow)
+}
+
+/// Redis's `incrDecrCommand`: the value must be a canonical 64-bit integer; the TTL is kept.
+fn increment_by(ctx: &mut Ctx<'_>, key: &[u8], increment: i64) -> CmdResult {
+    let current = match write_lookup_string(ctx, key)? {
+        Some(bytes) => args::int(&bytes)?,
+        None => 0,
+    };
+    let value = add_checked(current, increment)?;
+    let db = ctx.db();
+    let mut buffer = itoa::Buffer::new();
+    ctx.ks.set(
+        db,
+        key,
+        Value::string(buffer.format(value).as_bytes()),
+        true,
+    );
+    Ok(Reply::Integer(value))
+}
+
+/// `INCRBYFLOAT key increment`: x87 long double arithmetic and `%.17Lf` formatting with
+/// trailing zeros trimmed, as Redis on x86-64; propagated as `SET key <result> KEEPTTL`.
+fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let key = &argv[1];
+    let current = match write_lookup_string(ctx, key)? {
+        Some(bytes) => long_double::parse(&bytes).ok_or(Error::NotFloat)?,
+        None => long_double::Parsed::Finite(long_double::Extended::ZERO),
+    };
+    let increment = long_double::parse(&argv[2]).ok_or(Error::NotFloat)?;
+    let sum = match (current, increment) {
+        (long_double::Parsed::Finite(a), long_double::Parsed::Finite(b)) => a.add(b),
+        _ => None,
+    };
+    let sum = sum.ok_or(Error::from(FLOAT_NAN_OR_INFINITY))?;
+    let text = Bytes::from(sum.to_human_string().into_bytes());
+    // Redis stores this with createStringObject, so "3000" is embstr, not int. Entries have no
+    // flag for that yet, so OBJECT ENCODING will say int for integral results (reported).
+    let db = ctx.db();
+    ctx.ks.set(db, key, Value::string(&text), true);
+    ctx.propagate(vec![
+        Bytes::from_static(b"SET"),
+        key.clone(),
+        text.clone(),
+        Bytes::from_static(b"KEEPTTL"),
+    ]);
+    Ok(Reply::Bulk(text))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte-range commands
+// ---------------------------------------------------------------------------------------------
+
+/// `APPEND key value`: the new length. An existing string becomes `raw`, as in Redis.
+fn append(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let (key, suffix) = (&argv[1], &argv[2]);
+    let limit = proto_max_bulk_len(ctx);
+    let db = ctx.db();
+    let Some(entry) = ctx.ks.lookup(db, key) else {
+        // A new key takes the argument as it is (Redis's tryObjectEncoding, so not raw).
+        ctx.ks.set(db, key, Value::string(suffix), false);
+        return Ok(Reply::Integer(suffix.len() as i64));
+    };
+    let length = match &mut entry.value {
+        Value::Str(bytes) => {
+            check_string_length(bytes.len() as u64, suffix.len() as u64, limit)?;
+            let mut grown = Vec::with_capacity(bytes.len() + suffix.len());
+            grown.extend_from_slice(bytes);
+            grown.extend_from_slice(suffix);
+            *bytes = CompactBytes::from_vec(grown);
+            bytes.len()
+        }
+        #[allow(unreachable_patterns)]
+        _ => return Err(Error::WrongType),
+    };
+    entry.flags |= FLAG_RAW;
+    ctx.ks.signal_modified(db, key);
+    Ok(Reply::Integer(length as i64))
+}
+
+/// `STRLEN key`: the length, 0 for a missing key.
+fn strlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let db = ctx.db();
+    match ctx.ks.lookup_read(db, &argv[1]) {
+        None => Ok(Reply::Integer(0)),
+        Some(entry) => match &entry.value {
+            Value::Str(bytes) => Ok(Reply::Integer(bytes.len() as i64)),
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::WrongType),
+        },
+    }
+}
+
+/// Redis's GETRANGE index rules: negative indexes count from the end, both are clamped, and an
+/// empty range is `None`. Returns the inclusive byte range.
+fn range_bounds(start: i64, end: i64, length: usize) -> Option<(usize, usize)> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    let length_signed = length as i64;
+    let mut start = if start < 0 {
+        length_signed + start
+    } else {
+        start
+    };
+    let mut end = if end < 0 { length_signed + end } else { end };
+    start = start.max(0);
+    end = end.max(0);
+    if end >= length_signed {
+        end = length_signed - 1;
+    }
+    if start > end || length == 0 {
+        return None;
+    }
+    debug_assert!(0 <= start && start <= end && end < length_signed);
+    Some((start as usize, end as usize))
+}
+
+/// `GETRANGE key start end` (and its old name `SUBSTR key start end`).
+fn getrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let start = args::int(&argv[2])?;
+    let end = args::int(&argv[3])?;
+    let db = ctx.db();
+    let empty = Reply::Bulk(Bytes::new());
+    match ctx.ks.lookup_read(db, &argv[1]) {
+        None => Ok(empty),
+        Some(entry) => match &entry.value {
+            Value::Str(bytes) => Ok(match range_bounds(start, end, bytes.len()) {
+                Some((first, last)) => Reply::bulk_copy(&bytes[first..=last]),
+                None => empty,
+            }),
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::WrongType),
+        },
+    }
+}
+
+/// `SETRANGE key offset value`: overwrites from `offset`, zero-padding; the new length.
+fn setrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let (key, patch) = (&argv[1], &argv[3]);
+    let offset = args::int(&argv[2])?;
+    if offset < 0 {
+        return Err(Error::from(OFFSET_OUT_OF_RANGE));
+    }
+    let offset = offset as u64;
+    let limit = proto_max_bulk_len(ctx);
+    let db = ctx.db();
+    let Some(entry) = ctx.ks.lookup(db, key) else {
+        if patch.is_empty() {
+            return Ok(Reply::Integer(0));
+        }
+        check_string_length(offset, patch.len() as u64, limit)?;
+        let mut created = vec![0u8; offset as usize + patch.len()];
+        created[offset as usize..].copy_from_slice(patch);
+        let length = created.len();
+        ctx.ks
+            .set(db, key, Value::Str(CompactBytes::from_vec(created)), false);
+        if let Some(entry) = ctx.ks.peek(db, key) {
+            entry.flags |= FLAG_RAW;
+        }
+        return Ok(Reply::Integer(length as i64));
+    };
+    let length = match &mut entry.value {
+        Value::Str(bytes) => {
+            if patch.is_empty() {
+                return Ok(Reply::Integer(bytes.len() as i64));
+            }
+            check_string_length(offset, patch.len() as u64, limit)?;
+            let offset = offset as usize;
+            let mut patched = bytes.as_slice().to_vec();
+            if patched.len() < offset + patch.len() {
+                patched.resize(offset + patch.len(), 0);
+            }
+            patched[offset..offset + patch.len()].copy_from_slice(patch);
+            *bytes = CompactBytes::from_vec(patched);
+            bytes.len()
+        }
+        #[allow(unreachable_patterns)]
+        _ => return Err(Error::WrongType),
+    };
+    entry.flags |= FLAG_RAW;
+    ctx.ks.signal_modified(db, key);
+    Ok(Reply::Integer(length as i64))
+}
+
+// ---------------------------------------------------------------------------------------------
+// LCS
+// ---------------------------------------------------------------------------------------------
+
+/// One matched range of an LCS walk: inclusive byte ranges in each string and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LcsMatch {
+    a: (u32, u32),
+    b: (u32, u32),
+    length: u32,
+}
+
+/// The LCS of two strings and, when asked, its matched ranges (from the end, as Redis emits
+/// them), filtered by `min_match_length`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LcsResult {
+    common: Vec<u8>,
+    matches: Vec<LcsMatch>,
+}
+
+/// Redis's vanilla dynamic-programming LCS. Cost: a table of (|a|+1)*(|b|+1) u32 cells and as
+/// many steps while the shard locks are held; the caller refuses tables larger than
+/// proto-max-bulk-len bytes exactly as Redis does (so at most 512MB by default), and nothing
+/// smaller. The walk back is a port of Redis's loop, range emission quirks included.
+fn lcs_compute(
+    a: &[u8],
+    b: &[u8],
+    min_match_length: u64,
+    with_ranges: bool,
+) -> Result<LcsResult, Error> {
+    let columns = b.len() + 1;
+    let cells = (a.len() + 1) * columns;
+    // Redis uses ztrymalloc here and answers an error rather than dying when memory is short.
+    let mut table: Vec<u32> = Vec::new();
+    table
+        .try_reserve_exact(cells)
+        .map_err(|_| Error::from(LCS_ALLOCATION_FAILED))?;
+    table.resize(cells, 0);
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            table[i * columns + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * columns + j - 1] + 1
+            } else {
+                table[(i - 1) * columns + j].max(table[i * columns + j - 1])
+            };
+        }
+    }
+    let total = table[a.len() * columns + b.len()] as usize;
+    let mut common = vec![0u8; total];
+    let mut matches = Vec::new();
+    let (mut i, mut j, mut index) = (a.len(), b.len(), total);
+    let unset = a.len();
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (unset, 0usize, 0usize, 0usize);
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            common[index - 1] = a[i - 1];
+            if a_start == unset {
+                (a_start, a_end, b_start, b_end) = (i - 1, i - 1, j - 1, j - 1);
+            } else if a_start == i && b_start == j {
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            index -= 1;
+            i -= 1;
+            j -= 1;
+        } else {
+            if table[(i - 1) * columns + j] > table[i * columns + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if a_start != unset {
+                emit = true;
+            }
+        }
+        if emit {
+            // Redis computes the length with unsigned wrap-around; a range is always set here.
+            let length = a_end.wrapping_sub(a_start).wrapping_add(1) as u32;
+            if with_ranges && (min_match_length == 0 || length as u64 >= min_match_length) {
+                matches.push(LcsMatch {
+                    a: (a_start as u32, a_end as u32),
+                    b: (b_start as u32, b_end as u32),
+                    length,
+                });
+            }
+            a_start = unset;
+        }
+    }
+    debug_assert_eq!(index, 0, "the walk back fills every byte of the LCS");
+    Ok(LcsResult { common, matches })
+}
+
+/// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]`
+fn lcs(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    let db = ctx.db();
+    let mut strings = [Bytes::new(), Bytes::new()];
+    for (slot, key) in strings.iter_mut().zip(&argv[1..3]) {
+        if let Some(entry) = ctx.ks.lookup_read(db, key) {
+            match &entry.value {
+                Value::Str(bytes) => *slot = Bytes::copy_from_slice(bytes),
+                #[allow(unreachable_patterns)]
+                _ => return Err(Error::from(LCS_NOT_STRINGS)),
+            }
+        }
+    }
+    let (mut want_index, mut want_length, mut with_match_length) = (false, false, false);
+    let mut min_match_length = 0i64;
+    let mut index = 3;
+    while index < argv.len() {
+        let option = &argv[index];
+        let more = index + 1 < argv.len();
+        if args::is(option, "IDX") {
+            want_index = true;
+        } else if args::is(option, "LEN") {
+            want_length = true;
+        } else if args::is(option, "WITHMATCHLEN") {
+            with_match_length = true;
+        } else if args::is(option, "MINMATCHLEN") && more {
+            min_match_length = args::int(&argv[index + 1])?.max(0);
+            index += 1;
+        } else {
+            return Err(Error::Syntax);
+        }
+        index += 1;
+    }
+    if want_index && want_length {
+        return Err(Error::from(LCS_IDX_AND_LEN));
+    }
+    let [a, b] = strings;
+    if a.len() as u64 >= u32::MAX as u64 - 1 || b.len() as u64 >= u32::MAX as u64 - 1 {
+        return Err(Error::from(LCS_TOO_LONG));
+    }
+    let cells = (a.len() as u128 + 1) * (b.len() as u128 + 1);
+    if cells * 4 > proto_max_bulk_len(ctx).max(0) as u128 {
+        return Err(Error::from(LCS_TABLE_TOO_BIG));
+    }
+    let result = lcs_compute(&a, &b, min_match_length as u64, want_index)?;
+    if want_index {
+        let ranges = result
+            .matches
+            .iter()
+            .map(|found| {
+                let mut range = vec![
+                    Reply::Array(vec![
+                        Reply::Integer(found.a.0 as i64),
+                        Reply::Integer(found.a.1 as i64),
+                    ]),
+                    Reply::Array(vec![
+                        Reply::Integer(found.b.0 as i64),
+                        Reply::Integer(found.b.1 as i64),
+                    ]),
+                ];
+                if with_match_length {
+                    range.push(Reply::Integer(found.length as i64));
+                }
+                Reply::Array(range)
+            })
+            .collect();
+        return Ok(Reply::Map(vec![
+            (Reply::bulk("matches"), Reply::Array(ranges)),
+            (
+                Reply::bulk("len"),
+                Reply::Integer(result.common.len() as i64),
+            ),
+        ]));
+    }
+    if want_length {
+        return Ok(Reply::Integer(result.common.len() as i64));
+    }
+    Ok(Reply::Bulk(Bytes::from(result.common)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// x87 long double emulation for INCRBYFLOAT
+// ---------------------------------------------------------------------------------------------
+
+/// Just enough of the x87 80-bit extended format (64-bit significand, 15-bit exponent) to
+/// reproduce Redis's INCRBYFLOAT on x86-64: glibc's `strtold` (correctly rounded decimal and
+/// hex parsing), one round-to-nearest-even addition, and `%.17Lf` printing. Results differ
+/// visibly from `f64` (0.1 + 0.2 is "0.3" here, as in Redis), so `f64` will not do.
+/// Subnormals keep a full significand here (they only matter below 1e-4931, which prints as 0).
+mod long_double {
+    /// Largest exponent of a finite value `significand * 2^exponent` with the significand's top
+    /// bit set: the x87 maximum is just under 2^16384.
+    const EXPONENT_MAX: i64 = 16383 - 63;
+    /// Exponent of 2^-16446 (significand 2^63): half the smallest subnormal, 2^-16445. Values
+    /// up to it round to zero, which `strtold` reports as an underflow.
+    const EXPONENT_MIN: i64 = -16446 - 63;
+    /// `string2ld` refuses inputs this long (MAX_LONG_DOUBLE_CHARS).
+    const INPUT_BYTES_MAX: usize = 5 * 1024;
+    /// Fraction digits `%.17Lf` prints.
+    const FRACTION_DIGITS: u32 = 17;
+
+    /// A finite extended value: `(-1)^negative * significand * 2^exponent`, the significand
+    /// normalised (top bit set) unless the value is zero.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Extended {
+        negative: bool,
+        significand: u64,
+        exponent: i64,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Parsed {
+        Finite(Extended),
+        Infinite,
+    }
+
+    impl Extended {
+        pub const ZERO: Extended = Extended {
+            negative: false,
+            significand: 0,
+            exponent: 0,
+        };
+
+        fn is_zero(&self) -> bool {
+            self.significand == 0
+        }
+
+        /// Rounds `big * 2^exponent` (plus a sticky "something below" flag) to 64 bits.
+        /// None when the result overflows the format.
+        fn from_big(negative: bool, big: &Big, exponent: i64, sticky: bool) -> Option<Extended> {
+            let bits = big.bit_length();
+            if bits == 0 {
+                debug_assert!(!sticky);
+                return Some(Extended {
+                    negative,
+                    ..Extended::ZERO
+                });
+            }
+            let (significand, exponent) = if bits <= 64 {
+                debug_assert!(!sticky, "inexact values carry at least 66 bits");
+                let shift = 64 - bits;
+                (big.low_u64() << shift, exponent - shift as i64)
+            } else {
+                let drop = bits - 64;
+                let top = big.shifted_right(drop).low_u64();
+                let half = big.bit(drop - 1);
+                let rest = sticky || big.any_below(drop - 1);
+                round_even(top, half, rest, exponent + drop as i64)
+            };
+            finish(negative, significand, exponent)
+        }
+
+        /// `self + other` rounded to nearest even; None on overflow to infinity.
+        pub fn add(self, other: Extended) -> Option<Extended> {
+            if other.is_zero() {
+                if self.is_zero() {
+                    // IEEE: -0 + -0 is -0, any other sum of zeros is +0.
+                    return Some(Extended {
+                        negative: self.negative && other.negative,
+                        ..Extended::ZERO
+                    });
+                }
+                return Some(self);
+            }
+            if self.is_zero() {
+                return Some(other);
+            }
+            let (big, small) =
+                if (self.exponent, self.significand) >= (other.exponent, other.significand) {
+                    (self, other)
+                } else {
+                    (other, self)
+                };
+            // 62 guard bits below the significand; the smaller operand's lost bits fold into a
+            // sticky bit 0, which is enough for round-to-nearest-even.
+            const GUARD: u32 = 62;
+            let big_bits = (big.significand as u128) << GUARD;
+            let small_full = (small.significand as u128) << GUARD;
+            let distance = (big.exponent - small.exponent) as u64;
+            debug_assert!(big.exponent >= small.exponent);
+            let small_bits = if distance == 0 {
+                small_full
+            } else if distance < 127 {
+                let lost = small_full & ((1u128 << distance) - 1);
+                (small_full >> distance) | (lost != 0) as u128
+            } else {
+                1
+            };
+            let total = if big.negative == small.negative {
+                big_bits + small_bits
+            } else {
+                big_bits - small_bits
+            };
+            if total == 0 {
+                return Some(Extended::ZERO);
+            }
+            let bits = 128 - total.leading_zeros() as i64;
+            let base = big.exponent - GUARD as i64;
+            let (significand, exponent) = if bits <= 64 {
+                ((total << (64 - bits)) as u64, base - (64 - bits))
+            } else {
+                let drop = (bits - 64) as u32;
+                let top = (total >> drop) as u64;
+                let half = (total >> (drop - 1)) & 1 == 1;
+                let rest = total & ((1u128 << (drop - 1)) - 1) != 0;
+                round_even(top, half, rest, base + drop as i64)
+            };
+            finish(big.negative, significand, exponent)
+        }
+
+        /// `%.17Lf`, trailing fraction zeros (and a bare point) removed, "-0" as "0": Redis's
+        /// `ld2string(..., LD_STR_HUMAN)`.
+        pub fn to_human_string(self) -> String {
+            let scaled = self.scaled_fraction_digits();
+            let mut digits = scaled.to_decimal();
+            let width = FRACTION_DIGITS as usize + 1;
+            if digits.len() < width {
+                digits.insert_str(0, &"0".repeat(width - digits.len()));
+            }
+            let point = digits.len() - FRACTION_DIGITS as usize;
+            let mut text = String::with_capacity(digits.len() + 2);
+            if self.negative {
+                text.push('-');
+            }
+            text.push_str(&digits[..point]);
+            text.push('.');
+            text.push_str(&digits[point..]);
+            let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+            if trimmed == "-0" {
+                return "0".to_string();
+            }
+            trimmed.to_string()
+        }
+
+        /// `|self| * 10^17` rounded to nearest even, as printf rounds the exact binary value.
+        fn scaled_fraction_digits(self) -> Big {
+            let scaled = self.significand as u128 * 10u128.pow(FRACTION_DIGITS);
+            if self.exponent >= 0 {
+                let mut big = Big::from_u128(scaled);
+                big.shift_left(self.exponent as u64);
+                return big;
+            }
+            let shift = (-self.exponent) as u64;
+            if shift >= 128 {
+                // significand * 10^17 < 2^121, so this is below one half: rounds to 0.
+                return Big::from_u128(0);
+            }
+            let shift = shift as u32;
+            let quotient = scaled >> shift;
+            let remainder = scaled & ((1u128 << shift) - 1);
+            let half = 1u128 << (shift - 1);
+            let round_up = remainder > half || (remainder == half && quotient & 1 == 1);
+            Big::from_u128(quotient + round_up as u128)
+        }
+    }
+
+    fn round_even(top: u64, half: bool, rest: bool, exponent: i64) -> (u64, i64) {
+        if half && (rest || top & 1 == 1) {
+            match top.checked_add(1) {
+                Some(rounded) => (rounded, exponent),
+                None => (1u64 << 63, exponent + 1),
+            }
+        } else {
+            (top, exponent)
+        }
+    }
+
+    fn finish(negative: bool, significand: u64, exponent: i64) -> Option<Extended> {
+        debug_assert!(significand >> 63 == 1);
+        if exponent > EXPONENT_MAX {
+            return None;
+        }
+        Some(Extended {
+            negative,
+            significand,
+            exponent,
+        })
+    }
+
+    /// Redis's `string2ld`: glibc `strtold` on the whole argument (decimal, hex, `inf`,
+    /// `infinity`), refusing leading spaces, trailing bytes, NaN, overflow and underflow to 0.
+    pub fn parse(text: &[u8]) -> Option<Parsed> {
+        if text.is_empty() || text.len() >= INPUT_BYTES_MAX || text[0].is_ascii_whitespace() {
+            return None;
+        }
+        let (negative, body) = match text[0] {
+            b'-' => (true, &text[1..]),
+            b'+' => (false, &text[1..]),
+            _ => (false, text),
+        };
+        if body.eq_ignore_ascii_case(b"inf") || body.eq_ignore_ascii_case(b"infinity") {
+            return Some(Parsed::Infinite);
+        }
+        let hex = body.len() > 2 && body[0] == b'0' && (body[1] | 0x20) == b'x';
+        let value = if hex {
+            parse_number(negative, &body[2..], 16)?
+        } else {
+            parse_number(negative, body, 10)?
+        };
+        Some(Parsed::Finite(value))
+    }
+
+    /// Digits with an optional point, then an optional exponent (`e` decimal power of ten,
+    /// `p` binary power of two for hex), all of it or nothing.
+    fn parse_number(negative: bool, body: &[u8], radix: u32) -> Option<Extended> {
+        let mut mantissa = Big::from_u128(0);
+        let mut fraction_digits: i64 = 0;
+        let mut digits = 0usize;
+        let mut seen_point = false;
+        let mut position = 0;
+        while position < body.len() {
+            let c = body[position];
+            if c == b'.' && !seen_point {
+                seen_point = true;
+            } else if let Some(digit) = (c as char).to_digit(radix) {
+                mantissa.multiply_add(radix, digit);
+                digits += 1;
+                if seen_point {
+                    fraction_digits += 1;
+                }
+            } else {
+                break;
+            }
+            position += 1;
+        }
+        if digits == 0 {
+            return None;
+        }
+        let mut exponent: i64 = 0;
+        if position < body.len() {
+            let marker = body[position] | 0x20;
+            let expected = if radix == 16 { b'p' } else { b'e' };
+            if marker != expected {
+                return None;
+            }
+            let mut rest = &body[position + 1..];
+            let exponent_negative = match rest.first() {
+                Some(b'-') => {
+                    rest = &rest[1..];
+                    true
+                }
+                Some(b'+') => {
+                    rest = &rest[1..];
+                    false
+                }
+                _ => false,
+            };
+            if rest.is_empty() || !rest.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            for &c in rest {
+                // Saturate: anything this large is far outside the format anyway.
+                exponent = (exponent * 10 + (c - b'0') as i64).min(1 << 40);
+            }
+            if exponent_negative {
+                exponent = -exponent;
+            }
+        }
+        if mantissa.bit_length() == 0 {
+            return Some(Extended {
+                negative,
+                ..Extended::ZERO
+            });
+        }
+        let value = if radix == 16 {
+            let binary = exponent - 4 * fraction_digits;
+            let top = binary + mantissa.bit_length() as i64;
+            if !(EXPONENT_MIN..=EXPONENT_MAX + 64 + 1).contains(&top) {
+                return None;
+            }
+            Extended::from_big(negative, &mantissa, binary, false)?
+        } else {
+            decimal_to_extended(negative, mantissa, exponent - fraction_digits)?
+        };
+        let half_subnormal = value.exponent == EXPONENT_MIN && value.significand == 1 << 63;
+        if value.exponent < EXPONENT_MIN || half_subnormal {
+            return None;
+        }
+        Some(value)
+    }
+
+    /// `mantissa * 10^power`, correctly rounded; None on overflow or underflow to zero.
+    fn decimal_to_extended(negative: bool, mantissa: Big, power: i64) -> Option<Extended> {
+        // log10(2) bounds on the magnitude before any big arithmetic, so absurd exponents cost
+        // nothing: 2^bits > mantissa >= 2^(bits-1).
+        let bits = mantissa.bit_length() as i64;
+        let decimal_magnitude = (bits as f64 * std::f64::consts::LOG10_2) as i64 + power;
+        if !(-4970..=4940).contains(&decimal_magnitude) {
+            return None;
+        }
+        if power >= 0 {
+            let mut scaled = mantissa;
+            for _ in 0..power {
+                scaled.multiply_add(10, 0);
+            }
+            return Extended::from_big(negative, &scaled, 0, false);
+        }
+        let mut divisor = Big::from_u128(1);
+        for _ in 0..(-power) {
+            divisor.multiply_add(10, 0);
+        }
+        // Enough quotient bits (>= 66) for the rounding bit and a sticky remainder.
+        let shift = (66 + divisor.bit_length() as i64 - bits).max(0) as u64;
+        let mut numerator = mantissa;
+        numerator.shift_left(shift);
+        let (quotient, remainder_nonzero) = numerator.divide(&divisor);
+        Extended::from_big(negative, &quotient, -(shift as i64), remainder_nonzero)
+    }
+
+    /// A little-endian unsigned big integer of 32-bit limbs: only what the conversions need.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Big {
+        limbs: Vec<u32>,
+    }
+
+    impl Big {
+        fn from_u128(mut value: u128) -> Big {
+            let mut limbs = Vec::new();
+            while value != 0 {
+                limbs.push(value as u32);
+                value >>= 32;
+            }
+            Big { limbs }
+        }
+
+        fn trim(&mut self) {
+            while self.limbs.last() == Some(&0) {
+                self.limbs.pop();
+            }
+        }
+
+        fn bit_length(&self) -> u64 {
+            match self.limbs.last() {
+                None => 0,
+                Some(&top) => self.limbs.len() as u64 * 32 - top.leading_zeros() as u64,
+            }
+        }
+
+        fn bit(&self, index: u64) -> bool {
+            let limb = (index / 32) as usize;
+            limb < self.limbs.len() && (self.limbs[limb] >> (index % 32)) & 1 == 1
+        }
+
+        /// Any bit set strictly below `index`.
+        fn any_below(&self, index: u64) -> bool {
+            let whole = (index / 32) as usize;
+            if self.limbs[..whole.min(self.limbs.len())]
+                .iter()
+                .any(|&limb| limb != 0)
+            {
+                return true;
+            }
+            let partial = index % 32;
+            whole < self.limbs.len() && partial > 0 && self.limbs[whole] & ((1 << partial) - 1) != 0
+        }
+
+        fn low_u64(&self) -> u64 {
+            let low = self.limbs.first().copied().unwrap_or(0) as u64;
+            let high = self.limbs.get(1).copied().unwrap_or(0) as u64;
+            low | (high << 32)
+        }
+
+        fn multiply_add(&mut self, factor: u32, addend: u32) {
+            let mut carry = addend as u64;
+            for limb in self.limbs.iter_mut() {
+                let product = *limb as u64 * factor as u64 + carry;
+                *limb = product as u32;
+                carry = product >> 32;
+            }
+            if carry != 0 {
+                self.limbs.push(carry as u32);
+            }
+        }
+
+        fn shift_left(&mut self, bits: u64) {
+            if self.limbs.is_empty() {
+                return;
+            }
+            let whole = (bits / 32) as usize;
+            let partial = (bits % 32) as u32;
+            if partial != 0 {
+                let mut carry = 0u32;
+                for limb in self.limbs.iter_mut() {
+                    let next = *limb >> (32 - partial);
+                    *limb = (*limb << partial) | carry;
+                    carry = next;
+                }
+                if carry != 0 {
+                    self.limbs.push(carry);
+                }
+            }
+            if whole > 0 {
+                self.limbs.splice(0..0, std::iter::repeat_n(0, whole));
+            }
+        }
+
+        fn shifted_right(&self, bits: u64) -> Big {
+            let whole = (bits / 32) as usize;
+            let partial = (bits % 32) as u32;
+            if whole >= self.limbs.len() {
+                return Big { limbs: Vec::new() };
+            }
+            let mut limbs: Vec<u32> = self.limbs[whole..].to_vec();
+            if partial != 0 {
+                for index in 0..limbs.len() {
+                    let high = limbs.get(index + 1).copied().unwrap_or(0);
+                    limbs[index] = (limbs[index] >> partial) | (high << (32 - partial));
+                }
+            }
+            let mut result = Big { limbs };
+            result.trim();
+            result
+        }
+
+        fn compare(&self, other: &Big) -> std::cmp::Ordering {
+            self.limbs
+                .len()
+                .cmp(&other.limbs.len())
+                .then_with(|| self.limbs.iter().rev().cmp(other.limbs.iter().rev()))
+        }
+
+        fn subtract(&mut self, other: &Big) {
+            debug_assert!(self.compare(other) != std::cmp::Ordering::Less);
+            let mut borrow = 0i64;
+            for index in 0..self.limbs.len() {
+                let right = other.limbs.get(index).copied().unwrap_or(0) as i64;
+                let mut difference = self.limbs[index] as i64 - right - borrow;
+                borrow = 0;
+                if difference < 0 {
+                    difference += 1 << 32;
+                    borrow = 1;
+                }
+                self.limbs[index] = difference as u32;
+            }
+            debug_assert_eq!(borrow, 0);
+            self.trim();
+        }
+
+        /// Schoolbook binary long division: the quotient and whether a remainder is left.
+        /// One step per quotient bit; callers keep the quotient near 66 bits.
+        fn divide(mut self, divisor: &Big) -> (Big, bool) {
+            assert!(divisor.bit_length() > 0, "division by zero");
+            let mut quotient = Big { limbs: Vec::new() };
+            let span = self.bit_length().saturating_sub(divisor.bit_length());
+            let mut shifted = divisor.clone();
+            shifted.shift_left(span);
+            quotient.limbs = vec![0; (span / 32 + 1) as usize];
+            for position in (0..=span).rev() {
+                if self.compare(&shifted) != std::cmp::Ordering::Less {
+                    self.subtract(&shifted);
+                    quotient.limbs[(position / 32) as usize] |= 1 << (position % 32);
+                }
+                shifted = shifted.shifted_right(1);
+            }
+            quotient.trim();
+            (quotient, !self.limbs.is_empty())
+        }
+
+        /// Decimal digits, most significant first ("0" for zero).
+        fn to_decimal(&self) -> String {
+            let mut value = self.clone();
+            let mut chunks = Vec::new();
+            while !value.limbs.is_empty() {
+                let mut remainder = 0u64;
+                for limb in value.limbs.iter_mut().rev() {
+                    let current = (remainder << 32) | *limb as u64;
+                    *limb = (current / 1_000_000_000) as u32;
+                    remainder = current % 1_000_000_000;
+                }
+                value.trim();
+                chunks.push(remainder as u32);
+            }
+            let Some((last, rest)) = chunks.split_last() else {
+                return "0".to_string();
+            };
+            let mut text = last.to_string();
+            for chunk in rest.iter().rev() {
+                text.push_str(&format!("{chunk:09}"));
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::long_double::{parse, Parsed};
+    use super::*;
+    use crate::command::dispatch;
+    use crate::server::{Server, Session};
+    use std::sync::{Arc, Mutex};
+
+    fn words(line: &str) -> Vec<Bytes> {
+        line.split_whitespace()
+            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn set_options_follow_redis_conflict_rules() {
+        let parse_set = |line: &str| StringOptions::parse(&words(line), OptionsFor::Set);
+        let parse_getex = |line: &str| StringOptions::parse(&words(line), OptionsFor::Getex);
+        assert_eq!(
+            parse_set("NX GET EX 10").unwrap().flags,
+            OPT_NX | OPT_GET | OPT_EX
+        );
+        assert_eq!(parse_set("nx nx").unwrap().flags, OPT_NX);
+        assert_eq!(parse_set("EX 10 EX 20").unwrap().expire.unwrap(), "20");
+        for bad in [
+            "NX XX",
+            "XX NX",
+            "EX 1 PX 1",
+            "PX 1 EXAT 1",
+            "EX 1 KEEPTTL",
+            "KEEPTTL PXAT 1",
+            "EX",
+            "PERSIST",
+            "FOO",
+        ] {
+            assert_eq!(parse_set(bad), Err(Error::Syntax), "{bad}");
+        }
+        assert_eq!(parse_getex("PERSIST").unwrap().flags, OPT_PERSIST);
+        for bad in ["NX", "GET", "KEEPTTL", "PERSIST EX 1", "EX 1 PERSIST", "PX"] {
+            assert_eq!(parse_getex(bad), Err(Error::Syntax), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_values_validate_like_redis() {
+        let invalid = Err(Error::InvalidExpire("set".into()));
+        assert_eq!(expire_at_ms(b"10", true, true, 1000, "set"), Ok(11_000));
+        assert_eq!(expire_at_ms(b"10", false, false, 1000, "set"), Ok(10));
+        assert_eq!(expire_at_ms(b"0", true, true, 1000, "set"), invalid);
+        assert_eq!(expire_at_ms(b"-1", false, true, 1000, "set"), invalid);
+        assert_eq!(
+            expire_at_ms(b"9223372036854775807", true, false, 0, "set"),
+            invalid
+        );
+        assert_eq!(
+            expire_at_ms(b"9223372036854775807", false, true, 1, "set"),
+            invalid
+        );
+        assert_eq!(
+            expire_at_ms(b"x", true, true, 0, "set"),
+            Err(Error::NotInteger)
+        );
+    }
+
+    #[test]
+    fn getrange_bounds_match_redis() {
+        assert_eq!(range_bounds(0, 4, 11), Some((0, 4)));
+        assert_eq!(range_bounds(-5, -1, 11), Some((6, 10)));
+        assert_eq!(range_bounds(-1, -5, 11), None);
+        assert_eq!(range_bounds(-100, -50, 11), Some((0, 0)));
+        assert_eq!(range_bounds(5, 3, 11), None);
+        assert_eq!(range_bounds(0, 100, 11), Some((0, 10)));
+        assert_eq!(range_bounds(0, -1, 0), None);
+        assert_eq!(range_bounds(i64::MIN, i64::MAX, 3), Some((0, 2)));
+    }
+
+    fn human(text: &str) -> Option<String> {
+        match parse(text.as_bytes())? {
+            Parsed::Finite(value) => Some(value.to_human_string()),
+            Parsed::Infinite => Some("inf".into()),
+        }
+    }
+
+    fn sum(a: &str, b: &str) -> Option<String> {
+        match (parse(a.as_bytes())?, parse(b.as_bytes())?) {
+            (Parsed::Finite(a), Parsed::Finite(b)) => Some(a.add(b)?.to_human_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn long_double_parsing_and_printing_match_redis() {
+        // Expected strings are real Redis 7.0.15 INCRBYFLOAT replies on x86-64.
+        assert_eq!(human("1e20").unwrap(), "100000000000000000000");
+        assert_eq!(human("1e-20").unwrap(), "0");
+        assert_eq!(human("-0").unwrap(), "0");
+        assert_eq!(human("0x10").unwrap(), "16");
+        assert_eq!(human("0x1p3").unwrap(), "8");
+        assert_eq!(human("5.0e3").unwrap(), "5000");
+        assert_eq!(human(".5").unwrap(), "0.5");
+        assert_eq!(human("1.").unwrap(), "1");
+        assert!(human("1.5e300")
+            .unwrap()
+            .starts_with("15000000000000000000498001098614721663623792391186739285512197"));
+        assert!(human("1e4000")
+            .unwrap()
+            .starts_with("99999999999999999999654638730996237849324925835069576313015083"));
+        for bad in [
+            "1e5000", "1e-5000", " 1", "1 ", "1e", ".", "", "nan", "0x", "1_0", "abc",
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(human("0e-5000").unwrap(), "0");
+        assert_eq!(parse(b"-inf"), Some(Parsed::Infinite));
+    }
+
+    #[test]
+    fn long_double_addition_matches_redis() {
+        assert_eq!(sum("0.1", "0.2").unwrap(), "0.3");
+        assert_eq!(sum("10.5", "0.1").unwrap(), "10.6");
+        assert_eq!(sum("0.3", "-0.3").unwrap(), "0");
+        assert_eq!(sum("1e4932", "1e4932"), None);
+        assert_eq!(sum("3", "1.5").unwrap(), "4.5");
+    }
+
+    #[test]
+    fn lcs_matches_redis_examples() {
+        let result = lcs_compute(b"ohmytext", b"mynewtext", 0, true).unwrap();
+        assert_eq!(result.common, b"mytext");
+        let ranges: Vec<_> = result
+            .matches
+            .iter()
+            .map(|m| (m.a, m.b, m.length))
+            .collect();
+        assert_eq!(ranges, vec![((4, 7), (5, 8), 4), ((2, 3), (0, 1), 2)]);
+        let filtered = lcs_compute(b"ohmytext", b"mynewtext", 4, true).unwrap();
+        assert_eq!(filtered.matches.len(), 1);
+        assert!(lcs_compute(b"", b"abc", 0, true).unwrap().common.is_empty());
+    }
+
+    /// Captures the propagated stream for assertions.
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl crate::repl::log::Sink for Capture {
+        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    struct FixedClock;
+
+    impl crate::io::Clock for FixedClock {
+        fn now_ms(&self) -> u64 {
+            1_000_000
+        }
+    }
+
+    /// Runs `lines` and returns each propagated command as space-joined words.
+    fn propagated(lines: &[&str]) -> Vec<String> {
+        let server = Server::new(
+            crate::config::Config::default(),
+            Arc::new(FixedClock),
+            Arc::new(crate::io::StdFileSystem),
+            7,
+        );
+        let stream = Arc::new(Mutex::new(Vec::new()));
+        server.log.add_sink(Box::new(Capture(stream.clone())));
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = Session::new(handle, true);
+        for line in lines {
+            dispatch(&server, &mut session, words(line));
+        }
+        let bytes = stream.lock().map(|b| b.clone()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        text.split('*')
+            .filter(|command| !command.is_empty())
+            .map(|command| {
+                command
+                    .split("\r\n")
+                    .skip(1)
+                    .filter(|word| !word.starts_with('$') && !word.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn effects_are_rewritten_as_redis_propagates_them() {
+        let effects = propagated(&[
+            "set a 1 ex 100",
+            "set b 1 px 100000 nx",
+            "set c 1 exat 2000",
+            "set d 1 pxat 3000 get",
+            "set e 1 keepttl",
+            "set e 2 xx get keepttl GET",
+            "setex f 100 v",
+            "psetex g 100 v",
+            "setex h 0 v",
+            "set a 1 nx",
+            "getex a ex 10",
+            "getex a persist",
+            "getex a persist",
+            "getex a",
+            "getex a exat 1",
+            "getdel b",
+            "getdel b",
+            "incrbyfloat i 1.5",
+            "getset j 1",
+            "setnx k 1",
+            "incr k",
+            "append k x",
+            "setrange k 0 y",
+            "set x 1 pxat 1",
+            "get x",
+            "set y 1 ex 9223372036854775",
+            "getex y ex 0",
+            "decrby k 9223372036854775808",
+        ]);
+        let expected = [
+            "SELECT 0",
+            "SET a 1 PXAT 1100000",
+            "SET b 1 PXAT 1100000",
+            "SET c 1 PXAT 2000000",
+            "SET d 1 PXAT 3000",
+            "set e 1 keepttl",
+            "set e 2 xx keepttl",
+            "SET f v PXAT 1100000",
+            "SET g v PXAT 1000100",
+            "PEXPIREAT a 1010000",
+            "PERSIST a",
+            "DEL a",
+            "DEL b",
+            "SET i 1.5 KEEPTTL",
+            "SET j 1",
+            "setnx k 1",
+            "incr k",
+            "append k x",
+            "setrange k 0 y",
+            "SET x 1 PXAT 1",
+            "DEL x",
+        ];
+        assert_eq!(effects, expected);
+    }
 }
