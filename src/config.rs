@@ -505,6 +505,26 @@ pub static ALIASES: &[(&str, &str)] = &[
     ("zset-max-ziplist-value", "zset-max-listpack-value"),
 ];
 
+/// Directive name to table index, built once.
+fn exact_names() -> &'static std::collections::HashMap<&'static str, usize, ahash::RandomState> {
+    static NAMES: std::sync::OnceLock<
+        std::collections::HashMap<&'static str, usize, ahash::RandomState>,
+    > = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names =
+            std::collections::HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        for (index, directive) in TABLE.iter().enumerate() {
+            names.insert(directive.name, index);
+        }
+        for (alias, canonical) in ALIASES {
+            if let Some(&index) = names.get(canonical) {
+                names.insert(*alias, index);
+            }
+        }
+        names
+    })
+}
+
 /// Keyspace notification classes, in the order Redis prints them.
 const EVENT_FLAGS: &[(char, i64)] = &[
     ('g', 1 << 2),
@@ -579,15 +599,21 @@ enum Parsed {
 }
 
 impl Config {
-    /// Index of a directive or alias in [`TABLE`].
+    /// Index of a directive or alias in [`TABLE`], case-insensitively.
     pub fn index(name: &str) -> Option<usize> {
-        let name = ALIASES
-            .iter()
-            .find(|(alias, _)| alias.eq_ignore_ascii_case(name))
-            .map(|(_, canonical)| *canonical)
-            .unwrap_or(name);
+        // Hot paths ask by exact lower-case name: one hash look-up, no allocation.
+        if let Some(&index) = exact_names().get(name) {
+            return Some(index);
+        }
         let lower = name.to_ascii_lowercase();
-        TABLE.binary_search_by(|d| d.name.cmp(lower.as_str())).ok()
+        if let Some(&index) = exact_names().get(lower.as_str()) {
+            return Some(index);
+        }
+        let canonical = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == lower)
+            .map(|(_, canonical)| *canonical)?;
+        exact_names().get(canonical).copied()
     }
 
     fn slot(&self, name: &str) -> &Slot {

@@ -23,6 +23,10 @@ fn main() {
         println!("Usage: strata-server [/path/to/strata.conf] [options]\n\nExamples:\n  strata-server (serves 127.0.0.1:6379, data in ./data)\n  strata-server --port 7777\n  strata-server /etc/strata/6379.conf --loglevel verbose");
         return;
     }
+    let config_file = args
+        .first()
+        .filter(|first| !first.starts_with("--") && first.as_str() != "-")
+        .map(std::path::PathBuf::from);
     let text = match config_text(&args) {
         Ok(text) => text,
         Err(message) => {
@@ -52,7 +56,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(err) = runtime.block_on(strata::server::run(config)) {
+    if let Err(err) = runtime.block_on(strata::server::run(config, config_file)) {
         tracing::error!("{err}");
         eprintln!("{err}");
         std::process::exit(1);

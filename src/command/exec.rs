@@ -5,7 +5,7 @@
 //! (lazily expired keys as DEL, then the command or its rewrite) while the locks are still
 //! held, so the log's order is the keyspace's -> release -> statistics and slowlog.
 
-use super::table::{flags, table, Command, Lock};
+use super::table::{flags, range_iter, table, Command, Lock};
 use crate::error::{error_code, CmdResult, Error};
 use crate::keyspace::Locked;
 use crate::protocol::Reply;
@@ -166,15 +166,24 @@ fn run(
     let ks = match command.lock {
         Lock::None => keyspace.lock_none(now_ms),
         Lock::All => keyspace.lock_all(now_ms),
-        Lock::Keys | Lock::Custom(_) => {
-            let positions = command.key_positions(args);
-            keyspace.lock_keys(
-                positions
-                    .iter()
-                    .filter_map(|&i| args.get(i))
-                    .map(|k| &k[..]),
-                now_ms,
+        Lock::Keys => {
+            let keys = range_iter(
+                command.first_key,
+                command.last_key,
+                command.key_step,
+                args.len(),
             )
+            .filter_map(|i| args.get(i))
+            .map(|k| &k[..]);
+            keyspace.lock_keys(keys, now_ms)
+        }
+        Lock::Custom(find) => {
+            let positions = find(args);
+            let keys = positions
+                .iter()
+                .filter_map(|&i| args.get(i))
+                .map(|k| &k[..]);
+            keyspace.lock_keys(keys, now_ms)
         }
     };
     let started = Instant::now();

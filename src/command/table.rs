@@ -175,15 +175,16 @@ impl Command {
 
 /// Redis's first/last/step key positions: a negative last counts from the end.
 pub fn range_positions(first: i32, last: i32, step: i32, argc: usize) -> Vec<usize> {
-    if first <= 0 || step <= 0 {
-        return Vec::new();
-    }
+    range_iter(first, last, step, argc).collect()
+}
+
+/// The same positions without allocating (the executor's hot path).
+pub fn range_iter(first: i32, last: i32, step: i32, argc: usize) -> impl Iterator<Item = usize> {
     let last = if last < 0 { argc as i32 + last } else { last };
     let last = last.min(argc as i32 - 1);
-    (first..=last)
-        .step_by(step as usize)
-        .map(|i| i as usize)
-        .collect()
+    let valid = first > 0 && step > 0;
+    let range = if valid { first..=last } else { 1..=0 };
+    range.step_by(step.max(1) as usize).map(|i| i as usize)
 }
 
 /// Converts the generator's typed JSON into a reply tree.
@@ -213,7 +214,7 @@ fn json_to_reply(json: &Json) -> Reply {
 
 /// The whole table.
 pub struct Table {
-    commands: HashMap<String, Command>,
+    commands: HashMap<String, Command, ahash::RandomState>,
     count: usize,
 }
 
@@ -263,7 +264,7 @@ impl Table {
             .filter_map(|entry| Some((entry.get("name")?.as_str()?, entry)))
             .collect();
         let mut table = Table {
-            commands: HashMap::new(),
+            commands: HashMap::with_hasher(ahash::RandomState::with_seeds(5, 6, 7, 8)),
             count: 0,
         };
         let mut next_id = 0;

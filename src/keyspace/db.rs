@@ -6,6 +6,14 @@ use super::dict::{Dict, Hasher};
 use super::entry::{Entry, FLAG_EXPIRES};
 use crate::types::CompactBytes;
 
+/// What `lookup_live` found.
+pub enum Live<'a> {
+    Found(&'a mut Entry),
+    Missing,
+    /// The key was due and has just been deleted; its stored name, for propagation.
+    Expired(CompactBytes),
+}
+
 pub struct Db {
     pub keys: Dict<Entry>,
     /// Absolute expiry times in unix milliseconds.
@@ -36,6 +44,31 @@ impl Db {
 
     pub fn is_expired(&self, key: &[u8], now_ms: u64) -> bool {
         matches!(self.expire_at(key), Some(when) if when <= now_ms)
+    }
+
+    /// Finds `key`, deleting it first if it is past its expiry time; the hash is computed
+    /// once for both dicts (they share a hasher).
+    pub fn lookup_live(&mut self, key: &[u8], now_ms: u64) -> Live<'_> {
+        let hash = self.keys.hash(key);
+        let due = match self.keys.get_hashed(hash, key) {
+            None => return Live::Missing,
+            Some(entry) if entry.has_expire() => {
+                let when = self.expires.get_hashed(hash, key).copied();
+                debug_assert!(when.is_some(), "FLAG_EXPIRES without an expires entry");
+                matches!(when, Some(when) if when <= now_ms)
+            }
+            Some(_) => false,
+        };
+        if due {
+            return match self.remove(key) {
+                Some((stored, _)) => Live::Expired(stored),
+                None => Live::Missing,
+            };
+        }
+        match self.keys.get_mut_hashed(hash, key) {
+            Some(entry) => Live::Found(entry),
+            None => Live::Missing,
+        }
     }
 
     /// Sets or replaces the expiry of an existing key; false if the key is absent.

@@ -154,11 +154,16 @@ impl<V> Dict<V> {
         if self.is_empty() {
             return None;
         }
-        let hash = self.hash(key);
-        let node = self.tables[0]
-            .find(hash, key)
-            .or_else(|| self.tables[1].find(hash, key))?;
+        let node = self.find(self.hash(key), key)?;
         Some((&node.key, &node.value))
+    }
+
+    /// Like `get`, with the hash already computed (dicts built from the same hasher share it).
+    pub fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
+        if self.is_empty() {
+            return None;
+        }
+        self.find(hash, key).map(|node| &node.value)
     }
 
     pub fn contains_key(&self, key: &[u8]) -> bool {
@@ -170,14 +175,26 @@ impl<V> Dict<V> {
             return None;
         }
         let hash = self.hash(key);
-        if self.tables[0].find(hash, key).is_some() {
-            return self.tables[0]
-                .find_mut(hash, key)
-                .map(|node| &mut node.value);
+        self.get_mut_hashed(hash, key)
+    }
+
+    /// Like `get_mut`, with the hash already computed.
+    pub fn get_mut_hashed(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
+        if self.is_empty() {
+            return None;
         }
-        self.tables[1]
+        // Looking in the table that holds the key first keeps this to one probe per table.
+        let in_first = self.tables[0].find(hash, key).is_some();
+        let table = if in_first { 0 } else { 1 };
+        self.tables[table]
             .find_mut(hash, key)
             .map(|node| &mut node.value)
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V>> {
+        self.tables[0]
+            .find(hash, key)
+            .or_else(|| self.tables[1].find(hash, key))
     }
 
     /// Inserts or replaces; returns the previous value. An existing key keeps its stored key.

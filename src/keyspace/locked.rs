@@ -5,17 +5,21 @@
 //! are done once, the same way for every command. Asking for a key whose shard is not locked is
 //! a bug in the command table's key specs and panics in debug builds.
 
-use super::db::Db;
+use super::db::{Db, Live};
 use super::entry::{Entry, FLAG_EXPIRES};
 use super::shards::{Keyspace, Shard};
 use crate::types::{CompactBytes, Value};
 use parking_lot::MutexGuard;
+use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
+
+/// Most commands touch one or two shards: keep their guards inline.
+pub type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, Shard>); 4]>;
 
 pub struct Locked<'a> {
     keyspace: &'a Keyspace,
     /// Held guards, sorted by shard index. With `all`, position == shard index.
-    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+    guards: Guards<'a>,
     all: bool,
     /// The command's one time snapshot (unix ms): every expiry decision uses it.
     pub now_ms: u64,
@@ -28,7 +32,7 @@ pub struct Locked<'a> {
 impl<'a> Locked<'a> {
     pub(super) fn new(
         keyspace: &'a Keyspace,
-        guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+        guards: Guards<'a>,
         all: bool,
         now_ms: u64,
     ) -> Locked<'a> {
@@ -98,12 +102,27 @@ impl<'a> Locked<'a> {
 
     /// Looks a key up for reading or writing: expires it if due, records the access.
     pub fn lookup(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        self.expire_if_needed(db, key);
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
-        let entry = self.db(db, key).keys.get_mut(key)?;
+        let entry = self.live_entry(db, key)?;
         entry.touch(now_ms, mode);
         Some(entry)
+    }
+
+    /// The live entry (deleting it first if it is due), without recording an access.
+    fn live_entry(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        let now_ms = self.now_ms;
+        let position = self.shard_index(key);
+        let keyspace = self.keyspace;
+        match self.guards[position].1.dbs[db].lookup_live(key, now_ms) {
+            Live::Found(entry) => Some(entry),
+            Live::Missing => None,
+            Live::Expired(stored) => {
+                keyspace.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+                self.expired.push((db, stored));
+                None
+            }
+        }
     }
 
     /// Looks a key up for a read command, counting keyspace hits and misses.
@@ -121,8 +140,7 @@ impl<'a> Locked<'a> {
 
     /// Like `lookup` but without recording an access (OBJECT, TYPE-like introspection).
     pub fn peek(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        self.expire_if_needed(db, key);
-        self.db(db, key).keys.get_mut(key)
+        self.live_entry(db, key)
     }
 
     pub fn exists(&mut self, db: usize, key: &[u8]) -> bool {

@@ -5,6 +5,7 @@ use super::dict::Hasher;
 use super::entry::AccessMode;
 use super::locked::Locked;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Shards in the keyspace. A power of two; enough that writers on different keys rarely meet,
@@ -98,7 +99,8 @@ impl Keyspace {
         keys: impl IntoIterator<Item = &'k [u8]>,
         now_ms: u64,
     ) -> Locked<'a> {
-        let mut wanted: Vec<usize> = keys.into_iter().map(|key| self.shard_of(key)).collect();
+        let mut wanted: SmallVec<[usize; 8]> =
+            keys.into_iter().map(|key| self.shard_of(key)).collect();
         wanted.sort_unstable();
         wanted.dedup();
         self.lock_shards(&wanted, now_ms)
@@ -127,12 +129,24 @@ impl Keyspace {
 
     /// Locks nothing, for commands that touch no keys.
     pub fn lock_none(&self, now_ms: u64) -> Locked<'_> {
-        Locked::new(self, Vec::new(), false, now_ms)
+        Locked::new(self, SmallVec::new(), false, now_ms)
     }
 
     /// Locks one shard (the active expiry cycle walks them one at a time).
     pub fn lock_shard(&self, index: usize, now_ms: u64) -> Locked<'_> {
         self.lock_shards(&[index], now_ms)
+    }
+
+    /// Background dict upkeep, one shard at a time: shrinks mostly-empty tables and moves
+    /// up to `steps` buckets of each table being rehashed (Redis's `activerehashing`).
+    pub fn maintain(&self, steps: usize) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for db in shard.dbs.iter_mut() {
+                db.keys.maintain(steps);
+                db.expires.maintain(steps);
+            }
+        }
     }
 
     /// Keys and keys-with-expiry per database, for INFO keyspace. Locks shards one by one.

@@ -469,4 +469,72 @@ mod tests {
         assert_eq!(parse_i64(b"-0"), None);
         assert_eq!(parse_i64(b""), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Feeds `input` in pieces cut at `cuts`, collecting requests until the first error.
+        fn feed(input: &[u8], cuts: &[usize]) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+            let mut parser = RequestParser::new();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+            points.push(input.len());
+            points.sort_unstable();
+            for point in points {
+                buf.extend_from_slice(&input[start..point.max(start)]);
+                start = point.max(start);
+                loop {
+                    match parser.parse(&mut buf, Limits::default()) {
+                        Ok(Some(args)) => out.push(args),
+                        Ok(None) => break,
+                        Err(error) => return (out, Some(error)),
+                    }
+                }
+            }
+            (out, None)
+        }
+
+        fn encode(requests: &[Vec<Vec<u8>>]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for args in requests {
+                out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+                for arg in args {
+                    out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                    out.extend_from_slice(arg);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..512),
+                                           cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
+                let _ = feed(&input, &cuts);
+            }
+
+            #[test]
+            fn any_split_gives_the_same_requests(
+                requests in proptest::collection::vec(
+                    proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6), 1..6),
+                cuts in proptest::collection::vec(any::<usize>(), 0..10),
+            ) {
+                let input = encode(&requests);
+                let (whole, error) = feed(&input, &[]);
+                prop_assert!(error.is_none());
+                let (split, error) = feed(&input, &cuts);
+                prop_assert!(error.is_none());
+                prop_assert_eq!(&whole, &split);
+                let expected: Vec<Vec<Bytes>> = requests
+                    .iter()
+                    .map(|args| args.iter().map(|arg| Bytes::from(arg.clone())).collect())
+                    .collect();
+                prop_assert_eq!(whole, expected);
+            }
+        }
+    }
 }

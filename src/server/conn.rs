@@ -94,7 +94,10 @@ async fn process_input<W: AsyncWrite + Unpin>(
         };
         let args = match parser.parse(input, limits) {
             Ok(Some(args)) => args,
-            Ok(None) => return true,
+            Ok(None) => {
+                note_activity(server, session);
+                return true;
+            }
             Err(error) => {
                 tracing::debug!(client = %session.handle.addr, "{}", error.0);
                 Reply::Error(format!("ERR {}", error.0)).encode(session.resp3, output);
@@ -102,14 +105,7 @@ async fn process_input<W: AsyncWrite + Unpin>(
             }
         };
         wait_if_paused(server, &args).await;
-        let now_ms = server.clock.now_ms();
         let (reply, action) = dispatch(server, session, args);
-        {
-            let mut info = session.handle.info.lock();
-            info.last_interaction_ms = now_ms;
-            info.db = session.db;
-            info.resp = if session.resp3 { 3 } else { 2 };
-        }
         if let Some(Action::Sleep(duration)) = &action {
             tokio::time::sleep(*duration).await;
         }
@@ -145,15 +141,26 @@ async fn process_input<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Records what CLIENT LIST shows, once per batch of pipelined commands.
+fn note_activity(server: &Server, session: &Session) {
+    let mut info = session.handle.info.lock();
+    info.last_interaction_ms = server.clock.now_ms();
+    info.db = session.db;
+    info.resp = if session.resp3 { 3 } else { 2 };
+}
+
 /// CLIENT PAUSE: holds the client while a pause is in force (for writes only, or all).
 async fn wait_if_paused(server: &Server, args: &[Bytes]) {
+    if !server.pause_active.load(Ordering::Acquire) {
+        return;
+    }
     loop {
         let Some((until_ms, all)) = *server.pause.lock() else {
             return;
         };
         let now_ms = server.clock.now_ms();
         if now_ms >= until_ms {
-            *server.pause.lock() = None;
+            server.set_pause(None);
             return;
         }
         if !all {

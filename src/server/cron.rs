@@ -1,12 +1,16 @@
 //! The server cron: what Redis's `serverCron` does that Strata needs, `hz` times a second.
 //!
-//! Today: the active expiry cycle, and closing idle clients past `timeout`.
+//! Today: the active expiry cycle, dict upkeep (`activerehashing`), and closing idle clients
+//! past `timeout`.
 
 use super::state::Server;
 use crate::keyspace::expire;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Buckets moved per table per tick: about what Redis moves in its 1 ms of active rehashing.
+const REHASH_STEPS_PER_TICK: usize = 1000;
 
 pub async fn run(server: Arc<Server>) {
     loop {
@@ -20,6 +24,9 @@ pub async fn run(server: Arc<Server>) {
             // Redis spends up to 25% of a cron period (plus effort) expiring keys.
             let budget = Duration::from_micros(1_000_000 / hz * (25 + 2 * (effort - 1)) / 100);
             expire::active_cycle(&server, budget, effort);
+        }
+        if server.config.bool("activerehashing") {
+            server.keyspace.maintain(REHASH_STEPS_PER_TICK);
         }
         close_idle_clients(&server);
     }

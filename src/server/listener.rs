@@ -21,7 +21,7 @@ pub struct Running {
 }
 
 /// Prepares the data directory, binds the listeners and starts accepting.
-pub async fn start(config: Config) -> Result<Running, String> {
+pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Running, String> {
     let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
     let dir = PathBuf::from(config.text("dir"));
     fs.create_dir_all(&dir)
@@ -40,7 +40,12 @@ pub async fn start(config: Config) -> Result<Running, String> {
         )
         .map_err(|err| format!("dir: {err}"))?;
     let seed: u64 = rand::random();
-    let server = Arc::new(Server::new(config, Arc::new(SystemClock), fs, seed));
+    let mut server = Server::new(config, Arc::new(SystemClock), fs, seed);
+    server.config_file = config_file
+        .and_then(|path| std::fs::canonicalize(path).ok())
+        .map(|path| path.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let server = Arc::new(server);
     let port = server.config.int("port") as u16;
     let mut addrs = Vec::new();
     if port != 0 {
@@ -83,13 +88,20 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .store(addrs[0].port() as u64, Ordering::Relaxed);
     }
     tokio::spawn(cron::run(server.clone()));
+    tracing::info!(
+        "Strata {} (Redis {} compatible) pid={} dir={}",
+        env!("CARGO_PKG_VERSION"),
+        crate::REDIS_VERSION,
+        std::process::id(),
+        server.config.text("dir")
+    );
     tracing::info!("Ready to accept connections tcp on {:?}", addrs);
     Ok(Running { server, addrs })
 }
 
 /// Runs until a shutdown is requested (SHUTDOWN, SIGTERM, SIGINT).
-pub async fn run(config: Config) -> Result<(), String> {
-    let running = start(config).await?;
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), String> {
+    let running = start(config, config_file).await?;
     let server = running.server;
     let request = tokio::select! {
         request = server.shutdown_signal() => request,

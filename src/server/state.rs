@@ -107,6 +107,8 @@ pub struct Server {
     pub monitors: Monitors,
     pub clock: Arc<dyn Clock>,
     pub fs: Arc<dyn FileSystem>,
+    /// The configuration file's absolute path, empty when started without one.
+    pub config_file: String,
     /// Unix ms at start.
     pub start_ms: u64,
     pub started: std::time::Instant,
@@ -114,6 +116,10 @@ pub struct Server {
     pub run_id: String,
     /// The port actually bound (differs from `port` when that is 0).
     pub bound_port: AtomicU64,
+    /// Mirrors `requirepass` being non-empty; read on every command.
+    auth_required: AtomicBool,
+    /// Mirrors `pause` being set, so unpaused servers check one atomic per command.
+    pub pause_active: AtomicBool,
     /// `DEBUG SET-ACTIVE-EXPIRE`.
     pub active_expire_enabled: AtomicBool,
     shutdown: Mutex<Option<ShutdownRequest>>,
@@ -141,10 +147,13 @@ impl Server {
             monitors: Monitors::default(),
             clock,
             fs,
+            config_file: String::new(),
             start_ms,
             started: std::time::Instant::now(),
             run_id: run_id(seed),
             bound_port: AtomicU64::new(0),
+            auth_required: AtomicBool::new(false),
+            pause_active: AtomicBool::new(false),
             active_expire_enabled: AtomicBool::new(true),
             shutdown: Mutex::new(None),
             shutdown_notify: Notify::new(),
@@ -168,11 +177,24 @@ impl Server {
             AccessMode::Lru
         };
         self.keyspace.set_access_mode(mode);
+        self.auth_required.store(
+            !self.config.text("requirepass").is_empty(),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// CLIENT PAUSE: holds writes (or all commands) until `until_ms`; None lifts the pause.
+    pub fn set_pause(&self, pause: Option<(u64, bool)>) {
+        *self.pause.lock() = pause;
+        self.pause_active.store(pause.is_some(), Ordering::Release);
+        if pause.is_none() {
+            self.unpaused.notify_waiters();
+        }
     }
 
     /// True when clients must AUTH first (`requirepass` set).
     pub fn requires_auth(&self) -> bool {
-        !self.config.text("requirepass").is_empty()
+        self.auth_required.load(Ordering::Relaxed)
     }
 
     pub fn request_shutdown(&self, request: ShutdownRequest) {
