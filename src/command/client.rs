@@ -157,7 +157,7 @@ fn note_command(ctx: &mut Ctx<'_>) {
 pub enum ListFilter {
     All,
     Type(ClientType),
-    Ids(Vec<u64>),
+    Ids(Vec<i64>),
 }
 
 /// Parses `[TYPE type] | [ID id ...]` as Redis 7.0 does.
@@ -168,9 +168,10 @@ pub fn parse_list_filter(words: &[Bytes]) -> Result<ListFilter, Error> {
         [keyword, ids @ ..] if args::is(keyword, "id") && !ids.is_empty() => {
             let mut parsed = Vec::with_capacity(ids.len());
             for id in ids {
+                // Any integer is accepted; ids below 1 simply match no client.
                 match crate::protocol::parser::parse_i64(id) {
-                    Some(id) if id >= 1 => parsed.push(id as u64),
-                    _ => return Err(INVALID_CLIENT_ID.into()),
+                    Some(id) => parsed.push(id),
+                    None => return Err(INVALID_CLIENT_ID.into()),
                 }
             }
             Ok(ListFilter::Ids(parsed))
@@ -189,7 +190,7 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         let shown = match &filter {
             ListFilter::All => true,
             ListFilter::Type(kind) => type_of(&client) == *kind,
-            ListFilter::Ids(ids) => ids.contains(&client.id),
+            ListFilter::Ids(ids) => ids.contains(&(client.id as i64)),
         };
         if shown {
             text.push_str(&client.describe(now_ms));
@@ -253,10 +254,7 @@ pub fn parse_kill(words: &[Bytes]) -> Result<KillFilter, Error> {
             filter.laddr = Some(args::text(value));
         } else if args::is(option, "user") {
             if value.as_ref() != DEFAULT_USER.as_bytes() {
-                return Err(Error::err(format!(
-                    "No such user '{}'",
-                    args::text(value)
-                )));
+                return Err(Error::err(format!("No such user '{}'", args::text(value))));
             }
         } else if args::is(option, "skipme") {
             filter.skip_me = if args::is(value, "yes") {
@@ -277,7 +275,10 @@ pub fn parse_kill(words: &[Bytes]) -> Result<KillFilter, Error> {
 impl KillFilter {
     fn matches(&self, client: &ClientHandle, caller_id: u64) -> bool {
         if self.addr.as_ref().is_some_and(|addr| *addr != client.addr)
-            || self.laddr.as_ref().is_some_and(|laddr| *laddr != client.laddr)
+            || self
+                .laddr
+                .as_ref()
+                .is_some_and(|laddr| *laddr != client.laddr)
             || self.kind.is_some_and(|kind| kind != type_of(client))
             || self.id.is_some_and(|id| id != client.id)
         {
@@ -332,20 +333,19 @@ fn client_pause(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             return Err(PAUSE_MODE.into());
         }
     }
-    let mut pause = ctx.server.pause.lock();
-    let (until_ms, all) = match *pause {
+    let current = *ctx.server.pause.lock();
+    let (until_ms, all) = match current {
         Some((current_until, current_all)) if current_until > now_ms => {
             (current_until.max(until_ms), current_all || all)
         }
         _ => (until_ms, all),
     };
-    *pause = Some((until_ms, all));
+    ctx.server.set_pause(Some((until_ms, all)));
     Ok(Reply::OK)
 }
 
 fn client_unpause(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
-    *ctx.server.pause.lock() = None;
-    ctx.server.unpaused.notify_waiters();
+    ctx.server.set_pause(None);
     Ok(Reply::OK)
 }
 

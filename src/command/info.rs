@@ -108,9 +108,7 @@ pub fn select_sections(names: &[String]) -> Vec<&'static str> {
     SECTIONS
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| {
-            everything || (all && !ALL_EXCLUDES.contains(name)) || wanted.contains(name)
-        })
+        .filter(|name| everything || (all && !ALL_EXCLUDES.contains(name)) || wanted.contains(name))
         .collect()
 }
 
@@ -184,7 +182,7 @@ fn server_section(server: &Server, now_ms: u64) -> Fields {
         "configured_hz" => server.config.int("hz"),
         "lru_clock" => crate::keyspace::entry::lru_clock(now_ms),
         "executable" => executable(),
-        "config_file" => config_file().unwrap_or_default(),
+        "config_file" => server.config_file,
         "io_threads_active" => 0,
     ]
 }
@@ -222,17 +220,6 @@ fn executable() -> String {
         .unwrap_or_default()
 }
 
-/// The configuration file given at start, as an absolute path: `strata-server` takes it as
-/// its first argument unless that is an option (`--port`) or stdin (`-`).
-pub fn config_file() -> Option<String> {
-    let first = std::env::args().nth(1)?;
-    if first.starts_with('-') {
-        return None;
-    }
-    let path = std::fs::canonicalize(&first).ok()?;
-    Some(path.to_string_lossy().into_owned())
-}
-
 fn clients_section(server: &Server) -> Fields {
     let clients = server.clients.all();
     let mut input_max = 0;
@@ -240,9 +227,8 @@ fn clients_section(server: &Server) -> Fields {
     for client in &clients {
         let info = client.info.lock();
         input_max = input_max.max(info.query_buffer_bytes);
-        output_max = output_max.max(
-            info.output_buffer_bytes + client.outbox_bytes.load(Ordering::Relaxed),
-        );
+        output_max =
+            output_max.max(info.output_buffer_bytes + client.outbox_bytes.load(Ordering::Relaxed));
     }
     fields![
         "connected_clients" => clients.len(),
@@ -406,7 +392,10 @@ fn persistence_section(server: &Server) -> Fields {
 
 /// Per-second rates since the previous sample at least `RATE_INTERVAL_MS_MIN` old.
 fn rates(server: &Server, now_ms: u64) -> (u64, f64, f64) {
-    let commands = server.stats.total_commands_processed.load(Ordering::Relaxed);
+    let commands = server
+        .stats
+        .total_commands_processed
+        .load(Ordering::Relaxed);
     let input_bytes = server.stats.net_input_bytes.load(Ordering::Relaxed);
     let output_bytes = server.stats.net_output_bytes.load(Ordering::Relaxed);
     let mut guard = RATES.lock();
@@ -421,7 +410,8 @@ fn rates(server: &Server, now_ms: u64) -> (u64, f64, f64) {
     });
     let elapsed_ms = now_ms.saturating_sub(sample.at_ms);
     if elapsed_ms >= RATE_INTERVAL_MS_MIN {
-        let per_second = |now: u64, then: u64| now.saturating_sub(then) as f64 * 1000.0 / elapsed_ms as f64;
+        let per_second =
+            |now: u64, then: u64| now.saturating_sub(then) as f64 * 1000.0 / elapsed_ms as f64;
         sample.ops_per_sec = per_second(commands, sample.commands) as u64;
         sample.input_kbps = per_second(input_bytes, sample.input_bytes) / 1024.0;
         sample.output_kbps = per_second(output_bytes, sample.output_bytes) / 1024.0;
@@ -647,11 +637,17 @@ mod tests {
     #[test]
     fn default_all_and_everything() {
         assert_eq!(select_sections(&[]), DEFAULT_SECTIONS.to_vec());
-        assert_eq!(select_sections(&names(&["default"])), DEFAULT_SECTIONS.to_vec());
+        assert_eq!(
+            select_sections(&names(&["default"])),
+            DEFAULT_SECTIONS.to_vec()
+        );
         let all = select_sections(&names(&["all"]));
         assert!(all.contains(&"commandstats") && all.contains(&"latencystats"));
         assert_eq!(all.len(), SECTIONS.len());
-        assert_eq!(select_sections(&names(&["everything"])).len(), SECTIONS.len());
+        assert_eq!(
+            select_sections(&names(&["everything"])).len(),
+            SECTIONS.len()
+        );
     }
 
     #[test]

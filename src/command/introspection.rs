@@ -6,9 +6,9 @@
 //! `COMMAND HELP`. Every answer is read from [`crate::command::table()`], so it lists
 //! exactly the commands Strata implements, with Redis 7.0's metadata for each.
 
+use super::exec::Ctx;
 use super::server::help_reply;
 use super::table::{flags, table, Command, Lock, Spec};
-use super::exec::Ctx;
 use crate::error::{CmdResult, Error};
 use crate::protocol::Reply;
 use bytes::Bytes;
@@ -20,7 +20,11 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("command|docs", command_docs, Lock::None),
     Spec::new("command|list", command_list, Lock::None),
     Spec::new("command|getkeys", command_getkeys, Lock::None),
-    Spec::new("command|getkeysandflags", command_getkeysandflags, Lock::None),
+    Spec::new(
+        "command|getkeysandflags",
+        command_getkeysandflags,
+        Lock::None,
+    ),
     Spec::new("command|help", command_help, Lock::None),
 ];
 
@@ -69,11 +73,38 @@ fn by_fullname(name: &[u8]) -> Option<&'static Command> {
     }
 }
 
-/// `COMMAND`: the info of every command.
-fn command(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
-    Ok(Reply::Array(
-        top_level().iter().map(|command| command.info_reply()).collect(),
-    ))
+/// `COMMAND`: the info of every command. COMMAND is the one container that also runs bare,
+/// and the executor resolves subcommands only for containers without a handler, so
+/// `COMMAND <sub> ...` arrives here and is dispatched the way the executor would (Redis's
+/// unknown-subcommand and arity errors); its statistics count under `command`.
+fn command(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    if let Some(sub) = argv.get(1) {
+        let name = String::from_utf8_lossy(sub).to_ascii_lowercase();
+        let Some(subcommand) = ctx.command.subcommands.get(&name) else {
+            return Err(Error::err(format!(
+                "unknown subcommand '{}'. Try COMMAND HELP.",
+                String::from_utf8_lossy(&sub[..sub.len().min(128)]).replace(['\r', '\n'], " ")
+            )));
+        };
+        let argc = argv.len() as i32;
+        if (subcommand.arity > 0 && argc != subcommand.arity) || argc < -subcommand.arity {
+            return Err(Error::Arity(subcommand.fullname.clone()));
+        }
+        let Some(handler) = subcommand.handler else {
+            return Err(Error::Arity(subcommand.fullname.clone()));
+        };
+        return handler(ctx, argv);
+    }
+    Ok(all_info())
+}
+
+fn all_info() -> Reply {
+    Reply::Array(
+        top_level()
+            .iter()
+            .map(|command| command.info_reply())
+            .collect(),
+    )
 }
 
 fn command_count(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
@@ -83,7 +114,7 @@ fn command_count(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 /// `COMMAND INFO [name ...]`: a null for each unknown name.
 fn command_info(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() == 2 {
-        return command(_ctx, argv);
+        return Ok(all_info());
     }
     Ok(Reply::Array(
         argv[2..]
@@ -101,7 +132,10 @@ fn command_docs(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let commands: Vec<&Command> = if argv.len() == 2 {
         top_level()
     } else {
-        argv[2..].iter().filter_map(|name| by_fullname(name)).collect()
+        argv[2..]
+            .iter()
+            .filter_map(|name| by_fullname(name))
+            .collect()
     };
     Ok(Reply::Map(
         commands
@@ -215,8 +249,9 @@ fn command_getkeys(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// `COMMAND GETKEYSANDFLAGS command [arg ...]`: each key with its key spec's flags.
 ///
 /// The flags are those of the key spec the position falls in (index + range specs), or of
-/// the first spec otherwise. Redis refines `variable_flags` specs per call (SET without GET
-/// is `OW update`); Strata reports the spec's declared flags for those.
+/// the first spec otherwise. Redis refines `variable_flags` specs per call; Strata does so
+/// for SET (the only such command implemented so far) and reports the declared flags
+/// otherwise.
 fn command_getkeysandflags(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let words = &argv[2..];
     let (command, positions) = keys_of(words)?;
@@ -231,6 +266,7 @@ fn command_getkeysandflags(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
                     .or(specs.first())
                     .map(|spec| spec.flags.clone())
                     .unwrap_or_default();
+                let spec_flags = refine_flags(command, words, spec_flags);
                 Reply::Array(vec![
                     Reply::Bulk(words[index].clone()),
                     Reply::Set(spec_flags.into_iter().map(Reply::Status).collect()),
@@ -238,6 +274,19 @@ fn command_getkeysandflags(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             })
             .collect(),
     ))
+}
+
+/// Redis's per-command refinement of `variable_flags` specs (`setGetKeys`): SET overwrites
+/// without reading unless it has GET.
+fn refine_flags(command: &Command, words: &[Bytes], flags: Vec<String>) -> Vec<String> {
+    if command.fullname == "set"
+        && !words[3.min(words.len())..]
+            .iter()
+            .any(|w| super::args::is(w, "get"))
+    {
+        return vec!["OW".to_string(), "update".to_string()];
+    }
+    flags
 }
 
 /// What GETKEYSANDFLAGS needs of one key spec.
@@ -364,22 +413,49 @@ mod tests {
             Error::from(INVALID_ARGUMENT_COUNT)
         );
         assert_eq!(keys_of(&words(&["get", "a"])).unwrap().1, vec![1]);
-        let get = table().get(b"get").unwrap();
-        let specs = key_specs(get);
+        let map = |pairs: Vec<(&str, Reply)>| {
+            Reply::Map(
+                pairs
+                    .into_iter()
+                    .map(|(name, value)| (Reply::bulk(name.to_string()), value))
+                    .collect(),
+            )
+        };
+        // GET's key spec as COMMAND INFO shows it.
+        let spec = map(vec![
+            (
+                "flags",
+                Reply::Set(vec![
+                    Reply::Status("RO".into()),
+                    Reply::Status("access".into()),
+                ]),
+            ),
+            (
+                "begin_search",
+                map(vec![
+                    ("type", Reply::bulk("index")),
+                    ("spec", map(vec![("index", Reply::Integer(1))])),
+                ]),
+            ),
+            (
+                "find_keys",
+                map(vec![
+                    ("type", Reply::bulk("range")),
+                    (
+                        "spec",
+                        map(vec![
+                            ("lastkey", Reply::Integer(0)),
+                            ("keystep", Reply::Integer(1)),
+                            ("limit", Reply::Integer(0)),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]);
+        let specs: Vec<KeySpec> = key_spec(&spec).into_iter().collect();
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].flags, vec!["RO".to_string(), "access".to_string()]);
+        assert!(!specs[0].covers(2, 3));
         assert!(specs[0].covers(1, 2));
-    }
-}
-#[cfg(test)]
-mod debug_tests {
-    #[test]
-    fn show() {
-        let get = super::table().get(b"get").unwrap();
-        if let crate::protocol::Reply::Array(items) = get.info_reply() {
-            eprintln!("{:?}", items.get(8));
-        } else {
-            eprintln!("not array: {:?}", get.info_reply());
-        }
     }
 }

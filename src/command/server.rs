@@ -216,13 +216,31 @@ pub fn help_reply(lines: &[&str]) -> Reply {
 // ---------------------------------------------------------------------------------------------
 // CONFIG
 
-/// `CONFIG GET pattern [pattern ...]`: every matching parameter once, as a map.
+/// `CONFIG GET pattern [pattern ...]`: every matching parameter once, as a map. A name
+/// without glob characters is looked up directly and answered under the name as given
+/// (`CONFIG GET MAXCLIENTS` replies `MAXCLIENTS`), as Redis does.
 fn config_get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    let mut found: Vec<(&'static str, String)> = Vec::new();
+    let config = &ctx.server.config;
+    let mut found: Vec<(String, String)> = Vec::new();
+    let seen = |found: &[(String, String)], name: &str| {
+        found
+            .iter()
+            .any(|(seen, _)| seen.eq_ignore_ascii_case(name))
+    };
     for pattern in &argv[2..] {
-        for (name, value) in ctx.server.config.matching(pattern) {
-            if !found.iter().any(|(seen, _)| *seen == name) {
-                found.push((name, value));
+        if !pattern.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
+            let name = args::text(pattern);
+            if seen(&found, &name) {
+                continue;
+            }
+            if let Some(index) = Config::index(&name) {
+                found.push((name, config.render(index)));
+            }
+            continue;
+        }
+        for (name, value) in config.matching(pattern) {
+            if !seen(&found, name) {
+                found.push((name.to_string(), value));
             }
         }
     }
@@ -259,10 +277,7 @@ impl SetError {
 /// Validates `name value` pairs as Redis's `configSetCommand` does, in its order: every
 /// name must exist (the first unknown one is reported), mutable, and not repeated; then every
 /// value must parse. Returns the pairs to apply.
-pub fn check_config_set(
-    config: &Config,
-    pairs: &[(String, String)],
-) -> Result<(), SetError> {
+pub fn check_config_set(config: &Config, pairs: &[(String, String)]) -> Result<(), SetError> {
     let mut unknown: Option<&str> = None;
     let mut seen: Vec<String> = Vec::with_capacity(pairs.len());
     for (name, _) in pairs {
@@ -343,9 +358,10 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 /// (further lines of the same directive are dropped), directives the file lacks are appended
 /// when their value differs from the default, and comments and other lines stay as they are.
 fn config_rewrite(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
-    let Some(path) = info::config_file() else {
+    let path = ctx.server.config_file.clone();
+    if path.is_empty() {
         return Err(NO_CONFIG_FILE.into());
-    };
+    }
     let original = std::fs::read_to_string(&path).unwrap_or_default();
     let text = rewrite_config_text(&ctx.server.config, &original);
     let temporary = format!("{path}.tmp-{}", std::process::id());
@@ -480,6 +496,12 @@ fn monitor(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 
 /// `SLOWLOG GET [count]`: newest first; -1 for all.
 fn slowlog_get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    if argv.len() > 3 {
+        return Err(Error::err(format!(
+            "unknown subcommand or wrong number of arguments for '{}'. Try SLOWLOG HELP.",
+            args::text(&argv[1])
+        )));
+    }
     let count = match argv.get(2) {
         None => SLOWLOG_GET_DEFAULT,
         Some(arg) => match crate::protocol::parser::parse_i64(arg) {
@@ -487,9 +509,6 @@ fn slowlog_get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             _ => return Err(SLOWLOG_COUNT_RANGE.into()),
         },
     };
-    if argv.len() > 3 {
-        return Err(Error::Arity(ctx.command.fullname.clone()));
-    }
     Ok(ctx.server.slowlog.reply(count))
 }
 
@@ -573,7 +592,11 @@ fn leading_integer(bytes: &[u8]) -> i64 {
         Some(rest) => (-1, rest),
         None => (1, text.strip_prefix('+').unwrap_or(text)),
     };
-    let digits: String = digits.chars().take_while(char::is_ascii_digit).take(18).collect();
+    let digits: String = digits
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(18)
+        .collect();
     sign * digits.parse::<i64>().unwrap_or(0)
 }
 
@@ -681,7 +704,7 @@ fn memory_usage(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Null);
     };
     Ok(Reply::Integer(
-        entry_memory_bytes(argv[2].len(), entry) as i64,
+        entry_memory_bytes(argv[2].len(), entry) as i64
     ))
 }
 
@@ -826,8 +849,14 @@ mod tests {
         let parsed = parse_shutdown(&words(&["NOSAVE", "now"])).unwrap();
         assert_eq!(parsed.save, Some(false));
         assert!(parsed.now);
-        assert_eq!(parse_shutdown(&words(&["save", "nosave"])), Err(Error::Syntax));
-        assert_eq!(parse_shutdown(&words(&["abort", "now"])), Err(Error::Syntax));
+        assert_eq!(
+            parse_shutdown(&words(&["save", "nosave"])),
+            Err(Error::Syntax)
+        );
+        assert_eq!(
+            parse_shutdown(&words(&["abort", "now"])),
+            Err(Error::Syntax)
+        );
         assert_eq!(parse_shutdown(&words(&["later"])), Err(Error::Syntax));
         assert!(parse_shutdown(&words(&["abort"])).unwrap().abort);
     }
@@ -846,7 +875,9 @@ mod tests {
     fn rewrite_keeps_comments_and_replaces_values() {
         let config = Config::default();
         config.set("hz", &["20"], Source::ConfigSet).unwrap();
-        config.set("maxclients", &["77"], Source::ConfigSet).unwrap();
+        config
+            .set("maxclients", &["77"], Source::ConfigSet)
+            .unwrap();
         let text = rewrite_config_text(&config, "# mine\nhz 10\nport 7000\nhz 11\n");
         assert_eq!(
             text,
