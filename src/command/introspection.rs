@@ -220,7 +220,7 @@ fn keys_of(words: &[Bytes]) -> Result<(&'static Command, Vec<usize>), Error> {
             .get(&sub)
             .ok_or(Error::from(INVALID_COMMAND))?
     };
-    let has_keys = command.first_key != 0 || matches!(command.lock, Lock::Custom(_));
+    let has_keys = command.first_key != 0 || command.has(flags::MOVABLEKEYS);
     if !has_keys {
         return Err(NO_KEY_ARGUMENTS.into());
     }
