@@ -102,6 +102,8 @@ pub fn select_sections(names: &[String]) -> Vec<&'static str> {
             "everything" => everything = true,
             "all" => all = true,
             "default" => wanted.extend_from_slice(DEFAULT_SECTIONS),
+            // Redis 7.0 answers the module list under both names.
+            "module_list" => wanted.push("modules"),
             other => wanted.push(other),
         }
     }
@@ -657,6 +659,7 @@ mod tests {
             vec!["clients", "cpu"]
         );
         assert!(select_sections(&names(&["nosuch"])).is_empty());
+        assert_eq!(select_sections(&names(&["module_list"])), vec!["modules"]);
         assert_eq!(
             select_sections(&names(&["keyspace", "default"])),
             DEFAULT_SECTIONS.to_vec()

@@ -277,7 +277,16 @@ impl SetError {
 /// Validates `name value` pairs as Redis's `configSetCommand` does, in its order: every
 /// name must exist (the first unknown one is reported), mutable, and not repeated; then every
 /// value must parse. Returns the pairs to apply.
-pub fn check_config_set(config: &Config, pairs: &[(String, String)]) -> Result<(), SetError> {
+pub fn check_config_set(
+    config: &Config,
+    pairs: &[(String, String)],
+    local_client: bool,
+) -> Result<(), SetError> {
+    let protected_allowed = match config.word("enable-protected-configs") {
+        "yes" => true,
+        "local" => local_client,
+        _ => false,
+    };
     let mut unknown: Option<&str> = None;
     let mut seen: Vec<String> = Vec::with_capacity(pairs.len());
     for (name, _) in pairs {
@@ -289,9 +298,7 @@ pub fn check_config_set(config: &Config, pairs: &[(String, String)]) -> Result<(
         let directive = &crate::config::TABLE[index];
         let refused = if directive.flags & crate::config::IMMUTABLE != 0 {
             Some("can't set immutable config")
-        } else if directive.flags & crate::config::PROTECTED != 0
-            && config.int("enable-protected-configs") == 0
-        {
+        } else if directive.flags & crate::config::PROTECTED != 0 && !protected_allowed {
             Some("can't set protected config")
         } else if seen.contains(&lower) {
             Some("duplicate parameter")
@@ -327,7 +334,7 @@ fn config_set(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         .map(|pair| (args::text(&pair[0]), args::text(&pair[1])))
         .collect();
     let config = &ctx.server.config;
-    check_config_set(config, &pairs).map_err(SetError::into_error)?;
+    check_config_set(config, &pairs, is_local(ctx)).map_err(SetError::into_error)?;
     // Every value was checked above, so a failure here is a race with another CONFIG SET;
     // restore what was set so far to keep the command atomic.
     let mut previous: Vec<(String, String)> = Vec::with_capacity(pairs.len());
@@ -546,18 +553,22 @@ fn debug_keys(argv: &[Bytes]) -> Vec<usize> {
     }
 }
 
+/// Redis's `islocalClient`: the peer is a loopback address.
+fn is_local(ctx: &Ctx<'_>) -> bool {
+    ctx.session
+        .handle
+        .addr
+        .parse::<std::net::SocketAddr>()
+        .map(|addr| addr.ip().is_loopback())
+        .unwrap_or(false)
+}
+
 /// True when the client may run DEBUG (`enable-debug-command` yes, or local and a loopback
 /// peer).
 fn debug_allowed(ctx: &Ctx<'_>) -> bool {
     match ctx.server.config.word("enable-debug-command") {
         "yes" => true,
-        "local" => ctx
-            .session
-            .handle
-            .addr
-            .parse::<std::net::SocketAddr>()
-            .map(|addr| addr.ip().is_loopback())
-            .unwrap_or(false),
+        "local" => is_local(ctx),
         _ => false,
     }
 }
@@ -587,11 +598,63 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             Ok(Reply::OK)
         }
         3 if args::is(sub, "object") => debug_object(ctx, &argv[2]),
+        3 if args::is(sub, "protocol") => debug_protocol(ctx.session.resp3, &argv[2]),
+        3 if args::is(sub, "log") => {
+            tracing::warn!("DEBUG LOG: {}", args::text(&argv[2]));
+            Ok(Reply::OK)
+        }
         _ => Err(Error::err(format!(
             "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
             args::text(sub)
         ))),
     }
+}
+
+/// `DEBUG PROTOCOL <type>`: one reply of each RESP type, for client tests.
+fn debug_protocol(resp3: bool, kind: &[u8]) -> CmdResult {
+    const BIGNUM: &str = "1234567999999999999999999999999999999";
+    let raw = |replies: &[Reply]| {
+        let mut out = bytes::BytesMut::new();
+        for reply in replies {
+            reply.encode(resp3, &mut out);
+        }
+        Reply::Raw(out.freeze())
+    };
+    let name = String::from_utf8_lossy(kind).to_ascii_lowercase();
+    Ok(match name.as_str() {
+        "string" => Reply::bulk("Hello World"),
+        "integer" => Reply::Integer(12345),
+        "double" => Reply::Double(3.141),
+        "bignum" if resp3 => Reply::Raw(Bytes::from(format!("({BIGNUM}\r\n"))),
+        "bignum" => Reply::bulk(BIGNUM),
+        "null" => Reply::Null,
+        "array" => Reply::Array((0..3).map(Reply::Integer).collect()),
+        "set" => Reply::Set((0..3).map(Reply::Integer).collect()),
+        "map" => Reply::Map(
+            (0..3)
+                .map(|index| (Reply::Integer(index), Reply::Bool(index == 1)))
+                .collect(),
+        ),
+        "attrib" if resp3 => {
+            let mut out = bytes::BytesMut::from(&b"|1\r\n"[..]);
+            Reply::bulk("key-popularity").encode(true, &mut out);
+            Reply::Array(vec![Reply::bulk("key:123"), Reply::Integer(90)]).encode(true, &mut out);
+            Reply::bulk("Some real reply following the attribute").encode(true, &mut out);
+            Reply::Raw(out.freeze())
+        }
+        "attrib" => Reply::bulk("Some real reply following the attribute"),
+        "push" if resp3 => raw(&[
+            Reply::Push(vec![Reply::bulk("server-cpu-usage"), Reply::Integer(42)]),
+            Reply::bulk("Some real reply following the push reply"),
+        ]),
+        "push" => return Err(Error::err("RESP2 is not supported by this command")),
+        "verbatim" => Reply::Verbatim("txt", Bytes::from_static(b"This is a verbatim\nstring")),
+        "true" => Reply::Bool(true),
+        "false" => Reply::Bool(false),
+        _ => return Err(Error::err(
+            "Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false",
+        )),
+    })
 }
 
 /// C's `atoi`: the leading decimal integer, 0 if none.
@@ -820,28 +883,39 @@ mod tests {
     #[test]
     fn config_set_checks_in_redis_order() {
         let config = Config::default();
-        assert_eq!(check_config_set(&config, &pairs(&[("hz", "20")])), Ok(()));
         assert_eq!(
-            check_config_set(&config, &pairs(&[("maxclients", "1"), ("bogus", "1")])),
+            check_config_set(&config, &pairs(&[("hz", "20")]), true),
+            Ok(())
+        );
+        assert_eq!(
+            check_config_set(
+                &config,
+                &pairs(&[("maxclients", "1"), ("bogus", "1")]),
+                true
+            ),
             Err(SetError::Unknown("bogus".into()))
         );
         assert_eq!(
-            check_config_set(&config, &pairs(&[("bogus", "1"), ("daemonize", "yes")])),
+            check_config_set(
+                &config,
+                &pairs(&[("bogus", "1"), ("daemonize", "yes")]),
+                true
+            ),
             Err(SetError::Unknown("bogus".into()))
         );
         assert_eq!(
-            check_config_set(&config, &pairs(&[("hz", "1"), ("HZ", "2")])),
+            check_config_set(&config, &pairs(&[("hz", "1"), ("HZ", "2")]), true),
             Err(SetError::Failed("HZ".into(), "duplicate parameter".into()))
         );
         assert_eq!(
-            check_config_set(&config, &pairs(&[("daemonize", "yes")])),
+            check_config_set(&config, &pairs(&[("daemonize", "yes")]), true),
             Err(SetError::Failed(
                 "daemonize".into(),
                 "can't set immutable config".into()
             ))
         );
         assert_eq!(
-            check_config_set(&config, &pairs(&[("hz", "1"), ("maxclients", "x")])),
+            check_config_set(&config, &pairs(&[("hz", "1"), ("maxclients", "x")]), true),
             Err(SetError::Failed(
                 "maxclients".into(),
                 "argument couldn't be parsed into an integer".into()
