@@ -610,6 +610,9 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     }
 }
 
+/// The double DEBUG PROTOCOL replies with (Redis's `3.141`).
+const DEBUG_PROTOCOL_DOUBLE: f64 = 3141.0 / 1000.0;
+
 /// `DEBUG PROTOCOL <type>`: one reply of each RESP type, for client tests.
 fn debug_protocol(resp3: bool, kind: &[u8]) -> CmdResult {
     const BIGNUM: &str = "1234567999999999999999999999999999999";
@@ -624,7 +627,8 @@ fn debug_protocol(resp3: bool, kind: &[u8]) -> CmdResult {
     Ok(match name.as_str() {
         "string" => Reply::bulk("Hello World"),
         "integer" => Reply::Integer(12345),
-        "double" => Reply::Double(3.141),
+        // Redis's literal, not an approximation of pi.
+        "double" => Reply::Double(DEBUG_PROTOCOL_DOUBLE),
         "bignum" if resp3 => Reply::Raw(Bytes::from(format!("({BIGNUM}\r\n"))),
         "bignum" => Reply::bulk(BIGNUM),
         "null" => Reply::Null,
