@@ -123,10 +123,10 @@ fn quote(arg: &str) -> String {
     out
 }
 
-/// Logs to `logfile` (appending) or stdout, at `loglevel`.
+/// Logs to `logfile` (appending) or stdout, at `loglevel`, in Redis's line format.
 fn init_logging(config: &Config) -> Option<()> {
     let level = match config.word("loglevel") {
-        "debug" => tracing::Level::DEBUG,
+        "debug" => tracing::Level::TRACE,
         "verbose" => tracing::Level::DEBUG,
         "notice" => tracing::Level::INFO,
         _ => tracing::Level::WARN,
@@ -134,7 +134,8 @@ fn init_logging(config: &Config) -> Option<()> {
     let logfile = config.text("logfile");
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_target(false);
+        .with_ansi(false)
+        .event_format(RedisLogFormat);
     if logfile.is_empty() {
         builder.init();
     } else {
@@ -143,10 +144,7 @@ fn init_logging(config: &Config) -> Option<()> {
             .append(true)
             .open(&logfile)
         {
-            Ok(file) => builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init(),
+            Ok(file) => builder.with_writer(std::sync::Mutex::new(file)).init(),
             Err(err) => {
                 eprintln!("Can't open the log file: {err}");
                 std::process::exit(1);
@@ -154,4 +152,32 @@ fn init_logging(config: &Config) -> Option<()> {
         }
     }
     Some(())
+}
+
+/// `pid:M 21 Nov 2026 20:28:20.256 * message`, as redis-server logs (`.` debug, `-` verbose,
+/// `*` notice, `#` warning), so tools that read Redis logs read Strata's.
+struct RedisLogFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for RedisLogFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mark = match *event.metadata().level() {
+            tracing::Level::TRACE => '.',
+            tracing::Level::DEBUG => '-',
+            tracing::Level::INFO => '*',
+            _ => '#',
+        };
+        let now = chrono::Local::now().format("%d %b %Y %H:%M:%S%.3f");
+        write!(writer, "{}:M {now} {mark} ", std::process::id())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }

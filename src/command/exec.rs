@@ -42,6 +42,8 @@ pub struct Ctx<'a> {
     /// Replaces the command in the propagation log (EXPIRE as PEXPIREAT, ...). An empty list
     /// propagates nothing.
     rewrite: Option<Vec<Vec<Bytes>>>,
+    /// Propagate even though nothing changed (Redis's `forceCommandPropagation`).
+    forced: bool,
     pub action: Option<Action>,
 }
 
@@ -59,6 +61,11 @@ impl<'a> Ctx<'a> {
     /// Propagate `args` instead of the command as received. Call again to add more.
     pub fn propagate(&mut self, args: Vec<Bytes>) {
         self.rewrite.get_or_insert_with(Vec::new).push(args);
+    }
+
+    /// Propagate the command even if it changed nothing (FLUSHDB on an empty database).
+    pub fn force_propagate(&mut self) {
+        self.forced = true;
     }
 
     /// Propagate nothing for this command, even though it wrote.
@@ -194,6 +201,7 @@ fn run(
         ks,
         command,
         rewrite: None,
+        forced: false,
         action: None,
     };
     let outcome =
@@ -241,7 +249,7 @@ fn propagate(server: &Server, ctx: &mut Ctx<'_>, db_at_start: usize, args: &[Byt
             vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(&key)],
         ));
     }
-    if ctx.command.is_write() && ctx.ks.dirty > 0 {
+    if ctx.command.is_write() && (ctx.ks.dirty > 0 || ctx.forced) {
         match ctx.rewrite.take() {
             Some(rewritten) => {
                 effects.extend(rewritten.into_iter().map(|argv| (db_at_start, argv)))

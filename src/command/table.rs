@@ -182,9 +182,15 @@ pub fn range_positions(first: i32, last: i32, step: i32, argc: usize) -> Vec<usi
 pub fn range_iter(first: i32, last: i32, step: i32, argc: usize) -> impl Iterator<Item = usize> {
     let last = if last < 0 { argc as i32 + last } else { last };
     let last = last.min(argc as i32 - 1);
-    let valid = first > 0 && step > 0;
-    let range = if valid { first..=last } else { 1..=0 };
-    range.step_by(step.max(1) as usize).map(|i| i as usize)
+    // An invalid spec (no keys) yields an empty range: first > last.
+    let (first, last) = if first > 0 && step > 0 {
+        (first, last)
+    } else {
+        (1, 0)
+    };
+    (first..=last)
+        .step_by(step.max(1) as usize)
+        .map(|i| i as usize)
 }
 
 /// Converts the generator's typed JSON into a reply tree.

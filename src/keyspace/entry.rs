@@ -87,11 +87,7 @@ impl Entry {
         } else {
             65535 - then + now
         };
-        let periods = if decay_minutes == 0 {
-            0
-        } else {
-            elapsed / decay_minutes
-        };
+        let periods = elapsed.checked_div(decay_minutes).unwrap_or(0);
         counter.saturating_sub(periods)
     }
 }

@@ -129,12 +129,16 @@ impl<'a> Locked<'a> {
     pub fn lookup_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         let stats = &self.keyspace.stats;
         let found = self.lookup(db, key);
-        let counter = if found.is_some() {
-            &stats.keyspace_hits
-        } else {
-            &stats.keyspace_misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        count_hit(stats, found.is_some());
+        found
+    }
+
+    /// Redis's `LOOKUP_NOTOUCH` read (TYPE, EXISTS, OBJECT): counts hits and misses but
+    /// leaves the access time alone.
+    pub fn peek_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        let stats = &self.keyspace.stats;
+        let found = self.live_entry(db, key);
+        count_hit(stats, found.is_some());
         found
     }
 
@@ -261,4 +265,13 @@ impl<'a> Locked<'a> {
         }
         self.dirty += 1;
     }
+}
+
+fn count_hit(stats: &super::shards::Stats, hit: bool) {
+    let counter = if hit {
+        &stats.keyspace_hits
+    } else {
+        &stats.keyspace_misses
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }

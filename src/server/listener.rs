@@ -64,7 +64,7 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
             } else {
                 format!("{host}:{port}")
             };
-            match TcpListener::bind(&target).await {
+            match bind(&target, server.config.int("tcp-backlog")).await {
                 Ok(listener) => {
                     let local = listener.local_addr().map_err(|err| err.to_string())?;
                     addrs.push(local);
@@ -177,6 +177,7 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
             continue;
         }
         let _ = stream.set_nodelay(true);
+        set_keepalive(&stream, server.config.int("tcp-keepalive"));
         let laddr = stream
             .local_addr()
             .map(|a| a.to_string())
@@ -188,6 +189,37 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
                 .register(peer.to_string(), laddr, fd, server.clock.now_ms());
         let session = Session::new(handle, !server.requires_auth());
         tokio::spawn(serve(server.clone(), stream, session, outbox));
+    }
+}
+
+/// Binds with Redis's socket options: SO_REUSEADDR and the configured `tcp-backlog`.
+async fn bind(target: &str, backlog: i64) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(target).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(backlog.clamp(1, u32::MAX as i64) as u32),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no address to bind")))
+}
+
+/// `tcp-keepalive`: probes idle peers so dead ones are noticed, as Redis does.
+fn set_keepalive(stream: &TcpStream, seconds: i64) {
+    if seconds <= 0 {
+        return;
+    }
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(seconds as u64))
+        .with_interval(std::time::Duration::from_secs((seconds as u64 / 3).max(1)));
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("setting tcp-keepalive: {err}");
     }
 }
 

@@ -40,6 +40,25 @@ impl Value {
         }
     }
 
+    /// The name OBJECT ENCODING reports, as Redis 7.0 decides it for a value written by SET:
+    /// `int` for a canonical integer of at most 20 characters, `embstr` up to 44 bytes, `raw`
+    /// otherwise or when the entry's `FLAG_RAW` says APPEND/SETRANGE built it in place.
+    pub fn encoding(&self, flags: u32) -> &'static str {
+        match self {
+            Value::Str(bytes) => {
+                if flags & crate::keyspace::entry::FLAG_RAW != 0 {
+                    "raw"
+                } else if is_canonical_integer(bytes.as_slice()) {
+                    "int"
+                } else if bytes.len() <= EMBSTR_BYTES_MAX {
+                    "embstr"
+                } else {
+                    "raw"
+                }
+            }
+        }
+    }
+
     /// Heap bytes the value owns beyond its 24 inline bytes, for MEMORY USAGE and accounting.
     pub fn heap_bytes(&self) -> usize {
         match self {
