@@ -10,7 +10,6 @@ use super::info;
 use super::table::{Lock, Spec};
 use crate::config::{Config, Source};
 use crate::error::{CmdResult, Error};
-use crate::keyspace::entry::FLAG_RAW;
 use crate::keyspace::Entry;
 use crate::protocol::Reply;
 use crate::types::{self, CompactBytes, Value};
@@ -677,17 +676,6 @@ fn leading_integer(bytes: &[u8]) -> i64 {
     sign * digits.parse::<i64>().unwrap_or(0)
 }
 
-/// Redis's encoding name for a string value.
-fn string_encoding(bytes: &[u8], entry: &Entry) -> &'static str {
-    if types::is_canonical_integer(bytes) {
-        "int"
-    } else if bytes.len() <= types::EMBSTR_BYTES_MAX && entry.flags & FLAG_RAW == 0 {
-        "embstr"
-    } else {
-        "raw"
-    }
-}
-
 /// Bytes an RDB length prefix takes (`rdbSaveLen`).
 fn rdb_length_bytes(length: usize) -> usize {
     match length {
@@ -732,7 +720,7 @@ fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
     let address = entry as *const Entry as usize;
     let (encoding, serialized, refcount) = match &entry.value {
         Value::Str(bytes) => {
-            let encoding = string_encoding(bytes, entry);
+            let encoding = entry.value.encoding(entry.flags);
             let shared = encoding == "int"
                 && shared_integers
                 && crate::protocol::parser::parse_i64(bytes)
