@@ -674,4 +674,99 @@ mod tests {
         assert_eq!(bytes_to_human(6660096), "6.35M");
         assert_eq!(bytes_to_human(25276514304), "23.54G");
     }
+
+    /// Runs `commands` through the executor on a fresh server; returns the last reply's text.
+    fn run(commands: &[&[&str]]) -> String {
+        use std::sync::Arc;
+        let server = Server::new(
+            crate::config::Config::default(),
+            Arc::new(crate::io::SystemClock),
+            Arc::new(crate::io::StdFileSystem),
+            3,
+        );
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = crate::server::Session::new(handle, true);
+        let mut last = Reply::Null;
+        for argv in commands {
+            let args = argv.iter().map(|w| Bytes::from(w.to_string())).collect();
+            last = crate::command::dispatch(&server, &mut session, args).0;
+        }
+        String::from_utf8_lossy(&last.to_bytes(false)).into_owned()
+    }
+
+    #[test]
+    fn sections_are_separated_like_redis() {
+        let text = run(&[&["INFO", "cpu", "clients"]]);
+        let body = text.split_once("\r\n").map(|(_, body)| body).unwrap_or("");
+        assert!(
+            body.starts_with("# Clients\r\nconnected_clients:1\r\n"),
+            "{text}"
+        );
+        assert!(body.contains("\r\n\r\n# CPU\r\nused_cpu_sys:"), "{text}");
+        assert!(body.ends_with("\r\n\r\n") && !body.ends_with("\r\n\r\n\r\n"));
+        assert_eq!(run(&[&["INFO", "nosuch"]]), "$0\r\n\r\n");
+    }
+
+    #[test]
+    fn statistics_sections_report_calls_errors_and_keys() {
+        let text = run(&[
+            &["SET", "k", "v"],
+            &["GET", "k"],
+            &["CONFIG", "SET", "hz", "x"],
+            &["INFO", "commandstats", "errorstats", "keyspace"],
+        ]);
+        assert!(text.contains("cmdstat_set:calls=1,"), "{text}");
+        assert!(text.contains("cmdstat_config|set:calls=1,"), "{text}");
+        assert!(text.contains("failed_calls=1\r\n"), "{text}");
+        assert!(text.contains("errorstat_ERR:count=1\r\n"), "{text}");
+        assert!(
+            text.contains("db0:keys=1,expires=0,avg_ttl=0\r\n"),
+            "{text}"
+        );
+        let reset = run(&[
+            &["SET", "k", "v"],
+            &["CONFIG", "RESETSTAT"],
+            &["INFO", "commandstats"],
+        ]);
+        assert!(!reset.contains("cmdstat_set"), "{reset}");
+    }
+
+    #[test]
+    fn config_set_is_all_or_nothing() {
+        assert_eq!(
+            run(&[
+                &["CONFIG", "SET", "hz", "20", "maxclients", "x"],
+                &["CONFIG", "GET", "hz"]
+            ]),
+            "*2\r\n$2\r\nhz\r\n$2\r\n10\r\n"
+        );
+        assert_eq!(
+            run(&[
+                &["CONFIG", "SET", "hz", "20", "maxclients", "9"],
+                &["CONFIG", "GET", "maxclients"]
+            ]),
+            "*2\r\n$10\r\nmaxclients\r\n$1\r\n9\r\n"
+        );
+    }
+
+    #[test]
+    fn client_name_round_trip() {
+        assert_eq!(
+            run(&[&["CLIENT", "SETNAME", "x"], &["CLIENT", "GETNAME"]]),
+            "$1\r\nx\r\n"
+        );
+        assert_eq!(
+            run(&[
+                &["CLIENT", "SETNAME", "x"],
+                &["CLIENT", "SETNAME", ""],
+                &["CLIENT", "GETNAME"]
+            ]),
+            "$-1\r\n"
+        );
+        let list = run(&[&["CLIENT", "SETNAME", "me"], &["CLIENT", "LIST"]]);
+        assert!(
+            list.contains(" name=me ") && list.contains(" cmd=client|list "),
+            "{list}"
+        );
+    }
 }
