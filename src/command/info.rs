@@ -217,8 +217,12 @@ fn os_name() -> String {
 }
 
 fn executable() -> String {
+    // Linux appends " (deleted)" once the binary has been replaced on disk.
     std::env::current_exe()
-        .map(|path| path.to_string_lossy().into_owned())
+        .map(|path| {
+            let text = path.to_string_lossy();
+            text.strip_suffix(" (deleted)").unwrap_or(&text).to_string()
+        })
         .unwrap_or_default()
 }
 

@@ -368,18 +368,34 @@ fn config_rewrite(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
     if path.is_empty() {
         return Err(NO_CONFIG_FILE.into());
     }
-    let original = std::fs::read_to_string(&path).unwrap_or_default();
+    let fs = &ctx.server.fs;
+    let path = std::path::PathBuf::from(path);
+    let original = fs
+        .read(&path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
     let text = rewrite_config_text(&ctx.server.config, &original);
-    let temporary = format!("{path}.tmp-{}", std::process::id());
-    let written = std::fs::write(&temporary, text.as_bytes())
-        .and_then(|()| std::fs::rename(&temporary, &path));
+    // Written whole to a temporary file, synced, then renamed over the original, so a crash
+    // leaves either the old file or the new one.
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = fs
+        .create(&temporary)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync()
+        })
+        .and_then(|()| fs.rename(&temporary, &path))
+        .and_then(|()| match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => fs.sync_dir(dir),
+            _ => Ok(()),
+        });
     match written {
         Ok(()) => {
             tracing::info!("CONFIG REWRITE executed with success.");
             Ok(Reply::OK)
         }
         Err(error) => {
-            let _ = std::fs::remove_file(&temporary);
+            let _ = fs.remove(&temporary);
             tracing::warn!("CONFIG REWRITE failed: {error}");
             Err(Error::err(format!("Rewriting config file: {error}")))
         }
