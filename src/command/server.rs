@@ -730,7 +730,8 @@ fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
     let shared_integers = ctx.server.config.int("maxmemory") == 0
         || !ctx.server.config.word("maxmemory-policy").ends_with("lru")
             && !ctx.server.config.word("maxmemory-policy").ends_with("lfu");
-    let Some(entry) = ctx.ks.peek(db, key) else {
+    // Redis reads the dict directly: no expiry, no access update, no hit/miss count.
+    let Some(entry) = ctx.ks.db(db, key).keys.get(key) else {
         return Err(Error::NoSuchKey);
     };
     let address = entry as *const Entry as usize;
@@ -781,7 +782,8 @@ fn memory_usage(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         }
     }
     let db = ctx.db();
-    let Some(entry) = ctx.ks.peek(db, &argv[2]) else {
+    // Redis reads the dict directly: no expiry, no access update, no hit/miss count.
+    let Some(entry) = ctx.ks.db(db, &argv[2]).keys.get(&argv[2]) else {
         return Ok(Reply::Null);
     };
     Ok(Reply::Integer(
