@@ -4,6 +4,8 @@ pub mod args;
 pub mod client;
 pub mod connection;
 pub mod exec;
+pub mod info;
+pub mod introspection;
 pub mod keys;
 pub mod server;
 pub mod strings;
@@ -19,4 +21,6 @@ pub static FAMILIES: &[&[Spec]] = &[
     strings::COMMANDS,
     keys::COMMANDS,
     server::COMMANDS,
+    info::COMMANDS,
+    introspection::COMMANDS,
 ];
