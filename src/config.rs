@@ -879,7 +879,7 @@ fn parse_value(directive: &Directive, args: &[&str]) -> Result<Parsed, String> {
         ClientOutputBufferLimit => parse_output_buffer_limits(args),
         KeyspaceEvents => {
             let flags = parse_events(single()?)
-                .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmd'.")?;
+                .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")?;
             Ok(Parsed::Number(flags))
         }
         OomScoreAdjValues => {

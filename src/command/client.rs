@@ -147,11 +147,6 @@ fn client_getname(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
     }
 }
 
-/// The running command is the caller's last one: CLIENT LIST/INFO show it as Redis does.
-fn note_command(ctx: &mut Ctx<'_>) {
-    ctx.session.handle.info.lock().last_command = ctx.command.fullname.clone();
-}
-
 /// Which clients CLIENT LIST shows.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ListFilter {
@@ -183,7 +178,6 @@ pub fn parse_list_filter(words: &[Bytes]) -> Result<ListFilter, Error> {
 /// `CLIENT LIST [TYPE type] [ID id ...]`: one line per client.
 fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let filter = parse_list_filter(&argv[2..])?;
-    note_command(ctx);
     let now_ms = ctx.now_ms();
     let mut text = String::new();
     for client in ctx.server.clients.all() {
@@ -202,7 +196,6 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `CLIENT INFO`: the caller's CLIENT LIST line.
 fn client_info(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
-    note_command(ctx);
     let mut text = ctx.session.handle.describe(ctx.now_ms());
     text.push('\n');
     Ok(Reply::Verbatim("txt", Bytes::from(text)))

@@ -84,11 +84,12 @@ pub fn dispatch(
     debug_assert!(!args.is_empty());
     let command = match resolve(&args) {
         Ok(command) => command,
-        Err(error) => {
-            server.stats.record_error(&error, None);
+        Err((error, command)) => {
+            server.stats.record_error(&error, command);
             return (error.into_reply(), None);
         }
     };
+    session.handle.note_command(command.id);
     if server.requires_auth() && !session.authenticated && !command.has(flags::NO_AUTH) {
         let error = Error::from(crate::error::NOAUTH);
         server.stats.record_error(&error, Some(command));
@@ -100,34 +101,36 @@ pub fn dispatch(
     run(server, session, command, &args)
 }
 
-/// Finds the command or subcommand and checks its arity, with Redis's error texts.
-fn resolve(args: &[Bytes]) -> Result<&'static Command, Error> {
+/// Finds the command or subcommand and checks its arity, with Redis's error texts. On error,
+/// also the command that refused (for its `rejected_calls`), when one was found.
+fn resolve(args: &[Bytes]) -> Result<&'static Command, (Error, Option<&'static Command>)> {
     let table = table();
     let Some(command) = table.get(&args[0]) else {
-        return Err(unknown_command(args));
+        return Err((unknown_command(args), None));
     };
-    let command = if command.handler.is_none() && !command.subcommands.is_empty() {
-        if args.len() < 2 {
-            return Err(Error::Arity(command.fullname.clone()));
-        }
-        let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-        match command.subcommands.get(&sub) {
-            Some(subcommand) => subcommand,
-            None => {
-                let text = format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    truncate_lossy(&args[1], 128),
-                    command.fullname.to_ascii_uppercase()
-                );
-                return Err(Error::Text(sanitize(text).into()));
+    let command =
+        if !command.subcommands.is_empty() && (args.len() >= 2 || command.handler.is_none()) {
+            if args.len() < 2 {
+                return Err((Error::Arity(command.fullname.clone()), Some(command)));
             }
-        }
-    } else {
-        command
-    };
+            let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+            match command.subcommands.get(&sub) {
+                Some(subcommand) => subcommand,
+                None => {
+                    let text = format!(
+                        "ERR unknown subcommand '{}'. Try {} HELP.",
+                        truncate_lossy(&args[1], 128),
+                        command.fullname.to_ascii_uppercase()
+                    );
+                    return Err((Error::Text(sanitize(text).into()), None));
+                }
+            }
+        } else {
+            command
+        };
     let argc = args.len() as i32;
     if (command.arity > 0 && argc != command.arity) || argc < -command.arity {
-        return Err(Error::Arity(command.fullname.clone()));
+        return Err((Error::Arity(command.fullname.clone()), Some(command)));
     }
     Ok(command)
 }
@@ -234,7 +237,8 @@ fn run(
     match result {
         Ok(reply) => (reply, action),
         Err(error) => {
-            server.stats.record_error(&error, Some(command));
+            // Already counted as a failed call; `rejected` is for refusals before running.
+            server.stats.record_error(&error, None);
             (error.into_reply(), action)
         }
     }

@@ -77,24 +77,9 @@ fn by_fullname(name: &[u8]) -> Option<&'static Command> {
 /// and the executor resolves subcommands only for containers without a handler, so
 /// `COMMAND <sub> ...` arrives here and is dispatched the way the executor would (Redis's
 /// unknown-subcommand and arity errors); its statistics count under `command`.
-fn command(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    if let Some(sub) = argv.get(1) {
-        let name = String::from_utf8_lossy(sub).to_ascii_lowercase();
-        let Some(subcommand) = ctx.command.subcommands.get(&name) else {
-            return Err(Error::err(format!(
-                "unknown subcommand '{}'. Try COMMAND HELP.",
-                String::from_utf8_lossy(&sub[..sub.len().min(128)]).replace(['\r', '\n'], " ")
-            )));
-        };
-        let argc = argv.len() as i32;
-        if (subcommand.arity > 0 && argc != subcommand.arity) || argc < -subcommand.arity {
-            return Err(Error::Arity(subcommand.fullname.clone()));
-        }
-        let Some(handler) = subcommand.handler else {
-            return Err(Error::Arity(subcommand.fullname.clone()));
-        };
-        return handler(ctx, argv);
-    }
+/// `COMMAND`: every command's COMMAND INFO entry. (`COMMAND <sub>` is resolved to the
+/// subcommand by the executor.)
+fn command(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
     Ok(all_info())
 }
 

@@ -130,14 +130,12 @@ impl Command {
 
     /// The COMMAND INFO entry, listing only the subcommands Strata implements.
     pub fn info_reply(&self) -> Reply {
-        let Json::Object(info) = &self.info else {
-            return Reply::NullArray;
-        };
-        let mut items = match json_to_reply(info.get("v").unwrap_or(&Json::Null)) {
+        let mut items = match json_to_reply(&self.info) {
             Reply::Array(items) => items,
             _ => return Reply::NullArray,
         };
-        if let Some(slot) = items.get_mut(9) {
+        // Redis sends an empty *set* when there are no subcommands: keep the metadata's.
+        if let Some(slot) = items.get_mut(9).filter(|_| !self.subcommands.is_empty()) {
             *slot = Reply::Array(
                 self.sorted_subcommands()
                     .iter()
@@ -221,6 +219,8 @@ fn json_to_reply(json: &Json) -> Reply {
 /// The whole table.
 pub struct Table {
     commands: HashMap<String, Command, ahash::RandomState>,
+    /// (parent name, subcommand name) by id.
+    by_id: Vec<(String, Option<String>)>,
     count: usize,
 }
 
@@ -250,6 +250,17 @@ impl Table {
         self.commands.values()
     }
 
+    /// A command or subcommand by its id.
+    pub fn by_id(&self, id: usize) -> Option<&Command> {
+        self.by_id.get(id).and_then(|(name, sub)| {
+            let command = self.commands.get(name)?;
+            match sub {
+                Some(sub) => command.subcommands.get(sub),
+                None => Some(command),
+            }
+        })
+    }
+
     /// Every command and subcommand.
     pub fn all(&self) -> Vec<&Command> {
         let mut out = Vec::new();
@@ -271,6 +282,7 @@ impl Table {
             .collect();
         let mut table = Table {
             commands: HashMap::with_hasher(ahash::RandomState::with_seeds(5, 6, 7, 8)),
+            by_id: Vec::new(),
             count: 0,
         };
         let mut next_id = 0;
@@ -286,6 +298,7 @@ impl Table {
                 let info = entry.get("info").cloned().unwrap_or(Json::Null);
                 let docs = entry.get("docs").cloned().unwrap_or(Json::Null);
                 let mut command = command_from_info(parent, info, docs, next_id);
+                table.by_id.push((parent.to_string(), None));
                 next_id += 1;
                 command.lock = spec.lock;
                 table.commands.insert(parent.to_string(), command);
@@ -299,6 +312,9 @@ impl Table {
                 Some(sub) => {
                     let (info, docs) = subcommand_metadata(entry, spec.name);
                     let mut subcommand = command_from_info(spec.name, info, docs, next_id);
+                    table
+                        .by_id
+                        .push((parent.to_string(), Some(sub.to_string())));
                     next_id += 1;
                     subcommand.handler = Some(spec.handler);
                     subcommand.lock = spec.lock;
@@ -307,6 +323,7 @@ impl Table {
             }
         }
         table.count = next_id;
+        debug_assert_eq!(table.by_id.len(), table.count);
         table
     }
 }

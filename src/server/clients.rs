@@ -28,7 +28,6 @@ pub enum ReplyMode {
 pub struct ClientInfo {
     pub name: String,
     pub db: usize,
-    pub last_command: String,
     pub last_interaction_ms: u64,
     pub resp: u8,
     pub monitor: bool,
@@ -50,6 +49,9 @@ pub struct ClientHandle {
     outbox: mpsc::UnboundedSender<Bytes>,
     /// Bytes queued in the outbox and not yet written.
     pub outbox_bytes: AtomicUsize,
+    /// Table id + 1 of the last command run (0: none yet); an atomic so the hot path does not
+    /// lock `info`.
+    last_command: AtomicUsize,
 }
 
 impl ClientHandle {
@@ -73,6 +75,22 @@ impl ClientHandle {
         }
     }
 
+    /// Records the command being run, for CLIENT LIST's `cmd=`.
+    pub fn note_command(&self, id: usize) {
+        self.last_command.store(id + 1, Ordering::Relaxed);
+    }
+
+    /// The last command's full name (`client|list`), or `NULL`.
+    pub fn last_command_name(&self) -> String {
+        match self.last_command.load(Ordering::Relaxed) {
+            0 => "NULL".to_string(),
+            id => crate::command::table()
+                .by_id(id - 1)
+                .map(|command| command.fullname.clone())
+                .unwrap_or_else(|| "NULL".to_string()),
+        }
+    }
+
     /// Queues already-encoded bytes for the client; false if it has gone.
     pub fn send(&self, bytes: Bytes) -> bool {
         self.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
@@ -82,7 +100,16 @@ impl ClientHandle {
     /// CLIENT LIST's line for this client (without the trailing newline).
     pub fn describe(&self, now_ms: u64) -> String {
         let info = self.info.lock().clone();
-        let flags = if info.monitor { "O" } else { "N" };
+        let mut flags = String::new();
+        if info.monitor {
+            flags.push('O');
+        }
+        if info.no_evict {
+            flags.push('e');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
         let age = now_ms.saturating_sub(self.created_ms) / 1000;
         let idle = now_ms.saturating_sub(info.last_interaction_ms) / 1000;
         let qbuf = info.query_buffer_bytes;
@@ -103,7 +130,7 @@ impl ClientHandle {
             qbuf.max(1024),
             omem,
             qbuf + omem + 16384,
-            if info.last_command.is_empty() { "NULL" } else { &info.last_command },
+            self.last_command_name(),
             info.resp
         )
     }
@@ -136,7 +163,6 @@ impl Clients {
             info: Mutex::new(ClientInfo {
                 name: String::new(),
                 db: 0,
-                last_command: String::new(),
                 last_interaction_ms: now_ms,
                 resp: 2,
                 monitor: false,
@@ -148,6 +174,7 @@ impl Clients {
             kill_notify: Notify::new(),
             outbox: sender,
             outbox_bytes: AtomicUsize::new(0),
+            last_command: AtomicUsize::new(0),
         });
         self.map.lock().insert(id, handle.clone());
         (handle, receiver)
