@@ -13,7 +13,7 @@ use super::args;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, STRING_TOO_LONG};
-use crate::keyspace::entry::FLAG_RAW;
+use crate::keyspace::entry::{FLAG_EMBSTR, FLAG_RAW};
 use crate::protocol::Reply;
 use crate::types::{CompactBytes, Value};
 use bytes::Bytes;
@@ -290,14 +290,17 @@ fn set_generic(
             old,
         });
     }
-    ctx.ks
-        .set(db, key, Value::string(value), options.has(OPT_KEEPTTL));
     match expire_at {
         Some(milliseconds) => {
-            // Straight on the database slice: `set` above already signalled the change, and
-            // Redis counts a SET with an expiry as one write (server.dirty), not two.
-            let installed = ctx.ks.db(db, key).set_expire(key, milliseconds as u64);
-            debug_assert!(installed, "the key was just written");
+            ctx.ks
+                .set_expiring(db, key, Value::string(value), milliseconds as u64)
+        }
+        None => ctx
+            .ks
+            .set(db, key, Value::string(value), options.has(OPT_KEEPTTL)),
+    }
+    match expire_at {
+        Some(milliseconds) => {
             ctx.propagate(vec![
                 Bytes::from_static(b"SET"),
                 key.clone(),
@@ -527,10 +530,12 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     };
     let sum = sum.ok_or(Error::from(FLOAT_NAN_OR_INFINITY))?;
     let text = Bytes::from(sum.to_human_string().into_bytes());
-    // Redis stores this with createStringObject, so "3000" is embstr, not int. Entries have no
-    // flag for that yet, so OBJECT ENCODING will say int for integral results (reported).
+    // Redis stores this with createStringObject, so "3000" is embstr, not int.
     let db = ctx.db();
     ctx.ks.set(db, key, Value::string(&text), true);
+    if let Some(entry) = ctx.ks.peek(db, key) {
+        entry.flags |= FLAG_EMBSTR;
+    }
     ctx.propagate(vec![
         Bytes::from_static(b"SET"),
         key.clone(),
@@ -557,10 +562,7 @@ fn append(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let length = match &mut entry.value {
         Value::Str(bytes) => {
             check_string_length(bytes.len() as u64, suffix.len() as u64, limit)?;
-            let mut grown = Vec::with_capacity(bytes.len() + suffix.len());
-            grown.extend_from_slice(bytes);
-            grown.extend_from_slice(suffix);
-            *bytes = CompactBytes::from_vec(grown);
+            bytes.append(suffix);
             bytes.len()
         }
         #[allow(unreachable_patterns)]
@@ -660,12 +662,11 @@ fn setrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             }
             check_string_length(offset, patch.len() as u64, limit)?;
             let offset = offset as usize;
-            let mut patched = bytes.as_slice().to_vec();
+            let patched = bytes.to_mut();
             if patched.len() < offset + patch.len() {
                 patched.resize(offset + patch.len(), 0);
             }
             patched[offset..offset + patch.len()].copy_from_slice(patch);
-            *bytes = CompactBytes::from_vec(patched);
             bytes.len()
         }
         #[allow(unreachable_patterns)]

@@ -12,6 +12,10 @@ pub const FLAG_EXPIRES: u32 = 1 << 0;
 /// A string last written by APPEND/SETRANGE-style commands: Redis reports `raw` for these.
 pub const FLAG_RAW: u32 = 1 << 1;
 
+/// A string made from a float (INCRBYFLOAT): Redis stores it as `embstr` even when it reads
+/// as an integer.
+pub const FLAG_EMBSTR: u32 = 1 << 2;
+
 /// Redis's LRU clock: seconds, 24 bits.
 pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
 /// A new key's LFU counter (LFU_INIT_VAL).

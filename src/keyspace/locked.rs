@@ -175,6 +175,13 @@ impl<'a> Locked<'a> {
         self.signal_modified(db, key);
     }
 
+    /// `set` with an expiry: one write, as Redis counts a SET with EX/PX (`server.dirty`).
+    pub fn set_expiring(&mut self, db: usize, key: &[u8], value: Value, when_ms: u64) {
+        self.set(db, key, value, false);
+        let installed = self.db(db, key).set_expire(key, when_ms);
+        debug_assert!(installed, "the key was just written");
+    }
+
     /// Deletes a key; true if it existed (an expired key counts as absent).
     pub fn delete(&mut self, db: usize, key: &[u8]) -> bool {
         self.expire_if_needed(db, key);

@@ -3,19 +3,52 @@
 //! Keys and small string values are the bulk of a keyspace's memory. Redis keeps a 16-byte key
 //! in a 24-byte sds allocation plus an 8-byte pointer; storing up to 22 bytes inline in the
 //! 24-byte value itself saves the allocation and the pointer chase.
+//!
+//! A string that is edited in place (APPEND, SETRANGE, SETBIT) becomes `Growable`: a vector
+//! with spare capacity, as Redis's sds preallocates, so repeated appends cost amortized O(1)
+//! instead of a copy each. Equality, ordering and hashing look only at the bytes, never at
+//! which representation holds them.
 
 use std::fmt;
 
 /// Longest byte string kept inline.
 pub const INLINE_BYTES_MAX: usize = 22;
 
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub enum CompactBytes {
     Inline {
         len: u8,
         data: [u8; INLINE_BYTES_MAX],
     },
     Heap(Box<[u8]>),
+    /// Edited in place: keeps spare capacity for the next edit.
+    Growable(Box<Vec<u8>>),
+}
+
+impl PartialEq for CompactBytes {
+    fn eq(&self, other: &CompactBytes) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for CompactBytes {}
+
+impl std::hash::Hash for CompactBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialOrd for CompactBytes {
+    fn partial_cmp(&self, other: &CompactBytes) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CompactBytes {
+    fn cmp(&self, other: &CompactBytes) -> std::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<CompactBytes>() == 24);
@@ -47,7 +80,37 @@ impl CompactBytes {
         match self {
             CompactBytes::Inline { len, data } => &data[..*len as usize],
             CompactBytes::Heap(bytes) => bytes,
+            CompactBytes::Growable(bytes) => bytes,
         }
+    }
+
+    /// Mutable access for in-place edits; the string becomes `Growable` (Redis's sds with free
+    /// space), so a following edit that grows it usually does not copy.
+    pub fn to_mut(&mut self) -> &mut Vec<u8> {
+        if !matches!(self, CompactBytes::Growable(_)) {
+            let bytes = self.as_slice().to_vec();
+            *self = CompactBytes::Growable(Box::new(bytes));
+        }
+        match self {
+            CompactBytes::Growable(bytes) => bytes,
+            _ => unreachable!("converted just above"),
+        }
+    }
+
+    /// Appends, growing capacity geometrically as sds does (doubling below 1 MB, then 1 MB).
+    pub fn append(&mut self, suffix: &[u8]) {
+        const PREALLOC_STEP_MAX: usize = 1024 * 1024;
+        let bytes = self.to_mut();
+        let needed = bytes.len() + suffix.len();
+        if needed > bytes.capacity() {
+            let target = if needed < PREALLOC_STEP_MAX {
+                needed * 2
+            } else {
+                needed + PREALLOC_STEP_MAX
+            };
+            bytes.reserve_exact(target - bytes.len());
+        }
+        bytes.extend_from_slice(suffix);
     }
 
     pub fn len(&self) -> usize {
@@ -63,6 +126,7 @@ impl CompactBytes {
         match self {
             CompactBytes::Inline { .. } => 0,
             CompactBytes::Heap(bytes) => bytes.len(),
+            CompactBytes::Growable(bytes) => bytes.capacity() + std::mem::size_of::<Vec<u8>>(),
         }
     }
 
@@ -70,6 +134,7 @@ impl CompactBytes {
         match self {
             CompactBytes::Inline { .. } => self.as_slice().to_vec(),
             CompactBytes::Heap(bytes) => bytes.into_vec(),
+            CompactBytes::Growable(bytes) => *bytes,
         }
     }
 }
@@ -114,6 +179,30 @@ impl fmt::Debug for CompactBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growable_strings_compare_by_content_and_amortize() {
+        let mut grown = CompactBytes::new(b"ab");
+        grown.append(b"cd");
+        assert_eq!(grown, CompactBytes::new(b"abcd"));
+        assert!(matches!(grown, CompactBytes::Growable(_)));
+        let mut reallocations = 0;
+        let mut capacity = 0;
+        for _ in 0..100_000 {
+            grown.append(b"x");
+            let now = grown.heap_bytes();
+            if now != capacity {
+                reallocations += 1;
+                capacity = now;
+            }
+        }
+        assert!(
+            reallocations < 40,
+            "{reallocations} reallocations for 100k appends"
+        );
+        grown.to_mut()[0] = b'z';
+        assert_eq!(&grown.as_slice()[..4], b"zbcd");
+    }
 
     #[test]
     fn inline_and_heap_round_trip() {

@@ -46,9 +46,10 @@ impl Value {
     pub fn encoding(&self, flags: u32) -> &'static str {
         match self {
             Value::Str(bytes) => {
+                let from_float = flags & crate::keyspace::entry::FLAG_EMBSTR != 0;
                 if flags & crate::keyspace::entry::FLAG_RAW != 0 {
                     "raw"
-                } else if is_canonical_integer(bytes.as_slice()) {
+                } else if !from_float && is_canonical_integer(bytes.as_slice()) {
                     "int"
                 } else if bytes.len() <= EMBSTR_BYTES_MAX {
                     "embstr"
