@@ -246,14 +246,19 @@ fn run(
 
 /// Appends the command's effects to the propagation log, locks still held.
 fn propagate(server: &Server, ctx: &mut Ctx<'_>, db_at_start: usize, args: &[Bytes]) {
+    server.stats.add_dirty(ctx.ks.dirty);
+    let wrote = ctx.command.is_write() && (ctx.ks.dirty > 0 || ctx.forced);
+    if !server.log.is_active() || (ctx.ks.expired.is_empty() && !wrote) {
+        return;
+    }
     let mut effects: Vec<(usize, Vec<Bytes>)> = Vec::new();
-    for (db, key) in ctx.ks.expired.drain(..) {
+    for (db, key) in ctx.ks.expired.iter() {
         effects.push((
-            db,
-            vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(&key)],
+            *db,
+            vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)],
         ));
     }
-    if ctx.command.is_write() && (ctx.ks.dirty > 0 || ctx.forced) {
+    if wrote {
         match ctx.rewrite.take() {
             Some(rewritten) => {
                 effects.extend(rewritten.into_iter().map(|argv| (db_at_start, argv)))
@@ -261,7 +266,6 @@ fn propagate(server: &Server, ctx: &mut Ctx<'_>, db_at_start: usize, args: &[Byt
             None => effects.push((db_at_start, args.to_vec())),
         }
     }
-    server.stats.add_dirty(ctx.ks.dirty);
     if !effects.is_empty() {
         server.log.append(&effects);
     }

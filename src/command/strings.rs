@@ -275,15 +275,16 @@ fn set_generic(
     value: &Bytes,
     options: &StringOptions,
 ) -> Result<SetOutcome, Error> {
-    let command = ctx.command.fullname.clone();
-    let expire_at = options.expire_at_ms(ctx.now_ms(), &command)?;
+    let command = ctx.command;
+    let expire_at = options.expire_at_ms(ctx.now_ms(), &command.fullname)?;
     let old = if options.has(OPT_GET) {
         read_string(ctx, key)?
     } else {
         None
     };
     let db = ctx.db();
-    let found = ctx.ks.lookup(db, key).is_some();
+    let conditional = options.has(OPT_NX) || options.has(OPT_XX);
+    let found = conditional && ctx.ks.lookup(db, key).is_some();
     if (options.has(OPT_NX) && found) || (options.has(OPT_XX) && !found) {
         return Ok(SetOutcome {
             written: false,
@@ -362,8 +363,8 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let Some(value) = read_string(ctx, key)? else {
         return Ok(Reply::Null);
     };
-    let command = ctx.command.fullname.clone();
-    let expire_at = options.expire_at_ms(ctx.now_ms(), &command)?;
+    let command = ctx.command;
+    let expire_at = options.expire_at_ms(ctx.now_ms(), &command.fullname)?;
     let db = ctx.db();
     let absolute = options.has(OPT_EXAT) || options.has(OPT_PXAT);
     match expire_at {

@@ -153,24 +153,36 @@ impl<'a> Locked<'a> {
 
     /// Redis's `setKey`: creates or overwrites; the TTL is cleared unless `keep_ttl`.
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, keep_ttl: bool) {
-        self.expire_if_needed(db, key);
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
-        let slice = self.db(db, key);
-        match slice.keys.get_mut(key) {
-            Some(entry) => {
+        let position = self.shard_index(key);
+        let slice = &mut self.guards[position].1.dbs[db];
+        let mut drop_ttl = false;
+        match slice.lookup_live(key, now_ms) {
+            Live::Found(entry) => {
                 entry.value = value;
                 entry.flags &= FLAG_EXPIRES;
                 entry.touch(now_ms, mode);
-                if !keep_ttl && entry.has_expire() {
-                    slice.persist(key);
-                }
+                drop_ttl = !keep_ttl && entry.has_expire();
             }
-            None => {
+            Live::Missing => {
                 slice
                     .keys
                     .insert_new(CompactBytes::new(key), Entry::new(value, now_ms, mode));
             }
+            Live::Expired(stored) => {
+                slice
+                    .keys
+                    .insert_new(CompactBytes::new(key), Entry::new(value, now_ms, mode));
+                self.keyspace
+                    .stats
+                    .expired_keys
+                    .fetch_add(1, Ordering::Relaxed);
+                self.expired.push((db, stored));
+            }
+        }
+        if drop_ttl {
+            self.guards[position].1.dbs[db].persist(key);
         }
         self.signal_modified(db, key);
     }

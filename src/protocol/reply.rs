@@ -69,7 +69,7 @@ impl Reply {
         match self {
             Reply::Simple(text) => line(out, b'+', text.as_bytes()),
             Reply::Status(text) => line(out, b'+', text.as_bytes()),
-            Reply::Error(text) => line(out, b'-', text.as_bytes()),
+            Reply::Error(text) => error_line(out, text),
             Reply::Integer(value) => integer(out, b':', *value),
             Reply::Bulk(bytes) => bulk(out, bytes),
             Reply::Null if resp3 => out.put_slice(b"_\r\n"),
@@ -137,6 +137,16 @@ fn line(out: &mut BytesMut, prefix: u8, text: &[u8]) {
     out.put_u8(prefix);
     out.put_slice(text);
     out.put_slice(b"\r\n");
+}
+
+/// Redis maps CR and LF in error texts to spaces (`addReplyErrorFormat`): an error that
+/// quotes client input must stay one protocol line.
+fn error_line(out: &mut BytesMut, text: &str) {
+    if text.contains(['\r', '\n']) {
+        line(out, b'-', text.replace(['\r', '\n'], " ").as_bytes());
+    } else {
+        line(out, b'-', text.as_bytes());
+    }
 }
 
 fn integer(out: &mut BytesMut, prefix: u8, value: i64) {
@@ -212,6 +222,12 @@ mod tests {
         assert_eq!(&Reply::Double(1.5).to_bytes(false)[..], b"$3\r\n1.5\r\n");
         let verbatim = Reply::Verbatim("txt", Bytes::from("hi"));
         assert_eq!(&verbatim.to_bytes(true)[..], b"=6\r\ntxt:hi\r\n");
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        let error = Reply::error("ERR bad 'a\r\nb'");
+        assert_eq!(&error.to_bytes(false)[..], b"-ERR bad 'a  b'\r\n");
     }
 
     #[test]

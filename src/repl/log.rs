@@ -8,6 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A consumer of the encoded command stream.
 pub trait Sink: Send {
@@ -28,6 +29,8 @@ struct Inner {
 #[derive(Default)]
 pub struct PropagationLog {
     inner: Mutex<Inner>,
+    /// True once a sink is registered: until then writers skip encoding and the lock.
+    active: AtomicBool,
 }
 
 impl PropagationLog {
@@ -36,7 +39,14 @@ impl PropagationLog {
     }
 
     pub fn add_sink(&self, sink: Box<dyn Sink>) {
-        self.inner.lock().sinks.push(sink);
+        let mut inner = self.inner.lock();
+        inner.sinks.push(sink);
+        self.active.store(true, Ordering::Release);
+    }
+
+    /// Whether anything consumes the log; callers may skip building effects when not.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
     }
 
     /// The stream's current offset.
@@ -46,6 +56,9 @@ impl PropagationLog {
 
     /// Appends effects, each `(db, argv)`; returns the offset after them.
     pub fn append(&self, effects: &[(usize, Vec<Bytes>)]) -> u64 {
+        if !self.is_active() {
+            return 0;
+        }
         let mut inner = self.inner.lock();
         if inner.sinks.is_empty() {
             return inner.offset;
