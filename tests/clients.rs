@@ -23,6 +23,18 @@ fn sync_connection(url: &str) -> redis::Connection {
     connection
 }
 
+/// An async multiplexed connection with generous timeouts: the crate's defaults (1 s to
+/// connect, 500 ms per response) are too tight for 200 clients on a busy 2-core CI machine.
+async fn async_connection(client: &redis::Client) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CLIENT_TIMEOUT))
+        .set_response_timeout(Some(CLIENT_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connect")
+}
+
 #[test]
 fn sync_commands_and_pipeline() {
     let strata = Server::strata(&[]);
@@ -157,10 +169,7 @@ async fn many_concurrent_clients() {
     for client_index in 0..CLIENTS {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            let mut connection = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connect");
+            let mut connection = async_connection(&client).await;
             for key_index in 0..KEYS_PER_CLIENT {
                 let key = format!("c{client_index}:k{key_index}");
                 let value = format!("v{client_index}:{key_index}");
