@@ -280,6 +280,40 @@ fn pipeline_of_1000_pings() {
     }
 }
 
+/// A client that writes a whole large pipeline before reading any reply (redis-py's pipeline
+/// does: sendall, then read) must not deadlock: Redis keeps reading requests while replies
+/// queue up in its output buffer (`client-output-buffer-limit normal 0 0 0`: unlimited).
+#[test]
+fn large_pipeline_written_before_reading() {
+    const COMMANDS: usize = 20_000;
+    const PAYLOAD_BYTES: usize = 1000;
+    let (strata, redis) = Server::pair(&[]);
+    let payload = vec![b'p'; PAYLOAD_BYTES];
+    let mut batch = Vec::new();
+    for _ in 0..COMMANDS {
+        batch.extend(common::encode_command(&[&b"ECHO"[..], &payload]));
+    }
+    let mut expected_one = format!("${PAYLOAD_BYTES}\r\n").into_bytes();
+    expected_one.extend_from_slice(&payload);
+    expected_one.extend_from_slice(b"\r\n");
+    // Redis first, so a failure on Strata shows the reference passed.
+    for server in servers(&strata, &redis).into_iter().rev() {
+        let mut conn = server.connect();
+        if let Err(err) = conn.send_within(&batch, Duration::from_secs(5)) {
+            panic!(
+                "{}: the server stopped reading a {} MB pipeline while its replies were \
+                 unread ({err}); Redis keeps reading and buffers the replies",
+                server.kind.name(),
+                batch.len() >> 20
+            );
+        }
+        for index in 0..COMMANDS {
+            let reply = conn.read_reply().expect("reply");
+            assert!(reply == expected_one, "reply {index} differs");
+        }
+    }
+}
+
 #[test]
 fn inline_commands() {
     let (strata, redis) = Server::pair(&[]);

@@ -374,6 +374,15 @@ impl Conn {
         self.stream.write_all(bytes)
     }
 
+    /// Sends raw bytes, failing when the server does not take them within `timeout` (it
+    /// stopped reading).
+    pub fn send_within(&mut self, bytes: &[u8], timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_write_timeout(Some(timeout))?;
+        let result = self.stream.write_all(bytes);
+        self.stream.set_write_timeout(None)?;
+        result
+    }
+
     /// Sends a command as a multibulk request.
     pub fn send_command<A: AsRef<[u8]>>(&mut self, args: &[A]) {
         self.send(&encode_command(args));
