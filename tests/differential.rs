@@ -28,6 +28,9 @@ const KNOWN: &[&str] = &["connection", "strings", "keys", "server", "protocol"];
 const SCRIPT_LINES_MAX: usize = 20_000;
 /// The longest `!sleep` accepted, so a typo cannot stall CI.
 const SLEEP_MS_MAX: u64 = 5_000;
+/// How long one reply may take; short, because a reply that never comes (CLIENT REPLY OFF,
+/// a blocked command) costs this on both servers.
+const DIFF_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Mismatches printed per file before the rest are only counted.
 const REPORTED_MAX: usize = 200;
 
@@ -92,6 +95,12 @@ fn parse_script(name: &str, text: &str) -> Result<Vec<Step>, String> {
     Ok(steps)
 }
 
+fn connect(server: &Server) -> Conn {
+    let mut conn = server.connect();
+    conn.timeout = DIFF_REPLY_TIMEOUT;
+    conn
+}
+
 /// One side of the comparison: a server and the script's connection to it.
 struct Side {
     server: Server,
@@ -100,14 +109,14 @@ struct Side {
 
 impl Side {
     fn new(server: Server) -> Side {
-        let conn = Some(server.connect());
+        let conn = Some(connect(&server));
         Side { server, conn }
     }
 
     /// Sends one command and renders the outcome as bytes (errors of the transport become
     /// readable markers, so both sides compare the same way).
     fn run(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
-        let conn = self.conn.get_or_insert_with(|| self.server.connect());
+        let conn = self.conn.get_or_insert_with(|| connect(&self.server));
         if conn.try_send(&common::encode_command(args)).is_err() {
             self.conn = None;
             return b"<closed before send>".to_vec();
