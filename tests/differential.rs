@@ -14,7 +14,9 @@
 //! line reconnects, so one closing line does not hide the rest of the script.
 //!
 //! The known families each get their own test (run in parallel, skipped when the file does
-//! not exist yet); `other_scripts` runs any other file. `DIFF_VERBOSE=1` prints every line.
+//! not exist yet); `other_scripts` runs any other file. `DIFF_VERBOSE=1` prints every line;
+//! `STRATA_DIFF_DIR` reads scripts from another directory and `STRATA_SERVER_BIN` runs another
+//! strata-server build.
 
 mod common;
 
@@ -34,10 +36,14 @@ const DIFF_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Mismatches printed per file before the rest are only counted.
 const REPORTED_MAX: usize = 200;
 
+/// tests/diff, or `STRATA_DIFF_DIR` to try scripts kept elsewhere.
 fn diff_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("diff")
+    match std::env::var_os("STRATA_DIFF_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("diff"),
+    }
 }
 
 /// One script line, ready to send.

@@ -37,10 +37,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn program(self) -> &'static str {
+    /// The executable: this crate's strata-server (or `STRATA_SERVER_BIN`, to run the tests
+    /// against another build), or redis-server from PATH.
+    pub fn program(self) -> String {
         match self {
-            Kind::Strata => env!("CARGO_BIN_EXE_strata-server"),
-            Kind::Redis => "redis-server",
+            Kind::Strata => std::env::var("STRATA_SERVER_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_strata-server").to_string()),
+            Kind::Redis => "redis-server".to_string(),
         }
     }
 
@@ -186,7 +189,7 @@ impl Server {
     /// probe in case the log format changes.
     fn wait_ready(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        let probe_after = Duration::from_secs(3);
+        let probe_after = Duration::from_secs(1);
         while started.elapsed() < START_TIMEOUT {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
