@@ -91,6 +91,16 @@ fn protocol_errors_reply_and_close() {
             b"-ERR Protocol error: expected '$', got ':'\r\n",
         ),
         (
+            "leading zero in a multibulk count",
+            b"*01\r\n$4\r\nPING\r\n".to_vec(),
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            "plus sign in a bulk length",
+            b"*1\r\n$+4\r\nPING\r\n".to_vec(),
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
             "unbalanced quotes inline",
             b"SET a \"b\r\n".to_vec(),
             b"-ERR Protocol error: unbalanced quotes in request\r\n",
@@ -119,6 +129,25 @@ fn protocol_errors_reply_and_close() {
             "a good command before the bad one is answered first",
             b"PING\r\n*1\r\n$4\r\nPING\r\n*x\r\n".to_vec(),
             b"+PONG\r\n+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+    ];
+    check_closing_cases(&servers(&strata, &redis), &cases);
+}
+
+/// Redis turns CR and LF inside an error text into spaces, so the reply stays one line.
+#[test]
+fn protocol_error_text_is_one_line() {
+    let (strata, redis) = Server::pair(&[]);
+    let cases: Vec<(&str, Vec<u8>, &[u8])> = vec![
+        (
+            "expected '$', got a CR",
+            b"*1\r\n\r\n".to_vec(),
+            b"-ERR Protocol error: expected '$', got ' '\r\n",
+        ),
+        (
+            "expected '$', got a LF",
+            b"*1\r\n\n\r\n".to_vec(),
+            b"-ERR Protocol error: expected '$', got ' '\r\n",
         ),
     ];
     check_closing_cases(&servers(&strata, &redis), &cases);
