@@ -136,7 +136,7 @@ fn protocol_errors_reply_and_close() {
 
 /// Redis turns CR and LF inside an error text into spaces, so the reply stays one line.
 #[test]
-fn protocol_error_text_is_one_line() {
+fn error_texts_are_one_line() {
     let (strata, redis) = Server::pair(&[]);
     let cases: Vec<(&str, Vec<u8>, &[u8])> = vec![
         (
@@ -151,6 +151,15 @@ fn protocol_error_text_is_one_line() {
         ),
     ];
     check_closing_cases(&servers(&strata, &redis), &cases);
+    // Command errors that quote client input are sanitized the same way; a raw CR LF would
+    // end the error early and desynchronize every reply after it.
+    let expected: &[u8] = b"-ERR Syntax error in HELLO option 'bad  option'\r\n";
+    for server in servers(&strata, &redis) {
+        let mut conn = server.connect();
+        let reply = conn.command(&["HELLO", "3", "bad\r\noption"]);
+        assert_eq!(escape(&reply), escape(expected), "{}", server.kind.name());
+        assert_eq!(conn.cmd("PING"), b"+PONG\r\n", "{}", server.kind.name());
+    }
 }
 
 #[test]
