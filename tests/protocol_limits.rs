@@ -197,6 +197,65 @@ fn unauthenticated_request_limits() {
     }
 }
 
+/// With `requirepass`, what an unauthenticated client may do and the texts it gets, line for
+/// line as Redis (only the client id in HELLO's map may differ).
+#[test]
+fn requirepass_flow_matches_redis() {
+    let (strata, redis) = Server::pair(&["--requirepass", "secret"]);
+    let Some(redis) = redis else { return };
+    let script = [
+        "PING",
+        "GET k",
+        "SELECT 1",
+        "HELLO",
+        "HELLO 3",
+        "HELLO 3 AUTH default wrong",
+        "AUTH wrong",
+        "AUTH default wrong",
+        "AUTH nobody secret",
+        "PING",
+        "AUTH secret",
+        "PING",
+        "SET k v",
+        "RESET",
+        "GET k",
+        "HELLO 2 AUTH default secret",
+        "GET k",
+        "RESET",
+        "AUTH default secret",
+        "GET k",
+        "QUIT",
+    ];
+    let mut strata_conn = strata.connect();
+    let mut redis_conn = redis.connect();
+    let mut differences = Vec::new();
+    for line in script {
+        let expected = mask_client_id(&redis_conn.cmd(line));
+        let actual = mask_client_id(&strata_conn.cmd(line));
+        if expected != actual {
+            differences.push(format!(
+                "{line}\n    redis:  {expected}\n    strata: {actual}"
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "\n{}", differences.join("\n"));
+}
+
+/// The escaped reply with the value of HELLO's `id` field replaced by `<id>`.
+fn mask_client_id(reply: &[u8]) -> String {
+    let text = escape(reply);
+    let marker = "$2\\r\\nid\\r\\n:";
+    let Some(start) = text.find(marker) else {
+        return text;
+    };
+    let digits_start = start + marker.len();
+    let digits_end = text[digits_start..]
+        .find('\\')
+        .map(|offset| digits_start + offset)
+        .unwrap_or(text.len());
+    format!("{}<id>{}", &text[..digits_start], &text[digits_end..])
+}
+
 /// A client that declares a 512 MB bulk and stalls costs what it sent, not what it declared;
 /// other clients are still served meanwhile.
 #[test]
@@ -416,22 +475,9 @@ fn fragmented_and_large_requests() {
 fn hello_map_matches_redis_except_id() {
     let (strata, redis) = Server::pair(&[]);
     let Some(redis) = redis else { return };
-    let mask_id = |reply: Vec<u8>| -> String {
-        let text = escape(&reply);
-        let marker = "$2\\r\\nid\\r\\n:";
-        let Some(start) = text.find(marker) else {
-            return text;
-        };
-        let digits_start = start + marker.len();
-        let digits_end = text[digits_start..]
-            .find('\\')
-            .map(|offset| digits_start + offset)
-            .unwrap_or(text.len());
-        format!("{}<id>{}", &text[..digits_start], &text[digits_end..])
-    };
     for line in ["HELLO 3", "HELLO 2", "HELLO", "HELLO 3 SETNAME named"] {
-        let expected = mask_id(redis.connect().cmd(line));
-        let actual = mask_id(strata.connect().cmd(line));
+        let expected = mask_client_id(&redis.connect().cmd(line));
+        let actual = mask_client_id(&strata.connect().cmd(line));
         assert_eq!(actual, expected, "{line}");
     }
 }
