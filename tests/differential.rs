@@ -291,3 +291,28 @@ fn scripts_parse() {
         }
     }
 }
+
+/// The script format itself: comments, blank lines, sleeps, type-only lines, quoting.
+#[test]
+fn script_format() {
+    let text = "# comment\n\n  PING  \n!sleep 15\n?PTTL k\nSET \"a b\" '\\x41'\n";
+    let steps = parse_script("sample", text).expect("valid script");
+    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[0].line_number, 3);
+    assert!(
+        matches!(&steps[0].kind, StepKind::Command { args, type_only: false }
+        if args == &vec![b"PING".to_vec()])
+    );
+    assert!(matches!(steps[1].kind, StepKind::Sleep(15)));
+    assert!(
+        matches!(&steps[2].kind, StepKind::Command { args, type_only: true }
+        if args == &vec![b"PTTL".to_vec(), b"k".to_vec()])
+    );
+    // Single quotes keep backslashes as they are, like redis-cli.
+    assert!(matches!(&steps[3].kind, StepKind::Command { args, .. }
+        if args == &vec![b"SET".to_vec(), b"a b".to_vec(), b"\\x41".to_vec()]));
+    assert!(parse_script("bad", "SET \"a\n").is_err());
+    assert!(parse_script("bad", "!sleep soon\n").is_err());
+    assert!(parse_script("bad", "!sleep 999999\n").is_err());
+    assert!(parse_script("bad", "?\n").is_err());
+}
