@@ -1,0 +1,318 @@
+//! Differential tests: every `tests/diff/*.txt` script runs against a fresh Strata and a fresh
+//! real Redis, and the raw reply bytes must be identical.
+//!
+//! Script format (one command per line):
+//! - words are split like redis-cli and redis.conf: "double quotes" with `\xNN` and C escapes,
+//!   'single quotes';
+//! - `#` starts a comment line; blank lines are skipped;
+//! - `!sleep N` waits N milliseconds;
+//! - a `?` prefix compares only the reply's first byte (its RESP type), for nondeterministic
+//!   replies such as PTTL, TIME, RANDOMKEY or INFO.
+//!
+//! Both servers are FLUSHALLed before the script, and the connection speaks RESP2 until the
+//! script says `HELLO 3`. When a line closes a connection (QUIT, a protocol error), the next
+//! line reconnects, so one closing line does not hide the rest of the script.
+//!
+//! The known families each get their own test (run in parallel, skipped when the file does
+//! not exist yet); `other_scripts` runs any other file. `DIFF_VERBOSE=1` prints every line;
+//! `STRATA_DIFF_DIR` reads scripts from another directory and `STRATA_SERVER_BIN` runs another
+//! strata-server build.
+
+mod common;
+
+use common::{escape, split_line, Conn, ReadError, Server};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Families with a test of their own.
+const KNOWN: &[&str] = &["connection", "strings", "keys", "server", "protocol"];
+/// A script longer than this is surely a mistake (and would make the run slow).
+const SCRIPT_LINES_MAX: usize = 20_000;
+/// The longest `!sleep` accepted, so a typo cannot stall CI.
+const SLEEP_MS_MAX: u64 = 5_000;
+/// How long one reply may take; short, because a reply that never comes (CLIENT REPLY OFF,
+/// a blocked command) costs this on both servers.
+const DIFF_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Mismatches printed per file before the rest are only counted.
+const REPORTED_MAX: usize = 200;
+
+/// tests/diff, or `STRATA_DIFF_DIR` to try scripts kept elsewhere.
+fn diff_dir() -> PathBuf {
+    match std::env::var_os("STRATA_DIFF_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("diff"),
+    }
+}
+
+/// One script line, ready to send.
+struct Step {
+    line_number: usize,
+    text: String,
+    kind: StepKind,
+}
+
+enum StepKind {
+    Sleep(u64),
+    Command { args: Vec<Vec<u8>>, type_only: bool },
+}
+
+fn parse_script(name: &str, text: &str) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line_number = index + 1;
+        if line_number > SCRIPT_LINES_MAX {
+            return Err(format!("{name}: more than {SCRIPT_LINES_MAX} lines"));
+        }
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let kind = if let Some(rest) = line.strip_prefix("!sleep") {
+            let milliseconds: u64 = rest
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}:{line_number}: bad !sleep: {line}"))?;
+            if milliseconds > SLEEP_MS_MAX {
+                return Err(format!(
+                    "{name}:{line_number}: !sleep over {SLEEP_MS_MAX} ms"
+                ));
+            }
+            StepKind::Sleep(milliseconds)
+        } else {
+            let (type_only, command) = match line.strip_prefix('?') {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            let args = split_line(command.as_bytes())
+                .ok_or_else(|| format!("{name}:{line_number}: unbalanced quotes: {line}"))?;
+            if args.is_empty() {
+                return Err(format!("{name}:{line_number}: no command: {line}"));
+            }
+            StepKind::Command { args, type_only }
+        };
+        steps.push(Step {
+            line_number,
+            text: line.to_string(),
+            kind,
+        });
+    }
+    Ok(steps)
+}
+
+fn connect(server: &Server) -> Conn {
+    let mut conn = server.connect();
+    conn.timeout = DIFF_REPLY_TIMEOUT;
+    conn
+}
+
+/// One side of the comparison: a server and the script's connection to it.
+struct Side {
+    server: Server,
+    conn: Option<Conn>,
+}
+
+impl Side {
+    fn new(server: Server) -> Side {
+        let conn = Some(connect(&server));
+        Side { server, conn }
+    }
+
+    /// Sends one command and renders the outcome as bytes (errors of the transport become
+    /// readable markers, so both sides compare the same way).
+    fn run(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
+        let conn = self.conn.get_or_insert_with(|| connect(&self.server));
+        if conn.try_send(&common::encode_command(args)).is_err() {
+            self.conn = None;
+            return b"<closed before send>".to_vec();
+        }
+        match conn.read_reply() {
+            Ok(reply) => reply,
+            Err(error) => {
+                if matches!(error, ReadError::Closed(_) | ReadError::Malformed(_)) {
+                    self.conn = None;
+                }
+                error.to_string().into_bytes()
+            }
+        }
+    }
+}
+
+fn first_byte(reply: &[u8]) -> &[u8] {
+    &reply[..reply.len().min(1)]
+}
+
+/// Runs one script against both servers; returns the mismatch reports.
+fn run_script(path: &Path) -> Vec<String> {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+    let steps = match parse_script(&name, &text) {
+        Ok(steps) => steps,
+        Err(message) => return vec![message],
+    };
+    let Some(redis) = Server::redis(&[]) else {
+        return Vec::new();
+    };
+    let mut redis = Side::new(redis);
+    let mut strata = Side::new(Server::strata(&[]));
+    // Both servers are fresh; FLUSHALL makes that explicit, and its reply is not compared
+    // (the setup step is not part of the script).
+    let flushall = vec![b"FLUSHALL".to_vec()];
+    assert_eq!(redis.run(&flushall), b"+OK\r\n", "FLUSHALL on redis");
+    let _ = strata.run(&flushall);
+    let verbose = std::env::var("DIFF_VERBOSE").is_ok();
+    let mut mismatches = Vec::new();
+    for step in &steps {
+        match &step.kind {
+            StepKind::Sleep(milliseconds) => {
+                std::thread::sleep(Duration::from_millis(*milliseconds));
+            }
+            StepKind::Command { args, type_only } => {
+                let expected = redis.run(args);
+                let actual = strata.run(args);
+                let equal = if *type_only {
+                    first_byte(&expected) == first_byte(&actual)
+                } else {
+                    expected == actual
+                };
+                if verbose {
+                    eprintln!(
+                        "{name}:{}: {}\n    redis:  {}\n    strata: {}",
+                        step.line_number,
+                        step.text,
+                        escape(&expected),
+                        escape(&actual)
+                    );
+                }
+                if !equal {
+                    mismatches.push(format!(
+                        "{name}:{}: {}\n    redis:  {}\n    strata: {}",
+                        step.line_number,
+                        step.text,
+                        escape(&expected),
+                        escape(&actual)
+                    ));
+                }
+            }
+        }
+    }
+    mismatches
+}
+
+fn check_files(paths: &[PathBuf]) {
+    let mut report = String::new();
+    let mut total = 0;
+    for path in paths {
+        let mismatches = run_script(path);
+        total += mismatches.len();
+        for mismatch in mismatches.iter().take(REPORTED_MAX) {
+            report.push_str(mismatch);
+            report.push('\n');
+        }
+        if mismatches.len() > REPORTED_MAX {
+            report.push_str(&format!(
+                "... and {} more in {}\n",
+                mismatches.len() - REPORTED_MAX,
+                path.display()
+            ));
+        }
+    }
+    assert!(
+        total == 0,
+        "{total} replies differ from real Redis:\n{report}"
+    );
+}
+
+/// The scripts in tests/diff, sorted by name.
+fn all_scripts() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(diff_dir())
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}
+
+fn check_family(family: &str) {
+    let path = diff_dir().join(format!("{family}.txt"));
+    if !path.exists() {
+        eprintln!("no tests/diff/{family}.txt yet: nothing to compare");
+        return;
+    }
+    check_files(&[path]);
+}
+
+macro_rules! family_tests {
+    ($($family:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $family() {
+                check_family(stringify!($family));
+            }
+        )*
+    };
+}
+
+family_tests!(connection, strings, keys, server, protocol);
+
+/// Scripts of families without a test of their own.
+#[test]
+fn other_scripts() {
+    let others: Vec<PathBuf> = all_scripts()
+        .into_iter()
+        .filter(|path| {
+            let stem = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !KNOWN.contains(&stem.as_str())
+        })
+        .collect();
+    check_files(&others);
+}
+
+/// Every script parses (bad quoting is reported even when no server is installed).
+#[test]
+fn scripts_parse() {
+    for path in all_scripts() {
+        let text = std::fs::read_to_string(&path).expect("readable script");
+        let name = path.display().to_string();
+        if let Err(message) = parse_script(&name, &text) {
+            panic!("{message}");
+        }
+    }
+}
+
+/// The script format itself: comments, blank lines, sleeps, type-only lines, quoting.
+#[test]
+fn script_format() {
+    let text = "# comment\n\n  PING  \n!sleep 15\n?PTTL k\nSET \"a b\" '\\x41'\n";
+    let steps = parse_script("sample", text).expect("valid script");
+    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[0].line_number, 3);
+    assert!(
+        matches!(&steps[0].kind, StepKind::Command { args, type_only: false }
+        if args == &vec![b"PING".to_vec()])
+    );
+    assert!(matches!(steps[1].kind, StepKind::Sleep(15)));
+    assert!(
+        matches!(&steps[2].kind, StepKind::Command { args, type_only: true }
+        if args == &vec![b"PTTL".to_vec(), b"k".to_vec()])
+    );
+    // Single quotes keep backslashes as they are, like redis-cli.
+    assert!(matches!(&steps[3].kind, StepKind::Command { args, .. }
+        if args == &vec![b"SET".to_vec(), b"a b".to_vec(), b"\\x41".to_vec()]));
+    assert!(parse_script("bad", "SET \"a\n").is_err());
+    assert!(parse_script("bad", "!sleep soon\n").is_err());
+    assert!(parse_script("bad", "!sleep 999999\n").is_err());
+    assert!(parse_script("bad", "?\n").is_err());
+}
