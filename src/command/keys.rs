@@ -13,7 +13,7 @@ use super::args;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
-use crate::keyspace::entry::FLAG_RAW;
+use crate::keyspace::entry::{FLAG_RAW, FLAG_SHARED};
 use crate::keyspace::shards::SHARDS;
 use crate::keyspace::{AccessMode, Entry};
 use crate::protocol::Reply;
@@ -32,8 +32,6 @@ const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time n
 
 /// Redis's refcount of its shared objects (OBJ_SHARED_REFCOUNT = INT_MAX).
 const SHARED_REFCOUNT: i64 = 2_147_483_647;
-/// Integers below this are shared objects in Redis (OBJ_SHARED_INTEGERS).
-const SHARED_INTEGERS: i64 = 10_000;
 /// Bits of a SCAN cursor that name the shard; the dict cursor sits above them.
 const CURSOR_SHARD_BITS: u32 = SHARDS.trailing_zeros();
 const _: () = assert!(1 << CURSOR_SHARD_BITS == SHARDS);
@@ -745,19 +743,12 @@ fn object_idletime(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// `OBJECT REFCOUNT key`: Strata shares nothing, but Redis reports its shared small
 /// integers (0..9999, when maxmemory does not need per-key LRU/LFU) with INT_MAX.
 fn object_refcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    let policy = ctx.server.config.word("maxmemory-policy");
-    let sharing = ctx.server.config.int("maxmemory") == 0
-        || !(policy.ends_with("lru") || policy.ends_with("lfu"));
     let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
         return Ok(Reply::Null);
     };
-    let shared = sharing
-        && entry.value.encoding(entry.flags) == "int"
-        && entry
-            .value
-            .as_str()
-            .and_then(crate::protocol::parser::parse_i64)
-            .is_some_and(|value| (0..SHARED_INTEGERS).contains(&value));
+    // Sharing is decided when the value is written (Redis's tryObjectEncoding), so a later
+    // change of maxmemory or policy does not change the answer until the key is rewritten.
+    let shared = entry.flags & FLAG_SHARED != 0 && entry.value.encoding(entry.flags) == "int";
     Ok(Reply::Integer(if shared { SHARED_REFCOUNT } else { 1 }))
 }
 

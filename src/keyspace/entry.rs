@@ -16,6 +16,12 @@ pub const FLAG_RAW: u32 = 1 << 1;
 /// as an integer.
 pub const FLAG_EMBSTR: u32 = 1 << 2;
 
+/// Written as one of Redis's shared integer objects (0..9999 while sharing is allowed):
+/// OBJECT REFCOUNT reports INT_MAX for it until it is overwritten.
+pub const FLAG_SHARED: u32 = 1 << 3;
+/// Redis shares the integers below this (OBJ_SHARED_INTEGERS).
+pub const SHARED_INTEGERS: i64 = 10_000;
+
 /// Redis's LRU clock: seconds, 24 bits.
 pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
 /// A new key's LFU counter (LFU_INIT_VAL).

@@ -6,7 +6,7 @@
 //! a bug in the command table's key specs and panics in debug builds.
 
 use super::db::{Db, Live};
-use super::entry::{Entry, FLAG_EXPIRES};
+use super::entry::{Entry, FLAG_EXPIRES, FLAG_SHARED, SHARED_INTEGERS};
 use super::shards::{Keyspace, Shard};
 use crate::types::{CompactBytes, Value};
 use parking_lot::MutexGuard;
@@ -155,25 +155,30 @@ impl<'a> Locked<'a> {
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, keep_ttl: bool) {
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
+        let shared = if self.keyspace.share_integers() && is_shared_integer(&value) {
+            FLAG_SHARED
+        } else {
+            0
+        };
         let position = self.shard_index(key);
         let slice = &mut self.guards[position].1.dbs[db];
         let mut drop_ttl = false;
         match slice.lookup_live(key, now_ms) {
             Live::Found(entry) => {
                 entry.value = value;
-                entry.flags &= FLAG_EXPIRES;
+                entry.flags = (entry.flags & FLAG_EXPIRES) | shared;
                 entry.touch(now_ms, mode);
                 drop_ttl = !keep_ttl && entry.has_expire();
             }
             Live::Missing => {
-                slice
-                    .keys
-                    .insert_new(CompactBytes::new(key), Entry::new(value, now_ms, mode));
+                let mut entry = Entry::new(value, now_ms, mode);
+                entry.flags = shared;
+                slice.keys.insert_new(CompactBytes::new(key), entry);
             }
             Live::Expired(stored) => {
-                slice
-                    .keys
-                    .insert_new(CompactBytes::new(key), Entry::new(value, now_ms, mode));
+                let mut entry = Entry::new(value, now_ms, mode);
+                entry.flags = shared;
+                slice.keys.insert_new(CompactBytes::new(key), entry);
                 self.keyspace
                     .stats
                     .expired_keys
@@ -293,4 +298,13 @@ fn count_hit(stats: &super::shards::Stats, hit: bool) {
         &stats.keyspace_misses
     };
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Redis's `tryObjectEncoding` shares integers 0..9999 instead of storing them.
+fn is_shared_integer(value: &Value) -> bool {
+    value
+        .as_str()
+        .filter(|bytes| bytes.len() <= 4)
+        .and_then(crate::protocol::parser::parse_i64)
+        .is_some_and(|number| (0..SHARED_INTEGERS).contains(&number))
 }

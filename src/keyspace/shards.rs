@@ -6,7 +6,7 @@ use super::entry::AccessMode;
 use super::locked::Locked;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Shards in the keyspace. A power of two; enough that writers on different keys rarely meet,
 /// few enough that whole-keyspace commands (DBSIZE, FLUSHALL) take little time locking them.
@@ -37,6 +37,9 @@ pub struct Keyspace {
     pub stats: Stats,
     /// `AccessMode` as numbers: 0 = LRU, else LFU with the factor and decay packed.
     access_mode: AtomicU32,
+    /// Whether new small integers are Redis shared objects: `maxmemory` 0 or a policy that
+    /// is neither LRU nor LFU (shared objects cannot carry per-key access times).
+    share_integers: AtomicBool,
 }
 
 impl Keyspace {
@@ -58,6 +61,7 @@ impl Keyspace {
             databases,
             stats: Stats::default(),
             access_mode: AtomicU32::new(0),
+            share_integers: AtomicBool::new(true),
         }
     }
 
@@ -91,6 +95,14 @@ impl Keyspace {
             } => (1 << 31) | (log_factor.min(0x7fff) << 16) | decay_minutes.min(0xffff),
         };
         self.access_mode.store(packed, Ordering::Relaxed);
+    }
+
+    pub fn share_integers(&self) -> bool {
+        self.share_integers.load(Ordering::Relaxed)
+    }
+
+    pub fn set_share_integers(&self, share: bool) {
+        self.share_integers.store(share, Ordering::Relaxed);
     }
 
     /// Locks the shards of `keys` in shard order.

@@ -177,6 +177,9 @@ impl Server {
             AccessMode::Lru
         };
         self.keyspace.set_access_mode(mode);
+        let lru_or_lfu = policy.ends_with("lru") || policy.ends_with("lfu");
+        self.keyspace
+            .set_share_integers(self.config.int("maxmemory") == 0 || !lru_or_lfu);
         self.auth_required.store(
             !self.config.text("requirepass").is_empty(),
             Ordering::Relaxed,
