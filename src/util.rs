@@ -180,3 +180,97 @@ mod tests {
         assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
     }
 }
+
+/// A statistics counter that threads can bump without sharing a cache line.
+///
+/// INFO's counters are incremented on every command by every worker thread; one shared
+/// `AtomicU64` would bounce its cache line between cores on each increment. Each thread adds
+/// to its own padded cell instead, and reads sum the cells. The API mirrors `AtomicU64`'s so a
+/// counter can replace one at no call-site cost; `load` is a sum, so it is exact only when no
+/// thread is adding concurrently (fine for statistics).
+pub struct Counter {
+    cells: Box<[PaddedCell; COUNTER_CELLS]>,
+}
+
+/// Cells per counter; threads beyond this share cells (correct, merely slower).
+const COUNTER_CELLS: usize = 8;
+const _: () = assert!(COUNTER_CELLS.is_power_of_two());
+
+#[repr(align(64))]
+#[derive(Default)]
+struct PaddedCell(std::sync::atomic::AtomicU64);
+
+fn counter_cell() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static CELL: usize = NEXT.fetch_add(1, Ordering::Relaxed) % COUNTER_CELLS;
+    }
+    CELL.with(|cell| *cell)
+}
+
+impl Counter {
+    pub fn new(value: u64) -> Counter {
+        let counter = Counter {
+            cells: Box::default(),
+        };
+        counter.cells[0]
+            .0
+            .store(value, std::sync::atomic::Ordering::Relaxed);
+        counter
+    }
+
+    pub fn fetch_add(&self, value: u64, ordering: std::sync::atomic::Ordering) -> u64 {
+        self.cells[counter_cell()].0.fetch_add(value, ordering)
+    }
+
+    pub fn load(&self, ordering: std::sync::atomic::Ordering) -> u64 {
+        self.cells
+            .iter()
+            .fold(0u64, |sum, cell| sum.wrapping_add(cell.0.load(ordering)))
+    }
+
+    pub fn store(&self, value: u64, ordering: std::sync::atomic::Ordering) {
+        for cell in self.cells.iter() {
+            cell.0.store(0, ordering);
+        }
+        self.cells[0].0.store(value, ordering);
+    }
+}
+
+impl Default for Counter {
+    fn default() -> Counter {
+        Counter::new(0)
+    }
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::Counter;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn sums_across_threads_and_resets() {
+        let counter = std::sync::Arc::new(Counter::new(5));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        counter.fetch_add(1, Relaxed);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(counter.load(Relaxed), 4005);
+        counter.store(0, Relaxed);
+        assert_eq!(counter.load(Relaxed), 0);
+    }
+}

@@ -432,7 +432,7 @@ fn rates(server: &Server, now_ms: u64) -> (u64, f64, f64) {
 fn stats_section(server: &Server, now_ms: u64) -> Fields {
     let stats = &server.stats;
     let keyspace = &server.keyspace.stats;
-    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let load = |counter: &crate::util::Counter| counter.load(Ordering::Relaxed);
     let (ops_per_sec, input_kbps, output_kbps) = rates(server, now_ms);
     fields![
         "total_connections_received" => load(&stats.total_connections_received),

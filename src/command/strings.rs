@@ -337,18 +337,18 @@ fn setnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `SETEX key seconds value`
 fn setex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    let options = StringOptions {
-        flags: OPT_EX,
-        expire: Some(argv[2].clone()),
-    };
-    set_generic(ctx, argv, &argv[1], &argv[3], &options)?;
-    Ok(Reply::OK)
+    set_with_expiry(ctx, argv, OPT_EX)
 }
 
 /// `PSETEX key milliseconds value`
 fn psetex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+    set_with_expiry(ctx, argv, OPT_PX)
+}
+
+/// SETEX and PSETEX: SET with the expiry (in the unit `unit` names) before the value.
+fn set_with_expiry(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: u32) -> CmdResult {
     let options = StringOptions {
-        flags: OPT_PX,
+        flags: unit,
         expire: Some(argv[2].clone()),
     };
     set_generic(ctx, argv, &argv[1], &argv[3], &options)?;
@@ -500,12 +500,17 @@ fn add_checked(value: i64, increment: i64) -> Result<i64, Error> {
 
 /// Redis's `incrDecrCommand`: the value must be a canonical 64-bit integer; the TTL is kept.
 fn increment_by(ctx: &mut Ctx<'_>, key: &[u8], increment: i64) -> CmdResult {
-    let current = match write_lookup_string(ctx, key)? {
-        Some(bytes) => args::int(&bytes)?,
+    let db = ctx.db();
+    // Parsed where it lies: the counter is on the hot path and needs no copy.
+    let current = match ctx.ks.lookup(db, key) {
         None => 0,
+        Some(entry) => match &entry.value {
+            Value::Str(bytes) => args::int(bytes)?,
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::WrongType),
+        },
     };
     let value = add_checked(current, increment)?;
-    let db = ctx.db();
     let mut buffer = itoa::Buffer::new();
     ctx.ks.set(
         db,

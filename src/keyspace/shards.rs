@@ -4,9 +4,10 @@ use super::db::Db;
 use super::dict::Hasher;
 use super::entry::AccessMode;
 use super::locked::Locked;
+use crate::util::Counter;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Shards in the keyspace. A power of two; enough that writers on different keys rarely meet,
 /// few enough that whole-keyspace commands (DBSIZE, FLUSHALL) take little time locking them.
@@ -22,12 +23,12 @@ pub struct Shard {
 /// Counters INFO reports; updated without taking shard locks.
 #[derive(Default)]
 pub struct Stats {
-    pub expired_keys: AtomicU64,
-    pub expired_stale_perc_x100: AtomicU64,
-    pub expire_cycle_time_used_ms: AtomicU64,
-    pub keyspace_hits: AtomicU64,
-    pub keyspace_misses: AtomicU64,
-    pub evicted_keys: AtomicU64,
+    pub expired_keys: Counter,
+    pub expired_stale_perc_x100: Counter,
+    pub expire_cycle_time_used_ms: Counter,
+    pub keyspace_hits: Counter,
+    pub keyspace_misses: Counter,
+    pub evicted_keys: Counter,
 }
 
 pub struct Keyspace {

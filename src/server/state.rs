@@ -9,6 +9,7 @@ use crate::error::{error_code, Error};
 use crate::io::{Clock, FileSystem};
 use crate::keyspace::{AccessMode, Keyspace};
 use crate::repl::PropagationLog;
+use crate::util::Counter;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,24 +19,24 @@ use tokio::sync::Notify;
 /// Per-command counters for INFO commandstats.
 #[derive(Default)]
 pub struct CommandStats {
-    pub calls: AtomicU64,
-    pub usec: AtomicU64,
-    pub rejected_calls: AtomicU64,
-    pub failed_calls: AtomicU64,
+    pub calls: Counter,
+    pub usec: Counter,
+    pub rejected_calls: Counter,
+    pub failed_calls: Counter,
 }
 
 /// Server-wide counters for INFO stats.
 pub struct ServerStats {
     pub commands: Vec<CommandStats>,
     pub errors: Mutex<BTreeMap<String, u64>>,
-    pub total_error_replies: AtomicU64,
-    pub total_commands_processed: AtomicU64,
-    pub total_connections_received: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub net_input_bytes: AtomicU64,
-    pub net_output_bytes: AtomicU64,
+    pub total_error_replies: Counter,
+    pub total_commands_processed: Counter,
+    pub total_connections_received: Counter,
+    pub rejected_connections: Counter,
+    pub net_input_bytes: Counter,
+    pub net_output_bytes: Counter,
     /// Writes since the last save (Redis's `server.dirty`).
-    pub dirty: AtomicU64,
+    pub dirty: Counter,
 }
 
 /// Errors raised before a command runs count as rejected; after, as failed.
@@ -44,13 +45,13 @@ impl ServerStats {
         ServerStats {
             commands: (0..commands).map(|_| CommandStats::default()).collect(),
             errors: Mutex::new(BTreeMap::new()),
-            total_error_replies: AtomicU64::new(0),
-            total_commands_processed: AtomicU64::new(0),
-            total_connections_received: AtomicU64::new(0),
-            rejected_connections: AtomicU64::new(0),
-            net_input_bytes: AtomicU64::new(0),
-            net_output_bytes: AtomicU64::new(0),
-            dirty: AtomicU64::new(0),
+            total_error_replies: Counter::new(0),
+            total_commands_processed: Counter::new(0),
+            total_connections_received: Counter::new(0),
+            rejected_connections: Counter::new(0),
+            net_input_bytes: Counter::new(0),
+            net_output_bytes: Counter::new(0),
+            dirty: Counter::new(0),
         }
     }
 

@@ -2,12 +2,49 @@
 //!
 //! The binary installs it around mimalloc; `used_memory()` is then what INFO reports and what
 //! tiering will keep under `maxmemory`. Without it installed (unit tests), the count is 0.
+//!
+//! Every command allocates, on every worker thread, so one shared counter would bounce its
+//! cache line between cores on each allocation. Each thread keeps a local delta and folds it
+//! into the shared total once it passes `FLUSH_BYTES`: the total is exact to within that much
+//! per thread.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 static ALLOCATED: AtomicIsize = AtomicIsize::new(0);
+
+/// A thread's unflushed delta is folded into `ALLOCATED` once it reaches this size.
+const FLUSH_BYTES: isize = 64 * 1024;
+
+thread_local! {
+    // `const` and destructor-free: safe to touch from inside the allocator.
+    static LOCAL_DELTA: Cell<isize> = const { Cell::new(0) };
+}
+
+fn account(delta: isize) {
+    let flushed = LOCAL_DELTA.try_with(|local| {
+        let pending = local.get() + delta;
+        if pending.abs() >= FLUSH_BYTES {
+            local.set(0);
+            pending
+        } else {
+            local.set(pending);
+            0
+        }
+    });
+    match flushed {
+        Ok(0) => {}
+        Ok(pending) => {
+            ALLOCATED.fetch_add(pending, Ordering::Relaxed);
+        }
+        // The thread is being torn down: count directly.
+        Err(_) => {
+            ALLOCATED.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Bytes currently allocated through the counting allocator.
 pub fn used_memory() -> usize {
@@ -23,7 +60,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAllocator<A> {
         // SAFETY: forwarded as received; the caller upholds `GlobalAlloc::alloc`'s contract.
         let pointer = unsafe { self.0.alloc(layout) };
         if !pointer.is_null() {
-            ALLOCATED.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            account(layout.size() as isize);
         }
         pointer
     }
@@ -31,14 +68,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAllocator<A> {
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
         // SAFETY: forwarded as received; `pointer` came from this allocator with `layout`.
         unsafe { self.0.dealloc(pointer, layout) };
-        ALLOCATED.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        account(-(layout.size() as isize));
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as received.
         let pointer = unsafe { self.0.alloc_zeroed(layout) };
         if !pointer.is_null() {
-            ALLOCATED.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            account(layout.size() as isize);
         }
         pointer
     }
@@ -47,10 +84,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAllocator<A> {
         // SAFETY: forwarded as received; the caller upholds `GlobalAlloc::realloc`'s contract.
         let moved = unsafe { self.0.realloc(pointer, layout, new_size) };
         if !moved.is_null() {
-            ALLOCATED.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
+            account(new_size as isize - layout.size() as isize);
         }
         moved
     }

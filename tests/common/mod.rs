@@ -605,97 +605,10 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
-fn hex_digit(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Splits a line into words as redis-cli and redis.conf do (`sdssplitargs`): whitespace
-/// separated; "double quotes" with `\n \r \t \b \a \\ \" \xNN` escapes; 'single quotes' with
-/// only `\'`. A closing quote must be followed by whitespace or the end. None when unbalanced.
+/// Splits a line into words as redis-cli and redis.conf do (`sdssplitargs`): the library's
+/// own splitter, which the inline-protocol tests check against real Redis.
 pub fn split_line(line: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut words = Vec::new();
-    let mut index = 0;
-    loop {
-        while index < line.len() && line[index].is_ascii_whitespace() {
-            index += 1;
-        }
-        if index >= line.len() {
-            return Some(words);
-        }
-        let mut word = Vec::new();
-        let mut in_double = false;
-        let mut in_single = false;
-        loop {
-            let byte = line.get(index).copied();
-            if in_double {
-                let byte = byte?;
-                let escaped_hex = (byte == b'\\' && line.get(index + 1) == Some(&b'x'))
-                    .then(|| {
-                        let high = hex_digit(*line.get(index + 2)?)?;
-                        let low = hex_digit(*line.get(index + 3)?)?;
-                        Some(high * 16 + low)
-                    })
-                    .flatten();
-                if let Some(value) = escaped_hex {
-                    word.push(value);
-                    index += 3;
-                } else if byte == b'\\' && index + 1 < line.len() {
-                    index += 1;
-                    word.push(match line[index] {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'b' => 8,
-                        b'a' => 7,
-                        other => other,
-                    });
-                } else if byte == b'"' {
-                    if line
-                        .get(index + 1)
-                        .is_some_and(|next| !next.is_ascii_whitespace())
-                    {
-                        return None;
-                    }
-                    index += 1;
-                    break;
-                } else {
-                    word.push(byte);
-                }
-            } else if in_single {
-                let byte = byte?;
-                if byte == b'\\' && line.get(index + 1) == Some(&b'\'') {
-                    index += 1;
-                    word.push(b'\'');
-                } else if byte == b'\'' {
-                    if line
-                        .get(index + 1)
-                        .is_some_and(|next| !next.is_ascii_whitespace())
-                    {
-                        return None;
-                    }
-                    index += 1;
-                    break;
-                } else {
-                    word.push(byte);
-                }
-            } else {
-                match byte {
-                    None => break,
-                    Some(byte) if byte.is_ascii_whitespace() => break,
-                    Some(b'"') => in_double = true,
-                    Some(b'\'') => in_single = true,
-                    Some(byte) => word.push(byte),
-                }
-            }
-            index += 1;
-        }
-        words.push(word);
-    }
+    strata::protocol::parser::split_args(line)
 }
 
 /// Checks the helpers themselves; runs in every test binary that includes this module.
@@ -743,7 +656,7 @@ mod self_tests {
         );
         assert_eq!(split("  ").unwrap(), Vec::<Vec<u8>>::new());
         assert_eq!(split(r#"'it\'s'"#).unwrap(), vec![b"it's".to_vec()]);
-        assert_eq!(split(r#""""#).unwrap(), vec![Vec::new()]);
+        assert_eq!(split(r#""""#).unwrap(), vec![Vec::<u8>::new()]);
         assert!(split(r#"SET "a"#).is_none());
         assert!(split(r#""a"b"#).is_none());
     }
