@@ -13,7 +13,7 @@ use super::args;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
-use crate::keyspace::entry::{FLAG_RAW, FLAG_SHARED};
+use crate::keyspace::entry::{FLAG_RAW, FLAG_SHARED, SHARED_REFCOUNT};
 use crate::keyspace::shards::SHARDS;
 use crate::keyspace::{AccessMode, Entry};
 use crate::protocol::Reply;
@@ -30,8 +30,6 @@ const NOT_INT32: &str = "ERR value is out of range, value must between -21474836
 const LFU_NOT_SELECTED: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
 const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
 
-/// Redis's refcount of its shared objects (OBJ_SHARED_REFCOUNT = INT_MAX).
-const SHARED_REFCOUNT: i64 = 2_147_483_647;
 /// Bits of a SCAN cursor that name the shard; the dict cursor sits above them.
 const CURSOR_SHARD_BITS: u32 = SHARDS.trailing_zeros();
 const _: () = assert!(1 << CURSOR_SHARD_BITS == SHARDS);

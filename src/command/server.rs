@@ -40,10 +40,6 @@ const SLOWLOG_COUNT_RANGE: &str = "ERR count should be greater than or equal to 
 const SHUTDOWN_FAILED: &str = "ERR Errors trying to SHUTDOWN. Check logs.";
 const NO_SHUTDOWN_IN_PROGRESS: &str = "ERR No shutdown in progress.";
 const NO_CONFIG_FILE: &str = "ERR The server is running without a config file";
-/// Redis's OBJ_SHARED_REFCOUNT: shared integer objects report this refcount.
-const SHARED_REFCOUNT: i64 = i32::MAX as i64;
-/// Redis shares the integers 0..OBJ_SHARED_INTEGERS.
-const SHARED_INTEGERS: i64 = 10_000;
 /// SLOWLOG GET's default count.
 const SLOWLOG_GET_DEFAULT: i64 = 10;
 /// Longest DEBUG SLEEP honoured: beyond it a typo would hold a client for days.
@@ -727,24 +723,22 @@ pub fn rdb_string_length(bytes: &[u8]) -> usize {
 fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
     let db = ctx.db();
     let now_ms = ctx.now_ms();
-    let shared_integers = ctx.server.config.int("maxmemory") == 0
-        || !ctx.server.config.word("maxmemory-policy").ends_with("lru")
-            && !ctx.server.config.word("maxmemory-policy").ends_with("lfu");
     // Redis reads the dict directly: no expiry, no access update, no hit/miss count.
     let Some(entry) = ctx.ks.db(db, key).keys.get(key) else {
         return Err(Error::NoSuchKey);
     };
     let address = entry as *const Entry as usize;
-    let (encoding, serialized, refcount) = match &entry.value {
-        Value::Str(bytes) => {
-            let encoding = entry.value.encoding(entry.flags);
-            let shared = encoding == "int"
-                && shared_integers
-                && crate::protocol::parser::parse_i64(bytes)
-                    .is_some_and(|value| (0..SHARED_INTEGERS).contains(&value));
-            let refcount = if shared { SHARED_REFCOUNT } else { 1 };
-            (encoding, rdb_string_length(bytes), refcount)
-        }
+    let encoding = entry.value.encoding(entry.flags);
+    let shared = entry.flags & crate::keyspace::entry::FLAG_SHARED != 0 && encoding == "int";
+    let refcount = if shared {
+        crate::keyspace::entry::SHARED_REFCOUNT
+    } else {
+        1
+    };
+    let serialized = match &entry.value {
+        Value::Str(bytes) => rdb_string_length(bytes),
+        // Collections' RDB lengths come with the RDB codec; until then the in-memory size.
+        other => other.heap_bytes(),
     };
     Ok(Reply::Status(format!(
         "Value at:{address:#x} refcount:{refcount} encoding:{encoding} serializedlength:{serialized} lru:{} lru_seconds_idle:{}",

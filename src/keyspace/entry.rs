@@ -21,6 +21,8 @@ pub const FLAG_EMBSTR: u32 = 1 << 2;
 pub const FLAG_SHARED: u32 = 1 << 3;
 /// Redis shares the integers below this (OBJ_SHARED_INTEGERS).
 pub const SHARED_INTEGERS: i64 = 10_000;
+/// OBJECT REFCOUNT of a shared object (OBJ_SHARED_REFCOUNT).
+pub const SHARED_REFCOUNT: i64 = i32::MAX as i64;
 
 /// Redis's LRU clock: seconds, 24 bits.
 pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;

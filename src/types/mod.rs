@@ -6,14 +6,29 @@
 //! goes through the keyspace's accessors rather than matching on a raw entry.
 
 pub mod compact;
+pub mod hash;
+pub mod list;
+pub mod set;
+pub mod zset;
 
 pub use compact::CompactBytes;
+pub use hash::Hash;
+pub use list::List;
+pub use set::Set;
+pub use zset::ZSet;
 
-/// The value a key holds. Collection types join as their families are built.
+/// The value a key holds. Collections are boxed so a value stays 24 bytes.
+///
+/// Invariant: a collection stored in the keyspace is never empty; the command that removes
+/// its last element deletes the key, as Redis does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A string (Redis's `string` type; also bitmaps and HyperLogLogs).
     Str(CompactBytes),
+    List(Box<List>),
+    Hash(Box<Hash>),
+    Set(Box<Set>),
+    ZSet(Box<ZSet>),
 }
 
 /// Keep a keyspace entry small: a value is 24 bytes, so a dict node is 64 with its key.
@@ -31,12 +46,17 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
     pub fn as_str(&self) -> Option<&[u8]> {
         match self {
             Value::Str(bytes) => Some(bytes.as_slice()),
+            _ => None,
         }
     }
 
@@ -57,6 +77,10 @@ impl Value {
                     "raw"
                 }
             }
+            Value::List(list) => list.encoding(),
+            Value::Hash(hash) => hash.encoding(),
+            Value::Set(set) => set.encoding(),
+            Value::ZSet(zset) => zset.encoding(),
         }
     }
 
@@ -64,6 +88,10 @@ impl Value {
     pub fn heap_bytes(&self) -> usize {
         match self {
             Value::Str(bytes) => bytes.heap_bytes(),
+            Value::List(list) => std::mem::size_of::<List>() + list.heap_bytes(),
+            Value::Hash(hash) => std::mem::size_of::<Hash>() + hash.heap_bytes(),
+            Value::Set(set) => std::mem::size_of::<Set>() + set.heap_bytes(),
+            Value::ZSet(zset) => std::mem::size_of::<ZSet>() + zset.heap_bytes(),
         }
     }
 }
