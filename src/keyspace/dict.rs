@@ -471,6 +471,57 @@ impl<V> Dict<V> {
     }
 }
 
+/// The hasher for collections' dicts (hash fields, set members): seeded once per process
+/// from the keyspace's seed, so the simulator's runs (and their SCAN orders) repeat.
+pub fn collection_hasher() -> Hasher {
+    COLLECTION_HASHER
+        .get_or_init(|| Hasher::with_seeds(0x5eed, 1, 2, 3))
+        .clone()
+}
+
+/// Seeds [`collection_hasher`]; the first call wins (the keyspace calls it at start).
+pub fn seed_collection_hasher(seed: u64) {
+    let _ = COLLECTION_HASHER.set(Hasher::with_seeds(seed ^ 0xc011, seed.rotate_left(7), 5, 9));
+}
+
+static COLLECTION_HASHER: std::sync::OnceLock<Hasher> = std::sync::OnceLock::new();
+
+impl<V: Clone> Clone for Dict<V> {
+    fn clone(&self) -> Dict<V> {
+        let mut copy = Dict::new(self.hasher.clone());
+        self.for_each(|key, value| {
+            copy.insert_new(key.clone(), value.clone());
+        });
+        copy
+    }
+}
+
+impl<V: PartialEq> PartialEq for Dict<V> {
+    /// Equal when both hold the same keys with equal values, whatever the table layout.
+    fn eq(&self, other: &Dict<V>) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        let mut equal = true;
+        self.for_each(|key, value| {
+            if equal && other.get(key) != Some(value) {
+                equal = false;
+            }
+        });
+        equal
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for Dict<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        self.for_each(|key, value| {
+            map.entry(key, value);
+        });
+        map.finish()
+    }
+}
+
 impl<V> Drop for Dict<V> {
     fn drop(&mut self) {
         self.clear();

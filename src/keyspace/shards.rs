@@ -48,6 +48,7 @@ impl Keyspace {
     /// simulator gets the same layout (and SCAN order) from the same seed.
     pub fn new(databases: usize, seed: u64) -> Keyspace {
         assert!(databases >= 1);
+        super::dict::seed_collection_hasher(seed);
         let dict_hasher = Hasher::with_seeds(seed, seed ^ 0x9e37_79b9, seed.rotate_left(17), 7);
         let shards = (0..SHARDS)
             .map(|_| {
