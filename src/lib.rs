@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod io;
 pub mod keyspace;
+pub mod long_double;
 pub mod protocol;
 pub mod repl;
 pub mod server;
