@@ -69,7 +69,7 @@ impl Extended {
     }
 
     /// `self + other` rounded to nearest even; None on overflow to infinity.
-    pub fn add(self, other: Extended) -> Option<Extended> {
+    pub fn checked_add(self, other: Extended) -> Option<Extended> {
         if other.is_zero() {
             if self.is_zero() {
                 // IEEE: -0 + -0 is -0, any other sum of zeros is +0.

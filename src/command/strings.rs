@@ -532,7 +532,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     };
     let increment = long_double::parse(&argv[2]).ok_or(Error::NotFloat)?;
     let sum = match (current, increment) {
-        (long_double::Parsed::Finite(a), long_double::Parsed::Finite(b)) => a.add(b),
+        (long_double::Parsed::Finite(a), long_double::Parsed::Finite(b)) => a.checked_add(b),
         _ => None,
     };
     let sum = sum.ok_or(Error::from(FLOAT_NAN_OR_INFINITY))?;
@@ -951,7 +951,7 @@ mod tests {
 
     fn sum(a: &str, b: &str) -> Option<String> {
         match (parse(a.as_bytes())?, parse(b.as_bytes())?) {
-            (Parsed::Finite(a), Parsed::Finite(b)) => Some(a.add(b)?.to_human_string()),
+            (Parsed::Finite(a), Parsed::Finite(b)) => Some(a.checked_add(b)?.to_human_string()),
             _ => None,
         }
     }
