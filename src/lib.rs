@@ -11,6 +11,8 @@ pub mod long_double;
 pub mod protocol;
 pub mod repl;
 pub mod server;
+#[cfg(test)]
+pub mod testing;
 pub mod tier;
 pub mod types;
 pub mod util;

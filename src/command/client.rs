@@ -127,18 +127,18 @@ fn type_of(_client: &ClientHandle) -> ClientType {
     ClientType::Normal
 }
 
-fn client_id(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn client_id(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Integer(ctx.session.id as i64))
 }
 
 /// `CLIENT SETNAME name`: an empty name removes it.
-fn client_setname(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn client_setname(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     validate_name(&argv[2])?;
     ctx.session.handle.info.lock().name = args::text(&argv[2]);
     Ok(Reply::OK)
 }
 
-fn client_getname(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn client_getname(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let name = ctx.session.handle.info.lock().name.clone();
     if name.is_empty() {
         Ok(Reply::Null)
@@ -176,7 +176,7 @@ pub fn parse_list_filter(words: &[Bytes]) -> Result<ListFilter, Error> {
 }
 
 /// `CLIENT LIST [TYPE type] [ID id ...]`: one line per client.
-fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn client_list(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let filter = parse_list_filter(&argv[2..])?;
     let now_ms = ctx.now_ms();
     let mut text = String::new();
@@ -195,7 +195,7 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `CLIENT INFO`: the caller's CLIENT LIST line.
-fn client_info(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn client_info(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let mut text = ctx.session.handle.describe(ctx.now_ms());
     text.push('\n');
     Ok(Reply::Verbatim("txt", Bytes::from(text)))
@@ -282,7 +282,7 @@ impl KillFilter {
 }
 
 /// `CLIENT KILL ...`: the caller, if it matches, is closed after its reply.
-fn client_kill(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn client_kill(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let filter = parse_kill(&argv[2..])?;
     let caller_id = ctx.session.id;
     let mut killed = 0;
@@ -308,7 +308,7 @@ fn client_kill(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `CLIENT PAUSE timeout-ms [WRITE|ALL]`: a pause in force is only ever extended, and
 /// widened from WRITE to ALL, as Redis's `pauseClients` does.
-fn client_pause(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn client_pause(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let timeout_ms =
         crate::protocol::parser::parse_i64(&argv[2]).ok_or(Error::from(TIMEOUT_NOT_INTEGER))?;
     if timeout_ms < 0 {
@@ -337,13 +337,13 @@ fn client_pause(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::OK)
 }
 
-fn client_unpause(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn client_unpause(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     ctx.server.set_pause(None);
     Ok(Reply::OK)
 }
 
 /// `CLIENT REPLY ON|OFF|SKIP`: OFF and SKIP send no reply themselves.
-fn client_reply(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn client_reply(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mode = &argv[2];
     if args::is(mode, "on") {
         ctx.session.reply_mode = ReplyMode::On;
@@ -362,7 +362,7 @@ fn client_reply(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `CLIENT NO-EVICT ON|OFF`.
-fn client_no_evict(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn client_no_evict(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let enabled = if args::is(&argv[2], "on") {
         true
     } else if args::is(&argv[2], "off") {
@@ -374,7 +374,7 @@ fn client_no_evict(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::OK)
 }
 
-fn client_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn client_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(help_reply(CLIENT_HELP))
 }
 

@@ -20,7 +20,7 @@ pub static COMMANDS: &[Spec] = &[
 ];
 
 /// `PING [message]`: PONG, or the message as a bulk string.
-fn ping(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn ping(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     match argv {
         [_] => Ok(Reply::Simple("PONG")),
         [_, message] => Ok(Reply::Bulk(message.clone())),
@@ -29,12 +29,12 @@ fn ping(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `ECHO message`.
-fn echo(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn echo(_ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Bulk(argv[1].clone()))
 }
 
 /// `SELECT index`.
-fn select(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn select(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let index = args::int(&argv[1])?;
     if index < 0 || index as usize >= ctx.server.keyspace.databases() {
         return Err(crate::error::DB_INDEX_OUT_OF_RANGE.into());
@@ -44,13 +44,13 @@ fn select(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `QUIT`: OK, then the connection closes.
-fn quit(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn quit(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     ctx.action = Some(Action::Close);
     Ok(Reply::OK)
 }
 
 /// Checks a username and password against the default user (`requirepass`).
-fn check_password(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(), Error> {
+fn check_password(ctx: &Ctx<'_, '_>, user: &[u8], password: &[u8]) -> Result<(), Error> {
     let required = ctx.server.config.text("requirepass");
     let user_ok = user == b"default";
     let password_ok = required.is_empty() || required.as_bytes() == password;
@@ -62,7 +62,7 @@ fn check_password(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(), Err
 }
 
 /// `AUTH [username] password`.
-fn auth(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn auth(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (user, password): (&[u8], &[u8]) = match argv {
         [_, password] => {
             if ctx.server.config.text("requirepass").is_empty() {
@@ -81,7 +81,7 @@ fn auth(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
-fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hello(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut protocol = None;
     let mut index = 1;
     if argv.len() > 1 {
@@ -139,8 +139,9 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `RESET`: back to a fresh connection's state.
-fn reset(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn reset(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let authenticated = !ctx.server.requires_auth();
+    super::transactions::unwatch_all(ctx.server, ctx.session);
     ctx.session.reset(authenticated);
     ctx.server.monitors.remove(ctx.session.id);
     Ok(Reply::Simple("RESET"))

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use std::time::Instant;
 
 /// A command's handler: parses its arguments, runs on the locked keyspace, returns a reply.
-pub type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> CmdResult;
+pub type Handler = fn(&mut Ctx<'_, '_>, &[Bytes]) -> CmdResult;
 
 /// What a command asks of its connection beyond the reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +33,11 @@ pub enum Action {
     Monitor,
 }
 
-/// Everything a handler may touch.
-pub struct Ctx<'a> {
+/// Everything a handler may touch. `'a` is the locks' lifetime, `'s` the session's borrow:
+/// apart, so one locked view can serve every command of an EXEC in turn.
+pub struct Ctx<'a, 's> {
     pub server: &'a Server,
-    pub session: &'a mut Session,
+    pub session: &'s mut Session,
     pub ks: Locked<'a>,
     pub command: &'a Command,
     /// Replaces the command in the propagation log (EXPIRE as PEXPIREAT, ...). An empty list
@@ -47,7 +48,7 @@ pub struct Ctx<'a> {
     pub action: Option<Action>,
 }
 
-impl<'a> Ctx<'a> {
+impl<'a, 's> Ctx<'a, 's> {
     /// The selected database.
     pub fn db(&self) -> usize {
         self.session.db
@@ -84,21 +85,206 @@ pub fn dispatch(
     debug_assert!(!args.is_empty());
     let command = match resolve(&args) {
         Ok(command) => command,
-        Err((error, command)) => {
-            server.stats.record_error(&error, command);
-            return (error.into_reply(), None);
-        }
+        Err((error, command)) => return reject(server, session, &args, error, command),
     };
     session.handle.note_command(command.id);
     if server.requires_auth() && !session.authenticated && !command.has(flags::NO_AUTH) {
         let error = Error::from(crate::error::NOAUTH);
+        return reject(server, session, &args, error, Some(command));
+    }
+    if session.multi.is_some() {
+        if !controls_transaction(command) {
+            return queue(server, session, command, args);
+        }
+        if command.fullname == "exec" {
+            feed_monitors(server, session, command, &args);
+            return exec_transaction(server, session);
+        }
+    }
+    feed_monitors(server, session, command, &args);
+    run(server, session, command, &args)
+}
+
+fn feed_monitors(server: &Server, session: &Session, command: &Command, args: &[Bytes]) {
+    if server.monitors.active() && !command.has(flags::SKIP_MONITOR) && !command.has(flags::ADMIN) {
+        server.monitors.feed(server, session, args);
+    }
+}
+
+/// Commands that act on the transaction itself instead of being queued inside MULTI.
+fn controls_transaction(command: &Command) -> bool {
+    matches!(
+        command.fullname.as_str(),
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+    )
+}
+
+/// Refuses a command before it runs. Inside MULTI the transaction is flagged, and a refused
+/// EXEC discards it with the reason, as Redis's rejectCommand/execCommandAbort.
+fn reject(
+    server: &Server,
+    session: &mut Session,
+    args: &[Bytes],
+    error: Error,
+    command: Option<&'static Command>,
+) -> (Reply, Option<Action>) {
+    server.stats.record_error(&error, command);
+    if session.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
+        session.multi = None;
+        super::transactions::unwatch_all(server, session);
+        let text = error.text();
+        let reason = text.strip_prefix("ERR ").unwrap_or(&text);
+        let abort = format!("EXECABORT Transaction discarded because of: {reason}");
+        return (Reply::Error(abort), None);
+    }
+    flag_transaction(session);
+    (error.into_reply(), None)
+}
+
+/// A refusal while queueing makes EXEC answer EXECABORT (Redis's flagTransaction).
+fn flag_transaction(session: &mut Session) {
+    if let Some(multi) = session.multi.as_mut() {
+        multi.failed = true;
+    }
+}
+
+/// Queues a command inside MULTI.
+fn queue(
+    server: &Server,
+    session: &mut Session,
+    command: &'static Command,
+    args: Vec<Bytes>,
+) -> (Reply, Option<Action>) {
+    let refuse = |session: &mut Session, error: Error| {
         server.stats.record_error(&error, Some(command));
+        flag_transaction(session);
+        (error.into_reply(), None)
+    };
+    if command.has(flags::NO_MULTI) {
+        return refuse(session, super::transactions::not_allowed_in_multi());
+    }
+    let bytes: usize = args.iter().map(|arg| arg.len()).sum();
+    let limit = server.config.int("client-query-buffer-limit").max(0) as usize;
+    let Some(multi) = session.multi.as_mut() else {
+        debug_assert!(false, "queue outside MULTI");
+        return (Reply::Null, None);
+    };
+    // One client must not grow memory without bound: the queue is capped like a query.
+    if multi.queued_bytes + bytes > limit {
+        return refuse(
+            session,
+            Error::from("ERR Transaction queue exceeds client-query-buffer-limit"),
+        );
+    }
+    multi.queued_bytes += bytes;
+    multi.queued.push((command, args));
+    (Reply::Simple("QUEUED"), None)
+}
+
+/// Locks the shards `commands` need (every shard if any needs all), plus `extra` keys.
+fn lock_for<'a>(
+    server: &'a Server,
+    commands: &[(&'static Command, &[Bytes])],
+    extra: &[&[u8]],
+    now_ms: u64,
+) -> Locked<'a> {
+    let keyspace = &server.keyspace;
+    if commands
+        .iter()
+        .any(|(command, _)| matches!(command.lock, Lock::All))
+    {
+        return keyspace.lock_all(now_ms);
+    }
+    let mut keys: Vec<&[u8]> = extra.to_vec();
+    for (command, args) in commands {
+        match command.lock {
+            Lock::None | Lock::All => {}
+            Lock::Keys => keys.extend(
+                range_iter(
+                    command.first_key,
+                    command.last_key,
+                    command.key_step,
+                    args.len(),
+                )
+                .filter_map(|i| args.get(i))
+                .map(|k| &k[..]),
+            ),
+            Lock::Custom(find) => keys.extend(
+                find(args)
+                    .iter()
+                    .filter_map(|&i| args.get(i))
+                    .map(|k| &k[..]),
+            ),
+        }
+    }
+    keyspace.lock_keys(keys, now_ms)
+}
+
+/// EXEC: runs the queue atomically, or aborts if a WATCHed key changed.
+fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Action>) {
+    let Some(multi) = session.multi.take() else {
+        return (Error::from("ERR EXEC without MULTI").into_reply(), None);
+    };
+    let exec_command = table().get(b"exec");
+    if multi.failed {
+        super::transactions::unwatch_all(server, session);
+        let error = Error::from(super::transactions::EXECABORT);
+        server.stats.record_error(&error, exec_command);
         return (error.into_reply(), None);
     }
-    if server.monitors.active() && !command.has(flags::SKIP_MONITOR) && !command.has(flags::ADMIN) {
-        server.monitors.feed(server, session, &args);
+    let started = Instant::now();
+    let now_ms = server.clock.now_ms();
+    let watched = std::mem::take(&mut session.watched);
+    let plan: Vec<(&'static Command, &[Bytes])> = multi
+        .queued
+        .iter()
+        .map(|(command, args)| (*command, &args[..]))
+        .collect();
+    let watched_keys: Vec<&[u8]> = watched.iter().map(|watched| &watched.key[..]).collect();
+    let mut ks = lock_for(server, &plan, &watched_keys, now_ms);
+    let broken = super::transactions::watches_broken(&mut ks, &watched);
+    super::transactions::release_watches(&mut ks, &watched);
+    if broken {
+        drop(ks);
+        if let Some(exec_command) = exec_command {
+            server.stats.record_call(exec_command, 0, false);
+        }
+        return (Reply::NullArray, None);
     }
-    run(server, session, command, &args)
+    let mut replies = Vec::with_capacity(multi.queued.len());
+    let mut effects = Vec::new();
+    let mut action = None;
+    for (command, args) in &multi.queued {
+        feed_monitors(server, session, command, args);
+        let outcome = invoke(server, session, command, args, ks);
+        ks = outcome.ks;
+        effects.extend(outcome.effects);
+        if matches!(outcome.action, Some(Action::Shutdown { .. })) {
+            action = outcome.action;
+        }
+        replies.push(outcome.reply);
+    }
+    publish(server, wrap_in_transaction(effects));
+    drop(ks);
+    if let Some(exec_command) = exec_command {
+        server
+            .stats
+            .record_call(exec_command, started.elapsed().as_micros() as u64, false);
+    }
+    (Reply::Array(replies), action)
+}
+
+/// A transaction's effects reach the AOF and replicas as one MULTI/EXEC block when there is
+/// more than one, as Redis 7.0 propagates them.
+fn wrap_in_transaction(mut effects: Vec<(usize, Vec<Bytes>)>) -> Vec<(usize, Vec<Bytes>)> {
+    if effects.len() <= 1 {
+        return effects;
+    }
+    let db = effects[0].0;
+    effects.insert(0, (db, vec![Bytes::from_static(b"MULTI")]));
+    let last_db = effects.last().map_or(db, |(db, _)| *db);
+    effects.push((last_db, vec![Bytes::from_static(b"EXEC")]));
+    effects
 }
 
 /// Finds the command or subcommand and checks its arity, with Redis's error texts. On error,
@@ -168,9 +354,6 @@ fn run(
     command: &'static Command,
     args: &[Bytes],
 ) -> (Reply, Option<Action>) {
-    let Some(handler) = command.handler else {
-        return (Error::Arity(command.fullname.clone()).into_reply(), None);
-    };
     let now_ms = server.clock.now_ms();
     let keyspace = &server.keyspace;
     let ks = match command.lock {
@@ -196,8 +379,42 @@ fn run(
             keyspace.lock_keys(keys, now_ms)
         }
     };
+    let outcome = invoke(server, session, command, args, ks);
+    // Published while the shards are still locked, so the log's order is the keyspace's.
+    publish(server, outcome.effects);
+    drop(outcome.ks);
+    (outcome.reply, outcome.action)
+}
+
+/// What running one command on a locked view produced.
+struct Outcome<'a> {
+    reply: Reply,
+    action: Option<Action>,
+    /// The view, handed back for the next command of a transaction.
+    ks: Locked<'a>,
+    effects: Vec<(usize, Vec<Bytes>)>,
+}
+
+/// Runs a command's handler on an already locked view: statistics, slowlog, effects.
+fn invoke<'a>(
+    server: &'a Server,
+    session: &mut Session,
+    command: &'static Command,
+    args: &[Bytes],
+    ks: Locked<'a>,
+) -> Outcome<'a> {
+    let Some(handler) = command.handler else {
+        return Outcome {
+            reply: Error::Arity(command.fullname.clone()).into_reply(),
+            action: None,
+            ks,
+            effects: Vec::new(),
+        };
+    };
+    let now_ms = ks.now_ms;
     let started = Instant::now();
     let db = session.db;
+    let dirty_before = ks.dirty;
     let mut ctx = Ctx {
         server,
         session,
@@ -224,38 +441,58 @@ fn run(
             )))
         }
     };
-    propagate(server, &mut ctx, db, args);
+    let effects = collect_effects(server, &mut ctx, db, args, dirty_before);
     let elapsed_us = started.elapsed().as_micros() as u64;
     server
         .slowlog
         .record(server, ctx.session, args, now_ms, elapsed_us);
-    let action = ctx.action.take();
-    drop(ctx);
+    let Ctx { ks, action, .. } = ctx;
     server
         .stats
         .record_call(command, elapsed_us, result.is_err());
-    match result {
-        Ok(reply) => (reply, action),
+    let reply = match result {
+        Ok(reply) => reply,
         Err(error) => {
             // Already counted as a failed call; `rejected` is for refusals before running.
             server.stats.record_error(&error, None);
-            (error.into_reply(), action)
+            error.into_reply()
         }
+    };
+    Outcome {
+        reply,
+        action,
+        ks,
+        effects,
     }
 }
 
-/// Appends the command's effects to the propagation log, locks still held.
-fn propagate(server: &Server, ctx: &mut Ctx<'_>, db_at_start: usize, args: &[Bytes]) {
-    server.stats.add_dirty(ctx.ks.dirty);
-    let wrote = ctx.command.is_write() && (ctx.ks.dirty > 0 || ctx.forced);
+fn publish(server: &Server, effects: Vec<(usize, Vec<Bytes>)>) {
+    if !effects.is_empty() {
+        server.log.append(&effects);
+    }
+}
+
+/// The command's effects for the propagation log: lazily expired keys as DEL, then the
+/// command (or its rewrite) if it wrote. Empty while nothing consumes the log.
+fn collect_effects(
+    server: &Server,
+    ctx: &mut Ctx<'_, '_>,
+    db_at_start: usize,
+    args: &[Bytes],
+    dirty_before: u64,
+) -> Vec<(usize, Vec<Bytes>)> {
+    let dirty = ctx.ks.dirty - dirty_before;
+    server.stats.add_dirty(dirty);
+    let wrote = ctx.command.is_write() && (dirty > 0 || ctx.forced);
     if !server.log.is_active() || (ctx.ks.expired.is_empty() && !wrote) {
-        return;
+        ctx.ks.expired.clear();
+        return Vec::new();
     }
     let mut effects: Vec<(usize, Vec<Bytes>)> = Vec::new();
-    for (db, key) in ctx.ks.expired.iter() {
+    for (db, key) in ctx.ks.expired.drain(..) {
         effects.push((
-            *db,
-            vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)],
+            db,
+            vec![Bytes::from_static(b"DEL"), Bytes::from(key.into_vec())],
         ));
     }
     if wrote {
@@ -266,9 +503,7 @@ fn propagate(server: &Server, ctx: &mut Ctx<'_>, db_at_start: usize, args: &[Byt
             None => effects.push((db_at_start, args.to_vec())),
         }
     }
-    if !effects.is_empty() {
-        server.log.append(&effects);
-    }
+    effects
 }
 
 /// An error's code for INFO errorstats.

@@ -20,7 +20,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-pub static COMMANDS: &[Spec] = &[Spec::new("info", info, Lock::None)];
+/// INFO holds every shard while it renders: its keyspace section counts them, and a handler
+/// never locks the keyspace itself (inside EXEC that would deadlock on the held shards).
+pub static COMMANDS: &[Spec] = &[Spec::new("info", info, Lock::All)];
 
 /// Every section, in the order Redis prints them: (name asked for, heading).
 const SECTIONS: &[(&str, &str)] = &[
@@ -79,13 +81,14 @@ static RATES: Mutex<Option<RateSample>> = Mutex::new(None);
 const RATE_INTERVAL_MS_MIN: u64 = 100;
 
 /// `INFO [section ...]`.
-fn info(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn info(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let names: Vec<String> = argv[1..]
         .iter()
         .map(|arg| String::from_utf8_lossy(arg).to_ascii_lowercase())
         .collect();
     let selected = select_sections(&names);
-    let text = render(ctx.server, ctx.now_ms(), &selected);
+    let counts = ctx.ks.counts(ctx.server.keyspace.databases());
+    let text = render(ctx.server, ctx.now_ms(), &selected, &counts);
     Ok(Reply::Verbatim("txt", Bytes::from(text)))
 }
 
@@ -115,7 +118,13 @@ pub fn select_sections(names: &[String]) -> Vec<&'static str> {
 }
 
 /// The whole report for the chosen sections.
-pub fn render(server: &Server, now_ms: u64, sections: &[&str]) -> String {
+/// `counts`: keys and keys-with-expiry per database.
+pub fn render(
+    server: &Server,
+    now_ms: u64,
+    sections: &[&str],
+    counts: &[(usize, usize)],
+) -> String {
     let mut out = String::new();
     for (index, name) in sections.iter().enumerate() {
         if index > 0 {
@@ -138,7 +147,7 @@ pub fn render(server: &Server, now_ms: u64, sections: &[&str]) -> String {
             "commandstats" => commandstats_section(server),
             "errorstats" => errorstats_section(server),
             "cluster" => vec![("cluster_enabled".into(), "0".into())],
-            "keyspace" => keyspace_section(server),
+            "keyspace" => keyspace_section(counts),
             _ => Vec::new(),
         };
         for (field, value) in fields {
@@ -580,11 +589,10 @@ fn errorstats_section(server: &Server) -> Fields {
         .collect()
 }
 
-fn keyspace_section(server: &Server) -> Fields {
-    server
-        .keyspace
-        .counts()
-        .into_iter()
+fn keyspace_section(counts: &[(usize, usize)]) -> Fields {
+    counts
+        .iter()
+        .copied()
         .enumerate()
         .filter(|(_, (keys, _))| *keys > 0)
         .map(|(db, (keys, expires))| {
@@ -681,21 +689,14 @@ mod tests {
 
     /// Runs `commands` through the executor on a fresh server; returns the last reply's text.
     fn run(commands: &[&[&str]]) -> String {
-        use std::sync::Arc;
-        let server = Server::new(
-            crate::config::Config::default(),
-            Arc::new(crate::io::SystemClock),
-            Arc::new(crate::io::StdFileSystem),
-            3,
-        );
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = crate::server::Session::new(handle, true);
-        let mut last = Reply::Null;
+        let test = crate::testing::TestServer::new();
+        let mut session = test.session();
+        let mut last = String::new();
         for argv in commands {
-            let args = argv.iter().map(|w| Bytes::from(w.to_string())).collect();
-            last = crate::command::dispatch(&server, &mut session, args).0;
+            last = String::from_utf8_lossy(&test.command(&mut session, argv).to_bytes(false))
+                .into_owned();
         }
-        String::from_utf8_lossy(&last.to_bytes(false)).into_owned()
+        last
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn by_fullname(name: &[u8]) -> Option<&'static Command> {
 /// unknown-subcommand and arity errors); its statistics count under `command`.
 /// `COMMAND`: every command's COMMAND INFO entry. (`COMMAND <sub>` is resolved to the
 /// subcommand by the executor.)
-fn command(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn command(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(all_info())
 }
 
@@ -92,12 +92,12 @@ fn all_info() -> Reply {
     )
 }
 
-fn command_count(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn command_count(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Integer(table().top_level().count() as i64))
 }
 
 /// `COMMAND INFO [name ...]`: a null for each unknown name.
-fn command_info(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn command_info(_ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() == 2 {
         return Ok(all_info());
     }
@@ -113,7 +113,7 @@ fn command_info(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `COMMAND DOCS [name ...]`: a map from name to docs; unknown names are left out.
-fn command_docs(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn command_docs(_ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let commands: Vec<&Command> = if argv.len() == 2 {
         top_level()
     } else {
@@ -176,7 +176,7 @@ fn keeps(filter: &ListFilter, command: &Command) -> bool {
 }
 
 /// `COMMAND LIST [FILTERBY ...]`: command and subcommand names.
-fn command_list(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn command_list(_ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let filter = parse_list_filter(&argv[2..])?;
     let mut names = Vec::new();
     for command in top_level() {
@@ -221,7 +221,7 @@ fn keys_of(words: &[Bytes]) -> Result<(&'static Command, Vec<usize>), Error> {
 }
 
 /// `COMMAND GETKEYS command [arg ...]`.
-fn command_getkeys(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn command_getkeys(_ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (_, positions) = keys_of(&argv[2..])?;
     Ok(Reply::Array(
         positions
@@ -237,7 +237,7 @@ fn command_getkeys(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// the first spec otherwise. Redis refines `variable_flags` specs per call; Strata does so
 /// for SET (the only such command implemented so far) and reports the declared flags
 /// otherwise.
-fn command_getkeysandflags(_ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn command_getkeysandflags(_ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let words = &argv[2..];
     let (command, positions) = keys_of(words)?;
     let specs = key_specs(command);
@@ -357,7 +357,7 @@ fn key_spec(spec: &Reply) -> Option<KeySpec> {
     })
 }
 
-fn command_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn command_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(help_reply(COMMAND_HELP))
 }
 

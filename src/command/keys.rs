@@ -86,7 +86,7 @@ pub static COMMANDS: &[Spec] = &[
 ];
 
 /// `DEL key [key ...]`, `UNLINK key [key ...]`: the number of keys removed.
-fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn del(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let removed = argv[1..]
         .iter()
@@ -96,7 +96,7 @@ fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `EXISTS key [key ...]`: how many of the keys exist, a key named twice counting twice.
-fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn exists(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let found = argv[1..]
         .iter()
         .filter(|key| ctx.ks.peek_read(ctx.session.db, key).is_some())
@@ -105,7 +105,7 @@ fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `TYPE key`: the type's name, `none` for a missing key.
-fn type_command(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn type_command(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let name = ctx
         .ks
         .peek_read(ctx.session.db, &argv[1])
@@ -114,7 +114,7 @@ fn type_command(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `TOUCH key [key ...]`: records an access on each key; the number that exist.
-fn touch(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn touch(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let touched = argv[1..]
         .iter()
@@ -194,26 +194,26 @@ fn absolute_expire_ms(value: i64, seconds: bool, base_ms: i64, name: &str) -> Re
     Ok(value_ms + base_ms)
 }
 
-fn expire(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn expire(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let now_ms = ctx.now_ms() as i64;
     expire_generic(ctx, argv, true, now_ms)
 }
 
-fn pexpire(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn pexpire(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let now_ms = ctx.now_ms() as i64;
     expire_generic(ctx, argv, false, now_ms)
 }
 
-fn expireat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn expireat(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     expire_generic(ctx, argv, true, 0)
 }
 
-fn pexpireat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn pexpireat(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     expire_generic(ctx, argv, false, 0)
 }
 
 /// `EXPIRE key seconds [NX|XX|GT|LT]` and its siblings (Redis's `expireGenericCommand`).
-fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], seconds: bool, base_ms: i64) -> CmdResult {
+fn expire_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], seconds: bool, base_ms: i64) -> CmdResult {
     let condition = ExpireCondition::parse(&argv[3..])?;
     let value = args::int(&argv[2])?;
     let when_ms = absolute_expire_ms(value, seconds, base_ms, &ctx.command.fullname)?;
@@ -260,24 +260,24 @@ enum TtlOutput {
     UnixMilliseconds,
 }
 
-fn ttl(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn ttl(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     ttl_generic(ctx, argv, TtlOutput::Seconds)
 }
 
-fn pttl(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn pttl(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     ttl_generic(ctx, argv, TtlOutput::Milliseconds)
 }
 
-fn expiretime(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn expiretime(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     ttl_generic(ctx, argv, TtlOutput::UnixSeconds)
 }
 
-fn pexpiretime(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn pexpiretime(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     ttl_generic(ctx, argv, TtlOutput::UnixMilliseconds)
 }
 
 /// `TTL key` and siblings: -2 for a missing key, -1 without expiry (Redis's `ttlGenericCommand`).
-fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], output: TtlOutput) -> CmdResult {
+fn ttl_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], output: TtlOutput) -> CmdResult {
     if ctx.ks.peek_read(ctx.session.db, &argv[1]).is_none() {
         return Ok(Reply::Integer(-2));
     }
@@ -300,7 +300,7 @@ fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], output: TtlOutput) -> CmdResul
 }
 
 /// `PERSIST key`: 1 if a TTL was removed.
-fn persist(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn persist(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     if ctx.ks.lookup(db, &argv[1]).is_none() {
         return Ok(Reply::Integer(0));
@@ -309,7 +309,7 @@ fn persist(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `KEYS pattern`: every live key matching the glob. Expired keys are skipped, not deleted.
-fn keys(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn keys(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let now_ms = ctx.now_ms();
     let pattern = &argv[1][..];
@@ -424,7 +424,7 @@ impl ScanOptions {
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
-fn scan(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn scan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let cursor = parse_cursor(&argv[1])?;
     let options = ScanOptions::parse(&argv[2..])?;
     let db = ctx.db();
@@ -461,7 +461,7 @@ fn scan(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// Step 2 of Redis's SCAN: walks from `cursor` until `count` keys are gathered or
 /// `10 * count` dict steps are spent. Returns the next cursor (None: walk complete).
 fn scan_collect(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     db: usize,
     cursor: ScanCursor,
     count: usize,
@@ -498,7 +498,7 @@ fn scan_collect(
 }
 
 /// `RANDOMKEY`: a random live key, shards weighted by size; expired picks are deleted.
-fn randomkey(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn randomkey(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let mut rng = rand::thread_rng();
     // Every retry deletes an expired key, so the tries are bounded by the key count.
@@ -534,16 +534,16 @@ fn randomkey(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Null)
 }
 
-fn rename(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn rename(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     rename_generic(ctx, argv, false)
 }
 
-fn renamenx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn renamenx(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     rename_generic(ctx, argv, true)
 }
 
 /// `RENAME key newkey` / `RENAMENX key newkey` (Redis's `renameGenericCommand`).
-fn rename_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], nx: bool) -> CmdResult {
+fn rename_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], nx: bool) -> CmdResult {
     let db = ctx.db();
     let (source, target) = (&argv[1], &argv[2]);
     if ctx.ks.lookup(db, source).is_none() {
@@ -562,7 +562,7 @@ fn rename_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], nx: bool) -> CmdResult {
 }
 
 /// A database index given as a C `int` (Redis's `getIntFromObjectOrReply` then `selectDb`).
-fn db_argument(ctx: &Ctx<'_>, arg: &[u8]) -> Result<usize, Error> {
+fn db_argument(ctx: &Ctx<'_, '_>, arg: &[u8]) -> Result<usize, Error> {
     let index = args::int(arg)?;
     let index = i32::try_from(index).map_err(|_| Error::from(NOT_INT32))?;
     let databases = ctx.server.keyspace.databases();
@@ -573,7 +573,7 @@ fn db_argument(ctx: &Ctx<'_>, arg: &[u8]) -> Result<usize, Error> {
 }
 
 /// `COPY source destination [DB destination-db] [REPLACE]`.
-fn copy(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn copy(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let source_db = ctx.db();
     let mut target_db = source_db;
     let mut replace = false;
@@ -610,13 +610,13 @@ fn copy(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// Redis's `lookupKeyRead` in the selected database: expires, touches, counts hit or miss.
-fn lookup_read_entry<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Option<&'c mut Entry> {
+fn lookup_read_entry<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Option<&'c mut Entry> {
     let db = ctx.db();
     ctx.ks.lookup_read(db, key)
 }
 
 /// `MOVE key db`: 1 if moved; 0 if absent here or present there.
-fn move_command(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn move_command(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let source_db = ctx.db();
     let target_db = db_argument(ctx, &argv[2])?;
     if source_db == target_db {
@@ -635,7 +635,7 @@ fn move_command(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SWAPDB index1 index2`. Swapping a database with itself is a (propagated) no-op.
-fn swapdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn swapdb(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let parse = |arg: &[u8], text: &'static str| -> Result<i64, Error> {
         let index = args::int(arg).map_err(|_| Error::from(text))?;
         i32::try_from(index).map_err(|_| Error::from(text))?;
@@ -652,7 +652,7 @@ fn swapdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `DBSIZE`: keys in the selected database, including expired ones not yet reclaimed.
-fn dbsize(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn dbsize(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     Ok(Reply::Integer(ctx.ks.len(db) as i64))
 }
@@ -668,7 +668,7 @@ fn flush_arguments(argv: &[Bytes]) -> Result<(), Error> {
 }
 
 /// `FLUSHDB [ASYNC|SYNC]`: always propagated, even when the database was already empty.
-fn flushdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn flushdb(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     flush_arguments(argv)?;
     let db = ctx.db();
     let removed = ctx.ks.flush_db(db);
@@ -679,7 +679,7 @@ fn flushdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `FLUSHALL [ASYNC|SYNC]`: empties every database; always propagated.
-fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn flushall(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     flush_arguments(argv)?;
     for db in 0..ctx.server.keyspace.databases() {
         ctx.ks.flush_db(db);
@@ -690,7 +690,7 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `OBJECT ENCODING key`.
-fn object_encoding(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn object_encoding(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     Ok(match ctx.ks.peek_read(ctx.session.db, &argv[2]) {
         None => Reply::Null,
         Some(entry) => Reply::bulk(entry.value.encoding(entry.flags)),
@@ -698,12 +698,12 @@ fn object_encoding(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// True when `maxmemory-policy` is an LFU policy (Redis's MAXMEMORY_FLAG_LFU).
-fn lfu_policy(ctx: &Ctx<'_>) -> bool {
+fn lfu_policy(ctx: &Ctx<'_, '_>) -> bool {
     ctx.server.config.word("maxmemory-policy").ends_with("lfu")
 }
 
 /// `OBJECT FREQ key`: the decayed LFU counter; an error unless an LFU policy is in force.
-fn object_freq(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn object_freq(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let lfu = lfu_policy(ctx);
     let decay_minutes = match ctx.ks.keyspace().access_mode() {
         AccessMode::Lfu { decay_minutes, .. } => decay_minutes,
@@ -726,7 +726,7 @@ fn object_freq(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `OBJECT IDLETIME key`: seconds since the last access; an error under an LFU policy.
-fn object_idletime(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn object_idletime(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let lfu = lfu_policy(ctx);
     let now_ms = ctx.now_ms();
     let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
@@ -740,7 +740,7 @@ fn object_idletime(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `OBJECT REFCOUNT key`: Strata shares nothing, but Redis reports its shared small
 /// integers (0..9999, when maxmemory does not need per-key LRU/LFU) with INT_MAX.
-fn object_refcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn object_refcount(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
         return Ok(Reply::Null);
     };
@@ -751,7 +751,7 @@ fn object_refcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `OBJECT HELP`.
-fn object_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn object_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Array(
         OBJECT_HELP.iter().map(|line| Reply::Simple(line)).collect(),
     ))
@@ -760,7 +760,6 @@ fn object_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     fn words(list: &[&str]) -> Vec<Bytes> {
         list.iter()
@@ -768,62 +767,17 @@ mod tests {
             .collect()
     }
 
-    /// A clock the test moves by hand.
-    struct TestClock(std::sync::atomic::AtomicU64);
-
-    impl crate::io::Clock for TestClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
-
-    /// Collects the propagated stream.
-    struct Collect(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
-
-    impl crate::repl::log::Sink for Collect {
-        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
-            self.0.lock().extend_from_slice(bytes);
-        }
-    }
-
-    /// Runs `commands` on a fresh server and returns the replies and the propagated stream
-    /// rendered one command per line.
+    /// Runs `commands` on a fresh server, moving the clock by each one's delay first, and
+    /// returns the replies and the propagated stream, one command per line.
     fn propagated(commands: &[(&[&str], u64)]) -> (Vec<Reply>, Vec<String>) {
-        use std::sync::Arc;
-        const START_MS: u64 = 1_700_000_000_000;
-        let clock = Arc::new(TestClock(std::sync::atomic::AtomicU64::new(START_MS)));
-        let server = crate::server::Server::new(
-            crate::config::Config::default(),
-            clock.clone(),
-            Arc::new(crate::io::StdFileSystem),
-            7,
-        );
-        let stream = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        server.log.add_sink(Box::new(Collect(stream.clone())));
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = crate::server::Session::new(handle, true);
+        let test = crate::testing::TestServer::new();
+        let mut session = test.session();
         let mut replies = Vec::new();
         for (argv, advance_ms) in commands {
-            clock.0.fetch_add(*advance_ms, Ordering::Relaxed);
-            let (reply, _) = super::super::dispatch(&server, &mut session, words(argv));
-            replies.push(reply);
+            test.advance_ms(*advance_ms);
+            replies.push(test.command(&mut session, argv));
         }
-        let text = String::from_utf8_lossy(&stream.lock()).into_owned();
-        let lines = text
-            .split("*")
-            .filter(|command| !command.is_empty())
-            .map(|command| {
-                let parts: Vec<&str> = command.split("\r\n").collect();
-                parts
-                    .iter()
-                    .skip(2)
-                    .step_by(2)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        (replies, lines)
+        (replies, test.propagated())
     }
 
     #[test]
@@ -900,17 +854,9 @@ mod tests {
     #[test]
     fn scan_returns_every_stable_key_while_the_keyspace_grows_and_shrinks() {
         use std::collections::HashSet;
-        use std::sync::Arc;
-        let clock = Arc::new(TestClock(std::sync::atomic::AtomicU64::new(1)));
-        let server = crate::server::Server::new(
-            crate::config::Config::default(),
-            clock,
-            Arc::new(crate::io::StdFileSystem),
-            3,
-        );
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = crate::server::Session::new(handle, true);
-        let mut run = |argv: &[&str]| super::super::dispatch(&server, &mut session, words(argv)).0;
+        let test = crate::testing::TestServer::new();
+        let mut session = test.session();
+        let mut run = |argv: &[&str]| test.command(&mut session, argv);
         let stable: Vec<String> = (0..500).map(|i| format!("stable:{i}")).collect();
         for key in &stable {
             run(&["SET", key, "1"]);

@@ -214,7 +214,7 @@ pub fn help_reply(lines: &[&str]) -> Reply {
 /// `CONFIG GET pattern [pattern ...]`: every matching parameter once, as a map. A name
 /// without glob characters is looked up directly and answered under the name as given
 /// (`CONFIG GET MAXCLIENTS` replies `MAXCLIENTS`), as Redis does.
-fn config_get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn config_get(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let config = &ctx.server.config;
     let mut found: Vec<(String, String)> = Vec::new();
     let seen = |found: &[(String, String)], name: &str| {
@@ -320,7 +320,7 @@ pub fn check_config_set(
 }
 
 /// `CONFIG SET parameter value [parameter value ...]`: all or nothing.
-fn config_set(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn config_set(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() % 2 != 0 {
         return Err(Error::Syntax);
     }
@@ -349,7 +349,7 @@ fn config_set(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `CONFIG RESETSTAT`.
-fn config_resetstat(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn config_resetstat(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     info::reset_stats(ctx.server);
     Ok(Reply::OK)
 }
@@ -359,7 +359,7 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 /// As Redis does: a directive's first line in the file is replaced by its value in force
 /// (further lines of the same directive are dropped), directives the file lacks are appended
 /// when their value differs from the default, and comments and other lines stay as they are.
-fn config_rewrite(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn config_rewrite(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let path = ctx.server.config_file.clone();
     if path.is_empty() {
         return Err(NO_CONFIG_FILE.into());
@@ -493,7 +493,7 @@ fn quote(value: &str) -> String {
     out
 }
 
-fn config_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn config_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(help_reply(CONFIG_HELP))
 }
 
@@ -501,7 +501,7 @@ fn config_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 // TIME, MONITOR
 
 /// `TIME`: unix seconds and microseconds, as two bulk strings.
-fn time(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn time(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let now_us = ctx.server.clock.now_us();
     Ok(Reply::Array(vec![
         Reply::bulk_int((now_us / 1_000_000) as i64),
@@ -511,7 +511,7 @@ fn time(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 
 /// `MONITOR`: the connection starts receiving every command. A client already monitoring
 /// gets no reply at all, as in Redis.
-fn monitor(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn monitor(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     if ctx.session.handle.info.lock().monitor {
         return Ok(Reply::Raw(Bytes::new()));
     }
@@ -523,7 +523,7 @@ fn monitor(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
 // SLOWLOG
 
 /// `SLOWLOG GET [count]`: newest first; -1 for all.
-fn slowlog_get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn slowlog_get(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 3 {
         return Err(Error::err(format!(
             "unknown subcommand or wrong number of arguments for '{}'. Try SLOWLOG HELP.",
@@ -540,16 +540,16 @@ fn slowlog_get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     Ok(ctx.server.slowlog.reply(count))
 }
 
-fn slowlog_len(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn slowlog_len(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Integer(ctx.server.slowlog.len() as i64))
 }
 
-fn slowlog_reset(ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn slowlog_reset(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     ctx.server.slowlog.reset();
     Ok(Reply::OK)
 }
 
-fn slowlog_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn slowlog_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(help_reply(SLOWLOG_HELP))
 }
 
@@ -565,7 +565,7 @@ fn debug_keys(argv: &[Bytes]) -> Vec<usize> {
 }
 
 /// Redis's `islocalClient`: the peer is a loopback address.
-fn is_local(ctx: &Ctx<'_>) -> bool {
+fn is_local(ctx: &Ctx<'_, '_>) -> bool {
     ctx.session
         .handle
         .addr
@@ -576,7 +576,7 @@ fn is_local(ctx: &Ctx<'_>) -> bool {
 
 /// True when the client may run DEBUG (`enable-debug-command` yes, or local and a loopback
 /// peer).
-fn debug_allowed(ctx: &Ctx<'_>) -> bool {
+fn debug_allowed(ctx: &Ctx<'_, '_>) -> bool {
     match ctx.server.config.word("enable-debug-command") {
         "yes" => true,
         "local" => is_local(ctx),
@@ -585,7 +585,7 @@ fn debug_allowed(ctx: &Ctx<'_>) -> bool {
 }
 
 /// `DEBUG <subcommand> ...`: HELP, SLEEP, SET-ACTIVE-EXPIRE, OBJECT.
-fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn debug(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if !debug_allowed(ctx) {
         return Err(DEBUG_NOT_ALLOWED.into());
     }
@@ -720,7 +720,7 @@ pub fn rdb_string_length(bytes: &[u8]) -> usize {
 }
 
 /// `DEBUG OBJECT key`.
-fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
+fn debug_object(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> CmdResult {
     let db = ctx.db();
     let now_ms = ctx.now_ms();
     // Redis reads the dict directly: no expiry, no access update, no hit/miss count.
@@ -762,7 +762,7 @@ fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
 /// ```
 ///
 /// SAMPLES matters only for collections (none yet) and is validated as Redis does.
-fn memory_usage(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn memory_usage(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut index = 3;
     while index < argv.len() {
         if args::is(&argv[index], "samples") && index + 1 < argv.len() {
@@ -803,7 +803,7 @@ pub fn entry_memory_bytes(key_bytes: usize, entry: &Entry) -> usize {
     total
 }
 
-fn memory_help(_ctx: &mut Ctx<'_>, _argv: &[Bytes]) -> CmdResult {
+fn memory_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     Ok(help_reply(MEMORY_HELP))
 }
 
@@ -853,7 +853,7 @@ pub fn parse_shutdown(words: &[Bytes]) -> Result<ShutdownOptions, Error> {
 }
 
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`.
-fn shutdown(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn shutdown(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let options = parse_shutdown(&argv[1..])?;
     if options.abort {
         // Strata stops at once, so there is never a shutdown in progress to abort.

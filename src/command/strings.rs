@@ -60,7 +60,7 @@ pub static COMMANDS: &[Spec] = &[
 // ---------------------------------------------------------------------------------------------
 
 /// The string at `key` for a read command (counts hits and misses); WRONGTYPE otherwise.
-fn read_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
+fn read_string(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup_read(db, key) {
         None => Ok(None),
@@ -73,7 +73,7 @@ fn read_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
 }
 
 /// The string at `key` for a write command (no hit/miss accounting); WRONGTYPE otherwise.
-fn write_lookup_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
+fn write_lookup_string(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup(db, key) {
         None => Ok(None),
@@ -92,7 +92,7 @@ fn bulk_or_null(value: Option<Bytes>) -> Reply {
     }
 }
 
-fn proto_max_bulk_len(ctx: &Ctx<'_>) -> i64 {
+fn proto_max_bulk_len(ctx: &Ctx<'_, '_>) -> i64 {
     ctx.server.config.int("proto-max-bulk-len")
 }
 
@@ -241,13 +241,13 @@ fn expire_at_ms(
 // ---------------------------------------------------------------------------------------------
 
 /// `GET key`: the string, or null.
-fn get(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn get(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     Ok(bulk_or_null(read_string(ctx, &argv[1])?))
 }
 
 /// `SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds |
 /// PXAT unix-time-milliseconds | KEEPTTL]`
-fn set(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn set(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let options = StringOptions::parse(&argv[3..], OptionsFor::Set)?;
     let outcome = set_generic(ctx, argv, &argv[1], &argv[2], &options)?;
     if options.has(OPT_GET) {
@@ -270,7 +270,7 @@ struct SetOutcome {
 /// Redis's `setGenericCommand`: validate the expiry, fetch the old value for GET, apply the
 /// NX/XX condition, write, and rewrite the propagated command.
 fn set_generic(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     argv: &[Bytes],
     key: &Bytes,
     value: &Bytes,
@@ -327,7 +327,7 @@ fn set_generic(
 }
 
 /// `SETNX key value`: 1 if set, 0 if the key existed.
-fn setnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn setnx(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let options = StringOptions {
         flags: OPT_NX,
         expire: None,
@@ -337,17 +337,17 @@ fn setnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SETEX key seconds value`
-fn setex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn setex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_with_expiry(ctx, argv, OPT_EX)
 }
 
 /// `PSETEX key milliseconds value`
-fn psetex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn psetex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_with_expiry(ctx, argv, OPT_PX)
 }
 
 /// SETEX and PSETEX: SET with the expiry (in the unit `unit` names) before the value.
-fn set_with_expiry(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: u32) -> CmdResult {
+fn set_with_expiry(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], unit: u32) -> CmdResult {
     let options = StringOptions {
         flags: unit,
         expire: Some(argv[2].clone()),
@@ -358,7 +358,7 @@ fn set_with_expiry(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: u32) -> CmdResult {
 
 /// `GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds |
 /// PXAT unix-time-milliseconds | PERSIST]`: the string, then the expiry change.
-fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn getex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let options = StringOptions::parse(&argv[2..], OptionsFor::Getex)?;
     let key = &argv[1];
     let Some(value) = read_string(ctx, key)? else {
@@ -392,7 +392,7 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `GETDEL key`: the string, and the key is deleted (propagated as DEL).
-fn getdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn getdel(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let Some(value) = read_string(ctx, key)? else {
         return Ok(Reply::Null);
@@ -405,7 +405,7 @@ fn getdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `GETSET key value`: the old string (or null), then SET without options (TTL cleared).
-fn getset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn getset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let old = read_string(ctx, &argv[1])?;
     let db = ctx.db();
     ctx.ks.set(db, &argv[1], Value::string(&argv[2]), false);
@@ -418,7 +418,7 @@ fn getset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `MGET key [key ...]`: one reply per key; null for a missing key or a non-string.
-fn mget(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn mget(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let replies = argv[1..]
         .iter()
@@ -435,17 +435,17 @@ fn mget(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `MSET key value [key value ...]`
-fn mset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn mset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     mset_generic(ctx, argv, false)?;
     Ok(Reply::OK)
 }
 
 /// `MSETNX key value [key value ...]`: 1 if every key was set, 0 (nothing set) if any existed.
-fn msetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn msetnx(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Integer(mset_generic(ctx, argv, true)? as i64))
 }
 
-fn mset_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, Error> {
+fn mset_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], nx: bool) -> Result<bool, Error> {
     if argv.len() % 2 == 0 {
         return Err(Error::Arity(ctx.command.fullname.clone()));
     }
@@ -468,23 +468,23 @@ fn mset_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, Err
 // ---------------------------------------------------------------------------------------------
 
 /// `INCR key`
-fn incr(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn incr(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     increment_by(ctx, &argv[1], 1)
 }
 
 /// `DECR key`
-fn decr(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn decr(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     increment_by(ctx, &argv[1], -1)
 }
 
 /// `INCRBY key increment`
-fn incrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn incrby(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let increment = args::int(&argv[2])?;
     increment_by(ctx, &argv[1], increment)
 }
 
 /// `DECRBY key decrement`
-fn decrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn decrby(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let decrement = args::int(&argv[2])?;
     // Negating i64::MIN overflows, and Redis says so with its own text.
     let increment = decrement
@@ -500,7 +500,7 @@ fn add_checked(value: i64, increment: i64) -> Result<i64, Error> {
 }
 
 /// Redis's `incrDecrCommand`: the value must be a canonical 64-bit integer; the TTL is kept.
-fn increment_by(ctx: &mut Ctx<'_>, key: &[u8], increment: i64) -> CmdResult {
+fn increment_by(ctx: &mut Ctx<'_, '_>, key: &[u8], increment: i64) -> CmdResult {
     let db = ctx.db();
     // Parsed where it lies: the counter is on the hot path and needs no copy.
     let current = match ctx.ks.lookup(db, key) {
@@ -524,7 +524,7 @@ fn increment_by(ctx: &mut Ctx<'_>, key: &[u8], increment: i64) -> CmdResult {
 
 /// `INCRBYFLOAT key increment`: x87 long double arithmetic and `%.17Lf` formatting with
 /// trailing zeros trimmed, as Redis on x86-64; propagated as `SET key <result> KEEPTTL`.
-fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn incrbyfloat(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let current = match write_lookup_string(ctx, key)? {
         Some(bytes) => long_double::parse(&bytes).ok_or(Error::NotFloat)?,
@@ -557,7 +557,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 // ---------------------------------------------------------------------------------------------
 
 /// `APPEND key value`: the new length. An existing string becomes `raw`, as in Redis.
-fn append(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn append(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (key, suffix) = (&argv[1], &argv[2]);
     let limit = proto_max_bulk_len(ctx);
     let db = ctx.db();
@@ -581,7 +581,7 @@ fn append(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `STRLEN key`: the length, 0 for a missing key.
-fn strlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn strlen(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     match ctx.ks.lookup_read(db, &argv[1]) {
         None => Ok(Reply::Integer(0)),
@@ -619,7 +619,7 @@ fn range_bounds(start: i64, end: i64, length: usize) -> Option<(usize, usize)> {
 }
 
 /// `GETRANGE key start end` (and its old name `SUBSTR key start end`).
-fn getrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn getrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let start = args::int(&argv[2])?;
     let end = args::int(&argv[3])?;
     let db = ctx.db();
@@ -638,7 +638,7 @@ fn getrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SETRANGE key offset value`: overwrites from `offset`, zero-padding; the new length.
-fn setrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn setrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (key, patch) = (&argv[1], &argv[3]);
     let offset = args::int(&argv[2])?;
     if offset < 0 {
@@ -783,7 +783,7 @@ fn lcs_compute(
 }
 
 /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]`
-fn lcs(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lcs(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let mut strings = [Bytes::new(), Bytes::new()];
     for (slot, key) in strings.iter_mut().zip(&argv[1..3]) {
@@ -870,9 +870,6 @@ fn lcs(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 mod tests {
     use super::long_double::{parse, Parsed};
     use super::*;
-    use crate::command::dispatch;
-    use crate::server::{Server, Session};
-    use std::sync::{Arc, Mutex};
 
     fn words(line: &str) -> Vec<Bytes> {
         line.split_whitespace()
@@ -1006,53 +1003,14 @@ mod tests {
         assert!(lcs_compute(b"", b"abc", 0, true).unwrap().common.is_empty());
     }
 
-    /// Captures the propagated stream for assertions.
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl crate::repl::log::Sink for Capture {
-        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
-            if let Ok(mut buffer) = self.0.lock() {
-                buffer.extend_from_slice(bytes);
-            }
-        }
-    }
-
-    struct FixedClock;
-
-    impl crate::io::Clock for FixedClock {
-        fn now_ms(&self) -> u64 {
-            1_000_000
-        }
-    }
-
     /// Runs `lines` and returns each propagated command as space-joined words.
     fn propagated(lines: &[&str]) -> Vec<String> {
-        let server = Server::new(
-            crate::config::Config::default(),
-            Arc::new(FixedClock),
-            Arc::new(crate::io::StdFileSystem),
-            7,
-        );
-        let stream = Arc::new(Mutex::new(Vec::new()));
-        server.log.add_sink(Box::new(Capture(stream.clone())));
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = Session::new(handle, true);
+        let test = crate::testing::TestServer::starting_at(1_000_000);
+        let mut session = test.session();
         for line in lines {
-            dispatch(&server, &mut session, words(line));
+            test.reply(&mut session, line);
         }
-        let bytes = stream.lock().map(|b| b.clone()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        text.split('*')
-            .filter(|command| !command.is_empty())
-            .map(|command| {
-                command
-                    .split("\r\n")
-                    .skip(1)
-                    .filter(|word| !word.starts_with('$') && !word.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect()
+        test.propagated()
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub fn active_cycle(server: &Server, budget: Duration, effort: u64) -> u64 {
                 }
                 slice.expire_cursor = cursor;
                 for key in &due {
-                    slice.remove(key);
+                    locked.db(db, key).remove(key);
+                    // An expired key counts as modified for WATCH, as Redis's signalModifiedKey.
+                    locked.touch_watched(db, key);
                     effects.push((
                         db,
                         vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)],

@@ -97,6 +97,7 @@ impl<'a> Locked<'a> {
                 .fetch_add(1, Ordering::Relaxed);
             self.expired.push((db, stored));
         }
+        self.touch_watched(db, key);
         true
     }
 
@@ -114,11 +115,17 @@ impl<'a> Locked<'a> {
         let now_ms = self.now_ms;
         let position = self.shard_index(key);
         let keyspace = self.keyspace;
-        match self.guards[position].1.dbs[db].lookup_live(key, now_ms) {
+        // Borrow the shard's fields apart: the entry comes from `dbs`, a WATCH touch on expiry
+        // goes to `watched`.
+        let Shard { dbs, watched } = &mut *self.guards[position].1;
+        match dbs[db].lookup_live(key, now_ms) {
             Live::Found(entry) => Some(entry),
             Live::Missing => None,
             Live::Expired(stored) => {
                 keyspace.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+                if let Some(watch) = watched[db].get_mut(key) {
+                    watch.version += 1;
+                }
                 self.expired.push((db, stored));
                 None
             }
@@ -260,8 +267,89 @@ impl<'a> Locked<'a> {
 
     /// Redis's `signalModifiedKey`: a key changed. Counts the write; WATCH, keyspace
     /// notifications and the tier hook in here as they are built.
-    pub fn signal_modified(&mut self, _db: usize, _key: &[u8]) {
+    pub fn signal_modified(&mut self, db: usize, key: &[u8]) {
         self.dirty += 1;
+        self.touch_watched(db, key);
+    }
+
+    /// Bumps the WATCH version of `key` if any client watches it (Redis's touchWatchedKey).
+    pub fn touch_watched(&mut self, db: usize, key: &[u8]) {
+        if self.keyspace.watching.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let position = self.shard_index(key);
+        if let Some(watch) = self.guards[position].1.watched[db].get_mut(key) {
+            watch.version += 1;
+        }
+    }
+
+    /// Registers one more watcher of `key`; returns the version to compare at EXEC.
+    pub fn watch(&mut self, db: usize, key: &[u8]) -> u64 {
+        let position = self.shard_index(key);
+        let watch = self.guards[position].1.watched[db]
+            .entry(CompactBytes::new(key))
+            .or_default();
+        watch.watchers += 1;
+        self.keyspace.watching.fetch_add(1, Ordering::Relaxed);
+        watch.version
+    }
+
+    /// Drops one watcher of `key`, forgetting the key when nobody watches it any more.
+    pub fn unwatch(&mut self, db: usize, key: &[u8]) {
+        let position = self.shard_index(key);
+        let table = &mut self.guards[position].1.watched[db];
+        let Some(watch) = table.get_mut(key) else {
+            debug_assert!(false, "unwatch of a key that is not watched");
+            return;
+        };
+        debug_assert!(watch.watchers > 0);
+        watch.watchers -= 1;
+        if watch.watchers == 0 {
+            table.remove(key);
+        }
+        self.keyspace.watching.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The current WATCH version of a watched key.
+    pub fn watch_version(&mut self, db: usize, key: &[u8]) -> u64 {
+        let position = self.shard_index(key);
+        self.guards[position].1.watched[db]
+            .get(key)
+            .map_or(0, |watch| watch.version)
+    }
+
+    /// Whether `key` exists in the dict but is past its expiry (not yet reclaimed).
+    pub fn is_logically_expired(&mut self, db: usize, key: &[u8]) -> bool {
+        let now_ms = self.now_ms;
+        self.db(db, key).is_expired(key, now_ms)
+    }
+
+    /// Bumps every watched key of `db` that exists in `db` or `other` (FLUSHDB, SWAPDB), as
+    /// Redis's touchAllWatchedKeysInDb.
+    fn touch_all_watched(&mut self, db: usize, other: usize) {
+        if self.keyspace.watching.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for shard in self.shards() {
+            let Shard { dbs, watched, .. } = shard;
+            for (key, watch) in watched[db].iter_mut() {
+                if dbs[db].keys.contains_key(key) || dbs[other].keys.contains_key(key) {
+                    watch.version += 1;
+                }
+            }
+        }
+    }
+
+    /// Keys and keys-with-expiry per database across the locked shards (INFO keyspace).
+    pub fn counts(&mut self, databases: usize) -> Vec<(usize, usize)> {
+        let mut counts = vec![(0, 0); databases];
+        for shard in self.shards() {
+            for (db, slot) in shard.dbs.iter().zip(counts.iter_mut()) {
+                slot.0 += db.keys.len();
+                slot.1 += db.expires.len();
+            }
+        }
+        counts
     }
 
     /// Keys in `db` across the locked shards (all of them for DBSIZE).
@@ -272,6 +360,7 @@ impl<'a> Locked<'a> {
     /// Empties `db` in every locked shard; returns the number of keys removed.
     pub fn flush_db(&mut self, db: usize) -> usize {
         debug_assert!(self.all, "FLUSHDB must hold every shard");
+        self.touch_all_watched(db, db);
         let mut removed = 0;
         for slice in self.slices(db) {
             removed += slice.len();
@@ -284,6 +373,8 @@ impl<'a> Locked<'a> {
     /// Swaps two databases in every shard (SWAPDB).
     pub fn swap_db(&mut self, a: usize, b: usize) {
         debug_assert!(self.all, "SWAPDB must hold every shard");
+        self.touch_all_watched(a, b);
+        self.touch_all_watched(b, a);
         for shard in self.shards() {
             shard.dbs.swap(a, b);
         }

@@ -4,10 +4,12 @@ use super::db::Db;
 use super::dict::Hasher;
 use super::entry::AccessMode;
 use super::locked::Locked;
+use crate::types::CompactBytes;
 use crate::util::Counter;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// Shards in the keyspace. A power of two; enough that writers on different keys rarely meet,
 /// few enough that whole-keyspace commands (DBSIZE, FLUSHALL) take little time locking them.
@@ -18,6 +20,17 @@ const _: () = assert!(SHARDS.is_power_of_two() && SHARDS <= 1024);
 /// One shard: the slice of every database whose keys hash here.
 pub struct Shard {
     pub dbs: Vec<Db>,
+    /// WATCHed keys of this shard, per database: a version bumped on every change to the key
+    /// (writes, deletion, expiry, FLUSH, SWAPDB) and the number of clients watching it. It lives
+    /// beside the data, not in `Db`, because SWAPDB swaps data but not what clients watch.
+    pub watched: Vec<HashMap<CompactBytes, Watch>>,
+}
+
+/// One watched key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watch {
+    pub version: u64,
+    pub watchers: u32,
 }
 
 /// Counters INFO reports; updated without taking shard locks.
@@ -41,6 +54,8 @@ pub struct Keyspace {
     /// Whether new small integers are Redis shared objects: `maxmemory` 0 or a policy that
     /// is neither LRU nor LFU (shared objects cannot carry per-key access times).
     share_integers: AtomicBool,
+    /// Watcher registrations across all shards; writes skip the watch table while it is 0.
+    pub watching: AtomicUsize,
 }
 
 impl Keyspace {
@@ -54,6 +69,7 @@ impl Keyspace {
             .map(|_| {
                 Mutex::new(Shard {
                     dbs: (0..databases).map(|_| Db::new(&dict_hasher)).collect(),
+                    watched: (0..databases).map(|_| HashMap::new()).collect(),
                 })
             })
             .collect();
@@ -64,6 +80,7 @@ impl Keyspace {
             stats: Stats::default(),
             access_mode: AtomicU32::new(0),
             share_integers: AtomicBool::new(true),
+            watching: AtomicUsize::new(0),
         }
     }
 
@@ -161,18 +178,5 @@ impl Keyspace {
                 db.expires.maintain(steps);
             }
         }
-    }
-
-    /// Keys and keys-with-expiry per database, for INFO keyspace. Locks shards one by one.
-    pub fn counts(&self) -> Vec<(usize, usize)> {
-        let mut counts = vec![(0, 0); self.databases];
-        for shard in self.shards.iter() {
-            let shard = shard.lock();
-            for (db, slot) in shard.dbs.iter().zip(counts.iter_mut()) {
-                slot.0 += db.keys.len();
-                slot.1 += db.expires.len();
-            }
-        }
-        counts
     }
 }

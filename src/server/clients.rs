@@ -202,6 +202,25 @@ impl Clients {
     }
 }
 
+/// A MULTI block being queued.
+#[derive(Default)]
+pub struct Multi {
+    pub queued: Vec<(&'static crate::command::Command, Vec<Bytes>)>,
+    /// Bytes of the queued arguments, bounded by `client-query-buffer-limit`.
+    pub queued_bytes: usize,
+    /// A command was refused while queueing: EXEC must answer EXECABORT.
+    pub failed: bool,
+}
+
+/// A key this client WATCHes: the version it saw, and whether it was already expired then.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub db: usize,
+    pub key: Bytes,
+    pub version: u64,
+    pub expired_at_watch: bool,
+}
+
 /// A connection's own state, owned by its task.
 pub struct Session {
     pub id: u64,
@@ -210,6 +229,9 @@ pub struct Session {
     pub authenticated: bool,
     pub reply_mode: ReplyMode,
     pub handle: Arc<ClientHandle>,
+    /// Some while inside MULTI.
+    pub multi: Option<Multi>,
+    pub watched: Vec<Watched>,
 }
 
 impl Session {
@@ -221,6 +243,8 @@ impl Session {
             authenticated,
             reply_mode: ReplyMode::On,
             handle,
+            multi: None,
+            watched: Vec::new(),
         }
     }
 
@@ -230,6 +254,8 @@ impl Session {
         self.resp3 = false;
         self.authenticated = authenticated;
         self.reply_mode = ReplyMode::On;
+        self.multi = None;
+        debug_assert!(self.watched.is_empty(), "unwatch before reset");
         let mut info = self.handle.info.lock();
         info.name.clear();
         info.db = 0;

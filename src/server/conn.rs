@@ -123,6 +123,7 @@ pub async fn serve<S>(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+    crate::command::transactions::unwatch_all(&server, &mut session);
     server.monitors.remove(session.id);
     server.clients.unregister(session.id);
 }

@@ -8,6 +8,6 @@ pub mod monitor;
 pub mod slowlog;
 pub mod state;
 
-pub use clients::{ClientHandle, Clients, ReplyMode, Session};
+pub use clients::{ClientHandle, Clients, Multi, ReplyMode, Session, Watched};
 pub use listener::{run, start, Running};
 pub use state::{Server, ServerStats};
