@@ -216,7 +216,7 @@ fn increment_integer(current: Option<&[u8]>, increment: i64) -> Result<i64, Erro
 /// `HSET key field <result>` so replicas do not redo the float arithmetic.
 fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let (key, field) = (&argv[1], &argv[2]);
-    let increment = crate::util::parse_f64(&argv[3]).ok_or(Error::NotFloat)?;
+    let increment = parse_float(&argv[3]).ok_or(Error::NotFloat)?;
     if !increment.is_finite() {
         return Err(Error::from(INCREMENT_NAN_OR_INFINITY));
     }
@@ -245,7 +245,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// exact emulation lives privately in `strings.rs` (`long_double`) and should be shared.
 fn increment_float(current: Option<&[u8]>, increment: f64) -> Result<String, Error> {
     let current = match current {
-        Some(text) => crate::util::parse_f64(text)
+        Some(text) => parse_float(text)
             .filter(|value| !value.is_nan())
             .ok_or(Error::from(HASH_NOT_FLOAT))?,
         None => 0.0,
@@ -255,6 +255,68 @@ fn increment_float(current: Option<&[u8]>, increment: f64) -> Result<String, Err
         return Err(Error::from(RESULT_NAN_OR_INFINITY));
     }
     Ok(human_float(sum))
+}
+
+/// Redis's `string2ld` as far as `f64` goes: decimal and exponent forms, `inf`, and the
+/// hexadecimal floats `strtold` also reads (`0x10`, `-0x1.8p3`).
+fn parse_float(text: &[u8]) -> Option<f64> {
+    crate::util::parse_f64(text).or_else(|| parse_hex_float(text))
+}
+
+/// `[sign]0x<hex digits>[.<hex digits>][p[sign]<decimal digits>]`, whole input.
+fn parse_hex_float(text: &[u8]) -> Option<f64> {
+    /// Hex digits kept exactly (a u128 holds 32); later ones only scale the exponent, which
+    /// truncates far below `f64`'s 53-bit precision.
+    const DIGITS_KEPT_MAX: usize = 30;
+    /// Exponents beyond this are infinite or zero in any float format.
+    const EXPONENT_ABS_MAX: i64 = 100_000;
+    let (negative, rest) = match text.first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let rest = rest
+        .strip_prefix(b"0x")
+        .or_else(|| rest.strip_prefix(b"0X"))?;
+    let (digits_part, exponent_part) =
+        match rest.iter().position(|&byte| byte == b'p' || byte == b'P') {
+            Some(index) => (&rest[..index], Some(&rest[index + 1..])),
+            None => (rest, None),
+        };
+    let (whole, fraction) = match digits_part.iter().position(|&byte| byte == b'.') {
+        Some(index) => (&digits_part[..index], &digits_part[index + 1..]),
+        None => (digits_part, &digits_part[digits_part.len()..]),
+    };
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let mut mantissa: u128 = 0;
+    let mut exponent: i64 = 0;
+    let mut kept = 0;
+    for (index, &byte) in whole.iter().chain(fraction).enumerate() {
+        let digit = char::from(byte).to_digit(16)?;
+        let in_fraction = index >= whole.len();
+        if kept < DIGITS_KEPT_MAX {
+            mantissa = mantissa * 16 + u128::from(digit);
+            kept += usize::from(mantissa != 0);
+            exponent -= if in_fraction { 4 } else { 0 };
+        } else if !in_fraction {
+            exponent += 4;
+        }
+    }
+    if let Some(exponent_text) = exponent_part {
+        let value = crate::protocol::parser::parse_i64(exponent_text).or_else(|| {
+            exponent_text
+                .strip_prefix(b"+")
+                .and_then(crate::protocol::parser::parse_i64)
+        })?;
+        exponent += value.clamp(-EXPONENT_ABS_MAX, EXPONENT_ABS_MAX);
+    }
+    let exponent = exponent.clamp(-EXPONENT_ABS_MAX, EXPONENT_ABS_MAX) as i32;
+    // Scaling in two halves keeps intermediate powers of two finite where the result is.
+    let half = exponent / 2;
+    let magnitude = mantissa as f64 * 2f64.powi(half) * 2f64.powi(exponent - half);
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// `%.17f` with trailing fraction zeros (and a bare point) trimmed, "-0" as "0".
@@ -559,4 +621,232 @@ fn scan_pairs(hash: &Hash, mut cursor: u64, count: usize) -> (u64, Vec<(Bytes, B
 
 fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
     Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(items)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    fn words(line: &str) -> Vec<Bytes> {
+        line.split_whitespace()
+            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn integer_increments_follow_redis_errors() {
+        assert_eq!(increment_integer(None, 5), Ok(5));
+        assert_eq!(increment_integer(Some(b"-3"), 5), Ok(2));
+        for bad in [&b"abc"[..], b"1.5", b" 1", b"01", b"", b"-0"] {
+            assert_eq!(
+                increment_integer(Some(bad), 1),
+                Err(Error::from(HASH_NOT_INTEGER))
+            );
+        }
+        assert_eq!(
+            increment_integer(Some(b"9223372036854775807"), 1),
+            Err(Error::Overflow)
+        );
+        assert_eq!(
+            increment_integer(Some(b"-9223372036854775808"), -1),
+            Err(Error::Overflow)
+        );
+    }
+
+    #[test]
+    fn float_increments_print_like_ld2string_human() {
+        // Expected strings are real Redis 7.0.15 replies for sums exact in binary.
+        assert_eq!(increment_float(None, 10.5).as_deref(), Ok("10.5"));
+        assert_eq!(increment_float(Some(b"10.5"), 0.25).as_deref(), Ok("10.75"));
+        assert_eq!(increment_float(Some(b"1.5"), -1.5).as_deref(), Ok("0"));
+        assert_eq!(increment_float(Some(b"-1.5"), 1.5).as_deref(), Ok("0"));
+        assert_eq!(increment_float(Some(b"100"), 1e3).as_deref(), Ok("1100"));
+        assert_eq!(
+            increment_float(Some(b"abc"), 1.0),
+            Err(Error::from(HASH_NOT_FLOAT))
+        );
+        assert_eq!(
+            increment_float(Some(b"1.7e308"), 1e308),
+            Err(Error::from(RESULT_NAN_OR_INFINITY))
+        );
+        assert_eq!(human_float(-0.0), "0");
+        assert_eq!(human_float(3.0), "3");
+        assert_eq!(human_float(0.5), "0.5");
+    }
+
+    #[test]
+    fn hex_floats_parse_as_strtold_reads_them() {
+        assert_eq!(parse_float(b"0x10"), Some(16.0));
+        assert_eq!(parse_float(b"-0x1.8p3"), Some(-12.0));
+        assert_eq!(parse_float(b"0X.8"), Some(0.5));
+        assert_eq!(parse_float(b"0x1p-2"), Some(0.25));
+        assert_eq!(parse_float(b"0x1P+4"), Some(16.0));
+        for bad in [&b"0x"[..], b"0x1p", b"0x1g", b"0x.", b"x10", b"0x1p1.5"] {
+            assert_eq!(parse_float(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn scan_options_and_cursor_parse_like_redis() {
+        assert_eq!(parse_scan_options(&words("")), Ok((10, None)));
+        assert_eq!(
+            parse_scan_options(&words("COUNT 5 match a* count 7")),
+            Ok((7, Some(Bytes::from_static(b"a*"))))
+        );
+        assert_eq!(parse_scan_options(&words("MATCH *")), Ok((10, None)));
+        for bad in [
+            "COUNT 0",
+            "COUNT -1",
+            "TYPE hash",
+            "MATCH",
+            "COUNT 1 MATCH",
+            "x y",
+        ] {
+            assert!(parse_scan_options(&words(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_scan_options(&words("COUNT x")),
+            Err(Error::NotInteger)
+        );
+        assert_eq!(parse_cursor(b"0"), Ok(0));
+        assert_eq!(parse_cursor(b"-1"), Ok(u64::MAX));
+        assert!(parse_cursor(b"18446744073709551616").is_err());
+        assert!(parse_cursor(b"1x").is_err());
+    }
+
+    #[test]
+    fn random_pairs_follow_redis_cases() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let mut hash = Hash::new();
+        for field in ["a", "b", "c", "d", "e", "f"] {
+            hash.set(field.as_bytes(), b"v", Limits::DEFAULT);
+        }
+        assert!(random_pairs(&hash, 0, &mut rng).unwrap().is_empty());
+        let whole: Vec<Bytes> = random_pairs(&hash, 100, &mut rng)
+            .unwrap()
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect();
+        assert_eq!(whole, ["a", "b", "c", "d", "e", "f"], "insertion order");
+        let repeated = random_pairs(&hash, -50, &mut rng).unwrap();
+        assert_eq!(repeated.len(), 50);
+        for count in 1..6 {
+            let mut distinct: Vec<Bytes> = random_pairs(&hash, count, &mut rng)
+                .unwrap()
+                .into_iter()
+                .map(|(field, _)| field)
+                .collect();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), count as usize);
+        }
+        assert_eq!(
+            random_pairs(&hash, -(RANDOM_FIELDS_MAX as i64) - 1, &mut rng),
+            Err(Error::from(COUNT_TOO_LARGE))
+        );
+        // A small sample of a large hashtable takes the random-pick path.
+        let limits = Limits {
+            entries_max: 4,
+            value_bytes_max: 64,
+        };
+        let mut table = Hash::new();
+        for index in 0..300 {
+            table.set(format!("f{index}").as_bytes(), b"v", limits);
+        }
+        let mut sample: Vec<Bytes> = random_pairs(&table, 20, &mut rng)
+            .unwrap()
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect();
+        sample.sort();
+        sample.dedup();
+        assert_eq!(sample.len(), 20);
+    }
+
+    /// A clock the test sets by hand.
+    struct TestClock(AtomicU64);
+
+    impl crate::io::Clock for TestClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Collects the propagated stream.
+    struct Collect(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl crate::repl::log::Sink for Collect {
+        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
+            self.0.lock().extend_from_slice(bytes);
+        }
+    }
+
+    /// Runs `lines` on a fresh server; each propagated command as space-joined words.
+    fn propagated(lines: &[&str]) -> Vec<String> {
+        let clock = Arc::new(TestClock(AtomicU64::new(1_700_000_000_000)));
+        let server = crate::server::Server::new(
+            crate::config::Config::default(),
+            clock,
+            Arc::new(crate::io::StdFileSystem),
+            7,
+        );
+        let stream = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        server.log.add_sink(Box::new(Collect(stream.clone())));
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = crate::server::Session::new(handle, true);
+        for line in lines {
+            crate::command::dispatch(&server, &mut session, words(line));
+        }
+        let text = String::from_utf8_lossy(&stream.lock()).into_owned();
+        text.split('*')
+            .filter(|command| !command.is_empty())
+            .map(|command| {
+                let parts: Vec<&str> = command.split("\r\n").collect();
+                parts
+                    .iter()
+                    .skip(2)
+                    .step_by(2)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn effects_propagate_as_redis_writes_them() {
+        // The expected stream is real Redis 7.0.15's AOF for the same commands.
+        let effects = propagated(&[
+            "hset h a 1",
+            "hset h a 1",
+            "hsetnx h a 2",
+            "hsetnx h b 2",
+            "hdel h zz",
+            "hdel h b",
+            "hincrbyfloat h f 1.5",
+            "hincrby h i 3",
+            "hmset h a 5",
+            "hincrby h i abc",
+            "hget h a",
+            "hrandfield h 2",
+            "hdel h a f i",
+        ]);
+        assert_eq!(
+            effects,
+            [
+                "SELECT 0",
+                "hset h a 1",
+                "hset h a 1",
+                "hsetnx h b 2",
+                "hdel h b",
+                "HSET h f 1.5",
+                "hincrby h i 3",
+                "hmset h a 5",
+                "hdel h a f i",
+            ]
+        );
+    }
 }
