@@ -5,13 +5,15 @@
 //! Handlers parse their arguments first (so a bad number wins over WRONGTYPE, as in Redis),
 //! then run one operation on the [`Hash`] through [`modify`] or [`read`], which own the
 //! keyspace rules: a missing key reads as empty, a write creates the key only when it stores
-//! something, and a hash left empty is deleted. HINCRBYFLOAT propagates as
+//! something, and a hash left empty is deleted. HINCRBYFLOAT computes in x87 long double
+//! ([`crate::long_double`], as Redis on x86-64) and propagates as
 //! `HSET key field <result>`; HRANDFIELD is a read.
 
 use super::args;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
+use crate::long_double::{self, Extended, Parsed};
 use crate::protocol::Reply;
 use crate::types::hash::{Hash, Limits};
 use crate::types::Value;
@@ -212,14 +214,15 @@ fn increment_integer(current: Option<&[u8]>, increment: i64) -> Result<i64, Erro
     current.checked_add(increment).ok_or(Error::Overflow)
 }
 
-/// `HINCRBYFLOAT key field increment`: the new value as text; propagated as
-/// `HSET key field <result>` so replicas do not redo the float arithmetic.
+/// `HINCRBYFLOAT key field increment`: the new value as text, computed in x87 long double as
+/// Redis does on x86-64; propagated as `HSET key field <result>` so replicas do not redo the
+/// float arithmetic.
 fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let (key, field) = (&argv[1], &argv[2]);
-    let increment = parse_float(&argv[3]).ok_or(Error::NotFloat)?;
-    if !increment.is_finite() {
-        return Err(Error::from(INCREMENT_NAN_OR_INFINITY));
-    }
+    let increment = match long_double::parse(&argv[3]).ok_or(Error::NotFloat)? {
+        Parsed::Finite(increment) => increment,
+        Parsed::Infinite => return Err(Error::from(INCREMENT_NAN_OR_INFINITY)),
+    };
     let limits = limits(ctx);
     let text = modify(ctx, key, true, |hash| {
         let text = increment_float(hash.get(field), increment)?;
@@ -236,98 +239,20 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Bulk(text))
 }
 
-/// The pure step of HINCRBYFLOAT: `current + increment` printed as Redis's
-/// `ld2string(LD_STR_HUMAN)` does (`%.17f`, trailing zeros and a bare point removed, "-0" as
-/// "0").
-///
-/// Redis computes in x87 `long double`; this uses `f64`, so results that are not exact in
-/// binary (0.1 + 0.2) print more digits than Redis, and sums beyond `f64::MAX` fail here. The
-/// exact emulation lives privately in `strings.rs` (`long_double`) and should be shared.
-fn increment_float(current: Option<&[u8]>, increment: f64) -> Result<String, Error> {
+/// The pure step of HINCRBYFLOAT: `current + increment` (`string2ld` on the stored value,
+/// one long double addition) printed as `ld2string(LD_STR_HUMAN)`.
+fn increment_float(current: Option<&[u8]>, increment: Extended) -> Result<String, Error> {
     let current = match current {
-        Some(text) => parse_float(text)
-            .filter(|value| !value.is_nan())
-            .ok_or(Error::from(HASH_NOT_FLOAT))?,
-        None => 0.0,
+        Some(text) => long_double::parse(text).ok_or(Error::from(HASH_NOT_FLOAT))?,
+        None => Parsed::Finite(Extended::ZERO),
     };
-    let sum = current + increment;
-    if !sum.is_finite() {
-        return Err(Error::from(RESULT_NAN_OR_INFINITY));
-    }
-    Ok(human_float(sum))
-}
-
-/// Redis's `string2ld` as far as `f64` goes: decimal and exponent forms, `inf`, and the
-/// hexadecimal floats `strtold` also reads (`0x10`, `-0x1.8p3`).
-fn parse_float(text: &[u8]) -> Option<f64> {
-    crate::util::parse_f64(text).or_else(|| parse_hex_float(text))
-}
-
-/// `[sign]0x<hex digits>[.<hex digits>][p[sign]<decimal digits>]`, whole input.
-fn parse_hex_float(text: &[u8]) -> Option<f64> {
-    /// Hex digits kept exactly (a u128 holds 32); later ones only scale the exponent, which
-    /// truncates far below `f64`'s 53-bit precision.
-    const DIGITS_KEPT_MAX: usize = 30;
-    /// Exponents beyond this are infinite or zero in any float format.
-    const EXPONENT_ABS_MAX: i64 = 100_000;
-    let (negative, rest) = match text.first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
+    // A stored "inf" parses (strtold reads it), and then the sum is infinite.
+    let sum = match current {
+        Parsed::Finite(current) => current.checked_add(increment),
+        Parsed::Infinite => None,
     };
-    let rest = rest
-        .strip_prefix(b"0x")
-        .or_else(|| rest.strip_prefix(b"0X"))?;
-    let (digits_part, exponent_part) =
-        match rest.iter().position(|&byte| byte == b'p' || byte == b'P') {
-            Some(index) => (&rest[..index], Some(&rest[index + 1..])),
-            None => (rest, None),
-        };
-    let (whole, fraction) = match digits_part.iter().position(|&byte| byte == b'.') {
-        Some(index) => (&digits_part[..index], &digits_part[index + 1..]),
-        None => (digits_part, &digits_part[digits_part.len()..]),
-    };
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
-    }
-    let mut mantissa: u128 = 0;
-    let mut exponent: i64 = 0;
-    let mut kept = 0;
-    for (index, &byte) in whole.iter().chain(fraction).enumerate() {
-        let digit = char::from(byte).to_digit(16)?;
-        let in_fraction = index >= whole.len();
-        if kept < DIGITS_KEPT_MAX {
-            mantissa = mantissa * 16 + u128::from(digit);
-            kept += usize::from(mantissa != 0);
-            exponent -= if in_fraction { 4 } else { 0 };
-        } else if !in_fraction {
-            exponent += 4;
-        }
-    }
-    if let Some(exponent_text) = exponent_part {
-        let value = crate::protocol::parser::parse_i64(exponent_text).or_else(|| {
-            exponent_text
-                .strip_prefix(b"+")
-                .and_then(crate::protocol::parser::parse_i64)
-        })?;
-        exponent += value.clamp(-EXPONENT_ABS_MAX, EXPONENT_ABS_MAX);
-    }
-    let exponent = exponent.clamp(-EXPONENT_ABS_MAX, EXPONENT_ABS_MAX) as i32;
-    // Scaling in two halves keeps intermediate powers of two finite where the result is.
-    let half = exponent / 2;
-    let magnitude = mantissa as f64 * 2f64.powi(half) * 2f64.powi(exponent - half);
-    Some(if negative { -magnitude } else { magnitude })
-}
-
-/// `%.17f` with trailing fraction zeros (and a bare point) trimmed, "-0" as "0".
-fn human_float(value: f64) -> String {
-    debug_assert!(value.is_finite());
-    let text = format!("{value:.17}");
-    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
-    if trimmed == "-0" {
-        return "0".to_string();
-    }
-    trimmed.to_string()
+    let sum = sum.ok_or(Error::from(RESULT_NAN_OR_INFINITY))?;
+    Ok(sum.to_human_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -656,37 +581,34 @@ mod tests {
         );
     }
 
-    #[test]
-    fn float_increments_print_like_ld2string_human() {
-        // Expected strings are real Redis 7.0.15 replies for sums exact in binary.
-        assert_eq!(increment_float(None, 10.5).as_deref(), Ok("10.5"));
-        assert_eq!(increment_float(Some(b"10.5"), 0.25).as_deref(), Ok("10.75"));
-        assert_eq!(increment_float(Some(b"1.5"), -1.5).as_deref(), Ok("0"));
-        assert_eq!(increment_float(Some(b"-1.5"), 1.5).as_deref(), Ok("0"));
-        assert_eq!(increment_float(Some(b"100"), 1e3).as_deref(), Ok("1100"));
-        assert_eq!(
-            increment_float(Some(b"abc"), 1.0),
-            Err(Error::from(HASH_NOT_FLOAT))
-        );
-        assert_eq!(
-            increment_float(Some(b"1.7e308"), 1e308),
-            Err(Error::from(RESULT_NAN_OR_INFINITY))
-        );
-        assert_eq!(human_float(-0.0), "0");
-        assert_eq!(human_float(3.0), "3");
-        assert_eq!(human_float(0.5), "0.5");
+    fn float(text: &str) -> Extended {
+        match long_double::parse(text.as_bytes()) {
+            Some(Parsed::Finite(value)) => value,
+            other => panic!("{text} is not finite: {other:?}"),
+        }
     }
 
     #[test]
-    fn hex_floats_parse_as_strtold_reads_them() {
-        assert_eq!(parse_float(b"0x10"), Some(16.0));
-        assert_eq!(parse_float(b"-0x1.8p3"), Some(-12.0));
-        assert_eq!(parse_float(b"0X.8"), Some(0.5));
-        assert_eq!(parse_float(b"0x1p-2"), Some(0.25));
-        assert_eq!(parse_float(b"0x1P+4"), Some(16.0));
-        for bad in [&b"0x"[..], b"0x1p", b"0x1g", b"0x.", b"x10", b"0x1p1.5"] {
-            assert_eq!(parse_float(bad), None, "{}", String::from_utf8_lossy(bad));
-        }
+    fn float_increments_match_redis_long_double() {
+        // Expected strings are real Redis 7.0.15 HINCRBYFLOAT replies on x86-64.
+        let add = |current: Option<&str>, increment: &str| {
+            increment_float(current.map(str::as_bytes), float(increment))
+        };
+        assert_eq!(add(None, "10.5").as_deref(), Ok("10.5"));
+        assert_eq!(add(Some("10.5"), "0.1").as_deref(), Ok("10.6"));
+        assert_eq!(add(Some("0.1"), "0.2").as_deref(), Ok("0.3"));
+        assert_eq!(add(Some("1.5"), "-1.5").as_deref(), Ok("0"));
+        assert_eq!(add(Some("0x20"), "1").as_deref(), Ok("33"));
+        assert_eq!(add(Some("abc"), "1"), Err(Error::from(HASH_NOT_FLOAT)));
+        assert_eq!(add(Some("1 "), "1"), Err(Error::from(HASH_NOT_FLOAT)));
+        assert_eq!(
+            add(Some("inf"), "1"),
+            Err(Error::from(RESULT_NAN_OR_INFINITY))
+        );
+        assert_eq!(
+            add(Some("1e4932"), "1e4932"),
+            Err(Error::from(RESULT_NAN_OR_INFINITY))
+        );
     }
 
     #[test]
