@@ -30,8 +30,9 @@ const COUNT_OUT_OF_RANGE: &str =
 const VALUE_OUT_OF_RANGE: &str = "ERR value is out of range";
 const COUNT_TOO_LARGE: &str = "ERR count is too large";
 
-/// HRANDFIELD with a negative count builds its whole reply in memory (Redis streams it), so
-/// the number of picks is bounded; Redis itself would exhaust memory well before such counts.
+/// HRANDFIELD with a negative count builds its whole reply in memory, where Redis streams it
+/// into the output buffer; past this many picks Strata refuses (a deliberate difference, so one
+/// command cannot allocate without bound).
 const RANDOM_FIELDS_MAX: u64 = 1 << 20;
 /// HSCAN's default COUNT.
 const SCAN_COUNT_DEFAULT: usize = 10;
