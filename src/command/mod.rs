@@ -4,6 +4,7 @@ pub mod args;
 pub mod client;
 pub mod connection;
 pub mod exec;
+pub mod hashes;
 pub mod info;
 pub mod introspection;
 pub mod keys;
@@ -20,6 +21,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     connection::COMMANDS,
     client::COMMANDS,
     strings::COMMANDS,
+    hashes::COMMANDS,
     keys::COMMANDS,
     server::COMMANDS,
     info::COMMANDS,
