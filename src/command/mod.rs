@@ -7,6 +7,7 @@ pub mod exec;
 pub mod info;
 pub mod introspection;
 pub mod keys;
+pub mod lists;
 pub mod server;
 pub mod strings;
 pub mod table;
@@ -20,6 +21,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     client::COMMANDS,
     strings::COMMANDS,
     keys::COMMANDS,
+    lists::COMMANDS,
     server::COMMANDS,
     info::COMMANDS,
     introspection::COMMANDS,
