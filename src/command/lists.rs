@@ -564,6 +564,9 @@ fn lmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::dispatch;
+    use crate::server::{Server, Session};
+    use std::sync::{Arc, Mutex};
 
     fn argv(words: &[&str]) -> Vec<Bytes> {
         words
@@ -637,5 +640,108 @@ mod tests {
         assert_eq!(parse_end(b"LeFt"), Ok(End::Left));
         assert_eq!(parse_end(b"right"), Ok(End::Right));
         assert_eq!(parse_end(b"up"), Err(Error::Syntax));
+    }
+
+    /// Captures the propagated stream for assertions.
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl crate::repl::log::Sink for Capture {
+        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    struct FixedClock;
+
+    impl crate::io::Clock for FixedClock {
+        fn now_ms(&self) -> u64 {
+            1_000_000
+        }
+    }
+
+    /// Runs `lines` and returns each propagated command as space-joined words.
+    fn propagated(lines: &[&str]) -> Vec<String> {
+        let server = Server::new(
+            crate::config::Config::default(),
+            Arc::new(FixedClock),
+            Arc::new(crate::io::StdFileSystem),
+            7,
+        );
+        let stream = Arc::new(Mutex::new(Vec::new()));
+        server.log.add_sink(Box::new(Capture(stream.clone())));
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = Session::new(handle, true);
+        for line in lines {
+            let words = line
+                .split_whitespace()
+                .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+                .collect();
+            dispatch(&server, &mut session, words);
+        }
+        let bytes = stream.lock().map(|b| b.clone()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        text.split('*')
+            .filter(|command| !command.is_empty())
+            .map(|command| {
+                command
+                    .split("\r\n")
+                    .skip(1)
+                    .filter(|word| !word.starts_with('$') && !word.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    /// The same commands as a real Redis 7.0.15 wrote to its AOF (appendonly yes).
+    #[test]
+    fn effects_propagate_as_redis_writes_them() {
+        let lines = [
+            "rpush l a b c d e",
+            "lpush l z",
+            "lpushx nope x",
+            "rpushx l y",
+            "lpop l 0",
+            "lpop l",
+            "rpop l 2",
+            "lpop nope 2",
+            "ltrim l 0 -1",
+            "ltrim l 1 -1",
+            "lset l 0 Q",
+            "linsert l before Q P",
+            "linsert l before nopivot P",
+            "lrem l 0 nope",
+            "lrem l 1 P",
+            "lmove l m left right",
+            "lmove l l right left",
+            "rpoplpush l m",
+            "rpoplpush nope m",
+            "lmpop 2 nope l right count 10",
+            "lmpop 1 nope left",
+            "lpos m a",
+            "rpush x 1",
+            "ltrim x 1 0",
+        ];
+        let expected = [
+            "SELECT 0",
+            "rpush l a b c d e",
+            "lpush l z",
+            "rpushx l y",
+            "lpop l",
+            "rpop l 2",
+            "ltrim l 1 -1",
+            "lset l 0 Q",
+            "linsert l before Q P",
+            "lrem l 1 P",
+            "lmove l m left right",
+            "lmove l l right left",
+            "rpoplpush l m",
+            "RPOP l 1",
+            "rpush x 1",
+            "ltrim x 1 0",
+        ];
+        assert_eq!(propagated(&lines), expected);
     }
 }
