@@ -24,6 +24,9 @@ pub enum End {
     Right,
 }
 
+/// Spare deque slots a shrinking list may keep without giving memory back.
+const SPARE_SLOTS_KEPT: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct List {
     items: VecDeque<CompactBytes>,
@@ -72,10 +75,24 @@ impl List {
     }
 
     pub fn pop(&mut self, end: End) -> Option<CompactBytes> {
-        match end {
+        let popped = match end {
             End::Left => self.items.pop_front(),
             End::Right => self.items.pop_back(),
+        };
+        self.release_spare();
+        popped
+    }
+
+    /// Gives back slots a list that shrank no longer needs, as Redis frees emptied quicklist
+    /// nodes: a queue that once held a million elements should not keep their 24 MB. Halving
+    /// only below a quarter full keeps push/pop amortised O(1) (no shrink-grow ping-pong).
+    fn release_spare(&mut self) {
+        let capacity = self.items.capacity();
+        if capacity > SPARE_SLOTS_KEPT && self.items.len() < capacity / 4 {
+            self.items
+                .shrink_to((self.items.len() * 2).max(SPARE_SLOTS_KEPT));
         }
+        debug_assert!(self.items.capacity() >= self.items.len());
     }
 
     /// Pops up to `count` elements from `end`, in the order they were popped.
@@ -89,6 +106,7 @@ impl List {
             }
         };
         debug_assert_eq!(popped.len(), taken);
+        self.release_spare();
         popped
     }
 
@@ -161,6 +179,7 @@ impl List {
                 self.items.truncate(last + 1);
                 self.items.drain(..first);
                 debug_assert_eq!(self.items.len(), last - first + 1);
+                self.release_spare();
                 length - self.items.len()
             }
         }
@@ -216,6 +235,7 @@ impl List {
             });
         }
         debug_assert_eq!(self.items.len() + removed, length_before);
+        self.release_spare();
         removed
     }
 
@@ -308,6 +328,23 @@ mod tests {
         assert_eq!(l.pop(End::Left).as_deref(), Some(&b"a"[..]));
         assert_eq!(l.len(), 1);
         assert_eq!(l.encoding(), "quicklist");
+    }
+
+    #[test]
+    fn shrinking_gives_memory_back() {
+        let mut l: List = (0..10_000u32)
+            .map(|i| CompactBytes::new(&i.to_le_bytes()))
+            .collect();
+        let full = l.heap_bytes();
+        for _ in 0..9_990 {
+            assert!(l.pop(End::Left).is_some());
+        }
+        assert_eq!(l.len(), 10);
+        assert!(l.heap_bytes() * 10 < full);
+        assert_eq!(
+            l.get(0).map(|x| x.as_slice()),
+            Some(&9_990u32.to_le_bytes()[..])
+        );
     }
 
     #[test]
