@@ -152,7 +152,7 @@ pub(crate) fn move_element(
         let Some(element) = list.pop(from) else {
             return Ok(None);
         };
-        list.push(to, element.clone());
+        list.push(to, &element);
         debug_assert_eq!(list.len(), length_before);
         ctx.ks.signal_modified(db, source);
         return Ok(Some(element));
@@ -169,12 +169,12 @@ pub(crate) fn move_element(
     match write_list(ctx, destination)? {
         Some(target) => {
             debug_assert!(destination_exists);
-            target.push(to, element.clone());
+            target.push(to, &element);
             ctx.ks.signal_modified(db, destination);
         }
         None => {
             let mut target = List::new();
-            target.push(to, element.clone());
+            target.push(to, &element);
             ctx.ks
                 .set(db, destination, Value::List(Box::new(target)), false);
         }
@@ -212,7 +212,7 @@ fn push_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End, only_existing: bool
     debug_assert!(!elements.is_empty(), "arity -3 guarantees an element");
     if let Some(list) = write_list(ctx, key)? {
         for element in elements {
-            list.push(end, CompactBytes::new(element));
+            list.push(end, element);
         }
         let length = list.len();
         ctx.ks.signal_modified(db, key);
@@ -223,7 +223,7 @@ fn push_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End, only_existing: bool
     }
     let mut list = List::new();
     for element in elements {
-        list.push(end, CompactBytes::new(element));
+        list.push(end, element);
     }
     let length = list.len();
     ctx.ks.set(db, key, Value::List(Box::new(list)), false);
@@ -310,9 +310,7 @@ fn lrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Array(Vec::new()));
     };
     Ok(Reply::Array(
-        list.range(start, stop)
-            .map(|element| Reply::bulk_copy(element))
-            .collect(),
+        list.range(start, stop).map(Reply::bulk_copy).collect(),
     ))
 }
 
@@ -403,7 +401,7 @@ fn lset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         return Err(Error::NoSuchKey);
     };
     let index = args::int(&argv[2])?;
-    if !list.set(index, CompactBytes::new(&argv[3])) {
+    if !list.set(index, &argv[3]) {
         return Err(Error::from(INDEX_OUT_OF_RANGE));
     }
     ctx.ks.signal_modified(db, key);
@@ -425,7 +423,7 @@ fn linsert(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let Some(list) = write_list(ctx, key)? else {
         return Ok(Reply::Integer(0));
     };
-    if !list.insert(&argv[3], after, CompactBytes::new(&argv[4])) {
+    if !list.insert(&argv[3], after, &argv[4]) {
         return Ok(Reply::Integer(-1));
     }
     let length = list.len();

@@ -1,19 +1,44 @@
-//! Lists: an ordered sequence of byte strings with O(1) push and pop at both ends.
+//! Lists: an ordered sequence of byte strings, packed into chunks, with O(1)-per-chunk push
+//! and pop at both ends.
 //!
-//! Redis 7.0 keeps every list in a quicklist (a linked list of listpacks) and OBJECT ENCODING
-//! always says `quicklist`. Strata keeps a `VecDeque<CompactBytes>`: pushes and pops at either
-//! end are O(1) amortised, indexing (LINDEX, LSET) is O(1) instead of Redis's O(n/node), and a
-//! short element costs one 24-byte `CompactBytes` slot with its bytes inline.
+//! Redis 7.0 keeps every list in a quicklist: a linked list of listpacks of at most 8 KB each
+//! (`list-max-listpack-size -2`), and OBJECT ENCODING always says `quicklist`. Strata keeps
+//! the same shape with Rust types: a `VecDeque` of chunks, each chunk one contiguous byte
+//! buffer holding its elements back to back plus a `u32` end offset per element. A small
+//! element then costs its bytes plus 4, where a slot per element (`VecDeque<CompactBytes>`)
+//! would cost 24 plus spare capacity. Pushing or popping at an end moves at most one chunk's
+//! bytes (bounded by `CHUNK_BYTES_MAX`), as inserting at a listpack's head does in Redis;
+//! reaching an index walks the chunk counts from the nearer end, O(n / CHUNK_ELEMENTS_MAX).
 //!
 //! Indexes follow Redis's conventions: a negative index counts from the tail (-1 is the last
 //! element). The operations here are pure: the keyspace rules (delete the key when the list
 //! becomes empty, signal the modification) belong to the command family.
 //!
-//! Invariant: none beyond VecDeque's; an empty `List` may exist transiently inside a command
-//! but never in the keyspace.
+//! Invariants (checked by `check`, in debug builds after every mutation):
+//! - no chunk is empty, and `len` is the sum of the chunks' element counts;
+//! - a chunk's `ends` rise monotonically and the last one is its data length;
+//! - a chunk holds at most `CHUNK_ELEMENTS_MAX` elements, and more than one element only while
+//!   its bytes fit `CHUNK_BYTES_MAX` (one larger element gets a chunk of its own, like Redis's
+//!   plain nodes).
 
 use super::CompactBytes;
 use std::collections::VecDeque;
+
+/// Bytes of element data a chunk may hold (Redis's default listpack limit is 8 KB; half that
+/// halves the bytes moved by a push at the head).
+#[cfg(not(test))]
+const CHUNK_BYTES_MAX: usize = 4096;
+/// Elements a chunk may hold, which bounds the offset work of a push at the head.
+#[cfg(not(test))]
+const CHUNK_ELEMENTS_MAX: usize = 256;
+/// Tiny chunks under test, so short random operation sequences cross chunk boundaries.
+#[cfg(test)]
+const CHUNK_BYTES_MAX: usize = 12;
+#[cfg(test)]
+const CHUNK_ELEMENTS_MAX: usize = 4;
+
+const _: () = assert!(CHUNK_ELEMENTS_MAX >= 2 && CHUNK_BYTES_MAX >= 2);
+const _: () = assert!(CHUNK_BYTES_MAX <= u32::MAX as usize);
 
 /// Which end of a list an operation works on (Redis's LIST_HEAD / LIST_TAIL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +49,132 @@ pub enum End {
     Right,
 }
 
-/// Spare deque slots a shrinking list may keep without giving memory back.
-const SPARE_SLOTS_KEPT: usize = 32;
+/// A run of elements stored back to back: element `i` is `data[ends[i-1]..ends[i]]`.
+#[derive(Debug, Clone, Default)]
+struct Chunk {
+    data: Vec<u8>,
+    ends: Vec<u32>,
+}
 
-#[derive(Debug, Clone, PartialEq, Default)]
+impl Chunk {
+    fn single(element: &[u8]) -> Chunk {
+        let mut chunk = Chunk::default();
+        chunk.push_back(element);
+        chunk
+    }
+
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn start(&self, index: usize) -> usize {
+        if index == 0 {
+            0
+        } else {
+            self.ends[index - 1] as usize
+        }
+    }
+
+    fn get(&self, index: usize) -> &[u8] {
+        &self.data[self.start(index)..self.ends[index] as usize]
+    }
+
+    /// True when `extra` more bytes (one more element) may join this chunk.
+    fn has_room(&self, extra: usize) -> bool {
+        self.count() < CHUNK_ELEMENTS_MAX && self.data.len() + extra <= CHUNK_BYTES_MAX
+    }
+
+    fn push_back(&mut self, element: &[u8]) {
+        self.data.extend_from_slice(element);
+        self.ends.push(offset(self.data.len()));
+    }
+
+    /// Inserts at `index` (0..=count), shifting the later elements' bytes and offsets.
+    fn insert(&mut self, index: usize, element: &[u8]) {
+        debug_assert!(index <= self.count());
+        let at = self.start(index);
+        self.data.splice(at..at, element.iter().copied());
+        for end in &mut self.ends[index..] {
+            *end += offset(element.len());
+        }
+        self.ends.insert(index, offset(at + element.len()));
+    }
+
+    /// Replaces element `index`, shifting the later offsets by the size difference.
+    fn replace(&mut self, index: usize, element: &[u8]) {
+        let (start, end) = (self.start(index), self.ends[index] as usize);
+        self.data.splice(start..end, element.iter().copied());
+        let new_end = start + element.len();
+        let shift = new_end as i64 - end as i64;
+        for end in &mut self.ends[index..] {
+            *end = offset((*end as i64 + shift) as usize);
+        }
+    }
+
+    /// Removes the first `count` elements.
+    fn drop_front(&mut self, count: usize) {
+        debug_assert!(count <= self.count());
+        let cut = self.start(count);
+        self.data.drain(..cut);
+        self.ends.drain(..count);
+        for end in &mut self.ends {
+            *end -= offset(cut);
+        }
+    }
+
+    /// Removes the last `count` elements.
+    fn drop_back(&mut self, count: usize) {
+        debug_assert!(count <= self.count());
+        let keep = self.count() - count;
+        self.data.truncate(self.start(keep));
+        self.ends.truncate(keep);
+    }
+
+    /// Splits off the elements from `index` on into a new chunk.
+    fn split_off(&mut self, index: usize) -> Chunk {
+        let cut = self.start(index);
+        let data = self.data.split_off(cut);
+        let ends = self
+            .ends
+            .split_off(index)
+            .into_iter()
+            .map(|end| end - offset(cut))
+            .collect();
+        Chunk { data, ends }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.data.capacity() + self.ends.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
+/// A chunk offset. Chunk data only exceeds `CHUNK_BYTES_MAX` by holding one element, and
+/// elements are bounded by proto-max-bulk-len (512 MB by default), so this cannot truncate
+/// unless a client sends a 4 GB element; then it is a bug worth stopping on.
+fn offset(bytes: usize) -> u32 {
+    u32::try_from(bytes).expect("a list element over 4 GB")
+}
+
+#[derive(Clone, Default)]
 pub struct List {
-    items: VecDeque<CompactBytes>,
+    chunks: VecDeque<Chunk>,
+    len: usize,
+}
+
+impl std::fmt::Debug for List {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// Two lists are equal when they hold the same elements, however they are chunked.
+impl PartialEq for List {
+    fn eq(&self, other: &List) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
 }
 
 impl List {
@@ -38,11 +183,11 @@ impl List {
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len == 0
     }
 
     /// Redis 7.0 reports every list as a quicklist.
@@ -50,97 +195,210 @@ impl List {
         "quicklist"
     }
 
-    /// The deque's slots (used or spare) plus every element's own heap bytes.
+    /// Every chunk's buffers plus the deque's chunk slots.
     pub fn heap_bytes(&self) -> usize {
-        self.items.capacity() * std::mem::size_of::<CompactBytes>()
-            + self
-                .items
-                .iter()
-                .map(CompactBytes::heap_bytes)
-                .sum::<usize>()
+        self.chunks.capacity() * std::mem::size_of::<Chunk>()
+            + self.chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
+    }
+
+    /// The invariants in the module comment; debug builds check them after every mutation.
+    /// The walk is O(chunks), so very long lists skip it to keep debug builds usable.
+    fn check(&self) {
+        const CHECKED_CHUNKS_MAX: usize = 4096;
+        if cfg!(debug_assertions) && self.chunks.len() <= CHECKED_CHUNKS_MAX {
+            let mut total = 0;
+            for chunk in &self.chunks {
+                assert!(chunk.count() > 0, "an empty chunk");
+                assert!(chunk.count() <= CHUNK_ELEMENTS_MAX);
+                assert!(chunk.count() == 1 || chunk.data.len() <= CHUNK_BYTES_MAX);
+                assert!(chunk.ends.windows(2).all(|pair| pair[0] <= pair[1]));
+                assert_eq!(
+                    chunk.ends.last().map(|&end| end as usize),
+                    Some(chunk.data.len())
+                );
+                total += chunk.count();
+            }
+            assert_eq!(total, self.len);
+        }
     }
 
     /// Elements from head to tail.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &CompactBytes> + ExactSizeIterator {
-        self.items.iter()
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| (0..chunk.count()).map(move |index| chunk.get(index)))
     }
 
-    pub fn push(&mut self, end: End, element: CompactBytes) {
-        let length_before = self.items.len();
-        match end {
-            End::Left => self.items.push_front(element),
-            End::Right => self.items.push_back(element),
+    /// (position, element) pairs from the head, or from the tail when `from_tail`.
+    fn scan(&self, from_tail: bool) -> Box<dyn Iterator<Item = (usize, &[u8])> + '_> {
+        if from_tail {
+            Box::new((0..self.len).rev().zip(self.iter().rev()))
+        } else {
+            Box::new(self.iter().enumerate())
         }
-        debug_assert_eq!(self.items.len(), length_before + 1);
+    }
+
+    /// Elements from position `first` on, head to tail.
+    fn iter_from(&self, first: usize) -> impl Iterator<Item = &[u8]> {
+        let (chunk_index, skip) = self.locate(first).unwrap_or((self.chunks.len(), 0));
+        self.chunks
+            .range(chunk_index..)
+            .enumerate()
+            .flat_map(move |(step, chunk)| {
+                let from = if step == 0 { skip } else { 0 };
+                (from..chunk.count()).map(move |index| chunk.get(index))
+            })
+    }
+
+    /// The chunk and the index inside it of element `position`, walking from the nearer end.
+    fn locate(&self, position: usize) -> Option<(usize, usize)> {
+        if position >= self.len {
+            return None;
+        }
+        if position < self.len / 2 {
+            let mut remaining = position;
+            for (chunk_index, chunk) in self.chunks.iter().enumerate() {
+                if remaining < chunk.count() {
+                    return Some((chunk_index, remaining));
+                }
+                remaining -= chunk.count();
+            }
+        } else {
+            let mut remaining = self.len - 1 - position;
+            for (chunk_index, chunk) in self.chunks.iter().enumerate().rev() {
+                if remaining < chunk.count() {
+                    return Some((chunk_index, chunk.count() - 1 - remaining));
+                }
+                remaining -= chunk.count();
+            }
+        }
+        unreachable!("len is the sum of the chunk counts")
+    }
+
+    pub fn push(&mut self, end: End, element: &[u8]) {
+        match end {
+            End::Left => match self.chunks.front_mut() {
+                Some(chunk) if chunk.has_room(element.len()) => chunk.insert(0, element),
+                _ => self.chunks.push_front(Chunk::single(element)),
+            },
+            End::Right => match self.chunks.back_mut() {
+                Some(chunk) if chunk.has_room(element.len()) => chunk.push_back(element),
+                _ => self.chunks.push_back(Chunk::single(element)),
+            },
+        }
+        self.len += 1;
+        self.check();
     }
 
     pub fn pop(&mut self, end: End) -> Option<CompactBytes> {
-        let popped = match end {
-            End::Left => self.items.pop_front(),
-            End::Right => self.items.pop_back(),
-        };
-        self.release_spare();
-        popped
-    }
-
-    /// Gives back slots a list that shrank no longer needs, as Redis frees emptied quicklist
-    /// nodes: a queue that once held a million elements should not keep their 24 MB. Halving
-    /// only below a quarter full keeps push/pop amortised O(1) (no shrink-grow ping-pong).
-    fn release_spare(&mut self) {
-        let capacity = self.items.capacity();
-        if capacity > SPARE_SLOTS_KEPT && self.items.len() < capacity / 4 {
-            self.items
-                .shrink_to((self.items.len() * 2).max(SPARE_SLOTS_KEPT));
-        }
-        debug_assert!(self.items.capacity() >= self.items.len());
+        self.pop_many(end, 1).pop()
     }
 
     /// Pops up to `count` elements from `end`, in the order they were popped.
     pub fn pop_many(&mut self, end: End, count: usize) -> Vec<CompactBytes> {
-        let taken = count.min(self.items.len());
+        let taken = count.min(self.len);
         let popped: Vec<CompactBytes> = match end {
-            End::Left => self.items.drain(..taken).collect(),
-            End::Right => {
-                let start = self.items.len() - taken;
-                self.items.drain(start..).rev().collect()
-            }
+            End::Left => self.iter().take(taken).map(CompactBytes::new).collect(),
+            End::Right => self
+                .iter()
+                .rev()
+                .take(taken)
+                .map(CompactBytes::new)
+                .collect(),
         };
+        self.drop_elements(end, taken);
         debug_assert_eq!(popped.len(), taken);
-        self.release_spare();
         popped
+    }
+
+    /// Removes `count` elements from `end`: whole chunks first, then part of one.
+    fn drop_elements(&mut self, end: End, count: usize) {
+        assert!(count <= self.len);
+        let mut remaining = count;
+        while remaining > 0 {
+            let chunk = match end {
+                End::Left => self.chunks.front_mut(),
+                End::Right => self.chunks.back_mut(),
+            };
+            let Some(chunk) = chunk else {
+                unreachable!("len counts the elements");
+            };
+            if remaining >= chunk.count() {
+                remaining -= chunk.count();
+                match end {
+                    End::Left => self.chunks.pop_front(),
+                    End::Right => self.chunks.pop_back(),
+                };
+            } else {
+                match end {
+                    End::Left => chunk.drop_front(remaining),
+                    End::Right => chunk.drop_back(remaining),
+                }
+                remaining = 0;
+            }
+        }
+        self.len -= count;
+        self.release_spare();
+        self.check();
+    }
+
+    /// Gives back chunk slots a shrunken list no longer needs (a queue that once held a
+    /// million elements should not keep its slots); halving only below a quarter full keeps
+    /// push and pop amortised O(1).
+    fn release_spare(&mut self) {
+        const SPARE_CHUNKS_KEPT: usize = 16;
+        let capacity = self.chunks.capacity();
+        if capacity > SPARE_CHUNKS_KEPT && self.chunks.len() < capacity / 4 {
+            self.chunks
+                .shrink_to((self.chunks.len() * 2).max(SPARE_CHUNKS_KEPT));
+        }
     }
 
     /// The position a Redis index (negative counts from the tail) names, if it is in range.
     fn position(&self, index: i64) -> Option<usize> {
-        let length = self.items.len() as i64;
+        let length = self.len as i64;
         let position = if index < 0 { length + index } else { index };
         (0..length).contains(&position).then_some(position as usize)
     }
 
     /// LINDEX: the element at a Redis index.
-    pub fn get(&self, index: i64) -> Option<&CompactBytes> {
-        self.position(index)
-            .and_then(|position| self.items.get(position))
+    pub fn get(&self, index: i64) -> Option<&[u8]> {
+        let (chunk_index, inner) = self.locate(self.position(index)?)?;
+        Some(self.chunks[chunk_index].get(inner))
     }
 
     /// LSET: replaces the element at a Redis index; false when the index is out of range.
-    pub fn set(&mut self, index: i64, element: CompactBytes) -> bool {
-        match self
-            .position(index)
-            .and_then(|position| self.items.get_mut(position))
-        {
-            Some(slot) => {
-                *slot = element;
-                true
-            }
-            None => false,
+    pub fn set(&mut self, index: i64, element: &[u8]) -> bool {
+        let Some((chunk_index, inner)) = self.position(index).and_then(|p| self.locate(p)) else {
+            return false;
+        };
+        self.chunks[chunk_index].replace(inner, element);
+        self.rebalance(chunk_index);
+        self.check();
+        true
+    }
+
+    /// Restores the size invariant of a chunk that grew in place: split it in half, or
+    /// isolate the one oversized element.
+    fn rebalance(&mut self, chunk_index: usize) {
+        let chunk = &mut self.chunks[chunk_index];
+        let count = chunk.count();
+        let fits = count <= CHUNK_ELEMENTS_MAX && chunk.data.len() <= CHUNK_BYTES_MAX;
+        if count == 1 || fits {
+            return;
         }
+        let tail = chunk.split_off(count / 2);
+        self.chunks.insert(chunk_index + 1, tail);
+        // Each half holds at most the old count halved (rounded up); if bytes still overflow
+        // (one big element), keep splitting: every split strictly shrinks a chunk.
+        self.rebalance(chunk_index + 1);
+        self.rebalance(chunk_index);
     }
 
     /// Redis's range normalisation (addListRangeReply, LTRIM): the inclusive positions
     /// `start..=end` name, or None when the range is empty.
     pub fn range_positions(&self, start: i64, end: i64) -> Option<(usize, usize)> {
-        let length = self.items.len() as i64;
+        let length = self.len as i64;
         // Adding a non-negative length to a negative i64 cannot overflow.
         let mut start = if start < 0 { length + start } else { start };
         let mut end = if end < 0 { length + end } else { end };
@@ -158,84 +416,84 @@ impl List {
     }
 
     /// LRANGE: the elements between two Redis indexes, both inclusive.
-    pub fn range(&self, start: i64, end: i64) -> impl Iterator<Item = &CompactBytes> {
-        let (first, last, take) = match self.range_positions(start, end) {
-            Some((first, last)) => (first, last, last - first + 1),
-            None => (0, 0, 0),
+    pub fn range(&self, start: i64, end: i64) -> impl Iterator<Item = &[u8]> {
+        let (first, take) = match self.range_positions(start, end) {
+            Some((first, last)) => (first, last - first + 1),
+            None => (self.len, 0),
         };
-        debug_assert!(take == 0 || last < self.items.len());
-        self.items.range(first..).take(take)
+        self.iter_from(first).take(take)
     }
 
     /// LTRIM: keeps only the elements between two Redis indexes; returns how many it removed.
     pub fn trim(&mut self, start: i64, end: i64) -> usize {
-        let length = self.items.len();
+        let length = self.len;
         match self.range_positions(start, end) {
-            None => {
-                self.items.clear();
-                length
-            }
+            None => self.drop_elements(End::Left, length),
             Some((first, last)) => {
-                self.items.truncate(last + 1);
-                self.items.drain(..first);
-                debug_assert_eq!(self.items.len(), last - first + 1);
-                self.release_spare();
-                length - self.items.len()
+                self.drop_elements(End::Right, length - 1 - last);
+                self.drop_elements(End::Left, first);
+                debug_assert_eq!(self.len, last - first + 1);
             }
         }
+        length - self.len
     }
 
     /// LINSERT: inserts `element` before or after the first occurrence of `pivot` (from the
     /// head); false when the pivot is absent.
-    pub fn insert(&mut self, pivot: &[u8], after: bool, element: CompactBytes) -> bool {
-        let Some(found) = self.items.iter().position(|item| item.as_slice() == pivot) else {
+    pub fn insert(&mut self, pivot: &[u8], after: bool, element: &[u8]) -> bool {
+        let found = self
+            .chunks
+            .iter()
+            .enumerate()
+            .find_map(|(chunk_index, chunk)| {
+                (0..chunk.count())
+                    .find(|&inner| chunk.get(inner) == pivot)
+                    .map(|inner| (chunk_index, inner))
+            });
+        let Some((chunk_index, inner)) = found else {
             return false;
         };
-        let at = if after { found + 1 } else { found };
-        self.items.insert(at, element);
+        let at = if after { inner + 1 } else { inner };
+        self.chunks[chunk_index].insert(at, element);
+        self.len += 1;
+        self.rebalance(chunk_index);
+        self.check();
         true
     }
 
     /// LREM: removes up to `count` occurrences of `element` (all when 0) scanning from the
-    /// head, or from the tail when `count` is negative; returns how many it removed.
+    /// head, or from the tail when `count` is negative; returns how many it removed. O(n):
+    /// the survivors are repacked into fresh chunks.
     pub fn remove(&mut self, count: i64, element: &[u8]) -> usize {
         let limit = if count == 0 {
             usize::MAX
         } else {
             usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX)
         };
-        let length_before = self.items.len();
+        let length_before = self.len;
+        let mut doomed = vec![false; length_before];
         let mut removed = 0usize;
-        if count >= 0 {
-            self.items.retain(|item| {
-                if removed < limit && item.as_slice() == element {
-                    removed += 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        } else {
-            // Mark matches from the tail, then keep the rest in order.
-            let mut doomed = vec![false; length_before];
-            for (position, item) in self.items.iter().enumerate().rev() {
-                if removed == limit {
-                    break;
-                }
-                if item.as_slice() == element {
-                    doomed[position] = true;
-                    removed += 1;
-                }
+        let scan = self.scan(count < 0);
+        for (position, item) in scan {
+            if removed == limit {
+                break;
             }
-            let mut position = 0;
-            self.items.retain(|_| {
-                let keep = !doomed[position];
-                position += 1;
-                keep
-            });
+            if item == element {
+                doomed[position] = true;
+                removed += 1;
+            }
         }
-        debug_assert_eq!(self.items.len() + removed, length_before);
-        self.release_spare();
+        if removed > 0 {
+            let kept: List = self
+                .iter()
+                .zip(&doomed)
+                .filter(|(_, &gone)| !gone)
+                .map(|(item, _)| item)
+                .collect();
+            *self = kept;
+        }
+        debug_assert_eq!(self.len + removed, length_before);
+        self.check();
         removed
     }
 
@@ -256,19 +514,14 @@ impl List {
         debug_assert!(rank != 0, "the caller rejects RANK 0");
         let from_tail = rank < 0;
         let rank = if from_tail { rank.wrapping_neg() } else { rank };
-        let length = self.items.len();
         let mut found = Vec::new();
         let mut matches: i64 = 0;
-        let scan: Box<dyn Iterator<Item = (usize, &CompactBytes)>> = if from_tail {
-            Box::new(self.items.iter().enumerate().rev())
-        } else {
-            Box::new(self.items.iter().enumerate())
-        };
+        let scan = self.scan(from_tail);
         for (compared, (position, item)) in scan.enumerate() {
             if maxlen != 0 && compared as u64 >= maxlen {
                 break;
             }
-            if item.as_slice() != element {
+            if item != element {
                 continue;
             }
             matches += 1;
@@ -286,16 +539,18 @@ impl List {
                 }
             }
         }
-        debug_assert!(found.len() <= length);
+        debug_assert!(found.len() <= self.len);
         found
     }
 }
 
-impl FromIterator<CompactBytes> for List {
-    fn from_iter<I: IntoIterator<Item = CompactBytes>>(iter: I) -> List {
-        List {
-            items: iter.into_iter().collect(),
+impl<'a> FromIterator<&'a [u8]> for List {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> List {
+        let mut list = List::new();
+        for element in iter {
+            list.push(End::Right, element);
         }
+        list
     }
 }
 
@@ -305,24 +560,25 @@ mod tests {
     use proptest::prelude::*;
 
     fn list(items: &[&str]) -> List {
+        items.iter().map(|item| item.as_bytes()).collect()
+    }
+
+    fn strings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
         items
-            .iter()
-            .map(|item| CompactBytes::new(item.as_bytes()))
+            .map(|item| String::from_utf8_lossy(item).into_owned())
             .collect()
     }
 
-    fn strings<'a>(items: impl Iterator<Item = &'a CompactBytes>) -> Vec<String> {
-        items
-            .map(|item| String::from_utf8_lossy(item.as_slice()).into_owned())
-            .collect()
+    fn popped(items: &[CompactBytes]) -> Vec<String> {
+        strings(items.iter().map(|item| item.as_slice()))
     }
 
     #[test]
     fn push_pop_both_ends() {
         let mut l = List::new();
-        l.push(End::Left, CompactBytes::new(b"b"));
-        l.push(End::Left, CompactBytes::new(b"a"));
-        l.push(End::Right, CompactBytes::new(b"c"));
+        l.push(End::Left, b"b");
+        l.push(End::Left, b"a");
+        l.push(End::Right, b"c");
         assert_eq!(strings(l.iter()), ["a", "b", "c"]);
         assert_eq!(l.pop(End::Right).as_deref(), Some(&b"c"[..]));
         assert_eq!(l.pop(End::Left).as_deref(), Some(&b"a"[..]));
@@ -331,71 +587,73 @@ mod tests {
     }
 
     #[test]
-    fn shrinking_gives_memory_back() {
-        let mut l: List = (0..10_000u32)
-            .map(|i| CompactBytes::new(&i.to_le_bytes()))
-            .collect();
-        let full = l.heap_bytes();
-        for _ in 0..9_990 {
-            assert!(l.pop(End::Left).is_some());
-        }
-        assert_eq!(l.len(), 10);
-        assert!(l.heap_bytes() * 10 < full);
-        assert_eq!(
-            l.get(0).map(|x| x.as_slice()),
-            Some(&9_990u32.to_le_bytes()[..])
-        );
-    }
-
-    #[test]
     fn pop_many_order() {
-        let mut l = list(&["a", "b", "c", "d"]);
-        assert_eq!(strings(l.pop_many(End::Right, 3).iter()), ["d", "c", "b"]);
-        assert_eq!(strings(l.pop_many(End::Left, 10).iter()), ["a"]);
+        let mut l = list(&["a", "b", "c", "d", "e", "f", "g"]);
+        assert_eq!(
+            popped(&l.pop_many(End::Right, 5)),
+            ["g", "f", "e", "d", "c"]
+        );
+        assert_eq!(popped(&l.pop_many(End::Left, 10)), ["a", "b"]);
         assert!(l.is_empty());
+        assert!(l.pop(End::Left).is_none());
     }
 
     #[test]
     fn indexes() {
-        let mut l = list(&["a", "b", "c"]);
-        assert_eq!(l.get(0).map(|x| x.as_slice()), Some(&b"a"[..]));
-        assert_eq!(l.get(-1).map(|x| x.as_slice()), Some(&b"c"[..]));
-        assert!(l.get(3).is_none());
-        assert!(l.get(-4).is_none());
+        let mut l = list(&["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(l.get(0), Some(&b"a"[..]));
+        assert_eq!(l.get(-1), Some(&b"f"[..]));
+        assert_eq!(l.get(4), Some(&b"e"[..]));
+        assert!(l.get(6).is_none());
+        assert!(l.get(-7).is_none());
         assert!(l.get(i64::MIN).is_none());
         assert!(l.get(i64::MAX).is_none());
-        assert!(l.set(-3, CompactBytes::new(b"z")));
-        assert!(!l.set(3, CompactBytes::new(b"z")));
-        assert_eq!(strings(l.iter()), ["z", "b", "c"]);
+        assert!(l.set(-6, b"z"));
+        assert!(!l.set(6, b"z"));
+        assert!(l.set(4, b"a much longer element than a chunk holds"));
+        assert_eq!(
+            strings(l.iter()),
+            [
+                "z",
+                "b",
+                "c",
+                "d",
+                "a much longer element than a chunk holds",
+                "f"
+            ]
+        );
+        assert!(l.set(4, b""));
+        assert_eq!(strings(l.iter()), ["z", "b", "c", "d", "", "f"]);
     }
 
     #[test]
     fn ranges() {
-        let l = list(&["a", "b", "c", "d"]);
-        assert_eq!(strings(l.range(0, -1)), ["a", "b", "c", "d"]);
-        assert_eq!(strings(l.range(-2, i64::MAX)), ["c", "d"]);
+        let l = list(&["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(strings(l.range(0, -1)), ["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(strings(l.range(-2, i64::MAX)), ["e", "f"]);
         assert_eq!(strings(l.range(i64::MIN, 1)), ["a", "b"]);
+        assert_eq!(strings(l.range(3, 4)), ["d", "e"]);
         assert!(strings(l.range(2, 1)).is_empty());
-        assert!(strings(l.range(4, 10)).is_empty());
+        assert!(strings(l.range(6, 10)).is_empty());
         assert!(strings(l.range(0, i64::MIN)).is_empty());
     }
 
     #[test]
     fn trims() {
-        let mut l = list(&["a", "b", "c", "d"]);
+        let mut l = list(&["a", "b", "c", "d", "e", "f", "g"]);
         assert_eq!(l.trim(1, -2), 2);
-        assert_eq!(strings(l.iter()), ["b", "c"]);
+        assert_eq!(strings(l.iter()), ["b", "c", "d", "e", "f"]);
         assert_eq!(l.trim(0, -1), 0);
-        assert_eq!(l.trim(5, 6), 2);
+        assert_eq!(l.trim(5, 6), 5);
         assert!(l.is_empty());
     }
 
     #[test]
     fn insert_and_remove() {
         let mut l = list(&["a", "b", "a", "c", "a"]);
-        assert!(l.insert(b"c", true, CompactBytes::new(b"x")));
-        assert!(l.insert(b"a", false, CompactBytes::new(b"y")));
-        assert!(!l.insert(b"nope", false, CompactBytes::new(b"y")));
+        assert!(l.insert(b"c", true, b"x"));
+        assert!(l.insert(b"a", false, b"y"));
+        assert!(!l.insert(b"nope", false, b"y"));
         assert_eq!(strings(l.iter()), ["y", "a", "b", "a", "c", "x", "a"]);
         assert_eq!(l.remove(-1, b"a"), 1);
         assert_eq!(strings(l.iter()), ["y", "a", "b", "a", "c", "x"]);
@@ -421,6 +679,48 @@ mod tests {
         assert_eq!(l.positions(b"a", i64::MIN, None, 0), [3]);
     }
 
+    #[test]
+    fn small_elements_pack_densely() {
+        // Under test chunks are tiny; the production constants are checked by size here.
+        let mut l = List::new();
+        for index in 0..1000u32 {
+            l.push(End::Right, &index.to_le_bytes()[..2]);
+        }
+        assert_eq!(l.len(), 1000);
+        assert!(l.heap_bytes() < 1000 * 24, "{} bytes", l.heap_bytes());
+        assert_eq!(l.get(999), Some(&999u32.to_le_bytes()[..2]));
+    }
+
+    #[test]
+    fn shrinking_gives_memory_back() {
+        let mut l: List = (0..10_000u32)
+            .map(|i| i.to_le_bytes())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|b| &b[..])
+            .collect();
+        let full = l.heap_bytes();
+        assert_eq!(popped(&l.pop_many(End::Left, 9_990)).len(), 9_990);
+        assert_eq!(l.len(), 10);
+        assert!(l.heap_bytes() * 10 < full);
+        assert_eq!(l.get(0), Some(&9_990u32.to_le_bytes()[..]));
+    }
+
+    #[test]
+    fn equality_ignores_chunking() {
+        let pushed_left = {
+            let mut l = List::new();
+            for item in ["d", "c", "b", "a"] {
+                l.push(End::Left, item.as_bytes());
+            }
+            l
+        };
+        let pushed_right = list(&["a", "b", "c", "d"]);
+        assert_eq!(pushed_left, pushed_right);
+        assert_ne!(pushed_left, list(&["a", "b", "c"]));
+        assert_eq!(format!("{pushed_right:?}"), r#"["a", "b", "c", "d"]"#);
+    }
+
     /// One operation of the model test.
     #[derive(Debug, Clone)]
     enum Op {
@@ -432,19 +732,21 @@ mod tests {
         Trim(i64, i64),
         Set(i64, u8),
         Rotate(bool, bool),
+        Range(i64, i64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        let small = -6i64..6;
+        let small = -9i64..9;
         prop_oneof![
-            4 => (any::<bool>(), 0u8..4).prop_map(|(left, v)| Op::Push(left, v)),
+            6 => (any::<bool>(), 0u8..8).prop_map(|(left, v)| Op::Push(left, v)),
             2 => any::<bool>().prop_map(Op::Pop),
-            1 => (any::<bool>(), 0usize..4).prop_map(|(left, n)| Op::PopMany(left, n)),
-            1 => (0u8..4, any::<bool>(), 0u8..4).prop_map(|(p, a, v)| Op::Insert(p, a, v)),
-            1 => (small.clone(), 0u8..4).prop_map(|(c, v)| Op::Remove(c, v)),
+            1 => (any::<bool>(), 0usize..6).prop_map(|(left, n)| Op::PopMany(left, n)),
+            2 => (0u8..8, any::<bool>(), 0u8..8).prop_map(|(p, a, v)| Op::Insert(p, a, v)),
+            1 => (small.clone(), 0u8..8).prop_map(|(c, v)| Op::Remove(c, v)),
             1 => (small.clone(), small.clone()).prop_map(|(s, e)| Op::Trim(s, e)),
-            1 => (small, 0u8..4).prop_map(|(i, v)| Op::Set(i, v)),
+            2 => (small.clone(), 0u8..8).prop_map(|(i, v)| Op::Set(i, v)),
             1 => (any::<bool>(), any::<bool>()).prop_map(|(f, t)| Op::Rotate(f, t)),
+            1 => (small.clone(), small).prop_map(|(s, e)| Op::Range(s, e)),
         ]
     }
 
@@ -456,8 +758,9 @@ mod tests {
         }
     }
 
-    fn element(v: u8) -> CompactBytes {
-        CompactBytes::new(&[b'a' + v])
+    /// Element `v`: lengths 0 to 14 bytes, so some fill or overflow a test-sized chunk.
+    fn element(v: u8) -> Vec<u8> {
+        vec![b'a' + v; usize::from(v) * 2]
     }
 
     /// A model index: Redis's negative-from-the-tail convention on a plain VecDeque.
@@ -472,33 +775,49 @@ mod tests {
             .then_some(position as usize)
     }
 
-    fn apply_model(model: &mut VecDeque<Vec<u8>>, op: &Op) {
+    /// Redis's range normalisation, written independently for the model.
+    fn model_range(length: usize, start: i64, stop: i64) -> std::ops::Range<usize> {
+        let length = length as i64;
+        let first = if start < 0 { length + start } else { start }.max(0);
+        let last = (if stop < 0 { length + stop } else { stop }).min(length - 1);
+        if first > last {
+            0..0
+        } else {
+            first as usize..last as usize + 1
+        }
+    }
+
+    fn apply_model(model: &mut VecDeque<Vec<u8>>, op: &Op) -> Vec<Vec<u8>> {
         match *op {
-            Op::Push(true, v) => model.push_front(element(v).into_vec()),
-            Op::Push(false, v) => model.push_back(element(v).into_vec()),
-            Op::Pop(true) => {
-                model.pop_front();
-            }
-            Op::Pop(false) => {
-                model.pop_back();
+            Op::Push(true, v) => model.push_front(element(v)),
+            Op::Push(false, v) => model.push_back(element(v)),
+            Op::Pop(left) => {
+                let popped = if left {
+                    model.pop_front()
+                } else {
+                    model.pop_back()
+                };
+                return popped.into_iter().collect();
             }
             Op::PopMany(left, n) => {
+                let mut popped = Vec::new();
                 for _ in 0..n {
-                    if left {
-                        model.pop_front();
+                    popped.extend(if left {
+                        model.pop_front()
                     } else {
-                        model.pop_back();
-                    }
+                        model.pop_back()
+                    });
                 }
+                return popped;
             }
             Op::Insert(p, after, v) => {
-                let pivot = element(p).into_vec();
+                let pivot = element(p);
                 if let Some(found) = model.iter().position(|x| *x == pivot) {
-                    model.insert(found + usize::from(after), element(v).into_vec());
+                    model.insert(found + usize::from(after), element(v));
                 }
             }
             Op::Remove(count, v) => {
-                let target = element(v).into_vec();
+                let target = element(v);
                 let mut budget = if count == 0 {
                     usize::MAX
                 } else {
@@ -526,23 +845,12 @@ mod tests {
                 }
             }
             Op::Trim(start, stop) => {
-                let length = model.len() as i64;
-                let mut first = if start < 0 { length + start } else { start }.max(0);
-                let last = (if stop < 0 { length + stop } else { stop }).min(length - 1);
-                if first > last {
-                    first = length;
-                }
-                let kept: VecDeque<Vec<u8>> = model
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| (*i as i64) >= first && (*i as i64) <= last)
-                    .map(|(_, x)| x.clone())
-                    .collect();
-                *model = kept;
+                let keep = model_range(model.len(), start, stop);
+                *model = model.range(keep).cloned().collect();
             }
             Op::Set(index, v) => {
                 if let Some(position) = model_position(model.len(), index) {
-                    model[position] = element(v).into_vec();
+                    model[position] = element(v);
                 }
             }
             Op::Rotate(from_left, to_left) => {
@@ -559,54 +867,75 @@ mod tests {
                     }
                 }
             }
+            Op::Range(start, stop) => {
+                return model
+                    .range(model_range(model.len(), start, stop))
+                    .cloned()
+                    .collect();
+            }
         }
+        Vec::new()
     }
 
-    fn apply_list(l: &mut List, op: &Op) {
+    fn apply_list(l: &mut List, op: &Op) -> Vec<Vec<u8>> {
+        let into =
+            |items: Vec<CompactBytes>| items.into_iter().map(CompactBytes::into_vec).collect();
         match *op {
-            Op::Push(left, v) => l.push(end(left), element(v)),
-            Op::Pop(left) => {
-                l.pop(end(left));
-            }
-            Op::PopMany(left, n) => {
-                l.pop_many(end(left), n);
-            }
+            Op::Push(left, v) => l.push(end(left), &element(v)),
+            Op::Pop(left) => return into(l.pop(end(left)).into_iter().collect()),
+            Op::PopMany(left, n) => return into(l.pop_many(end(left), n)),
             Op::Insert(p, after, v) => {
-                l.insert(element(p).as_slice(), after, element(v));
+                l.insert(&element(p), after, &element(v));
             }
             Op::Remove(count, v) => {
-                l.remove(count, element(v).as_slice());
+                l.remove(count, &element(v));
             }
             Op::Trim(start, stop) => {
                 l.trim(start, stop);
             }
             Op::Set(index, v) => {
-                l.set(index, element(v));
+                l.set(index, &element(v));
             }
             Op::Rotate(from_left, to_left) => {
                 if let Some(x) = l.pop(end(from_left)) {
-                    l.push(end(to_left), x);
+                    l.push(end(to_left), &x);
                 }
             }
+            Op::Range(start, stop) => return l.range(start, stop).map(<[u8]>::to_vec).collect(),
         }
+        Vec::new()
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
-        fn matches_a_vecdeque_model(ops in proptest::collection::vec(op(), 0..80)) {
+        fn matches_a_vecdeque_model(ops in proptest::collection::vec(op(), 0..120)) {
             let mut l = List::new();
             let mut model: VecDeque<Vec<u8>> = VecDeque::new();
             for op in &ops {
-                apply_list(&mut l, op);
-                apply_model(&mut model, op);
-                let actual: Vec<Vec<u8>> = l.iter().map(|x| x.as_slice().to_vec()).collect();
+                let got = apply_list(&mut l, op);
+                let want = apply_model(&mut model, op);
+                prop_assert_eq!(got, want, "{:?}", op);
+                let actual: Vec<Vec<u8>> = l.iter().map(<[u8]>::to_vec).collect();
                 let expected: Vec<Vec<u8>> = model.iter().cloned().collect();
                 prop_assert_eq!(actual, expected);
+                let reversed: Vec<Vec<u8>> = l.iter().rev().map(<[u8]>::to_vec).collect();
+                let expected_reversed: Vec<Vec<u8>> = model.iter().rev().cloned().collect();
+                prop_assert_eq!(reversed, expected_reversed);
                 prop_assert_eq!(l.len(), model.len());
-                for index in -6i64..6 {
-                    let got = l.get(index).map(|x| x.as_slice().to_vec());
+                for index in -9i64..9 {
+                    let got = l.get(index).map(<[u8]>::to_vec);
                     let want = model_position(model.len(), index).map(|p| model[p].clone());
                     prop_assert_eq!(got, want);
+                }
+                for v in 0u8..8 {
+                    let target = element(v);
+                    let first = model.iter().position(|x| *x == target);
+                    prop_assert_eq!(l.positions(&target, 1, None, 0).first().copied(), first);
+                    let last = model.iter().rposition(|x| *x == target);
+                    prop_assert_eq!(l.positions(&target, -1, None, 0).first().copied(), last);
+                    let all: Vec<usize> = (0..model.len()).filter(|&p| model[p] == target).collect();
+                    prop_assert_eq!(l.positions(&target, 1, Some(0), 0), all);
                 }
             }
         }
