@@ -85,24 +85,29 @@ impl Chunk {
     }
 
     fn push_back(&mut self, element: &[u8]) {
+        // Offsets are computed before any change, so a refused size leaves the chunk whole.
+        let end = offset(self.data.len() + element.len());
         self.data.extend_from_slice(element);
-        self.ends.push(offset(self.data.len()));
+        self.ends.push(end);
     }
 
     /// Inserts at `index` (0..=count), shifting the later elements' bytes and offsets.
     fn insert(&mut self, index: usize, element: &[u8]) {
         debug_assert!(index <= self.count());
         let at = self.start(index);
+        let _total = offset(self.data.len() + element.len()); // the last offset after the insert
+        let (shift, new_end) = (offset(element.len()), offset(at + element.len()));
         self.data.splice(at..at, element.iter().copied());
         for end in &mut self.ends[index..] {
-            *end += offset(element.len());
+            *end += shift;
         }
-        self.ends.insert(index, offset(at + element.len()));
+        self.ends.insert(index, new_end);
     }
 
     /// Replaces element `index`, shifting the later offsets by the size difference.
     fn replace(&mut self, index: usize, element: &[u8]) {
         let (start, end) = (self.start(index), self.ends[index] as usize);
+        let _total = offset(self.data.len() - (end - start) + element.len()); // the last offset after
         self.data.splice(start..end, element.iter().copied());
         let new_end = start + element.len();
         let shift = new_end as i64 - end as i64;
@@ -149,8 +154,10 @@ impl Chunk {
 }
 
 /// A chunk offset. Chunk data only exceeds `CHUNK_BYTES_MAX` by holding one element, and
-/// elements are bounded by proto-max-bulk-len (512 MB by default), so this cannot truncate
-/// unless a client sends a 4 GB element; then it is a bug worth stopping on.
+/// elements are bounded by proto-max-bulk-len (512 MB by default), so this only fails for an
+/// element of 4 GB or more under a raised limit. Every mutation computes its offsets before
+/// changing anything, so that panic (which the executor turns into an error reply) leaves the
+/// list intact.
 fn offset(bytes: usize) -> u32 {
     u32::try_from(bytes).expect("a list element over 4 GB")
 }
