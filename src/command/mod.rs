@@ -8,6 +8,7 @@ pub mod hashes;
 pub mod info;
 pub mod introspection;
 pub mod keys;
+pub mod lists;
 pub mod server;
 pub mod strings;
 pub mod table;
@@ -23,6 +24,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     strings::COMMANDS,
     hashes::COMMANDS,
     keys::COMMANDS,
+    lists::COMMANDS,
     server::COMMANDS,
     info::COMMANDS,
     introspection::COMMANDS,
