@@ -8,6 +8,7 @@ pub mod info;
 pub mod introspection;
 pub mod keys;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod table;
 
@@ -23,4 +24,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     server::COMMANDS,
     info::COMMANDS,
     introspection::COMMANDS,
+    sets::COMMANDS,
 ];
