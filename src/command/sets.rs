@@ -92,11 +92,13 @@ fn write_set<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c mut Set>
 }
 
 /// Counts `writes` changes (Redis's `server.dirty += n`) for one modified key: the key is
-/// signalled once, the rest only add to the dirty counter.
-fn signal_writes(ctx: &mut Ctx<'_>, key: &[u8], writes: u64) {
+/// signalled once (unless deleting it already did), the rest only add to the dirty counter.
+fn signal_writes(ctx: &mut Ctx<'_>, key: &[u8], writes: u64, deleted: bool) {
     debug_assert!(writes > 0);
-    let db = ctx.db();
-    ctx.ks.signal_modified(db, key);
+    if !deleted {
+        let db = ctx.db();
+        ctx.ks.signal_modified(db, key);
+    }
     ctx.ks.dirty = ctx.ks.dirty.saturating_add(writes - 1);
 }
 
@@ -183,7 +185,7 @@ fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         }
     }
     if added > 0 {
-        signal_writes(ctx, key, added);
+        signal_writes(ctx, key, added, false);
     }
     Ok(Reply::Integer(added as i64))
 }
@@ -207,7 +209,7 @@ fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         ctx.ks.delete(db, key);
     }
     if removed > 0 {
-        signal_writes(ctx, key, removed);
+        signal_writes(ctx, key, removed, emptied);
     }
     Ok(Reply::Integer(removed as i64))
 }
@@ -365,7 +367,7 @@ fn spop_one(ctx: &mut Ctx<'_>, key: &Bytes) -> CmdResult {
     if emptied {
         ctx.ks.delete(db, key);
     }
-    signal_writes(ctx, key, 1);
+    signal_writes(ctx, key, 1, emptied);
     ctx.propagate(vec![
         Bytes::from_static(b"SREM"),
         key.clone(),
@@ -390,7 +392,7 @@ fn spop_count(ctx: &mut Ctx<'_>, key: &Bytes, count: u64) -> CmdResult {
         // The whole set, replied through a fresh union (an intset again when it can be).
         let members = algebra::union(&[Some(&*set)], intset_entries_max).members();
         ctx.ks.delete(db, key);
-        signal_writes(ctx, key, count);
+        signal_writes(ctx, key, size, true);
         ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);
         return Ok(set_reply(members));
     }
@@ -401,7 +403,7 @@ fn spop_count(ctx: &mut Ctx<'_>, key: &Bytes, count: u64) -> CmdResult {
         &mut rand::thread_rng(),
     );
     debug_assert!(!set.is_empty());
-    signal_writes(ctx, key, count);
+    signal_writes(ctx, key, count, false);
     for member in &popped {
         ctx.propagate(vec![
             Bytes::from_static(b"SREM"),
@@ -578,10 +580,11 @@ pub(crate) fn move_member(
     if !set.remove(member) {
         return Ok(false);
     }
-    if set.is_empty() {
+    let emptied = set.is_empty();
+    if emptied {
         ctx.ks.delete(db, source);
     }
-    signal_writes(ctx, source, 1);
+    signal_writes(ctx, source, 1, emptied);
     let added = if destination_exists {
         match write_set(ctx, destination)? {
             Some(set) => set.add(member, intset_entries_max),
@@ -596,7 +599,7 @@ pub(crate) fn move_member(
         return Ok(true);
     };
     if added {
-        signal_writes(ctx, destination, 1);
+        signal_writes(ctx, destination, 1, false);
     }
     Ok(true)
 }

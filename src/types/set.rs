@@ -128,11 +128,9 @@ impl Set {
             Encoding::Table(table) => {
                 // A bucket pointer each, and per member a node: next pointer plus the key.
                 let node_bytes = std::mem::size_of::<usize>() + std::mem::size_of::<CompactBytes>();
-                let mut member_bytes = 0;
-                table.for_each(|member, _| member_bytes += member.heap_bytes());
                 table.bucket_count() * std::mem::size_of::<usize>()
                     + table.len() * node_bytes
-                    + member_bytes
+                    + sampled_member_heap_bytes(table)
             }
         }
     }
@@ -283,6 +281,32 @@ impl Set {
             );
         }
     }
+}
+
+/// Members whose heap bytes MEMORY USAGE measures before extrapolating, so it stays cheap
+/// on a huge set (Redis samples too, 5 elements by default).
+const HEAP_SAMPLE_MEMBERS: usize = 64;
+
+/// The members' own heap bytes: exact for small tables, else the average of a sample walked
+/// with the dict's cursor, times the size.
+fn sampled_member_heap_bytes(table: &Dict<()>) -> usize {
+    let mut sampled = 0usize;
+    let mut sampled_bytes = 0usize;
+    let mut cursor = 0;
+    // Each step visits at least one bucket; the bound keeps a sparse table from walking long.
+    for _ in 0..HEAP_SAMPLE_MEMBERS * 4 {
+        cursor = table.scan(cursor, |member, _| {
+            sampled += 1;
+            sampled_bytes += member.heap_bytes();
+        });
+        if cursor == 0 || sampled >= HEAP_SAMPLE_MEMBERS {
+            break;
+        }
+    }
+    if cursor == 0 || sampled == 0 {
+        return sampled_bytes;
+    }
+    sampled_bytes.saturating_mul(table.len()) / sampled
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,6 +461,18 @@ mod tests {
         // A threshold of 0 still creates an intset for an integer, then converts it.
         let zero = set_of(&["7"], 0);
         assert_eq!(zero.encoding(), "hashtable");
+    }
+
+    #[test]
+    fn heap_bytes_grow_with_the_members() {
+        let ints = set_of(&["1", "2", "3"], 512);
+        assert!(ints.heap_bytes() >= 3 * std::mem::size_of::<i64>());
+        let long_members: Vec<String> = (0..1000).map(|i| format!("{i:0>40}")).collect();
+        let refs: Vec<&str> = long_members.iter().map(String::as_str).collect();
+        let table = set_of(&refs, 512);
+        // Every member is 40 bytes on the heap; the sample must see that.
+        assert!(table.heap_bytes() >= 1000 * 40, "{}", table.heap_bytes());
+        assert!(table.heap_bytes() < 1000 * 200, "{}", table.heap_bytes());
     }
 
     #[test]
