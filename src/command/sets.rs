@@ -547,7 +547,7 @@ fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Integer(0));
     }
     source_found?;
-    let destination_exists = destination_found?;
+    destination_found?;
     if source == destination {
         let found = write_set(ctx, source)?.is_some_and(|set| set.contains(member));
         return Ok(Reply::Integer(i64::from(found)));
@@ -557,19 +557,17 @@ fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         source,
         destination,
         member,
-        destination_exists,
         intset_entries_max,
     )?)))
 }
 
-/// Moves `member` between two distinct keys already type-checked; false if the source
-/// lacks it. Reusable by any command that moves a member.
+/// Moves `member` between two distinct keys already type-checked (WRONGTYPE otherwise);
+/// false if the source lacks it. Reusable by any command that moves a member.
 pub(crate) fn move_member(
     ctx: &mut Ctx<'_>,
     source: &[u8],
     destination: &[u8],
     member: &[u8],
-    destination_exists: bool,
     intset_entries_max: usize,
 ) -> Result<bool, Error> {
     debug_assert_ne!(source, destination);
@@ -585,18 +583,16 @@ pub(crate) fn move_member(
         ctx.ks.delete(db, source);
     }
     signal_writes(ctx, source, 1, emptied);
-    let added = if destination_exists {
-        match write_set(ctx, destination)? {
-            Some(set) => set.add(member, intset_entries_max),
-            None => unreachable!("the destination was found under the same locks"),
+    let added = match write_set(ctx, destination)? {
+        Some(set) => set.add(member, intset_entries_max),
+        None => {
+            let mut set = Set::for_first_member(member);
+            set.add(member, intset_entries_max);
+            ctx.ks
+                .set(db, destination, Value::Set(Box::new(set)), false);
+            // `set` signalled the destination.
+            return Ok(true);
         }
-    } else {
-        let mut set = Set::for_first_member(member);
-        set.add(member, intset_entries_max);
-        ctx.ks
-            .set(db, destination, Value::Set(Box::new(set)), false);
-        // `set` signalled the destination.
-        return Ok(true);
     };
     if added {
         signal_writes(ctx, destination, 1, false);
