@@ -10,6 +10,7 @@ pub mod introspection;
 pub mod keys;
 pub mod lists;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod table;
 pub mod transactions;
@@ -29,4 +30,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     info::COMMANDS,
     introspection::COMMANDS,
     transactions::COMMANDS,
+    sets::COMMANDS,
 ];
