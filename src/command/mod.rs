@@ -10,6 +10,7 @@ pub mod keys;
 pub mod server;
 pub mod strings;
 pub mod table;
+pub mod zsets;
 
 pub use exec::{dispatch, Action, Ctx, Handler};
 pub use table::{table, Command, Lock, Spec};
@@ -23,4 +24,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     server::COMMANDS,
     info::COMMANDS,
     introspection::COMMANDS,
+    zsets::COMMANDS,
 ];

@@ -204,7 +204,9 @@ impl ZSet {
         };
         match &self.repr {
             Repr::Listpack(entries) => entries.partition_point(|(candidate, _)| before(*candidate)),
-            Repr::Skiplist(indexed) => indexed.tree.count_before(|node_score, _| before(node_score)),
+            Repr::Skiplist(indexed) => indexed
+                .tree
+                .count_before(|node_score, _| before(node_score)),
         }
     }
 
@@ -221,7 +223,9 @@ impl ZSet {
             Repr::Listpack(entries) => {
                 entries.partition_point(|(_, candidate)| before(candidate.as_slice()))
             }
-            Repr::Skiplist(indexed) => indexed.tree.count_before(|_, node_member| before(node_member)),
+            Repr::Skiplist(indexed) => indexed
+                .tree
+                .count_before(|_, node_member| before(node_member)),
         }
     }
 
@@ -290,7 +294,8 @@ impl ZSet {
     }
 
     /// One ZSCAN step: a listpack returns everything with cursor 0; a skiplist walks its
-    /// dict from `cursor`, visiting at most `10 * count` buckets as Redis does.
+    /// dict from `cursor`, visiting at most `10 * count` buckets as Redis does, and stops once
+    /// the reply holds `count` items (a member and its score count as two, as in Redis).
     pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&[u8], f64)) -> u64 {
         match &self.repr {
             Repr::Listpack(entries) => {
@@ -308,7 +313,7 @@ impl ZSet {
                         visited += 1;
                         visit(member, *score);
                     });
-                    if cursor == 0 || visited >= count {
+                    if cursor == 0 || visited.saturating_mul(2) >= count {
                         break;
                     }
                 }
@@ -357,12 +362,10 @@ impl ZSet {
     pub fn check(&self) {
         match &self.repr {
             Repr::Listpack(entries) => {
-                assert!(entries.windows(2).all(|pair| compare(
-                    pair[0].0,
-                    &pair[0].1,
-                    pair[1].0,
-                    &pair[1].1
-                ) == Ordering::Less));
+                assert!(entries
+                    .windows(2)
+                    .all(|pair| compare(pair[0].0, &pair[0].1, pair[1].0, &pair[1].1)
+                        == Ordering::Less));
             }
             Repr::Skiplist(indexed) => indexed.check(),
         }
@@ -801,7 +804,16 @@ mod tests {
             zset.insert(score, member.as_bytes(), Limits::DEFAULT);
         }
         let order: Vec<Vec<u8>> = members(&zset).into_iter().map(|(_, m)| m).collect();
-        assert_eq!(order, vec![b"q".to_vec(), b"z".to_vec(), b"a".to_vec(), b"ab".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            order,
+            vec![
+                b"q".to_vec(),
+                b"z".to_vec(),
+                b"a".to_vec(),
+                b"ab".to_vec(),
+                b"b".to_vec()
+            ]
+        );
         assert_eq!(zset.encoding(), "listpack");
     }
 
@@ -851,8 +863,14 @@ mod tests {
         let mut expected = all[10..20].to_vec();
         expected.reverse();
         assert_eq!(reversed, expected);
-        assert_eq!(zset.count_score_below(50.0, false), all.iter().filter(|(s, _)| *s < 50.0).count());
-        assert_eq!(zset.count_score_below(50.0, true), all.iter().filter(|(s, _)| *s <= 50.0).count());
+        assert_eq!(
+            zset.count_score_below(50.0, false),
+            all.iter().filter(|(s, _)| *s < 50.0).count()
+        );
+        assert_eq!(
+            zset.count_score_below(50.0, true),
+            all.iter().filter(|(s, _)| *s <= 50.0).count()
+        );
     }
 
     #[derive(Debug, Clone)]
