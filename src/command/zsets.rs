@@ -222,7 +222,10 @@ fn strtod_whole(text: &[u8]) -> Option<(f64, bool)> {
         }
         let value: f64 = lower.parse().ok()?;
         let nonzero_digits = mantissa.bytes().any(|byte| matches!(byte, b'1'..=b'9'));
-        (value, value.is_infinite() || (value == 0.0 && nonzero_digits))
+        (
+            value,
+            value.is_infinite() || (value == 0.0 && nonzero_digits),
+        )
     };
     if magnitude.is_nan() {
         return None;
@@ -251,7 +254,10 @@ fn parse_hex_float(text: &str) -> Option<(f64, bool)> {
         scale /= 16.0;
     }
     let result = value * 2f64.powi(exponent);
-    Some((result, result.is_infinite() || (result == 0.0 && value != 0.0)))
+    Some((
+        result,
+        result.is_infinite() || (result == 0.0 && value != 0.0),
+    ))
 }
 
 /// A score argument as Redis's `getDoubleFromObject` reads it (ZADD, ZINCRBY, WEIGHTS): no
@@ -945,6 +951,13 @@ fn pop_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) -> CmdResult {
         }
     };
     if count == Some(0) {
+        // Redis checks the key's type before serving a zero count.
+        let db = ctx.db();
+        if let Some(entry) = ctx.ks.lookup(db, &argv[1]) {
+            if !matches!(entry.value, Value::ZSet(_)) {
+                return Err(Error::WrongType);
+            }
+        }
         return Ok(Reply::Array(Vec::new()));
     }
     let popped = pop(ctx, &argv[1], max, count.unwrap_or(1))?.unwrap_or_default();
@@ -1001,11 +1014,12 @@ fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             continue;
         };
         debug_assert!(!popped.is_empty(), "a stored sorted set is never empty");
+        // Redis replicates ZMPOP as ZPOPMIN/ZPOPMAX with the requested count.
         let command = if max { "ZPOPMAX" } else { "ZPOPMIN" };
         ctx.propagate(vec![
             Bytes::from_static(command.as_bytes()),
             key.clone(),
-            Bytes::from(popped.len().to_string()),
+            Bytes::from(count.to_string()),
         ]);
         return Ok(Reply::Array(vec![
             Reply::Bulk(key.clone()),
@@ -1067,7 +1081,8 @@ fn random_elements(zset: &ZSet, count: i64) -> Vec<(f64, Bytes)> {
     }
     let wanted = count as usize;
     if wanted >= len {
-        return collect(zset, 0, len, false);
+        // Redis walks the whole set from its tail here.
+        return collect(zset, 0, len, true);
     }
     let mut ranks = rand::seq::index::sample(&mut rng, len, wanted).into_vec();
     ranks.sort_unstable();
@@ -1098,6 +1113,18 @@ fn parse_cursor(arg: &[u8]) -> Result<u64, Error> {
     } else {
         value
     })
+}
+
+/// A score as a listpack stores it (Redis's `d2string`), which ZSCAN returns verbatim: an
+/// integral value strictly inside the `long long` range prints as an integer, anything else
+/// as `%.17g`.
+fn listpack_score_text(score: f64) -> String {
+    const LONG_LONG_BOUND: f64 = 9_223_372_036_854_775_808.0;
+    if score.fract() == 0.0 && score > -LONG_LONG_BOUND && score < LONG_LONG_BOUND {
+        (score as i64).to_string()
+    } else {
+        crate::protocol::reply::format_double(score)
+    }
 }
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`.
@@ -1131,13 +1158,19 @@ fn zscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
         }
         index += 2;
     }
+    let listpack = zset.encoding() == "listpack";
     let mut items = Vec::new();
     let next = zset.scan(cursor, count, |member, score| {
         if pattern.is_some_and(|pattern| !crate::util::glob_match(pattern, member, false)) {
             return;
         }
         items.push(Reply::bulk_copy(member));
-        items.push(Reply::bulk(crate::protocol::reply::format_double(score)));
+        let text = if listpack {
+            listpack_score_text(score)
+        } else {
+            crate::protocol::reply::format_double(score)
+        };
+        items.push(Reply::bulk(text));
     });
     Ok(Reply::Array(vec![
         Reply::bulk(next.to_string()),
@@ -1562,6 +1595,18 @@ mod tests {
         assert_eq!(parse_range_score(b" 1"), Some(1.0));
         assert_eq!(parse_range_score(b""), Some(0.0));
         assert_eq!(parse_range_score(b"1e400"), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn listpack_scores_print_like_d2string() {
+        assert_eq!(listpack_score_text(1e18), "1000000000000000000");
+        assert_eq!(
+            listpack_score_text(-9.223372036854775808e18),
+            "-9.2233720368547758e+18"
+        );
+        assert_eq!(listpack_score_text(2.5), "2.5");
+        assert_eq!(listpack_score_text(f64::INFINITY), "inf");
+        assert_eq!(listpack_score_text(-0.0), "0");
     }
 
     #[test]

@@ -45,6 +45,24 @@ pub fn compare(score_a: f64, member_a: &[u8], score_b: f64, member_b: &[u8]) -> 
     }
 }
 
+/// The score a listpack keeps: Redis stores it as text through `d2string`, whose integer
+/// path turns -0 into 0; every other double round-trips exactly.
+fn listpack_score(score: f64) -> f64 {
+    if score == 0.0 {
+        0.0
+    } else {
+        score
+    }
+}
+
+fn listpack_insert(entries: &mut Vec<(f64, CompactBytes)>, score: f64, member: &[u8]) {
+    let score = listpack_score(score);
+    let position = entries.partition_point(|(candidate_score, candidate)| {
+        compare(*candidate_score, candidate, score, member) == Ordering::Less
+    });
+    entries.insert(position, (score, CompactBytes::new(member)));
+}
+
 #[derive(Debug, Clone)]
 enum Repr {
     Listpack(Vec<(f64, CompactBytes)>),
@@ -137,12 +155,7 @@ impl ZSet {
             }
         }
         match &mut self.repr {
-            Repr::Listpack(entries) => {
-                let position = entries.partition_point(|(candidate_score, candidate)| {
-                    compare(*candidate_score, candidate, score, member) == Ordering::Less
-                });
-                entries.insert(position, (score, CompactBytes::new(member)));
-            }
+            Repr::Listpack(entries) => listpack_insert(entries, score, member),
             Repr::Skiplist(indexed) => indexed.insert(score, member),
         }
     }
@@ -154,12 +167,7 @@ impl ZSet {
         debug_assert!(removed.is_some(), "update is for present members");
         // The member was present, so the set cannot need converting: re-insert in place.
         match &mut self.repr {
-            Repr::Listpack(entries) => {
-                let position = entries.partition_point(|(candidate_score, candidate)| {
-                    compare(*candidate_score, candidate, score, member) == Ordering::Less
-                });
-                entries.insert(position, (score, CompactBytes::new(member)));
-            }
+            Repr::Listpack(entries) => listpack_insert(entries, score, member),
             Repr::Skiplist(indexed) => indexed.insert(score, member),
         }
     }
@@ -343,6 +351,9 @@ impl ZSet {
                 .all(|(_, member)| member.len() <= limits.value_bytes_max);
         if fits {
             let mut entries = elements;
+            for (score, _) in entries.iter_mut() {
+                *score = listpack_score(*score);
+            }
             entries.sort_by(|(score_a, member_a), (score_b, member_b)| {
                 compare(*score_a, member_a, *score_b, member_b)
             });
