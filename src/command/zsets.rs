@@ -1014,12 +1014,12 @@ fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             continue;
         };
         debug_assert!(!popped.is_empty(), "a stored sorted set is never empty");
-        // Redis replicates ZMPOP as ZPOPMIN/ZPOPMAX with the requested count.
+        // Redis replicates ZMPOP as ZPOPMIN/ZPOPMAX with the number of elements popped.
         let command = if max { "ZPOPMAX" } else { "ZPOPMIN" };
         ctx.propagate(vec![
             Bytes::from_static(command.as_bytes()),
             key.clone(),
-            Bytes::from(count.to_string()),
+            Bytes::from(popped.len().to_string()),
         ]);
         return Ok(Reply::Array(vec![
             Reply::Bulk(key.clone()),
@@ -1502,6 +1502,90 @@ mod tests {
             .map(|word| Bytes::copy_from_slice(word.as_bytes()))
             .collect();
         RangeRequest::parse(&args, kind, reverse, false)
+    }
+
+    struct TestClock;
+
+    impl crate::io::Clock for TestClock {
+        fn now_ms(&self) -> u64 {
+            1_700_000_000_000
+        }
+    }
+
+    /// Collects the propagated stream.
+    struct Collect(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl crate::repl::log::Sink for Collect {
+        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
+            self.0.lock().extend_from_slice(bytes);
+        }
+    }
+
+    /// Runs `commands` on a fresh server; returns the propagated commands, one per line,
+    /// without SELECT.
+    fn propagated(commands: &[&[&str]]) -> Vec<String> {
+        use std::sync::Arc;
+        let server = crate::server::Server::new(
+            crate::config::Config::default(),
+            Arc::new(TestClock),
+            Arc::new(crate::io::StdFileSystem),
+            7,
+        );
+        let stream = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        server.log.add_sink(Box::new(Collect(stream.clone())));
+        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+        let mut session = crate::server::Session::new(handle, true);
+        for argv in commands {
+            let argv: Vec<Bytes> = argv
+                .iter()
+                .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+                .collect();
+            let _ = super::super::dispatch(&server, &mut session, argv);
+        }
+        let text = String::from_utf8_lossy(&stream.lock()).into_owned();
+        text.split('*')
+            .filter(|command| !command.is_empty())
+            .map(|command| {
+                let parts: Vec<&str> = command.split("\r\n").collect();
+                parts
+                    .iter()
+                    .skip(2)
+                    .step_by(2)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|line| !line.starts_with("SELECT"))
+            .collect()
+    }
+
+    /// Checked against a real Redis 7.0.15's AOF for the same commands.
+    #[test]
+    fn propagation_matches_redis() {
+        let lines = propagated(&[
+            &["zadd", "a", "1", "x", "2", "y"],
+            &["zmpop", "1", "a", "min", "count", "5"],
+            &["zadd", "b", "1", "x"],
+            &["zmpop", "1", "b", "max"],
+            &["zadd", "c", "1", "x"],
+            &["zpopmin", "c", "0"],
+            &["zpopmin", "nokey", "3"],
+            &["zadd", "c", "GT", "0", "x"],
+            &["zrangestore", "d", "nokey", "0", "-1"],
+            &["zunionstore", "d", "1", "nokey"],
+            &["zincrby", "c", "1", "x"],
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "zadd a 1 x 2 y",
+                "ZPOPMIN a 2",
+                "zadd b 1 x",
+                "ZPOPMAX b 1",
+                "zadd c 1 x",
+                "zincrby c 1 x",
+            ]
+        );
     }
 
     #[test]
