@@ -1685,7 +1685,7 @@ mod tests {
     fn listpack_scores_print_like_d2string() {
         assert_eq!(listpack_score_text(1e18), "1000000000000000000");
         assert_eq!(
-            listpack_score_text(-9.223372036854775808e18),
+            listpack_score_text(-(2f64.powi(63))),
             "-9.2233720368547758e+18"
         );
         assert_eq!(listpack_score_text(2.5), "2.5");
