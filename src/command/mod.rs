@@ -14,6 +14,7 @@ pub mod sets;
 pub mod strings;
 pub mod table;
 pub mod transactions;
+pub mod zsets;
 
 pub use exec::{dispatch, Action, Ctx, Handler};
 pub use table::{table, Command, Lock, Spec};
@@ -31,4 +32,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     introspection::COMMANDS,
     transactions::COMMANDS,
     sets::COMMANDS,
+    zsets::COMMANDS,
 ];

@@ -1,35 +1,980 @@
-//! Sorted sets. (Representation being built: see the sorted-sets family.)
+//! Sorted sets: members with scores, ordered by (score, member bytes) exactly as Redis orders
+//! them.
+//!
+//! Two encodings, as Redis 7.0 has:
+//! - `listpack`: a sorted `Vec<(score, member)>`; every operation is linear like Redis's
+//!   listpack, which is fine because it holds at most `zset-max-listpack-entries` (128) members
+//!   of at most `zset-max-listpack-value` (64) bytes.
+//! - `skiplist`: an order-statistic tree (a treap with subtree sizes over an arena of nodes
+//!   linked by index) for O(log n) insert, delete, rank and select, plus a member -> score
+//!   [`Dict`] for O(1) score lookups and ZSCAN's cursor. It plays the role of Redis's skiplist
+//!   with spans; the encoding name is Redis's.
+//!
+//! Invariants: no score is NaN; members are unique; a set converts from `listpack` to
+//! `skiplist` when an insert would exceed either limit and never converts back (Redis does
+//! the same for a key that is modified in place); in the `skiplist` form the tree and the dict
+//! hold exactly the same (member, score) pairs.
 
 use super::CompactBytes;
+use crate::keyspace::dict::{collection_hasher, Dict};
+use std::cmp::Ordering;
 
-#[derive(Debug, Clone, PartialEq, Default)]
+/// The listpack thresholds in force when an element is added (Redis reads them at write time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `zset-max-listpack-entries`.
+    pub entries_max: usize,
+    /// `zset-max-listpack-value`.
+    pub value_bytes_max: usize,
+}
+
+impl Limits {
+    /// Redis 7.0's defaults.
+    pub const DEFAULT: Limits = Limits {
+        entries_max: 128,
+        value_bytes_max: 64,
+    };
+}
+
+/// Redis's order: by score, then member bytes (memcmp, shorter first on a common prefix).
+pub fn compare(score_a: f64, member_a: &[u8], score_b: f64, member_b: &[u8]) -> Ordering {
+    debug_assert!(!score_a.is_nan() && !score_b.is_nan());
+    match score_a.partial_cmp(&score_b) {
+        Some(Ordering::Equal) | None => member_a.cmp(member_b),
+        Some(order) => order,
+    }
+}
+
+/// The score a listpack keeps: Redis stores it as text through `d2string`, whose integer
+/// path turns -0 into 0; every other double round-trips exactly.
+fn listpack_score(score: f64) -> f64 {
+    if score == 0.0 {
+        0.0
+    } else {
+        score
+    }
+}
+
+fn listpack_insert(entries: &mut Vec<(f64, CompactBytes)>, score: f64, member: &[u8]) {
+    let score = listpack_score(score);
+    let position = entries.partition_point(|(candidate_score, candidate)| {
+        compare(*candidate_score, candidate, score, member) == Ordering::Less
+    });
+    entries.insert(position, (score, CompactBytes::new(member)));
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Listpack(Vec<(f64, CompactBytes)>),
+    Skiplist(Box<Indexed>),
+}
+
+/// A sorted set. See the module documentation for the encodings.
+#[derive(Debug, Clone)]
 pub struct ZSet {
-    entries: Vec<(f64, CompactBytes)>,
+    repr: Repr,
+}
+
+impl Default for ZSet {
+    fn default() -> ZSet {
+        ZSet::new()
+    }
+}
+
+impl PartialEq for ZSet {
+    /// Same encoding and the same (score, member) sequence; the tree's shape is irrelevant.
+    fn eq(&self, other: &ZSet) -> bool {
+        self.encoding() == other.encoding()
+            && self.len() == other.len()
+            && self
+                .iter_range(0, self.len(), false)
+                .zip(other.iter_range(0, other.len(), false))
+                .all(|((score_a, member_a), (score_b, member_b))| {
+                    score_a.to_bits() == score_b.to_bits() && member_a == member_b
+                })
+    }
 }
 
 impl ZSet {
     pub fn new() -> ZSet {
-        ZSet::default()
+        ZSet {
+            repr: Repr::Listpack(Vec::new()),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        match &self.repr {
+            Repr::Listpack(entries) => entries.len(),
+            Repr::Skiplist(indexed) => indexed.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn encoding(&self) -> &'static str {
-        "listpack"
+        match &self.repr {
+            Repr::Listpack(_) => "listpack",
+            Repr::Skiplist(_) => "skiplist",
+        }
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<(f64, CompactBytes)>()
-            + self
-                .entries
+        match &self.repr {
+            Repr::Listpack(entries) => {
+                entries.capacity() * std::mem::size_of::<(f64, CompactBytes)>()
+                    + entries
+                        .iter()
+                        .map(|(_, member)| member.heap_bytes())
+                        .sum::<usize>()
+            }
+            Repr::Skiplist(indexed) => std::mem::size_of::<Indexed>() + indexed.heap_bytes(),
+        }
+    }
+
+    /// The member's score.
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        match &self.repr {
+            Repr::Listpack(entries) => entries
                 .iter()
-                .map(|(_, member)| member.heap_bytes())
+                .find(|(_, candidate)| candidate.as_slice() == member)
+                .map(|(score, _)| *score),
+            Repr::Skiplist(indexed) => indexed.scores.get(member).copied(),
+        }
+    }
+
+    /// Adds a member that is not present, converting to `skiplist` first when the listpack
+    /// would exceed `limits` (Redis's zsetAdd).
+    pub fn insert(&mut self, score: f64, member: &[u8], limits: Limits) {
+        assert!(!score.is_nan(), "a NaN score never reaches the set");
+        debug_assert!(self.score(member).is_none(), "insert is for new members");
+        if let Repr::Listpack(entries) = &self.repr {
+            if entries.len() + 1 > limits.entries_max || member.len() > limits.value_bytes_max {
+                self.convert();
+            }
+        }
+        match &mut self.repr {
+            Repr::Listpack(entries) => listpack_insert(entries, score, member),
+            Repr::Skiplist(indexed) => indexed.insert(score, member),
+        }
+    }
+
+    /// Changes an existing member's score.
+    pub fn update(&mut self, member: &[u8], score: f64) {
+        assert!(!score.is_nan(), "a NaN score never reaches the set");
+        let removed = self.remove(member);
+        debug_assert!(removed.is_some(), "update is for present members");
+        // The member was present, so the set cannot need converting: re-insert in place.
+        match &mut self.repr {
+            Repr::Listpack(entries) => listpack_insert(entries, score, member),
+            Repr::Skiplist(indexed) => indexed.insert(score, member),
+        }
+    }
+
+    /// Removes a member, returning its score.
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        match &mut self.repr {
+            Repr::Listpack(entries) => {
+                let position = entries
+                    .iter()
+                    .position(|(_, candidate)| candidate.as_slice() == member)?;
+                Some(entries.remove(position).0)
+            }
+            Repr::Skiplist(indexed) => indexed.remove(member),
+        }
+    }
+
+    /// The member's 0-based rank in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        match &self.repr {
+            Repr::Listpack(entries) => entries
+                .iter()
+                .position(|(_, candidate)| candidate.as_slice() == member),
+            Repr::Skiplist(indexed) => {
+                let score = *indexed.scores.get(member)?;
+                Some(indexed.tree.count_before(|node_score, node_member| {
+                    compare(node_score, node_member, score, member) == Ordering::Less
+                }))
+            }
+        }
+    }
+
+    /// How many elements come before the first one with a score above `score` (`inclusive`)
+    /// or at least `score` (not inclusive): the rank where a score range starts or ends.
+    pub fn count_score_below(&self, score: f64, inclusive: bool) -> usize {
+        let before = |node_score: f64| {
+            if inclusive {
+                node_score <= score
+            } else {
+                node_score < score
+            }
+        };
+        match &self.repr {
+            Repr::Listpack(entries) => entries.partition_point(|(candidate, _)| before(*candidate)),
+            Repr::Skiplist(indexed) => indexed
+                .tree
+                .count_before(|node_score, _| before(node_score)),
+        }
+    }
+
+    /// Like [`ZSet::count_score_below`] for members, assuming equal scores (as lex ranges do).
+    pub fn count_member_below(&self, member: &[u8], inclusive: bool) -> usize {
+        let before = |node_member: &[u8]| {
+            if inclusive {
+                node_member <= member
+            } else {
+                node_member < member
+            }
+        };
+        match &self.repr {
+            Repr::Listpack(entries) => {
+                entries.partition_point(|(_, candidate)| before(candidate.as_slice()))
+            }
+            Repr::Skiplist(indexed) => indexed
+                .tree
+                .count_before(|_, node_member| before(node_member)),
+        }
+    }
+
+    /// The element at ascending rank `rank`.
+    pub fn get(&self, rank: usize) -> Option<(f64, &[u8])> {
+        match &self.repr {
+            Repr::Listpack(entries) => entries
+                .get(rank)
+                .map(|(score, member)| (*score, member.as_slice())),
+            Repr::Skiplist(indexed) => indexed.tree.select(rank),
+        }
+    }
+
+    /// Elements of ascending ranks `start..end`, ascending or (when `reverse`) descending.
+    pub fn iter_range(
+        &self,
+        start: usize,
+        end: usize,
+        reverse: bool,
+    ) -> impl Iterator<Item = (f64, &[u8])> + '_ {
+        let end = end.min(self.len());
+        let start = start.min(end);
+        let count = end - start;
+        let inner: Box<dyn Iterator<Item = (f64, &[u8])> + '_> = match &self.repr {
+            Repr::Listpack(entries) => {
+                let slice = entries[start..end]
+                    .iter()
+                    .map(|(score, member)| (*score, member.as_slice()));
+                if reverse {
+                    Box::new(slice.rev())
+                } else {
+                    Box::new(slice)
+                }
+            }
+            Repr::Skiplist(indexed) => {
+                if count == 0 {
+                    Box::new(std::iter::empty())
+                } else if reverse {
+                    Box::new(TreeIter::new(&indexed.tree, end - 1, true))
+                } else {
+                    Box::new(TreeIter::new(&indexed.tree, start, false))
+                }
+            }
+        };
+        inner.take(count)
+    }
+
+    /// Removes the elements of ascending ranks `start..end`; returns how many.
+    pub fn remove_range(&mut self, start: usize, end: usize) -> usize {
+        let end = end.min(self.len());
+        let start = start.min(end);
+        match &mut self.repr {
+            Repr::Listpack(entries) => entries.drain(start..end).count(),
+            Repr::Skiplist(indexed) => indexed.remove_range(start, end),
+        }
+    }
+
+    /// Removes and returns the lowest (or, with `max`, highest) element.
+    pub fn pop(&mut self, max: bool) -> Option<(f64, CompactBytes)> {
+        let rank = if max { self.len().checked_sub(1)? } else { 0 };
+        let (score, member) = self.get(rank)?;
+        let member = CompactBytes::new(member);
+        let removed = self.remove(&member);
+        debug_assert_eq!(removed.map(f64::to_bits), Some(score.to_bits()));
+        Some((score, member))
+    }
+
+    /// One ZSCAN step: a listpack returns everything with cursor 0; a skiplist walks its
+    /// dict from `cursor`, visiting at most `10 * count` buckets as Redis does, and stops once
+    /// the reply holds `count` items (a member and its score count as two, as in Redis).
+    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&[u8], f64)) -> u64 {
+        match &self.repr {
+            Repr::Listpack(entries) => {
+                for (score, member) in entries {
+                    visit(member, *score);
+                }
+                0
+            }
+            Repr::Skiplist(indexed) => {
+                let mut cursor = cursor;
+                let mut visited = 0usize;
+                let steps_max = count.saturating_mul(10).max(1);
+                for _ in 0..steps_max {
+                    cursor = indexed.scores.scan(cursor, |member, score| {
+                        visited += 1;
+                        visit(member, *score);
+                    });
+                    if cursor == 0 || visited.saturating_mul(2) >= count {
+                        break;
+                    }
+                }
+                cursor
+            }
+        }
+    }
+
+    /// Moves every element into the skiplist form (never undone).
+    fn convert(&mut self) {
+        if let Repr::Listpack(entries) = &mut self.repr {
+            let mut indexed = Indexed::new();
+            for (score, member) in entries.drain(..) {
+                indexed.insert(score, &member);
+            }
+            self.repr = Repr::Skiplist(Box::new(indexed));
+        }
+    }
+
+    /// Builds a set from elements in any order with unique members, choosing the encoding as
+    /// the incremental inserts of ZADD would.
+    pub fn from_elements(elements: Vec<(f64, CompactBytes)>, limits: Limits) -> ZSet {
+        let mut zset = ZSet::new();
+        let fits = elements.len() <= limits.entries_max
+            && elements
+                .iter()
+                .all(|(_, member)| member.len() <= limits.value_bytes_max);
+        if fits {
+            let mut entries = elements;
+            for (score, _) in entries.iter_mut() {
+                *score = listpack_score(*score);
+            }
+            entries.sort_by(|(score_a, member_a), (score_b, member_b)| {
+                compare(*score_a, member_a, *score_b, member_b)
+            });
+            debug_assert!(entries.windows(2).all(|pair| pair[0].1 != pair[1].1));
+            zset.repr = Repr::Listpack(entries);
+        } else {
+            let mut indexed = Indexed::new();
+            for (score, member) in elements {
+                indexed.insert(score, &member);
+            }
+            zset.repr = Repr::Skiplist(Box::new(indexed));
+        }
+        zset
+    }
+
+    /// Checks the representation's invariants (tests and debug assertions).
+    pub fn check(&self) {
+        match &self.repr {
+            Repr::Listpack(entries) => {
+                assert!(entries
+                    .windows(2)
+                    .all(|pair| compare(pair[0].0, &pair[0].1, pair[1].0, &pair[1].1)
+                        == Ordering::Less));
+            }
+            Repr::Skiplist(indexed) => indexed.check(),
+        }
+    }
+}
+
+/// The skiplist encoding: ordered tree plus member -> score dict.
+#[derive(Debug, Clone)]
+struct Indexed {
+    tree: Tree,
+    scores: Dict<f64>,
+}
+
+impl Indexed {
+    fn new() -> Indexed {
+        Indexed {
+            tree: Tree::new(),
+            scores: Dict::new(collection_hasher()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        debug_assert_eq!(self.tree.len(), self.scores.len());
+        self.scores.len()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let mut bytes = self.tree.heap_bytes();
+        // A dict node: key, value, next pointer, plus the bucket pointer.
+        bytes += self.scores.bucket_count() * std::mem::size_of::<usize>();
+        self.scores.for_each(|member, _| {
+            bytes += std::mem::size_of::<CompactBytes>() + 16 + member.heap_bytes();
+        });
+        bytes
+    }
+
+    fn insert(&mut self, score: f64, member: &[u8]) {
+        let previous = self.scores.insert(CompactBytes::new(member), score);
+        assert!(previous.is_none(), "insert is for new members");
+        self.tree.insert(score, CompactBytes::new(member));
+    }
+
+    fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let (_, score) = self.scores.remove(member)?;
+        let removed = self.tree.remove(score, member);
+        assert!(removed, "the tree holds every member of the dict");
+        Some(score)
+    }
+
+    fn remove_range(&mut self, start: usize, end: usize) -> usize {
+        let removed = self.tree.remove_range(start, end);
+        for member in &removed {
+            let gone = self.scores.remove(member);
+            assert!(gone.is_some(), "the dict holds every member of the tree");
+        }
+        removed.len()
+    }
+
+    fn check(&self) {
+        self.tree.check();
+        assert_eq!(self.tree.len(), self.scores.len());
+        for (score, member) in TreeIter::new(&self.tree, 0, false).take(self.tree.len()) {
+            assert_eq!(
+                self.scores.get(member).map(|found| found.to_bits()),
+                Some(score.to_bits())
+            );
+        }
+    }
+}
+
+/// No node.
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Node {
+    score: f64,
+    member: CompactBytes,
+    /// Heap priority: a parent's is at least its children's, which keeps the expected depth
+    /// logarithmic whatever the insertion order.
+    priority: u32,
+    left: u32,
+    right: u32,
+    /// Nodes in this subtree, this one included: what makes rank and select O(log n).
+    size: u32,
+}
+
+/// An order-statistic treap over an arena; freed slots are reused.
+#[derive(Debug, Clone)]
+struct Tree {
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    root: u32,
+    /// xorshift state for priorities; deterministic so runs repeat.
+    random: u64,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        Tree {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: NIL,
+            random: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.size(self.root) as usize
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + self
+                .nodes
+                .iter()
+                .map(|node| node.member.heap_bytes())
                 .sum::<usize>()
+    }
+
+    fn size(&self, node: u32) -> u32 {
+        if node == NIL {
+            0
+        } else {
+            self.nodes[node as usize].size
+        }
+    }
+
+    fn update(&mut self, node: u32) {
+        let (left, right) = {
+            let current = &self.nodes[node as usize];
+            (current.left, current.right)
+        };
+        self.nodes[node as usize].size = 1 + self.size(left) + self.size(right);
+    }
+
+    fn next_priority(&mut self) -> u32 {
+        let mut x = self.random;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        (x >> 32) as u32
+    }
+
+    /// Splits `node` into (elements for which `before` holds, the rest); `before` must be
+    /// monotone over the order (true then false).
+    fn split(&mut self, node: u32, before: &impl Fn(&Node) -> bool) -> (u32, u32) {
+        if node == NIL {
+            return (NIL, NIL);
+        }
+        if before(&self.nodes[node as usize]) {
+            let (low, high) = self.split(self.nodes[node as usize].right, before);
+            self.nodes[node as usize].right = low;
+            self.update(node);
+            (node, high)
+        } else {
+            let (low, high) = self.split(self.nodes[node as usize].left, before);
+            self.nodes[node as usize].left = high;
+            self.update(node);
+            (low, node)
+        }
+    }
+
+    /// Splits `node` into its first `count` elements and the rest.
+    fn split_rank(&mut self, node: u32, count: u32) -> (u32, u32) {
+        if node == NIL {
+            return (NIL, NIL);
+        }
+        let left = self.nodes[node as usize].left;
+        let left_size = self.size(left);
+        if count <= left_size {
+            let (low, high) = self.split_rank(left, count);
+            self.nodes[node as usize].left = high;
+            self.update(node);
+            (low, node)
+        } else {
+            let right = self.nodes[node as usize].right;
+            let (low, high) = self.split_rank(right, count - left_size - 1);
+            self.nodes[node as usize].right = low;
+            self.update(node);
+            (node, high)
+        }
+    }
+
+    /// Joins two trees where every element of `low` precedes every element of `high`.
+    fn merge(&mut self, low: u32, high: u32) -> u32 {
+        if low == NIL {
+            return high;
+        }
+        if high == NIL {
+            return low;
+        }
+        if self.nodes[low as usize].priority >= self.nodes[high as usize].priority {
+            let right = self.nodes[low as usize].right;
+            let merged = self.merge(right, high);
+            self.nodes[low as usize].right = merged;
+            self.update(low);
+            low
+        } else {
+            let left = self.nodes[high as usize].left;
+            let merged = self.merge(low, left);
+            self.nodes[high as usize].left = merged;
+            self.update(high);
+            high
+        }
+    }
+
+    fn insert(&mut self, score: f64, member: CompactBytes) {
+        assert!(self.nodes.len() < NIL as usize, "arena index fits u32");
+        let priority = self.next_priority();
+        let (low, high) = self.split(self.root, &|node: &Node| {
+            compare(node.score, &node.member, score, &member) == Ordering::Less
+        });
+        let node = Node {
+            score,
+            member,
+            priority,
+            left: NIL,
+            right: NIL,
+            size: 1,
+        };
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.nodes[index as usize] = node;
+                index
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let low = self.merge(low, index);
+        self.root = self.merge(low, high);
+    }
+
+    fn remove(&mut self, score: f64, member: &[u8]) -> bool {
+        let (low, rest) = self.split(self.root, &|node: &Node| {
+            compare(node.score, &node.member, score, member) == Ordering::Less
+        });
+        let (found, high) = self.split_rank(rest, 1);
+        let matched = found != NIL && {
+            let node = &self.nodes[found as usize];
+            compare(node.score, &node.member, score, member) == Ordering::Equal
+        };
+        if matched {
+            self.release(found);
+            self.root = self.merge(low, high);
+        } else {
+            let rest = self.merge(found, high);
+            self.root = self.merge(low, rest);
+        }
+        matched
+    }
+
+    /// Removes ascending ranks `start..end`, returning the removed members.
+    fn remove_range(&mut self, start: usize, end: usize) -> Vec<CompactBytes> {
+        debug_assert!(start <= end && end <= self.len());
+        let (low, rest) = self.split_rank(self.root, start as u32);
+        let (middle, high) = self.split_rank(rest, (end - start) as u32);
+        let mut removed = Vec::with_capacity(end - start);
+        let mut pending = vec![middle];
+        while let Some(node) = pending.pop() {
+            if node == NIL {
+                continue;
+            }
+            let (left, right) = {
+                let current = &self.nodes[node as usize];
+                (current.left, current.right)
+            };
+            pending.push(left);
+            pending.push(right);
+            removed.push(self.release(node));
+        }
+        self.root = self.merge(low, high);
+        removed
+    }
+
+    /// Returns a slot to the free list, handing back its member.
+    fn release(&mut self, node: u32) -> CompactBytes {
+        let slot = &mut self.nodes[node as usize];
+        slot.left = NIL;
+        slot.right = NIL;
+        slot.size = 0;
+        self.free.push(node);
+        std::mem::replace(&mut slot.member, CompactBytes::new(b""))
+    }
+
+    /// How many elements satisfy `before`, a predicate monotone over the order.
+    fn count_before(&self, before: impl Fn(f64, &[u8]) -> bool) -> usize {
+        let mut node = self.root;
+        let mut count = 0usize;
+        while node != NIL {
+            let current = &self.nodes[node as usize];
+            if before(current.score, &current.member) {
+                count += self.size(current.left) as usize + 1;
+                node = current.right;
+            } else {
+                node = current.left;
+            }
+        }
+        count
+    }
+
+    fn select(&self, rank: usize) -> Option<(f64, &[u8])> {
+        let mut rank = u32::try_from(rank).ok()?;
+        let mut node = self.root;
+        while node != NIL {
+            let current = &self.nodes[node as usize];
+            let left_size = self.size(current.left);
+            match rank.cmp(&left_size) {
+                Ordering::Less => node = current.left,
+                Ordering::Equal => return Some((current.score, &current.member)),
+                Ordering::Greater => {
+                    rank -= left_size + 1;
+                    node = current.right;
+                }
+            }
+        }
+        None
+    }
+
+    fn check(&self) {
+        fn walk(tree: &Tree, node: u32) -> u32 {
+            if node == NIL {
+                return 0;
+            }
+            let current = &tree.nodes[node as usize];
+            for child in [current.left, current.right] {
+                if child != NIL {
+                    assert!(tree.nodes[child as usize].priority <= current.priority);
+                }
+            }
+            let size = walk(tree, current.left) + walk(tree, current.right) + 1;
+            assert_eq!(size, current.size);
+            size
+        }
+        walk(self, self.root);
+        let mut previous: Option<(f64, &[u8])> = None;
+        for (score, member) in TreeIter::new(self, 0, false).take(self.len()) {
+            if let Some((previous_score, previous_member)) = previous {
+                assert_eq!(
+                    compare(previous_score, previous_member, score, member),
+                    Ordering::Less
+                );
+            }
+            previous = Some((score, member));
+        }
+    }
+}
+
+/// In-order walk from a rank, ascending or descending, in O(log n + k).
+struct TreeIter<'a> {
+    tree: &'a Tree,
+    stack: Vec<u32>,
+    reverse: bool,
+}
+
+impl<'a> TreeIter<'a> {
+    fn new(tree: &'a Tree, rank: usize, reverse: bool) -> TreeIter<'a> {
+        let mut stack = Vec::new();
+        let mut node = tree.root;
+        let mut rank = rank as u64;
+        // The stack keeps the nodes still to visit after the target: the ancestors where the
+        // walk went left (ascending) or right (descending).
+        while node != NIL {
+            let current = &tree.nodes[node as usize];
+            let left_size = u64::from(tree.size(current.left));
+            match rank.cmp(&left_size) {
+                Ordering::Less => {
+                    if !reverse {
+                        stack.push(node);
+                    }
+                    node = current.left;
+                }
+                Ordering::Equal => {
+                    stack.push(node);
+                    break;
+                }
+                Ordering::Greater => {
+                    if reverse {
+                        stack.push(node);
+                    }
+                    rank -= left_size + 1;
+                    node = current.right;
+                }
+            }
+        }
+        TreeIter {
+            tree,
+            stack,
+            reverse,
+        }
+    }
+}
+
+impl<'a> Iterator for TreeIter<'a> {
+    type Item = (f64, &'a [u8]);
+
+    fn next(&mut self) -> Option<(f64, &'a [u8])> {
+        let node = self.stack.pop()?;
+        let current = &self.tree.nodes[node as usize];
+        let mut next = if self.reverse {
+            current.left
+        } else {
+            current.right
+        };
+        while next != NIL {
+            self.stack.push(next);
+            let child = &self.tree.nodes[next as usize];
+            next = if self.reverse {
+                child.right
+            } else {
+                child.left
+            };
+        }
+        Some((current.score, current.member.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn members(zset: &ZSet) -> Vec<(f64, Vec<u8>)> {
+        zset.iter_range(0, zset.len(), false)
+            .map(|(score, member)| (score, member.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn orders_by_score_then_member_bytes() {
+        let mut zset = ZSet::new();
+        for (score, member) in [(2.0, "b"), (1.0, "z"), (2.0, "a"), (2.0, "ab"), (-1.0, "q")] {
+            zset.insert(score, member.as_bytes(), Limits::DEFAULT);
+        }
+        let order: Vec<Vec<u8>> = members(&zset).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(
+            order,
+            vec![
+                b"q".to_vec(),
+                b"z".to_vec(),
+                b"a".to_vec(),
+                b"ab".to_vec(),
+                b"b".to_vec()
+            ]
+        );
+        assert_eq!(zset.encoding(), "listpack");
+    }
+
+    #[test]
+    fn converts_on_count_and_member_length_and_never_back() {
+        let limits = Limits {
+            entries_max: 3,
+            value_bytes_max: 4,
+        };
+        let mut zset = ZSet::new();
+        for index in 0..3 {
+            zset.insert(f64::from(index), format!("m{index}").as_bytes(), limits);
+        }
+        assert_eq!(zset.encoding(), "listpack");
+        zset.insert(9.0, b"m9", limits);
+        assert_eq!(zset.encoding(), "skiplist");
+        zset.remove_range(0, 4);
+        assert!(zset.is_empty());
+        assert_eq!(zset.encoding(), "skiplist");
+
+        let mut long = ZSet::new();
+        long.insert(1.0, b"12345", limits);
+        assert_eq!(long.encoding(), "skiplist");
+        long.check();
+    }
+
+    #[test]
+    fn tree_rank_select_and_iteration_agree() {
+        let limits = Limits {
+            entries_max: 0,
+            value_bytes_max: 0,
+        };
+        let mut zset = ZSet::new();
+        for index in 0..1000u32 {
+            let score = f64::from((index * 7919) % 101);
+            zset.insert(score, format!("m{index}").as_bytes(), limits);
+        }
+        zset.check();
+        let all = members(&zset);
+        for (rank, (_, member)) in all.iter().enumerate() {
+            assert_eq!(zset.rank(member), Some(rank));
+        }
+        let reversed: Vec<_> = zset
+            .iter_range(10, 20, true)
+            .map(|(score, member)| (score, member.to_vec()))
+            .collect();
+        let mut expected = all[10..20].to_vec();
+        expected.reverse();
+        assert_eq!(reversed, expected);
+        assert_eq!(
+            zset.count_score_below(50.0, false),
+            all.iter().filter(|(s, _)| *s < 50.0).count()
+        );
+        assert_eq!(
+            zset.count_score_below(50.0, true),
+            all.iter().filter(|(s, _)| *s <= 50.0).count()
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(u8, i8),
+        Increment(u8, i8),
+        Remove(u8),
+        Pop(bool),
+        RemoveRange(u8, u8),
+        Query(u8, u8, bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<u8>(), any::<i8>()).prop_map(|(m, s)| Op::Add(m, s)),
+            2 => (any::<u8>(), any::<i8>()).prop_map(|(m, s)| Op::Increment(m, s)),
+            2 => any::<u8>().prop_map(Op::Remove),
+            1 => any::<bool>().prop_map(Op::Pop),
+            1 => (any::<u8>(), 0u8..4).prop_map(|(a, b)| Op::RemoveRange(a, b)),
+            2 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(a, b, r)| Op::Query(a, b, r)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn matches_a_sorted_vec_model(ops in proptest::collection::vec(op(), 1..400)) {
+            let limits = Limits { entries_max: 16, value_bytes_max: 64 };
+            let mut zset = ZSet::new();
+            let mut model: Vec<(f64, Vec<u8>)> = Vec::new();
+            let sort = |model: &mut Vec<(f64, Vec<u8>)>| {
+                model.sort_by(|a, b| compare(a.0, &a.1, b.0, &b.1));
+            };
+            for op in ops {
+                match op {
+                    Op::Add(member, score) | Op::Increment(member, score) => {
+                        let name = format!("m{}", member % 64).into_bytes();
+                        let increment = matches!(op, Op::Increment(..));
+                        let existing = model.iter().position(|(_, m)| *m == name);
+                        let mut score = f64::from(score) / 4.0;
+                        match existing {
+                            Some(position) => {
+                                if increment { score += model[position].0; }
+                                model[position].0 = score;
+                                zset.update(&name, score);
+                            }
+                            None => {
+                                model.push((score, name.clone()));
+                                zset.insert(score, &name, limits);
+                            }
+                        }
+                        sort(&mut model);
+                    }
+                    Op::Remove(member) => {
+                        let name = format!("m{}", member % 64).into_bytes();
+                        let expected = model.iter().position(|(_, m)| *m == name).map(|p| model.remove(p).0);
+                        prop_assert_eq!(zset.remove(&name), expected);
+                    }
+                    Op::Pop(max) => {
+                        let expected = if model.is_empty() { None } else if max { model.pop() } else { Some(model.remove(0)) };
+                        let got = zset.pop(max).map(|(s, m)| (s, m.to_vec()));
+                        prop_assert_eq!(got, expected);
+                    }
+                    Op::RemoveRange(start, count) => {
+                        let start = (start as usize).min(model.len());
+                        let end = (start + count as usize).min(model.len());
+                        model.drain(start..end);
+                        prop_assert_eq!(zset.remove_range(start, end), end - start);
+                    }
+                    Op::Query(a, b, reverse) => {
+                        let (start, end) = (a as usize % 70, b as usize % 70);
+                        let got: Vec<_> = zset.iter_range(start, end, reverse).map(|(s, m)| (s, m.to_vec())).collect();
+                        let end_clamped = end.min(model.len());
+                        let start_clamped = start.min(end_clamped);
+                        let mut expected = model[start_clamped..end_clamped].to_vec();
+                        if reverse { expected.reverse(); }
+                        prop_assert_eq!(got, expected);
+                        let bound = f64::from(a as i8) / 4.0;
+                        prop_assert_eq!(zset.count_score_below(bound, true), model.iter().filter(|(s, _)| *s <= bound).count());
+                        prop_assert_eq!(zset.count_score_below(bound, false), model.iter().filter(|(s, _)| *s < bound).count());
+                    }
+                }
+                prop_assert_eq!(zset.len(), model.len());
+                if model.len() > limits.entries_max {
+                    prop_assert_eq!(zset.encoding(), "skiplist");
+                }
+                zset.check();
+                for (rank, (score, member)) in model.iter().enumerate() {
+                    prop_assert_eq!(zset.rank(member), Some(rank));
+                    prop_assert_eq!(zset.score(member), Some(*score));
+                    prop_assert_eq!(zset.get(rank).map(|(s, m)| (s, m.to_vec())), Some((*score, member.clone())));
+                }
+            }
+        }
     }
 }
