@@ -128,6 +128,17 @@ impl Extended {
 
     /// `%.17Lf`, trailing fraction zeros (and a bare point) removed, "-0" as "0": Redis's
     /// `ld2string(..., LD_STR_HUMAN)`.
+    /// The nearest `f64` (infinite when beyond its range): enough for timeouts.
+    pub fn to_f64(self) -> f64 {
+        let magnitude =
+            self.significand as f64 * 2f64.powi(self.exponent.clamp(-20_000, 20_000) as i32);
+        if self.negative {
+            -magnitude
+        } else {
+            magnitude
+        }
+    }
+
     pub fn to_human_string(self) -> String {
         let scaled = self.scaled_fraction_digits();
         let mut digits = scaled.to_decimal();

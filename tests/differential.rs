@@ -25,7 +25,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Families with a test of their own.
-const KNOWN: &[&str] = &["connection", "strings", "keys", "server", "protocol"];
+const KNOWN: &[&str] = &[
+    "connection",
+    "strings",
+    "keys",
+    "server",
+    "protocol",
+    "hashes",
+    "lists",
+    "sets",
+    "zsets",
+    "transactions",
+    "blocking",
+];
 /// A script longer than this is surely a mistake (and would make the run slow).
 const SCRIPT_LINES_MAX: usize = 20_000;
 /// The longest `!sleep` accepted, so a typo cannot stall CI.
@@ -262,7 +274,19 @@ macro_rules! family_tests {
     };
 }
 
-family_tests!(connection, strings, keys, server, protocol);
+family_tests!(
+    connection,
+    strings,
+    keys,
+    server,
+    protocol,
+    hashes,
+    lists,
+    sets,
+    zsets,
+    transactions,
+    blocking
+);
 
 /// Scripts of families without a test of their own.
 #[test]

@@ -23,6 +23,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("client|unpause", client_unpause, Lock::None),
     Spec::new("client|reply", client_reply, Lock::None),
     Spec::new("client|no-evict", client_no_evict, Lock::None),
+    Spec::new("client|unblock", client_unblock, Lock::None),
     Spec::new("client|help", client_help, Lock::None),
 ];
 
@@ -372,6 +373,24 @@ fn client_no_evict(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     };
     ctx.session.handle.info.lock().no_evict = enabled;
     Ok(Reply::OK)
+}
+
+/// `CLIENT UNBLOCK client-id [TIMEOUT|ERROR]`: ends a blocking command's wait early, as if it
+/// timed out or with an UNBLOCKED error; 1 if the client was blocked, else 0.
+fn client_unblock(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    let id = args::int(&argv[2])?;
+    let as_error = match argv.get(3) {
+        None => false,
+        Some(mode) if args::is(mode, "timeout") => false,
+        Some(mode) if args::is(mode, "error") => true,
+        Some(_) => return Err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into()),
+    };
+    if argv.len() > 4 {
+        return Err(Error::Syntax);
+    }
+    let error = as_error.then(|| Reply::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"));
+    let unblocked = id >= 0 && crate::server::blocking::unblock_with(ctx.server, id as u64, error);
+    Ok(Reply::Integer(unblocked as i64))
 }
 
 fn client_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {

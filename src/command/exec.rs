@@ -31,6 +31,25 @@ pub enum Action {
     Sleep(std::time::Duration),
     /// The client became a monitor.
     Monitor,
+    /// Nothing to serve yet: block until one of `keys` is ready or the timeout passes, then
+    /// re-run `args` (a blocking command). `timeout_reply` answers an expired wait.
+    Block {
+        args: Vec<Bytes>,
+        keys: Vec<Bytes>,
+        timeout_ms: Option<u64>,
+        timeout_reply: Reply,
+    },
+}
+
+/// How a command is being run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Sent by the client.
+    Normal,
+    /// Inside EXEC: blocking commands do not block.
+    Transaction,
+    /// Re-run for a blocked client whose key became ready.
+    Serving,
 }
 
 /// Everything a handler may touch. `'a` is the locks' lifetime, `'s` the session's borrow:
@@ -40,6 +59,7 @@ pub struct Ctx<'a, 's> {
     pub session: &'s mut Session,
     pub ks: Locked<'a>,
     pub command: &'a Command,
+    pub mode: Mode,
     /// Replaces the command in the propagation log (EXPIRE as PEXPIREAT, ...). An empty list
     /// propagates nothing.
     rewrite: Option<Vec<Vec<Bytes>>>,
@@ -62,6 +82,11 @@ impl<'a, 's> Ctx<'a, 's> {
     /// Propagate `args` instead of the command as received. Call again to add more.
     pub fn propagate(&mut self, args: Vec<Bytes>) {
         self.rewrite.get_or_insert_with(Vec::new).push(args);
+    }
+
+    /// Whether a blocking command may block now (not inside EXEC).
+    pub fn may_block(&self) -> bool {
+        self.mode != Mode::Transaction
     }
 
     /// Propagate the command even if it changed nothing (FLUSHDB on an empty database).
@@ -256,7 +281,7 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
     let mut action = None;
     for (command, args) in &multi.queued {
         feed_monitors(server, session, command, args);
-        let outcome = invoke(server, session, command, args, ks);
+        let outcome = invoke(server, session, command, args, ks, Mode::Transaction);
         ks = outcome.ks;
         effects.extend(outcome.effects);
         if matches!(outcome.action, Some(Action::Shutdown { .. })) {
@@ -265,7 +290,11 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
         replies.push(outcome.reply);
     }
     publish(server, wrap_in_transaction(effects));
+    let ready = std::mem::take(&mut ks.ready);
     drop(ks);
+    if !ready.is_empty() {
+        crate::server::blocking::serve_ready(server, ready);
+    }
     if let Some(exec_command) = exec_command {
         server
             .stats
@@ -274,8 +303,9 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
     (Reply::Array(replies), action)
 }
 
-/// A transaction's effects reach the AOF and replicas as one MULTI/EXEC block when there is
-/// more than one, as Redis 7.0 propagates them.
+/// Effects reach the AOF and replicas as one MULTI/EXEC block when a command (or an EXEC)
+/// produced more than one, as Redis 7.0 propagates them: SPOP with a count's SREMs, a lazily
+/// expired key's DEL before the write that found it, a transaction's commands.
 fn wrap_in_transaction(mut effects: Vec<(usize, Vec<Bytes>)>) -> Vec<(usize, Vec<Bytes>)> {
     if effects.len() <= 1 {
         return effects;
@@ -379,11 +409,50 @@ fn run(
             keyspace.lock_keys(keys, now_ms)
         }
     };
-    let outcome = invoke(server, session, command, args, ks);
+    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
     // Published while the shards are still locked, so the log's order is the keyspace's.
-    publish(server, outcome.effects);
+    publish(
+        server,
+        wrap_in_transaction(std::mem::take(&mut outcome.effects)),
+    );
+    let ready = std::mem::take(&mut outcome.ks.ready);
     drop(outcome.ks);
+    if !ready.is_empty() {
+        crate::server::blocking::serve_ready(server, ready);
+    }
     (outcome.reply, outcome.action)
+}
+
+/// Re-runs a blocked client's command for it; returns the reply, whether it must keep
+/// waiting, and the keys its run readied in turn (BLMOVE's destination).
+pub fn serve_waiter(
+    server: &Server,
+    waiter: &crate::server::blocking::Waiter,
+) -> (Reply, bool, Vec<(usize, crate::types::CompactBytes)>) {
+    let Ok(command) = resolve(&waiter.args).map_err(|_| ()) else {
+        return (Reply::NullArray, false, Vec::new());
+    };
+    let mut session = Session::new(waiter.client.clone(), true);
+    session.db = waiter.db;
+    session.resp3 = waiter.resp3;
+    let now_ms = server.clock.now_ms();
+    let ks = lock_for(server, &[(command, &waiter.args[..])], &[], now_ms);
+    let mut outcome = invoke(
+        server,
+        &mut session,
+        command,
+        &waiter.args,
+        ks,
+        Mode::Serving,
+    );
+    let still_blocked = matches!(outcome.action, Some(Action::Block { .. }));
+    publish(
+        server,
+        wrap_in_transaction(std::mem::take(&mut outcome.effects)),
+    );
+    let ready = std::mem::take(&mut outcome.ks.ready);
+    drop(outcome.ks);
+    (outcome.reply, still_blocked, ready)
 }
 
 /// What running one command on a locked view produced.
@@ -402,6 +471,7 @@ fn invoke<'a>(
     command: &'static Command,
     args: &[Bytes],
     ks: Locked<'a>,
+    mode: Mode,
 ) -> Outcome<'a> {
     let Some(handler) = command.handler else {
         return Outcome {
@@ -420,6 +490,7 @@ fn invoke<'a>(
         session,
         ks,
         command,
+        mode,
         rewrite: None,
         forced: false,
         action: None,

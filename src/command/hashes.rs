@@ -61,7 +61,7 @@ pub static COMMANDS: &[Spec] = &[
 // ---------------------------------------------------------------------------------------------
 
 /// The listpack thresholds, read at write time as Redis does.
-fn limits(ctx: &Ctx<'_>) -> Limits {
+fn limits(ctx: &Ctx<'_, '_>) -> Limits {
     let read = |name: &str| usize::try_from(ctx.server.config.int(name)).unwrap_or(0);
     Limits {
         entries_max: read("hash-max-listpack-entries"),
@@ -70,7 +70,7 @@ fn limits(ctx: &Ctx<'_>) -> Limits {
 }
 
 /// The hash at `key` for a read command (counts keyspace hits and misses); None when missing.
-fn read<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c Hash>, Error> {
+fn read<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<&'c Hash>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup_read(db, key) {
         None => Ok(None),
@@ -86,7 +86,7 @@ fn read<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c Hash>, Error>
 /// result and whether it changed the hash. A missing key is an empty hash that is stored only
 /// if `create` and the operation left it non-empty; an emptied hash deletes the key.
 fn modify<T>(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     create: bool,
     operation: impl FnOnce(&mut Hash) -> Result<(T, bool), Error>,
@@ -136,7 +136,7 @@ pub(crate) fn set_pairs(hash: &mut Hash, pairs: &[Bytes], limits: Limits) -> i64
 }
 
 /// `HSET key field value [field value ...]`: the number of fields created.
-fn hset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() % 2 == 1 {
         return Err(Error::Arity("hset".to_string()));
     }
@@ -148,7 +148,7 @@ fn hset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HMSET key field value [field value ...]`: HSET replying OK (deprecated alias).
-fn hmset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hmset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() % 2 == 1 {
         return Err(Error::Arity("hmset".to_string()));
     }
@@ -161,7 +161,7 @@ fn hmset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `HSETNX key field value`: 1 when the field was set, 0 when it already existed (and then
 /// nothing changes, not even the encoding).
-fn hsetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hsetnx(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (field, value) = (&argv[2], &argv[3]);
     let limits = limits(ctx);
     let created = modify(ctx, &argv[1], true, |hash| {
@@ -174,7 +174,7 @@ fn hsetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HDEL key field [field ...]`: the number of fields removed; the last one deletes the key.
-fn hdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hdel(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let removed = modify(ctx, &argv[1], false, |hash| {
         let mut removed = 0;
         for field in &argv[2..] {
@@ -192,7 +192,7 @@ fn hdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HINCRBY key field increment`: the new value. Propagated verbatim.
-fn hincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hincrby(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let field = &argv[2];
     let increment = args::int(&argv[3])?;
     let limits = limits(ctx);
@@ -218,7 +218,7 @@ fn increment_integer(current: Option<&[u8]>, increment: i64) -> Result<i64, Erro
 /// `HINCRBYFLOAT key field increment`: the new value as text, computed in x87 long double as
 /// Redis does on x86-64; propagated as `HSET key field <result>` so replicas do not redo the
 /// float arithmetic.
-fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (key, field) = (&argv[1], &argv[2]);
     let increment = match long_double::parse(&argv[3]).ok_or(Error::NotFloat)? {
         Parsed::Finite(increment) => increment,
@@ -261,13 +261,13 @@ fn increment_float(current: Option<&[u8]>, increment: Extended) -> Result<String
 // ---------------------------------------------------------------------------------------------
 
 /// `HGET key field`: the value or null.
-fn hget(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hget(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let hash = read(ctx, &argv[1])?;
     Ok(bulk_or_null(hash.and_then(|hash| hash.get(&argv[2]))))
 }
 
 /// `HMGET key field [field ...]`: one value or null per field.
-fn hmget(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hmget(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let hash = read(ctx, &argv[1])?;
     let values = argv[2..]
         .iter()
@@ -277,13 +277,13 @@ fn hmget(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HLEN key`: the number of fields.
-fn hlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hlen(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let hash = read(ctx, &argv[1])?;
     Ok(Reply::Integer(hash.map_or(0, |hash| hash.len() as i64)))
 }
 
 /// `HSTRLEN key field`: the value's length, 0 when missing.
-fn hstrlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hstrlen(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let hash = read(ctx, &argv[1])?;
     let length = hash
         .and_then(|hash| hash.get(&argv[2]))
@@ -292,14 +292,14 @@ fn hstrlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HEXISTS key field`: 1 or 0.
-fn hexists(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hexists(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let hash = read(ctx, &argv[1])?;
     let exists = hash.is_some_and(|hash| hash.contains(&argv[2]));
     Ok(Reply::Integer(i64::from(exists)))
 }
 
 /// `HKEYS key`: every field, in the encoding's order.
-fn hkeys(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hkeys(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut fields = Vec::new();
     if let Some(hash) = read(ctx, &argv[1])? {
         fields.reserve(hash.len());
@@ -309,7 +309,7 @@ fn hkeys(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HVALS key`: every value, in the encoding's order.
-fn hvals(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hvals(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut values = Vec::new();
     if let Some(hash) = read(ctx, &argv[1])? {
         values.reserve(hash.len());
@@ -319,7 +319,7 @@ fn hvals(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `HGETALL key`: a map of fields to values (a flat array in RESP2).
-fn hgetall(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hgetall(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut pairs = Vec::new();
     if let Some(hash) = read(ctx, &argv[1])? {
         pairs.reserve(hash.len());
@@ -339,7 +339,7 @@ fn hgetall(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `HRANDFIELD key [count [WITHVALUES]]`: one random field (null when the key is missing), or
 /// with a count: distinct fields (positive), or fields that may repeat (negative).
-fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hrandfield(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() < 3 {
         let mut rng = rand::thread_rng();
         let hash = read(ctx, &argv[1])?;
@@ -504,7 +504,7 @@ fn parse_scan_options(options: &[Bytes]) -> Result<(usize, Option<Bytes>), Error
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: the next cursor and a flat list of
 /// field, value pairs. A listpack returns everything with cursor 0 whatever the cursor was.
-fn hscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn hscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let cursor = parse_cursor(&argv[2])?;
     let Some(hash) = read(ctx, &argv[1])? else {
         return Ok(scan_reply(0, Vec::new()));

@@ -251,7 +251,7 @@ fn clients_section(server: &Server) -> Fields {
         "maxclients" => server.config.int("maxclients"),
         "client_recent_max_input_buffer" => input_max,
         "client_recent_max_output_buffer" => output_max,
-        "blocked_clients" => 0,
+        "blocked_clients" => server.blocked.len(),
         "tracking_clients" => 0,
         "clients_in_timeout_table" => 0,
     ]

@@ -11,6 +11,7 @@
 //! Propagation is verbatim except LMPOP, which Redis replicates as `LPOP|RPOP key <popped>`.
 
 use super::args;
+use super::block;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, NOT_POSITIVE};
@@ -45,6 +46,11 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("lmove", lmove, Lock::Keys),
     Spec::new("rpoplpush", rpoplpush, Lock::Keys),
     Spec::new("lmpop", lmpop, Lock::Custom(lmpop_keys)),
+    Spec::new("blpop", blpop, Lock::Keys),
+    Spec::new("brpop", brpop, Lock::Keys),
+    Spec::new("blmove", blmove, Lock::Keys),
+    Spec::new("brpoplpush", brpoplpush, Lock::Keys),
+    Spec::new("blmpop", blmpop, Lock::Custom(blmpop_keys)),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +86,7 @@ fn parse_at_least(arg: &[u8], minimum: i64, message: &'static str) -> Result<i64
 
 /// Applies the keyspace rule after elements left the list at `key`: delete it when empty,
 /// otherwise signal the change.
-fn after_removal(ctx: &mut Ctx<'_>, db: usize, key: &[u8], now_empty: bool) {
+fn after_removal(ctx: &mut Ctx<'_, '_>, db: usize, key: &[u8], now_empty: bool) {
     if now_empty {
         let deleted = ctx.ks.delete(db, key);
         debug_assert!(deleted, "the list was just looked up");
@@ -90,7 +96,7 @@ fn after_removal(ctx: &mut Ctx<'_>, db: usize, key: &[u8], now_empty: bool) {
 }
 
 /// The list at `key` for a read command (counts hits and misses); WRONGTYPE otherwise.
-fn read_list<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c mut List>, Error> {
+fn read_list<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<&'c mut List>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup_read(db, key) {
         None => Ok(None),
@@ -102,7 +108,7 @@ fn read_list<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c mut List
 }
 
 /// The list at `key` for a write command; WRONGTYPE otherwise.
-fn write_list<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c mut List>, Error> {
+fn write_list<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<&'c mut List>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup(db, key) {
         None => Ok(None),
@@ -116,7 +122,7 @@ fn write_list<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c mut Lis
 /// Pops up to `count` (at least 1) elements from `end` of the list at `key`, in pop order,
 /// deleting the key when it empties. `Ok(None)` when the key does not exist.
 pub(crate) fn pop(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     end: End,
     count: usize,
@@ -137,7 +143,7 @@ pub(crate) fn pop(
 /// `destination` (created if missing). `Ok(None)` when the source does not exist; WRONGTYPE
 /// (with nothing moved) when either key holds another type. The same key rotates in place.
 pub(crate) fn move_element(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     source: &[u8],
     destination: &[u8],
     from: End,
@@ -186,7 +192,7 @@ pub(crate) fn move_element(
 /// Redis's mpopGenericCommand for lists: pops up to `count` elements from the first
 /// non-empty list among `keys`. WRONGTYPE stops the walk at the first key of another type.
 pub(crate) fn pop_first(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     keys: &[Bytes],
     end: End,
     count: usize,
@@ -205,7 +211,7 @@ pub(crate) fn pop_first(
 
 /// `LPUSH key element [element ...]`, `RPUSH ...`, and the X forms that only push onto an
 /// existing list. Replies with the length after the push (0 for an X form on a missing key).
-fn push_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End, only_existing: bool) -> CmdResult {
+fn push_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], end: End, only_existing: bool) -> CmdResult {
     let db = ctx.db();
     let key = &argv[1];
     let elements = &argv[2..];
@@ -230,19 +236,19 @@ fn push_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End, only_existing: bool
     Ok(Reply::Integer(length as i64))
 }
 
-fn lpush(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lpush(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     push_generic(ctx, argv, End::Left, false)
 }
 
-fn rpush(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn rpush(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     push_generic(ctx, argv, End::Right, false)
 }
 
-fn lpushx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lpushx(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     push_generic(ctx, argv, End::Left, true)
 }
 
-fn rpushx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn rpushx(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     push_generic(ctx, argv, End::Right, true)
 }
 
@@ -253,7 +259,7 @@ fn rpushx(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// `LPOP key [count]` / `RPOP key [count]`. Without a count: the element or a null bulk.
 /// With one: an array in pop order, an empty array for count 0, a null array for a missing
 /// key (RESP2 `*-1`; RESP3 `_`).
-fn pop_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) -> CmdResult {
+fn pop_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], end: End) -> CmdResult {
     if argv.len() > 3 {
         return Err(Error::Arity(ctx.command.fullname.clone()));
     }
@@ -284,11 +290,11 @@ fn pop_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) -> CmdResult {
     }
 }
 
-fn lpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     pop_generic(ctx, argv, End::Left)
 }
 
-fn rpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn rpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     pop_generic(ctx, argv, End::Right)
 }
 
@@ -297,13 +303,13 @@ fn rpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 // ---------------------------------------------------------------------------------------------
 
 /// `LLEN key`: 0 for a missing key.
-fn llen(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn llen(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let length = read_list(ctx, &argv[1])?.map_or(0, |list| list.len());
     Ok(Reply::Integer(length as i64))
 }
 
 /// `LRANGE key start stop`: indexes are parsed before the key is looked up, as in Redis.
-fn lrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let start = args::int(&argv[2])?;
     let stop = args::int(&argv[3])?;
     let Some(list) = read_list(ctx, &argv[1])? else {
@@ -316,7 +322,7 @@ fn lrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `LINDEX key index`: the key is looked up before the index is parsed, as in Redis (a
 /// missing key answers null even for a bad index).
-fn lindex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lindex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let Some(list) = read_list(ctx, &argv[1])? else {
         return Ok(Reply::Null);
     };
@@ -366,7 +372,7 @@ fn parse_position_options(options: &[Bytes]) -> Result<PositionOptions, Error> {
 }
 
 /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`.
-fn lpos(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lpos(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let options = parse_position_options(&argv[3..])?;
     let Some(list) = read_list(ctx, &argv[1])? else {
         return Ok(match options.count {
@@ -394,7 +400,7 @@ fn lpos(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 // ---------------------------------------------------------------------------------------------
 
 /// `LSET key index element`: "no such key" before the index is parsed.
-fn lset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let key = &argv[1];
     let Some(list) = write_list(ctx, key)? else {
@@ -410,7 +416,7 @@ fn lset(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `LINSERT key BEFORE|AFTER pivot element`: the new length, -1 without the pivot, 0 for a
 /// missing key. The direction is checked before the key.
-fn linsert(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn linsert(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let key = &argv[1];
     let after = if args::is(&argv[2], "after") {
@@ -432,7 +438,7 @@ fn linsert(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `LREM key count element`: how many were removed.
-fn lrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lrem(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let key = &argv[1];
     let count = args::int(&argv[2])?;
@@ -449,7 +455,7 @@ fn lrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 
 /// `LTRIM key start stop`. A trim that removes nothing is not a write (Redis adds the
 /// number removed to `server.dirty`), so it does not propagate.
-fn ltrim(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn ltrim(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let key = &argv[1];
     let start = args::int(&argv[2])?;
@@ -477,7 +483,7 @@ fn move_reply(moved: Option<CompactBytes>) -> Reply {
 }
 
 /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT`.
-fn lmove(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn lmove(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let from = parse_end(&argv[3])?;
     let to = parse_end(&argv[4])?;
     let moved = move_element(ctx, &argv[1], &argv[2], from, to)?;
@@ -485,7 +491,7 @@ fn lmove(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `RPOPLPUSH source destination`: LMOVE source destination RIGHT LEFT.
-fn rpoplpush(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn rpoplpush(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let moved = move_element(ctx, &argv[1], &argv[2], End::Right, End::Left)?;
     Ok(move_reply(moved))
 }
@@ -497,13 +503,13 @@ struct MultiPop {
     count: usize,
 }
 
-/// Redis's lmpopGenericCommand parsing, in its order: numkeys, the direction after the keys,
-/// then an optional single COUNT.
-fn parse_multi_pop(argv: &[Bytes]) -> Result<MultiPop, Error> {
-    let numkeys = parse_at_least(&argv[1], 1, NUMKEYS_NOT_POSITIVE)?;
+/// Redis's lmpopGenericCommand parsing, in its order: numkeys (at `first`), the direction after
+/// the keys, then an optional single COUNT. LMPOP has numkeys at 1, BLMPOP at 2.
+fn parse_multi_pop(argv: &[Bytes], first: usize) -> Result<MultiPop, Error> {
+    let numkeys = parse_at_least(&argv[first], 1, NUMKEYS_NOT_POSITIVE)?;
     let numkeys = usize::try_from(numkeys).unwrap_or(usize::MAX);
     // The direction follows the keys: without room for it the request is a syntax error.
-    let end_position = numkeys.checked_add(2).filter(|&at| at < argv.len());
+    let end_position = numkeys.checked_add(first + 1).filter(|&at| at < argv.len());
     let Some(end_position) = end_position else {
         return Err(Error::Syntax);
     };
@@ -527,25 +533,27 @@ fn parse_multi_pop(argv: &[Bytes]) -> Result<MultiPop, Error> {
     })
 }
 
-/// LMPOP's key positions (Redis's lmpopGetKeys): the `numkeys` arguments after it, none when
-/// numkeys is not a usable count (the command then fails before touching a key).
-fn lmpop_keys(argv: &[Bytes]) -> Vec<usize> {
-    let Some(numkeys) = argv.get(1).and_then(|arg| parse_i64(arg)) else {
+/// The key positions of LMPOP/BLMPOP (Redis's lmpopGetKeys): the `numkeys` arguments after
+/// numkeys at `first`, none when numkeys is not a usable count (the command then fails before
+/// touching a key).
+fn multi_pop_keys(argv: &[Bytes], first: usize) -> Vec<usize> {
+    let Some(numkeys) = argv.get(first).and_then(|arg| parse_i64(arg)) else {
         return Vec::new();
     };
-    let available = argv.len().saturating_sub(2) as i64;
+    let available = argv.len().saturating_sub(first + 1) as i64;
     if numkeys < 1 || numkeys > available {
         return Vec::new();
     }
-    (2..2 + numkeys as usize).collect()
+    (first + 1..first + 1 + numkeys as usize).collect()
 }
 
-/// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`: `[key, [elements]]` from the first
-/// non-empty list, or a null array. Propagates as `LPOP|RPOP key <popped>`.
-fn lmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    let request = parse_multi_pop(argv)?;
-    let keys = &argv[2..2 + request.numkeys];
-    debug_assert_eq!(lmpop_keys(argv).len(), keys.len(), "every key is locked");
+fn lmpop_keys(argv: &[Bytes]) -> Vec<usize> {
+    multi_pop_keys(argv, 1)
+}
+
+/// Pops for LMPOP/BLMPOP from the first non-empty list of `keys`: `[key, [elements]]`, or a
+/// null array. Propagates as `LPOP|RPOP key <popped>`.
+fn multi_pop(ctx: &mut Ctx<'_, '_>, keys: &[Bytes], request: &MultiPop) -> CmdResult {
     let Some((key, popped)) = pop_first(ctx, keys, request.end, request.count)? else {
         return Ok(Reply::NullArray);
     };
@@ -557,6 +565,141 @@ fn lmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     let popped_count = Bytes::copy_from_slice(buffer.format(popped.len()).as_bytes());
     ctx.propagate(vec![Bytes::from_static(command), key.clone(), popped_count]);
     Ok(Reply::Array(vec![Reply::Bulk(key), bulk_array(popped)]))
+}
+
+/// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`: `[key, [elements]]` from the first
+/// non-empty list, or a null array.
+fn lmpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    let request = parse_multi_pop(argv, 1)?;
+    let keys = &argv[2..2 + request.numkeys];
+    debug_assert_eq!(lmpop_keys(argv).len(), keys.len(), "every key is locked");
+    multi_pop(ctx, keys, &request)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking forms (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP): see `command::block`.
+// ---------------------------------------------------------------------------------------------
+
+/// `BLPOP key [key ...] timeout`, `BRPOP ...`: `[key, element]` from the first non-empty list.
+fn blocking_pop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], end: End) -> CmdResult {
+    let timeout_ms = block::parse_timeout(&argv[argv.len() - 1], ctx.now_ms())?;
+    let keys = &argv[1..argv.len() - 1];
+    for key in keys {
+        let popped = match pop(ctx, key, end, 1) {
+            Ok(popped) => popped,
+            Err(error) if block::wrong_type_keeps_waiting(ctx, &error) => break,
+            Err(error) => return Err(error),
+        };
+        if let Some(mut popped) = popped {
+            let element = popped
+                .pop()
+                .ok_or(Error::from("ERR internal error: empty pop"))?;
+            let command: &'static [u8] = match end {
+                End::Left => b"LPOP",
+                End::Right => b"RPOP",
+            };
+            ctx.propagate(vec![Bytes::from_static(command), key.clone()]);
+            return Ok(Reply::Array(vec![Reply::Bulk(key.clone()), bulk(element)]));
+        }
+    }
+    block::block_on(
+        ctx,
+        argv,
+        keys,
+        timeout_ms,
+        Reply::NullArray,
+        Reply::NullArray,
+    )
+}
+
+fn blpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, argv, End::Left)
+}
+
+fn brpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, argv, End::Right)
+}
+
+/// BLMOVE and BRPOPLPUSH: the element moved, propagated as the non-blocking form.
+fn blocking_move(
+    ctx: &mut Ctx<'_, '_>,
+    argv: &[Bytes],
+    ends: (End, End),
+    timeout_arg: &Bytes,
+    propagated: Vec<Bytes>,
+) -> CmdResult {
+    let timeout_ms = block::parse_timeout(timeout_arg, ctx.now_ms())?;
+    match move_element(ctx, &argv[1], &argv[2], ends.0, ends.1) {
+        Ok(Some(element)) => {
+            ctx.propagate(propagated);
+            Ok(bulk(element))
+        }
+        // Redis answers every timed-out list wait with a null array, BLMOVE's too.
+        Ok(None) => block::block_on(
+            ctx,
+            argv,
+            &argv[1..2],
+            timeout_ms,
+            Reply::NullArray,
+            Reply::Null,
+        ),
+        Err(error) if block::wrong_type_keeps_waiting(ctx, &error) => block::block_on(
+            ctx,
+            argv,
+            &argv[1..2],
+            timeout_ms,
+            Reply::NullArray,
+            Reply::Null,
+        ),
+        Err(error) => Err(error),
+    }
+}
+
+/// `BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout`.
+fn blmove(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    let from = parse_end(&argv[3])?;
+    let to = parse_end(&argv[4])?;
+    let mut propagated = argv[..5].to_vec();
+    propagated[0] = Bytes::from_static(b"LMOVE");
+    blocking_move(ctx, argv, (from, to), &argv[5], propagated)
+}
+
+/// `BRPOPLPUSH source destination timeout`.
+fn brpoplpush(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    let mut propagated = argv[..3].to_vec();
+    propagated[0] = Bytes::from_static(b"RPOPLPUSH");
+    blocking_move(ctx, argv, (End::Right, End::Left), &argv[3], propagated)
+}
+
+/// BLMPOP's key positions: LMPOP's, shifted by the timeout.
+fn blmpop_keys(argv: &[Bytes]) -> Vec<usize> {
+    multi_pop_keys(argv, 2)
+}
+
+/// `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`.
+fn blmpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    let timeout_ms = block::parse_timeout(&argv[1], ctx.now_ms())?;
+    let request = parse_multi_pop(argv, 2)?;
+    let keys = &argv[3..3 + request.numkeys];
+    match multi_pop(ctx, keys, &request) {
+        Ok(Reply::NullArray) => block::block_on(
+            ctx,
+            argv,
+            keys,
+            timeout_ms,
+            Reply::NullArray,
+            Reply::NullArray,
+        ),
+        Err(error) if block::wrong_type_keeps_waiting(ctx, &error) => block::block_on(
+            ctx,
+            argv,
+            keys,
+            timeout_ms,
+            Reply::NullArray,
+            Reply::NullArray,
+        ),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -585,7 +728,7 @@ mod tests {
     #[test]
     fn lmpop_parsing_errors() {
         let parse =
-            |words: &[&str]| parse_multi_pop(&argv(words)).map(|p| (p.numkeys, p.end, p.count));
+            |words: &[&str]| parse_multi_pop(&argv(words), 1).map(|p| (p.numkeys, p.end, p.count));
         assert_eq!(parse(&["lmpop", "1", "a", "left"]), Ok((1, End::Left, 1)));
         assert_eq!(
             parse(&["lmpop", "2", "a", "b", "RIGHT", "count", "5"]),

@@ -1,6 +1,7 @@
 //! Commands: the table, the executor, and one file per family.
 
 pub mod args;
+pub mod block;
 pub mod client;
 pub mod connection;
 pub mod exec;

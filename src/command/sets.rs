@@ -60,7 +60,7 @@ pub static COMMANDS: &[Spec] = &[
 // ---------------------------------------------------------------------------------------------
 
 /// `set-max-intset-entries`, read at write time (Redis caps it at 2^30).
-fn intset_entries_max(ctx: &Ctx<'_>) -> usize {
+fn intset_entries_max(ctx: &Ctx<'_, '_>) -> usize {
     let configured = ctx.server.config.int("set-max-intset-entries");
     usize::try_from(configured.max(0))
         .unwrap_or(usize::MAX)
@@ -68,7 +68,7 @@ fn intset_entries_max(ctx: &Ctx<'_>) -> usize {
 }
 
 /// The set at `key` for a read (counts hits and misses); WRONGTYPE for another type.
-fn read_set<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c Set>, Error> {
+fn read_set<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<&'c Set>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup_read(db, key) {
         None => Ok(None),
@@ -80,7 +80,7 @@ fn read_set<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c Set>, Err
 }
 
 /// The set at `key` for a write; WRONGTYPE for another type.
-fn write_set<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c mut Set>, Error> {
+fn write_set<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<&'c mut Set>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup(db, key) {
         None => Ok(None),
@@ -93,7 +93,7 @@ fn write_set<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c mut Set>
 
 /// Counts `writes` changes (Redis's `server.dirty += n`) for one modified key: the key is
 /// signalled once (unless deleting it already did), the rest only add to the dirty counter.
-fn signal_writes(ctx: &mut Ctx<'_>, key: &[u8], writes: u64, deleted: bool) {
+fn signal_writes(ctx: &mut Ctx<'_, '_>, key: &[u8], writes: u64, deleted: bool) {
     debug_assert!(writes > 0);
     if !deleted {
         let db = ctx.db();
@@ -106,7 +106,7 @@ fn signal_writes(ctx: &mut Ctx<'_>, key: &[u8], writes: u64, deleted: bool) {
 /// the first set of another type), then lends all the sets at once to `work`; a missing key
 /// is `None`. Two passes, because one lookup borrows the keyspace mutably.
 fn with_sets<T>(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     keys: &[Bytes],
     work: impl FnOnce(&[Option<&Set>]) -> T,
 ) -> Result<T, Error> {
@@ -145,7 +145,7 @@ fn array_reply(members: Vec<Bytes>) -> Reply {
 
 /// Stores a computed set at `destination` (Redis's `setKey`, clearing any TTL), or deletes
 /// the destination when the result is empty. Replies with the result's size.
-fn store(ctx: &mut Ctx<'_>, destination: &[u8], result: Set) -> Reply {
+fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], result: Set) -> Reply {
     let db = ctx.db();
     let size = result.len();
     if size == 0 {
@@ -162,7 +162,7 @@ fn store(ctx: &mut Ctx<'_>, destination: &[u8], result: Set) -> Reply {
 // ---------------------------------------------------------------------------------------------
 
 /// `SADD key member [member ...]`: how many members were new.
-fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (key, members) = (&argv[1], &argv[2..]);
     let intset_entries_max = intset_entries_max(ctx);
     let mut added = 0;
@@ -191,7 +191,7 @@ fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SREM key member [member ...]`: how many were removed; the key goes with its last member.
-fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn srem(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let Some(set) = write_set(ctx, key)? else {
         return Ok(Reply::Integer(0));
@@ -215,19 +215,19 @@ fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SCARD key`.
-fn scard(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn scard(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let size = read_set(ctx, &argv[1])?.map_or(0, Set::len);
     Ok(Reply::Integer(size as i64))
 }
 
 /// `SISMEMBER key member`.
-fn sismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sismember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let found = read_set(ctx, &argv[1])?.is_some_and(|set| set.contains(&argv[2]));
     Ok(Reply::Integer(i64::from(found)))
 }
 
 /// `SMISMEMBER key member [member ...]`: 1 or 0 per member.
-fn smismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn smismember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let set = read_set(ctx, &argv[1])?;
     let flags = argv[2..]
         .iter()
@@ -237,12 +237,12 @@ fn smismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SMEMBERS key`: Redis serves it with SINTER of one key.
-fn smembers(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn smembers(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     sinter(ctx, argv)
 }
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`.
-fn sscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let cursor = parse_cursor(&argv[2])?;
     let Some(set) = read_set(ctx, &argv[1])? else {
         return Ok(scan_reply(0, Vec::new()));
@@ -338,7 +338,7 @@ impl ScanOptions {
 // ---------------------------------------------------------------------------------------------
 
 /// `SPOP key [count]`.
-fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn spop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     match argv.len() {
         2 => spop_one(ctx, &argv[1]),
         3 => {
@@ -353,7 +353,7 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// SPOP without a count: one random member, propagated as `SREM key member`.
-fn spop_one(ctx: &mut Ctx<'_>, key: &Bytes) -> CmdResult {
+fn spop_one(ctx: &mut Ctx<'_, '_>, key: &Bytes) -> CmdResult {
     let db = ctx.db();
     let Some(set) = write_set(ctx, key)? else {
         return Ok(Reply::Null);
@@ -378,7 +378,7 @@ fn spop_one(ctx: &mut Ctx<'_>, key: &Bytes) -> CmdResult {
 
 /// SPOP with a count: Redis 7.0's three cases, which decide the reply order and the
 /// encoding of what remains.
-fn spop_count(ctx: &mut Ctx<'_>, key: &Bytes, count: u64) -> CmdResult {
+fn spop_count(ctx: &mut Ctx<'_, '_>, key: &Bytes, count: u64) -> CmdResult {
     let intset_entries_max = intset_entries_max(ctx);
     let db = ctx.db();
     let Some(set) = write_set(ctx, key)? else {
@@ -453,7 +453,7 @@ pub(crate) fn pop_count(
 }
 
 /// `SRANDMEMBER key [count]`.
-fn srandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn srandmember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     match argv.len() {
         2 => {
             let set = read_set(ctx, &argv[1])?;
@@ -536,7 +536,7 @@ fn random_members(set: &Set, count: i64, rng: &mut impl rand::Rng) -> Result<Vec
 // ---------------------------------------------------------------------------------------------
 
 /// `SMOVE source destination member`: 1 if moved (or already in source == destination).
-fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn smove(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (source, destination, member) = (&argv[1], &argv[2], &argv[3]);
     let intset_entries_max = intset_entries_max(ctx);
     // Both keys are looked up first (expiring them), then a missing source answers 0
@@ -564,7 +564,7 @@ fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// Moves `member` between two distinct keys already type-checked (WRONGTYPE otherwise);
 /// false if the source lacks it. Reusable by any command that moves a member.
 pub(crate) fn move_member(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     source: &[u8],
     destination: &[u8],
     member: &[u8],
@@ -605,7 +605,7 @@ pub(crate) fn move_member(
 // ---------------------------------------------------------------------------------------------
 
 /// `SINTER key [key ...]`: replied in the smallest set's iteration order.
-fn sinter(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sinter(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     with_sets(ctx, &argv[1..], |sets| {
         let mut members = Vec::new();
         if let Some(present) = all_present(sets) {
@@ -619,7 +619,7 @@ fn sinter(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SINTERCARD numkeys key [key ...] [LIMIT limit]`.
-fn sintercard(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sintercard(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let numkeys = parse_numkeys(argv)?;
     let keys = &argv[2..2 + numkeys];
     let mut limit: u64 = 0;
@@ -670,7 +670,7 @@ fn sintercard_keys(argv: &[Bytes]) -> Vec<usize> {
 }
 
 /// `SINTERSTORE destination key [key ...]`.
-fn sinterstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sinterstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let intset_entries_max = intset_entries_max(ctx);
     let result = with_sets(ctx, &argv[2..], |sets| match all_present(sets) {
         Some(present) => algebra::intersection(&present, intset_entries_max),
@@ -680,7 +680,7 @@ fn sinterstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SUNION key [key ...]`.
-fn sunion(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sunion(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let intset_entries_max = intset_entries_max(ctx);
     with_sets(ctx, &argv[1..], |sets| {
         set_reply(algebra::union(sets, intset_entries_max).members())
@@ -688,7 +688,7 @@ fn sunion(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SUNIONSTORE destination key [key ...]`.
-fn sunionstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sunionstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let intset_entries_max = intset_entries_max(ctx);
     let result = with_sets(ctx, &argv[2..], |sets| {
         algebra::union(sets, intset_entries_max)
@@ -697,7 +697,7 @@ fn sunionstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SDIFF key [key ...]`.
-fn sdiff(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sdiff(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let intset_entries_max = intset_entries_max(ctx);
     with_sets(ctx, &argv[1..], |sets| {
         set_reply(algebra::difference(sets, intset_entries_max).members())
@@ -705,7 +705,7 @@ fn sdiff(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `SDIFFSTORE destination key [key ...]`.
-fn sdiffstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn sdiffstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let intset_entries_max = intset_entries_max(ctx);
     let result = with_sets(ctx, &argv[2..], |sets| {
         algebra::difference(sets, intset_entries_max)
@@ -938,8 +938,17 @@ mod tests {
             panic!("SPOP with a count replies with a set");
         };
         assert_eq!(popped.len(), 2);
-        assert_eq!(effects.len(), 1 + 2 + 7);
-        for (effect, member) in effects[1..3].iter().zip(popped) {
+        // Each SPOP's SREMs travel as one MULTI/EXEC block, as in Redis 7.0's AOF.
+        assert_eq!(effects.len(), 1 + (2 + 2) + (7 + 2));
+        assert_eq!(
+            (effects[1].as_str(), effects[4].as_str()),
+            ("MULTI", "EXEC")
+        );
+        assert_eq!(
+            (effects[5].as_str(), effects[13].as_str()),
+            ("MULTI", "EXEC")
+        );
+        for (effect, member) in effects[2..4].iter().zip(popped) {
             let Reply::Bulk(member) = member else {
                 panic!("members are bulk strings");
             };
@@ -948,7 +957,7 @@ mod tests {
                 &format!("SREM s {}", String::from_utf8_lossy(member))
             );
         }
-        assert!(effects[3..]
+        assert!(effects[6..13]
             .iter()
             .all(|effect| effect.starts_with("SREM s ")));
     }

@@ -190,6 +190,33 @@ mod tests {
     }
 
     #[test]
+    fn one_commands_several_effects_are_wrapped_too() {
+        let test = TestServer::new();
+        let mut client = test.session();
+        test.run(&mut client, "SET k v PX 10");
+        test.advance_ms(20);
+        test.run(&mut client, "SET k v2");
+        test.run(&mut client, "SET j v PX 10");
+        test.advance_ms(20);
+        test.run(&mut client, "GET j");
+        let expected_k = format!("SET k v PXAT {}", crate::testing::START_MS + 10);
+        let expected_j = format!("SET j v PXAT {}", crate::testing::START_MS + 30);
+        assert_eq!(
+            test.propagated(),
+            vec![
+                "SELECT 0",
+                expected_k.as_str(),
+                "MULTI",
+                "DEL k",
+                "SET k v2",
+                "EXEC",
+                expected_j.as_str(),
+                "DEL j",
+            ]
+        );
+    }
+
+    #[test]
     fn disconnect_and_reset_forget_watches() {
         let test = TestServer::new();
         let mut client = test.session();

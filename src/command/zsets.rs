@@ -11,6 +11,7 @@
 //! ZMPOP propagates as ZPOPMIN/ZPOPMAX with a count, as Redis rewrites it.
 
 use super::args;
+use super::block;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, NOT_POSITIVE};
@@ -61,6 +62,9 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("zpopmin", zpopmin, Lock::Keys),
     Spec::new("zpopmax", zpopmax, Lock::Keys),
     Spec::new("zmpop", zmpop, Lock::Custom(keys_after_numkeys_at_1)),
+    Spec::new("bzpopmin", bzpopmin, Lock::Keys),
+    Spec::new("bzpopmax", bzpopmax, Lock::Keys),
+    Spec::new("bzmpop", bzmpop, Lock::Custom(keys_after_numkeys_at_2)),
     Spec::new("zrandmember", zrandmember, Lock::Keys),
     Spec::new("zscan", zscan, Lock::Keys),
     Spec::new("zunion", zunion, Lock::Custom(keys_after_numkeys_at_1)),
@@ -119,7 +123,7 @@ fn destination_and_keys(argv: &[Bytes]) -> Vec<usize> {
 // ---------------------------------------------------------------------------------------------
 
 /// The listpack thresholds from the configuration, read at write time as Redis does.
-fn limits(ctx: &Ctx<'_>) -> Limits {
+fn limits(ctx: &Ctx<'_, '_>) -> Limits {
     Limits {
         entries_max: usize::try_from(ctx.server.config.int("zset-max-listpack-entries"))
             .unwrap_or(0),
@@ -130,7 +134,7 @@ fn limits(ctx: &Ctx<'_>) -> Limits {
 
 /// Runs `read` on the sorted set at `key` for a read command (counts hits and misses).
 fn read<T>(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     read: impl FnOnce(&ZSet) -> T,
 ) -> Result<Option<T>, Error> {
@@ -148,7 +152,7 @@ fn read<T>(
 /// changed. Deletes the key when the set became empty (a collection is never empty in the
 /// keyspace), signals the modification otherwise.
 fn modify<T>(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     modify: impl FnOnce(&mut ZSet) -> (T, usize),
 ) -> Result<Option<T>, Error> {
@@ -177,7 +181,7 @@ fn modify<T>(
 
 /// Stores `elements` at `destination` as a new sorted set, or deletes `destination` when
 /// there are none (the STORE commands). Returns the stored cardinality.
-fn store(ctx: &mut Ctx<'_>, destination: &[u8], elements: Vec<(f64, CompactBytes)>) -> i64 {
+fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], elements: Vec<(f64, CompactBytes)>) -> i64 {
     let db = ctx.db();
     let count = elements.len();
     if count == 0 {
@@ -517,7 +521,7 @@ fn add_pairs(
 }
 
 /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`.
-fn zadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut flags = AddFlags::default();
     let mut index = 2;
     while index < argv.len() {
@@ -543,7 +547,7 @@ fn zadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `ZINCRBY key increment member`.
-fn zincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zincrby(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let flags = AddFlags {
         incr: true,
         ..AddFlags::default()
@@ -552,7 +556,7 @@ fn zincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// Redis's `zaddGenericCommand` after the options.
-fn add_generic(ctx: &mut Ctx<'_>, key: &Bytes, flags: AddFlags, rest: &[Bytes]) -> CmdResult {
+fn add_generic(ctx: &mut Ctx<'_, '_>, key: &Bytes, flags: AddFlags, rest: &[Bytes]) -> CmdResult {
     if rest.is_empty() || rest.len() % 2 != 0 {
         return Err(Error::Syntax);
     }
@@ -613,13 +617,13 @@ fn add_generic(ctx: &mut Ctx<'_>, key: &Bytes, flags: AddFlags, rest: &[Bytes]) 
 // ---------------------------------------------------------------------------------------------
 
 /// `ZSCORE key member`.
-fn zscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zscore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let score = read(ctx, &argv[1], |zset| zset.score(&argv[2]))?.flatten();
     Ok(score.map_or(Reply::Null, Reply::Double))
 }
 
 /// `ZMSCORE key member [member ...]`.
-fn zmscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zmscore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let members = &argv[2..];
     let scores = read(ctx, &argv[1], |zset| {
         members
@@ -637,13 +641,13 @@ fn zmscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `ZCARD key`.
-fn zcard(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zcard(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let len = read(ctx, &argv[1], ZSet::len)?.unwrap_or(0);
     Ok(Reply::Integer(len as i64))
 }
 
 /// `ZCOUNT key min max`.
-fn zcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zcount(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let range = ScoreRange::parse(&argv[2], &argv[3])?;
     let count = read(ctx, &argv[1], |zset| {
         let (start, end) = range.ranks(zset);
@@ -653,7 +657,7 @@ fn zcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `ZLEXCOUNT key min max`.
-fn zlexcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zlexcount(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let range = LexRange::parse(&argv[2], &argv[3])?;
     let count = read(ctx, &argv[1], |zset| {
         let (start, end) = range.ranks(zset);
@@ -663,16 +667,16 @@ fn zlexcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 /// `ZRANK key member`.
-fn zrank(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrank(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     rank_generic(ctx, argv, false)
 }
 
 /// `ZREVRANK key member`.
-fn zrevrank(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrevrank(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     rank_generic(ctx, argv, true)
 }
 
-fn rank_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], reverse: bool) -> CmdResult {
+fn rank_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], reverse: bool) -> CmdResult {
     let rank = read(ctx, &argv[1], |zset| {
         zset.rank(&argv[2])
             .map(|rank| if reverse { zset.len() - 1 - rank } else { rank })
@@ -806,7 +810,7 @@ impl RangeRequest {
 }
 
 fn range_generic(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     argv: &[Bytes],
     kind: Option<RangeKind>,
     reverse: Option<bool>,
@@ -817,37 +821,37 @@ fn range_generic(
 }
 
 /// `ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]`.
-fn zrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     range_generic(ctx, argv, None, None)
 }
 
 /// `ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]`.
-fn zrangebyscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrangebyscore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     range_generic(ctx, argv, Some(RangeKind::Score), Some(false))
 }
 
 /// `ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]`.
-fn zrevrangebyscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrevrangebyscore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     range_generic(ctx, argv, Some(RangeKind::Score), Some(true))
 }
 
 /// `ZRANGEBYLEX key min max [LIMIT offset count]`.
-fn zrangebylex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrangebylex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     range_generic(ctx, argv, Some(RangeKind::Lex), Some(false))
 }
 
 /// `ZREVRANGEBYLEX key max min [LIMIT offset count]`.
-fn zrevrangebylex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrevrangebylex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     range_generic(ctx, argv, Some(RangeKind::Lex), Some(true))
 }
 
 /// `ZREVRANGE key start stop [WITHSCORES]`.
-fn zrevrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrevrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     range_generic(ctx, argv, Some(RangeKind::Rank), Some(true))
 }
 
 /// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`.
-fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrangestore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let request = RangeRequest::parse(&argv[3..], None, None, true)?;
     let elements = read(ctx, &argv[2], |zset| request.select(zset))?.unwrap_or_default();
     let elements = elements
@@ -862,7 +866,7 @@ fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 // ---------------------------------------------------------------------------------------------
 
 /// `ZREM key member [member ...]`.
-fn zrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrem(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let removed = modify(ctx, &argv[1], |zset| {
         let mut removed = 0;
         for member in &argv[2..] {
@@ -879,7 +883,7 @@ fn zrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 }
 
 fn remove_range_generic(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     ranks: impl FnOnce(&ZSet) -> (usize, usize),
 ) -> CmdResult {
@@ -892,19 +896,19 @@ fn remove_range_generic(
 }
 
 /// `ZREMRANGEBYRANK key start stop`.
-fn zremrangebyrank(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zremrangebyrank(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (start, end) = (args::int(&argv[2])?, args::int(&argv[3])?);
     remove_range_generic(ctx, &argv[1], |zset| rank_range(start, end, zset.len()))
 }
 
 /// `ZREMRANGEBYSCORE key min max`.
-fn zremrangebyscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zremrangebyscore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let range = ScoreRange::parse(&argv[2], &argv[3])?;
     remove_range_generic(ctx, &argv[1], |zset| range.ranks(zset))
 }
 
 /// `ZREMRANGEBYLEX key min max`.
-fn zremrangebylex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zremrangebylex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let range = LexRange::parse(&argv[2], &argv[3])?;
     remove_range_generic(ctx, &argv[1], |zset| range.ranks(zset))
 }
@@ -917,7 +921,7 @@ fn zremrangebylex(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
 /// set at `key`, deleting the key when emptied. `Ok(None)` when the key does not exist.
 /// Shared with the blocking forms.
 pub(crate) fn pop(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     max: bool,
     count: usize,
@@ -936,7 +940,7 @@ pub(crate) fn pop(
 }
 
 /// `ZPOPMIN key [count]` / `ZPOPMAX key [count]`.
-fn pop_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) -> CmdResult {
+fn pop_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], max: bool) -> CmdResult {
     if argv.len() > 3 {
         return Err(Error::Syntax);
     }
@@ -967,22 +971,29 @@ fn pop_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) -> CmdResult {
 }
 
 /// `ZPOPMIN key [count]`.
-fn zpopmin(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zpopmin(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     pop_generic(ctx, argv, false)
 }
 
 /// `ZPOPMAX key [count]`.
-fn zpopmax(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zpopmax(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     pop_generic(ctx, argv, true)
 }
 
-/// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`.
-fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
-    let numkeys = args::int(&argv[1]).map_err(|_| Error::from(NUMKEYS_POSITIVE))?;
+/// ZMPOP/BZMPOP's parsed arguments: the keys' positions, the end, the count.
+struct MultiPop {
+    keys: std::ops::Range<usize>,
+    max: bool,
+    count: usize,
+}
+
+/// Redis's zmpopGenericCommand parsing with numkeys at `first` (1 for ZMPOP, 2 for BZMPOP).
+fn parse_multi_pop(argv: &[Bytes], first: usize) -> Result<MultiPop, Error> {
+    let numkeys = args::int(&argv[first]).map_err(|_| Error::from(NUMKEYS_POSITIVE))?;
     if numkeys < 1 {
         return Err(NUMKEYS_POSITIVE.into());
     }
-    let where_index = (numkeys as u64).saturating_add(2);
+    let where_index = (numkeys as u64).saturating_add(first as u64 + 1);
     if where_index >= argv.len() as u64 {
         return Err(Error::Syntax);
     }
@@ -1008,14 +1019,22 @@ fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
             return Err(Error::Syntax);
         }
     }
-    let count = count.unwrap_or(1) as usize;
-    for key in &argv[2..where_index] {
-        let Some(popped) = pop(ctx, key, max, count)? else {
+    Ok(MultiPop {
+        keys: first + 1..where_index,
+        max,
+        count: count.unwrap_or(1) as usize,
+    })
+}
+
+/// Pops for ZMPOP/BZMPOP from the first non-empty sorted set: `[key, [[member, score]...]]`
+/// or a null array. Redis replicates it as ZPOPMIN/ZPOPMAX with the number popped.
+fn multi_pop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], request: &MultiPop) -> CmdResult {
+    for key in &argv[request.keys.clone()] {
+        let Some(popped) = pop(ctx, key, request.max, request.count)? else {
             continue;
         };
         debug_assert!(!popped.is_empty(), "a stored sorted set is never empty");
-        // Redis replicates ZMPOP as ZPOPMIN/ZPOPMAX with the number of elements popped.
-        let command = if max { "ZPOPMAX" } else { "ZPOPMIN" };
+        let command = if request.max { "ZPOPMAX" } else { "ZPOPMIN" };
         ctx.propagate(vec![
             Bytes::from_static(command.as_bytes()),
             key.clone(),
@@ -1029,12 +1048,88 @@ fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::NullArray)
 }
 
+/// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`.
+fn zmpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    let request = parse_multi_pop(argv, 1)?;
+    multi_pop(ctx, argv, &request)
+}
+
+/// `BZPOPMIN key [key ...] timeout` / `BZPOPMAX ...`: `[key, member, score]` from the first
+/// non-empty sorted set, propagated as ZPOPMIN/ZPOPMAX key.
+fn blocking_pop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], max: bool) -> CmdResult {
+    let timeout_ms = block::parse_timeout(&argv[argv.len() - 1], ctx.now_ms())?;
+    let keys = &argv[1..argv.len() - 1];
+    for key in keys {
+        let popped = match pop(ctx, key, max, 1) {
+            Ok(popped) => popped,
+            Err(error) if block::wrong_type_keeps_waiting(ctx, &error) => break,
+            Err(error) => return Err(error),
+        };
+        let Some((score, member)) = popped.and_then(|mut popped| popped.pop()) else {
+            continue;
+        };
+        let command: &'static [u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        ctx.propagate(vec![Bytes::from_static(command), key.clone()]);
+        return Ok(Reply::Array(vec![
+            Reply::Bulk(key.clone()),
+            Reply::Bulk(member),
+            Reply::Double(score),
+        ]));
+    }
+    block::block_on(
+        ctx,
+        argv,
+        keys,
+        timeout_ms,
+        Reply::NullArray,
+        Reply::NullArray,
+    )
+}
+
+fn bzpopmin(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, argv, false)
+}
+
+fn bzpopmax(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, argv, true)
+}
+
+fn keys_after_numkeys_at_2(argv: &[Bytes]) -> Vec<usize> {
+    keys_after_numkeys(argv, 2)
+}
+
+/// `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`.
+fn bzmpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    let timeout_ms = block::parse_timeout(&argv[1], ctx.now_ms())?;
+    let request = parse_multi_pop(argv, 2)?;
+    let keys = argv[request.keys.clone()].to_vec();
+    match multi_pop(ctx, argv, &request) {
+        Ok(Reply::NullArray) => block::block_on(
+            ctx,
+            argv,
+            &keys,
+            timeout_ms,
+            Reply::NullArray,
+            Reply::NullArray,
+        ),
+        Err(error) if block::wrong_type_keeps_waiting(ctx, &error) => block::block_on(
+            ctx,
+            argv,
+            &keys,
+            timeout_ms,
+            Reply::NullArray,
+            Reply::NullArray,
+        ),
+        other => other,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // ZRANDMEMBER / ZSCAN
 // ---------------------------------------------------------------------------------------------
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`.
-fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zrandmember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let resp3 = ctx.session.resp3;
     if argv.len() < 3 {
         let member = read(ctx, &argv[1], |zset| {
@@ -1128,7 +1223,7 @@ fn listpack_score_text(score: f64) -> String {
 }
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`.
-fn zscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let cursor = parse_cursor(&argv[2])?;
     let db = ctx.db();
     let empty = || Reply::Array(vec![Reply::bulk(&b"0"[..]), Reply::Array(Vec::new())]);
@@ -1228,7 +1323,7 @@ impl Source {
 /// after them, and computes the result. `numkeys_index` is where numkeys sits.
 /// Returns the result elements (unordered) and whether WITHSCORES was given.
 fn set_operation(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     argv: &[Bytes],
     numkeys_index: usize,
     op: SetOp,
@@ -1378,7 +1473,7 @@ fn combine(sources: &[Source], op: SetOp, aggregate: Aggregate) -> Vec<(f64, Com
     }
 }
 
-fn set_operation_reply(ctx: &mut Ctx<'_>, argv: &[Bytes], op: SetOp) -> CmdResult {
+fn set_operation_reply(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], op: SetOp) -> CmdResult {
     let (mut elements, withscores) = set_operation(ctx, argv, 1, op, false)?;
     elements.sort_by(|(score_a, member_a), (score_b, member_b)| {
         crate::types::zset::compare(*score_a, member_a, *score_b, member_b)
@@ -1390,43 +1485,43 @@ fn set_operation_reply(ctx: &mut Ctx<'_>, argv: &[Bytes], op: SetOp) -> CmdResul
     Ok(render(elements, withscores, ctx.session.resp3))
 }
 
-fn set_operation_store(ctx: &mut Ctx<'_>, argv: &[Bytes], op: SetOp) -> CmdResult {
+fn set_operation_store(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], op: SetOp) -> CmdResult {
     let (elements, _) = set_operation(ctx, argv, 2, op, true)?;
     Ok(Reply::Integer(store(ctx, &argv[1], elements)))
 }
 
 /// `ZUNION numkeys key [key ...] [WEIGHTS weight ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
-fn zunion(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zunion(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_operation_reply(ctx, argv, SetOp::Union)
 }
 
 /// `ZINTER numkeys key [key ...] [WEIGHTS weight ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
-fn zinter(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zinter(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_operation_reply(ctx, argv, SetOp::Inter)
 }
 
 /// `ZDIFF numkeys key [key ...] [WITHSCORES]`.
-fn zdiff(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zdiff(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_operation_reply(ctx, argv, SetOp::Diff)
 }
 
 /// `ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]`.
-fn zunionstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zunionstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_operation_store(ctx, argv, SetOp::Union)
 }
 
 /// `ZINTERSTORE destination numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]`.
-fn zinterstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zinterstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_operation_store(ctx, argv, SetOp::Inter)
 }
 
 /// `ZDIFFSTORE destination numkeys key [key ...]`.
-fn zdiffstore(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zdiffstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     set_operation_store(ctx, argv, SetOp::Diff)
 }
 
 /// `ZINTERCARD numkeys key [key ...] [LIMIT limit]`.
-fn zintercard(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> CmdResult {
+fn zintercard(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let numkeys = args::int(&argv[1])?;
     if numkeys < 1 {
         return Err(Error::err(format!(

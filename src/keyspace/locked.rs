@@ -27,6 +27,8 @@ pub struct Locked<'a> {
     pub expired: Vec<(usize, CompactBytes)>,
     /// Writes made (Redis's `server.dirty` delta); a write command propagates only if > 0.
     pub dirty: u64,
+    /// Keys with blocked clients that were modified: served once the locks are released.
+    pub ready: Vec<(usize, CompactBytes)>,
 }
 
 impl<'a> Locked<'a> {
@@ -43,6 +45,7 @@ impl<'a> Locked<'a> {
             now_ms,
             expired: Vec::new(),
             dirty: 0,
+            ready: Vec::new(),
         }
     }
 
@@ -117,7 +120,7 @@ impl<'a> Locked<'a> {
         let keyspace = self.keyspace;
         // Borrow the shard's fields apart: the entry comes from `dbs`, a WATCH touch on expiry
         // goes to `watched`.
-        let Shard { dbs, watched } = &mut *self.guards[position].1;
+        let Shard { dbs, watched, .. } = &mut *self.guards[position].1;
         match dbs[db].lookup_live(key, now_ms) {
             Live::Found(entry) => Some(entry),
             Live::Missing => None,
@@ -270,6 +273,61 @@ impl<'a> Locked<'a> {
     pub fn signal_modified(&mut self, db: usize, key: &[u8]) {
         self.dirty += 1;
         self.touch_watched(db, key);
+        self.signal_ready(db, key);
+    }
+
+    /// Redis's signalKeyAsReady: if clients are blocked on `key`, queue it to be served after
+    /// this command. Any change counts (LPUSH, RENAME onto it, RESTORE, an EXEC); a served
+    /// client that still finds nothing stays blocked in its place.
+    fn signal_ready(&mut self, db: usize, key: &[u8]) {
+        if self.keyspace.blocking.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let position = self.shard_index(key);
+        let has_waiters = self.guards[position].1.blocked[db].contains_key(key);
+        let queued = self
+            .ready
+            .iter()
+            .any(|(ready_db, ready)| *ready_db == db && ready.as_slice() == key);
+        if has_waiters && !queued {
+            self.ready.push((db, CompactBytes::new(key)));
+        }
+    }
+
+    /// Queues waiter `id` behind those already blocked on `key`.
+    pub fn block_on(&mut self, db: usize, key: &[u8], id: u64) {
+        let position = self.shard_index(key);
+        self.guards[position].1.blocked[db]
+            .entry(CompactBytes::new(key))
+            .or_default()
+            .push_back(id);
+        self.keyspace.blocking.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Removes waiter `id` from `key`'s queue; false if it was not there.
+    pub fn unblock_from(&mut self, db: usize, key: &[u8], id: u64) -> bool {
+        let position = self.shard_index(key);
+        let table = &mut self.guards[position].1.blocked[db];
+        let Some(queue) = table.get_mut(key) else {
+            return false;
+        };
+        let Some(index) = queue.iter().position(|waiter| *waiter == id) else {
+            return false;
+        };
+        queue.remove(index);
+        if queue.is_empty() {
+            table.remove(key);
+        }
+        self.keyspace.blocking.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The waiter blocked longest on `key`.
+    pub fn first_waiter(&mut self, db: usize, key: &[u8]) -> Option<u64> {
+        let position = self.shard_index(key);
+        self.guards[position].1.blocked[db]
+            .get(key)
+            .and_then(|queue| queue.front().copied())
     }
 
     /// Bumps the WATCH version of `key` if any client watches it (Redis's touchWatchedKey).
@@ -378,6 +436,15 @@ impl<'a> Locked<'a> {
         for shard in self.shards() {
             shard.dbs.swap(a, b);
         }
+        // Blocked clients stay with their database index, which now holds other data: let
+        // them look again (Redis's scanDatabaseForReadyKeys).
+        let mut ready = Vec::new();
+        for shard in self.shards() {
+            for db in [a, b] {
+                ready.extend(shard.blocked[db].keys().map(|key| (db, key.clone())));
+            }
+        }
+        self.ready.extend(ready);
         self.dirty += 1;
     }
 }

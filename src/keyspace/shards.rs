@@ -8,7 +8,7 @@ use crate::types::CompactBytes;
 use crate::util::Counter;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// Shards in the keyspace. A power of two; enough that writers on different keys rarely meet,
@@ -24,6 +24,9 @@ pub struct Shard {
     /// (writes, deletion, expiry, FLUSH, SWAPDB) and the number of clients watching it. It lives
     /// beside the data, not in `Db`, because SWAPDB swaps data but not what clients watch.
     pub watched: Vec<HashMap<CompactBytes, Watch>>,
+    /// Clients blocked on keys of this shard (BLPOP, BZPOPMIN, ...), per database: waiter ids
+    /// in arrival order, served first-come first-served.
+    pub blocked: Vec<HashMap<CompactBytes, VecDeque<u64>>>,
 }
 
 /// One watched key.
@@ -56,6 +59,8 @@ pub struct Keyspace {
     share_integers: AtomicBool,
     /// Watcher registrations across all shards; writes skip the watch table while it is 0.
     pub watching: AtomicUsize,
+    /// Waiter registrations across all shards; writes skip the blocked table while it is 0.
+    pub blocking: AtomicUsize,
 }
 
 impl Keyspace {
@@ -70,6 +75,7 @@ impl Keyspace {
                 Mutex::new(Shard {
                     dbs: (0..databases).map(|_| Db::new(&dict_hasher)).collect(),
                     watched: (0..databases).map(|_| HashMap::new()).collect(),
+                    blocked: (0..databases).map(|_| HashMap::new()).collect(),
                 })
             })
             .collect();
@@ -81,6 +87,7 @@ impl Keyspace {
             access_mode: AtomicU32::new(0),
             share_integers: AtomicBool::new(true),
             watching: AtomicUsize::new(0),
+            blocking: AtomicUsize::new(0),
         }
     }
 

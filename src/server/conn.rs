@@ -29,7 +29,7 @@ const OUTPUT_PENDING_MAX: usize = 64 * 1024 * 1024;
 const OUTPUT_LIMIT_CHECK_MIN: usize = 1024 * 1024;
 
 /// What processing a batch of input left to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 enum Batch {
     /// Every complete request was run; wait for more bytes.
     Drained,
@@ -39,7 +39,31 @@ enum Batch {
     Close,
     /// Close now without sending more (SHUTDOWN).
     Abort,
+    /// A blocking command is waiting; the rest of the input waits behind it.
+    Blocked(BlockedWait),
 }
+
+/// A client blocked on keys: its reply arrives through `reply`, or the deadline passes.
+struct BlockedWait {
+    id: u64,
+    reply: tokio::sync::oneshot::Receiver<Reply>,
+    deadline: Option<tokio::time::Instant>,
+    timeout_reply: Reply,
+}
+
+impl std::fmt::Debug for BlockedWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlockedWait({})", self.id)
+    }
+}
+
+impl PartialEq for BlockedWait {
+    fn eq(&self, other: &BlockedWait) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for BlockedWait {}
 
 /// Serves one client until it quits, is killed, errs, or the server stops.
 pub async fn serve<S>(
@@ -57,18 +81,20 @@ pub async fn serve<S>(
     let handle = session.handle.clone();
     let mut closing = false;
     let mut deferred = false;
+    let mut blocked: Option<BlockedWait> = None;
     let mut over_soft_limit_since: Option<Instant> = None;
     loop {
         if closing && output.is_empty() {
             break;
         }
         let room = output.len() < OUTPUT_PENDING_MAX;
-        if deferred && room && !closing {
+        if deferred && room && !closing && blocked.is_none() {
             match process_input(&server, &mut session, &mut parser, &mut input, &mut output).await {
                 Batch::Drained => deferred = false,
                 Batch::Deferred => {}
                 Batch::Close => closing = true,
                 Batch::Abort => break,
+                Batch::Blocked(wait) => blocked = Some(wait),
             }
             continue;
         }
@@ -82,8 +108,30 @@ pub async fn serve<S>(
         if reading {
             input.reserve(READ_CHUNK_BYTES);
         }
+        let blocked_deadline = blocked.as_ref().and_then(|wait| wait.deadline);
         tokio::select! {
             _ = handle.killed() => break,
+            reply = async { (&mut blocked.as_mut().expect("guarded").reply).await }, if blocked.is_some() => {
+                blocked = None;
+                if let Ok(reply) = reply {
+                    reply.encode(session.resp3, &mut output);
+                }
+                // Requests that arrived while blocked run now.
+                deferred = true;
+            }
+            _ = async { tokio::time::sleep_until(blocked_deadline.expect("guarded")).await }, if blocked_deadline.is_some() => {
+                if let Some(wait) = blocked.take() {
+                    if super::blocking::unblock(&server, wait.id).is_some() {
+                        wait.timeout_reply.encode(session.resp3, &mut output);
+                    } else {
+                        // Served at this very moment: its reply is on the way.
+                        if let Ok(reply) = wait.reply.await {
+                            reply.encode(session.resp3, &mut output);
+                        }
+                    }
+                }
+                deferred = true;
+            }
             message = outbox.recv(), if !closing => {
                 let Some(message) = message else { break };
                 handle.outbox_bytes.fetch_sub(message.len(), Ordering::Relaxed);
@@ -104,11 +152,17 @@ pub async fn serve<S>(
                     Ok(read) => read,
                 };
                 server.stats.net_input_bytes.fetch_add(read as u64, Ordering::Relaxed);
-                match process_input(&server, &mut session, &mut parser, &mut input, &mut output).await {
-                    Batch::Drained => {}
-                    Batch::Deferred => deferred = true,
-                    Batch::Close => closing = true,
-                    Batch::Abort => break,
+                if blocked.is_some() {
+                    // Buffered until the blocking command returns, as Redis does.
+                    deferred = true;
+                } else {
+                    match process_input(&server, &mut session, &mut parser, &mut input, &mut output).await {
+                        Batch::Drained => {}
+                        Batch::Deferred => deferred = true,
+                        Batch::Close => closing = true,
+                        Batch::Abort => break,
+                        Batch::Blocked(wait) => blocked = Some(wait),
+                    }
                 }
                 let limit = server.config.int("client-query-buffer-limit").max(0) as usize;
                 if input.len() > limit {
@@ -123,6 +177,9 @@ pub async fn serve<S>(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+    if let Some(wait) = blocked {
+        super::blocking::unblock(&server, wait.id);
+    }
     crate::command::transactions::unwatch_all(&server, &mut session);
     server.monitors.remove(session.id);
     server.clients.unregister(session.id);
@@ -181,7 +238,10 @@ async fn process_input(
         if let Some(Action::Sleep(duration)) = &action {
             tokio::time::sleep(*duration).await;
         }
+        let blocks = matches!(action, Some(Action::Block { .. }));
         match session.reply_mode {
+            // A blocked command's reply comes later, when it is served or times out.
+            _ if blocks => {}
             ReplyMode::On => reply.encode(session.resp3, output),
             ReplyMode::Off => {}
             ReplyMode::Skip => session.reply_mode = ReplyMode::On,
@@ -197,6 +257,23 @@ async fn process_input(
             Some(Action::Monitor) => {
                 session.handle.info.lock().monitor = true;
                 server.monitors.add(session.handle.clone());
+            }
+            Some(Action::Block {
+                args,
+                keys,
+                timeout_ms,
+                timeout_reply,
+            }) => {
+                let (id, reply) =
+                    super::blocking::block(server, session, args, keys, timeout_reply.clone());
+                let deadline = timeout_ms
+                    .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
+                return Batch::Blocked(BlockedWait {
+                    id,
+                    reply,
+                    deadline,
+                    timeout_reply,
+                });
             }
             _ => {}
         }

@@ -1,5 +1,6 @@
 //! The server: shared state, client sessions, the connection loop, the listener, the cron.
 
+pub mod blocking;
 pub mod clients;
 pub mod conn;
 pub mod cron;

@@ -106,6 +106,7 @@ pub struct Server {
     pub stats: ServerStats,
     pub slowlog: SlowLog,
     pub monitors: Monitors,
+    pub blocked: super::blocking::Blocked,
     pub clock: Arc<dyn Clock>,
     pub fs: Arc<dyn FileSystem>,
     /// The configuration file's absolute path, empty when started without one.
@@ -146,6 +147,7 @@ impl Server {
             stats: ServerStats::new(table().count()),
             slowlog: SlowLog::default(),
             monitors: Monitors::default(),
+            blocked: super::blocking::Blocked::default(),
             clock,
             fs,
             config_file: String::new(),
