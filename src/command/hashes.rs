@@ -24,7 +24,6 @@ const HASH_NOT_INTEGER: &str = "ERR hash value is not an integer";
 const HASH_NOT_FLOAT: &str = "ERR hash value is not a float";
 const INCREMENT_NAN_OR_INFINITY: &str = "ERR value is NaN or Infinity";
 const RESULT_NAN_OR_INFINITY: &str = "ERR increment would produce NaN or Infinity";
-const INVALID_CURSOR: &str = "ERR invalid cursor";
 const COUNT_OUT_OF_RANGE: &str =
     "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
 const VALUE_OUT_OF_RANGE: &str = "ERR value is out of range";
@@ -453,33 +452,6 @@ fn render_pairs(pairs: Vec<(Bytes, Bytes)>, with_values: bool, resp3: bool) -> R
 // HSCAN
 // ---------------------------------------------------------------------------------------------
 
-/// Redis's `parseScanCursorOrReply`: `strtoul` semantics (optional sign, a negative value
-/// wraps, the empty string is 0), rejecting leading space, trailing bytes and overflow.
-fn parse_cursor(arg: &[u8]) -> Result<u64, Error> {
-    let invalid = || Error::from(INVALID_CURSOR);
-    let (negative, digits) = match arg.first() {
-        Some(b'-') => (true, &arg[1..]),
-        Some(b'+') => (false, &arg[1..]),
-        Some(_) => (false, arg),
-        None => return Ok(0),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(invalid());
-    }
-    let mut value: u64 = 0;
-    for &digit in digits {
-        value = value
-            .checked_mul(10)
-            .and_then(|value| value.checked_add(u64::from(digit - b'0')))
-            .ok_or_else(invalid)?;
-    }
-    Ok(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
-}
-
 /// HSCAN's options: COUNT (default 10) and MATCH ("*" is no pattern), later ones winning.
 fn parse_scan_options(options: &[Bytes]) -> Result<(usize, Option<Bytes>), Error> {
     let mut count = SCAN_COUNT_DEFAULT;
@@ -505,7 +477,7 @@ fn parse_scan_options(options: &[Bytes]) -> Result<(usize, Option<Bytes>), Error
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: the next cursor and a flat list of
 /// field, value pairs. A listpack returns everything with cursor 0 whatever the cursor was.
 fn hscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
-    let cursor = parse_cursor(&argv[2])?;
+    let cursor = args::scan_cursor(&argv[2])?;
     let Some(hash) = read(ctx, &argv[1])? else {
         return Ok(scan_reply(0, Vec::new()));
     };
@@ -634,10 +606,10 @@ mod tests {
             parse_scan_options(&words("COUNT x")),
             Err(Error::NotInteger)
         );
-        assert_eq!(parse_cursor(b"0"), Ok(0));
-        assert_eq!(parse_cursor(b"-1"), Ok(u64::MAX));
-        assert!(parse_cursor(b"18446744073709551616").is_err());
-        assert!(parse_cursor(b"1x").is_err());
+        assert_eq!(args::scan_cursor(b"0"), Ok(0));
+        assert_eq!(args::scan_cursor(b"-1"), Ok(u64::MAX));
+        assert!(args::scan_cursor(b"18446744073709551616").is_err());
+        assert!(args::scan_cursor(b"1x").is_err());
     }
 
     #[test]

@@ -21,7 +21,6 @@ use bytes::Bytes;
 use rand::Rng;
 
 const SAME_OBJECT: &str = "ERR source and destination objects are the same";
-const INVALID_CURSOR: &str = "ERR invalid cursor";
 const NX_INCOMPATIBLE: &str = "ERR NX and XX, GT or LT options at the same time are not compatible";
 const GT_LT_INCOMPATIBLE: &str = "ERR GT and LT options at the same time are not compatible";
 const INVALID_FIRST_DB: &str = "ERR invalid first DB index";
@@ -355,33 +354,6 @@ impl ScanCursor {
     }
 }
 
-/// Redis's `parseScanCursorOrReply`: `strtoul` semantics (optional sign, a negative value
-/// wraps, the empty string is 0), rejecting leading space, trailing bytes and overflow.
-fn parse_cursor(arg: &[u8]) -> Result<u64, Error> {
-    let invalid = || Error::from(INVALID_CURSOR);
-    let (negative, digits) = match arg.first() {
-        Some(b'-') => (true, &arg[1..]),
-        Some(b'+') => (false, &arg[1..]),
-        Some(_) => (false, arg),
-        None => return Ok(0),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(invalid());
-    }
-    let mut value: u64 = 0;
-    for &digit in digits {
-        value = value
-            .checked_mul(10)
-            .and_then(|value| value.checked_add(u64::from(digit - b'0')))
-            .ok_or_else(invalid)?;
-    }
-    Ok(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
-}
-
 /// SCAN's options after the cursor.
 #[derive(Debug, PartialEq)]
 struct ScanOptions {
@@ -425,7 +397,7 @@ impl ScanOptions {
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
 fn scan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
-    let cursor = parse_cursor(&argv[1])?;
+    let cursor = args::scan_cursor(&argv[1])?;
     let options = ScanOptions::parse(&argv[2..])?;
     let db = ctx.db();
     let (next, candidates) = scan_collect(ctx, db, ScanCursor::decode(cursor), options.count);
@@ -921,11 +893,11 @@ mod tests {
 
     #[test]
     fn cursor_parsing_follows_strtoul() {
-        assert_eq!(parse_cursor(b"0"), Ok(0));
-        assert_eq!(parse_cursor(b""), Ok(0));
-        assert_eq!(parse_cursor(b"+7"), Ok(7));
-        assert_eq!(parse_cursor(b"-1"), Ok(u64::MAX));
-        assert_eq!(parse_cursor(b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(args::scan_cursor(b"0"), Ok(0));
+        assert_eq!(args::scan_cursor(b""), Ok(0));
+        assert_eq!(args::scan_cursor(b"+7"), Ok(7));
+        assert_eq!(args::scan_cursor(b"-1"), Ok(u64::MAX));
+        assert_eq!(args::scan_cursor(b"18446744073709551615"), Ok(u64::MAX));
         for bad in [
             &b"18446744073709551616"[..],
             b" 1",
@@ -936,8 +908,8 @@ mod tests {
             b"1x",
         ] {
             assert_eq!(
-                parse_cursor(bad),
-                Err(Error::from(INVALID_CURSOR)),
+                args::scan_cursor(bad),
+                Err(Error::from(args::INVALID_CURSOR)),
                 "{bad:?}"
             );
         }

@@ -23,7 +23,6 @@ use bytes::Bytes;
 const NUMKEYS_NOT_POSITIVE: &str = "ERR numkeys should be greater than 0";
 const NUMKEYS_TOO_MANY: &str = "ERR Number of keys can't be greater than number of args";
 const LIMIT_NEGATIVE: &str = "ERR LIMIT can't be negative";
-const INVALID_CURSOR: &str = "ERR invalid cursor";
 const COUNT_OUT_OF_RANGE: &str =
     "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
 /// Not Redis's: Redis streams an SRANDMEMBER with a huge negative count until the client's
@@ -243,7 +242,7 @@ fn smembers(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`.
 fn sscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
-    let cursor = parse_cursor(&argv[2])?;
+    let cursor = args::scan_cursor(&argv[2])?;
     let Some(set) = read_set(ctx, &argv[1])? else {
         return Ok(scan_reply(0, Vec::new()));
     };
@@ -267,33 +266,6 @@ fn sscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 
 fn scan_reply(cursor: u64, members: Vec<Bytes>) -> Reply {
     Reply::Array(vec![Reply::bulk(cursor.to_string()), array_reply(members)])
-}
-
-/// Redis's `parseScanCursorOrReply`: `strtoul` semantics (optional sign, a negative value
-/// wraps, the empty string is 0), rejecting anything else and overflow.
-fn parse_cursor(arg: &[u8]) -> Result<u64, Error> {
-    let invalid = || Error::from(INVALID_CURSOR);
-    let (negative, digits) = match arg.first() {
-        Some(b'-') => (true, &arg[1..]),
-        Some(b'+') => (false, &arg[1..]),
-        Some(_) => (false, arg),
-        None => return Ok(0),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(invalid());
-    }
-    let mut value: u64 = 0;
-    for &digit in digits {
-        value = value
-            .checked_mul(10)
-            .and_then(|value| value.checked_add(u64::from(digit - b'0')))
-            .ok_or_else(invalid)?;
-    }
-    Ok(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
 }
 
 /// SSCAN's options after the cursor (no TYPE: Redis accepts it only for SCAN).
@@ -766,10 +738,10 @@ mod tests {
 
     #[test]
     fn scan_options_and_cursor() {
-        assert_eq!(parse_cursor(b""), Ok(0));
-        assert_eq!(parse_cursor(b"-1"), Ok(u64::MAX));
-        assert!(parse_cursor(b"x").is_err());
-        assert!(parse_cursor(b"18446744073709551616").is_err());
+        assert_eq!(args::scan_cursor(b""), Ok(0));
+        assert_eq!(args::scan_cursor(b"-1"), Ok(u64::MAX));
+        assert!(args::scan_cursor(b"x").is_err());
+        assert!(args::scan_cursor(b"18446744073709551616").is_err());
         let parsed = ScanOptions::parse(&bytes(&["COUNT", "5", "match", "a*"])).expect("valid");
         assert_eq!(parsed.count, 5);
         assert_eq!(parsed.pattern.as_deref(), Some(&b"a*"[..]));

@@ -36,7 +36,6 @@ const COUNT_POSITIVE: &str = "ERR count should be greater than 0";
 const WEIGHT_NOT_FLOAT: &str = "ERR weight value is not a float";
 const LIMIT_NEGATIVE: &str = "ERR LIMIT can't be negative";
 const OUT_OF_RANGE: &str = "ERR value is out of range";
-const INVALID_CURSOR: &str = "ERR invalid cursor";
 
 pub static COMMANDS: &[Spec] = &[
     Spec::new("zadd", zadd, Lock::Keys),
@@ -1184,32 +1183,6 @@ fn random_elements(zset: &ZSet, count: i64) -> Vec<(f64, Bytes)> {
     ranks.into_iter().map(element).collect()
 }
 
-/// Redis's `parseScanCursorOrReply` (strtoul: optional sign, negative wraps, "" is 0).
-fn parse_cursor(arg: &[u8]) -> Result<u64, Error> {
-    let invalid = || Error::from(INVALID_CURSOR);
-    let (negative, digits) = match arg.first() {
-        Some(b'-') => (true, &arg[1..]),
-        Some(b'+') => (false, &arg[1..]),
-        Some(_) => (false, arg),
-        None => return Ok(0),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(invalid());
-    }
-    let mut value: u64 = 0;
-    for &digit in digits {
-        value = value
-            .checked_mul(10)
-            .and_then(|value| value.checked_add(u64::from(digit - b'0')))
-            .ok_or_else(invalid)?;
-    }
-    Ok(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
-}
-
 /// A score as a listpack stores it (Redis's `d2string`), which ZSCAN returns verbatim: an
 /// integral value strictly inside the `long long` range prints as an integer, anything else
 /// as `%.17g`.
@@ -1224,7 +1197,7 @@ fn listpack_score_text(score: f64) -> String {
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`.
 fn zscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
-    let cursor = parse_cursor(&argv[2])?;
+    let cursor = args::scan_cursor(&argv[2])?;
     let db = ctx.db();
     let empty = || Reply::Array(vec![Reply::bulk(&b"0"[..]), Reply::Array(Vec::new())]);
     let zset = match ctx.ks.lookup_read(db, &argv[1]) {
