@@ -525,8 +525,6 @@ fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
 mod tests {
     use super::*;
     use rand::SeedableRng;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
 
     fn words(line: &str) -> Vec<Bytes> {
         line.split_whitespace()
@@ -661,54 +659,14 @@ mod tests {
         assert_eq!(sample.len(), 20);
     }
 
-    /// A clock the test sets by hand.
-    struct TestClock(AtomicU64);
-
-    impl crate::io::Clock for TestClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
-
-    /// Collects the propagated stream.
-    struct Collect(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-    impl crate::repl::log::Sink for Collect {
-        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
-            self.0.lock().extend_from_slice(bytes);
-        }
-    }
-
     /// Runs `lines` on a fresh server; each propagated command as space-joined words.
     fn propagated(lines: &[&str]) -> Vec<String> {
-        let clock = Arc::new(TestClock(AtomicU64::new(1_700_000_000_000)));
-        let server = crate::server::Server::new(
-            crate::config::Config::default(),
-            clock,
-            Arc::new(crate::io::StdFileSystem),
-            7,
-        );
-        let stream = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        server.log.add_sink(Box::new(Collect(stream.clone())));
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = crate::server::Session::new(handle, true);
+        let test = crate::testing::TestServer::new();
+        let mut session = test.session();
         for line in lines {
-            crate::command::dispatch(&server, &mut session, words(line));
+            test.reply(&mut session, line);
         }
-        let text = String::from_utf8_lossy(&stream.lock()).into_owned();
-        text.split('*')
-            .filter(|command| !command.is_empty())
-            .map(|command| {
-                let parts: Vec<&str> = command.split("\r\n").collect();
-                parts
-                    .iter()
-                    .skip(2)
-                    .step_by(2)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect()
+        test.propagated()
     }
 
     #[test]

@@ -705,9 +705,6 @@ fn blmpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::dispatch;
-    use crate::server::{Server, Session};
-    use std::sync::{Arc, Mutex};
 
     fn argv(words: &[&str]) -> Vec<Bytes> {
         words
@@ -783,57 +780,14 @@ mod tests {
         assert_eq!(parse_end(b"up"), Err(Error::Syntax));
     }
 
-    /// Captures the propagated stream for assertions.
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl crate::repl::log::Sink for Capture {
-        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
-            if let Ok(mut buffer) = self.0.lock() {
-                buffer.extend_from_slice(bytes);
-            }
-        }
-    }
-
-    struct FixedClock;
-
-    impl crate::io::Clock for FixedClock {
-        fn now_ms(&self) -> u64 {
-            1_000_000
-        }
-    }
-
     /// Runs `lines` and returns each propagated command as space-joined words.
     fn propagated(lines: &[&str]) -> Vec<String> {
-        let server = Server::new(
-            crate::config::Config::default(),
-            Arc::new(FixedClock),
-            Arc::new(crate::io::StdFileSystem),
-            7,
-        );
-        let stream = Arc::new(Mutex::new(Vec::new()));
-        server.log.add_sink(Box::new(Capture(stream.clone())));
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = Session::new(handle, true);
+        let test = crate::testing::TestServer::starting_at(1_000_000);
+        let mut session = test.session();
         for line in lines {
-            let words = line
-                .split_whitespace()
-                .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-                .collect();
-            dispatch(&server, &mut session, words);
+            test.reply(&mut session, line);
         }
-        let bytes = stream.lock().map(|b| b.clone()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        text.split('*')
-            .filter(|command| !command.is_empty())
-            .map(|command| {
-                command
-                    .split("\r\n")
-                    .skip(1)
-                    .filter(|word| !word.starts_with('$') && !word.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect()
+        test.propagated()
     }
 
     /// The same commands as a real Redis 7.0.15 wrote to its AOF (appendonly yes).

@@ -693,10 +693,7 @@ fn all_present<'s>(sets: &[Option<&'s Set>]) -> Option<Vec<&'s Set>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::dispatch;
-    use crate::server::{Server, Session};
     use rand::SeedableRng;
-    use std::sync::{Arc, Mutex};
 
     fn bytes(items: &[&str]) -> Vec<Bytes> {
         items
@@ -809,60 +806,17 @@ mod tests {
         );
     }
 
-    /// Captures the propagated stream for assertions.
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl crate::repl::log::Sink for Capture {
-        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
-            if let Ok(mut buffer) = self.0.lock() {
-                buffer.extend_from_slice(bytes);
-            }
-        }
-    }
-
-    struct FixedClock;
-
-    impl crate::io::Clock for FixedClock {
-        fn now_ms(&self) -> u64 {
-            1_000_000
-        }
-    }
-
-    /// Runs `lines`; returns the replies and each propagated command as space-joined words.
+    /// Runs `lines`; their replies and the propagated commands without SELECT.
     fn run(lines: &[&str]) -> (Vec<Reply>, Vec<String>) {
-        let server = Server::new(
-            crate::config::Config::default(),
-            Arc::new(FixedClock),
-            Arc::new(crate::io::StdFileSystem),
-            7,
-        );
-        let stream = Arc::new(Mutex::new(Vec::new()));
-        server.log.add_sink(Box::new(Capture(stream.clone())));
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = Session::new(handle, true);
+        let test = crate::testing::TestServer::starting_at(1_000_000);
+        let mut session = test.session();
         let replies = lines
             .iter()
-            .map(|line| {
-                let argv = line
-                    .split_whitespace()
-                    .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-                    .collect();
-                dispatch(&server, &mut session, argv).0
-            })
+            .map(|line| test.reply(&mut session, line))
             .collect();
-        let bytes = stream.lock().map(|b| b.clone()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let effects = text
-            .split('*')
-            .filter(|command| !command.is_empty())
-            .map(|command| {
-                command
-                    .split("\r\n")
-                    .skip(1)
-                    .filter(|word| !word.starts_with('$') && !word.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+        let effects = test
+            .propagated()
+            .into_iter()
             .filter(|command| command != "SELECT 0")
             .collect();
         (replies, effects)

@@ -1572,57 +1572,16 @@ mod tests {
         RangeRequest::parse(&args, kind, reverse, false)
     }
 
-    struct TestClock;
-
-    impl crate::io::Clock for TestClock {
-        fn now_ms(&self) -> u64 {
-            1_700_000_000_000
-        }
-    }
-
-    /// Collects the propagated stream.
-    struct Collect(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
-
-    impl crate::repl::log::Sink for Collect {
-        fn feed(&mut self, bytes: &[u8], _end_offset: u64) {
-            self.0.lock().extend_from_slice(bytes);
-        }
-    }
-
     /// Runs `commands` on a fresh server; returns the propagated commands, one per line,
     /// without SELECT.
     fn propagated(commands: &[&[&str]]) -> Vec<String> {
-        use std::sync::Arc;
-        let server = crate::server::Server::new(
-            crate::config::Config::default(),
-            Arc::new(TestClock),
-            Arc::new(crate::io::StdFileSystem),
-            7,
-        );
-        let stream = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        server.log.add_sink(Box::new(Collect(stream.clone())));
-        let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
-        let mut session = crate::server::Session::new(handle, true);
+        let test = crate::testing::TestServer::new();
+        let mut session = test.session();
         for argv in commands {
-            let argv: Vec<Bytes> = argv
-                .iter()
-                .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-                .collect();
-            let _ = super::super::dispatch(&server, &mut session, argv);
+            test.command(&mut session, argv);
         }
-        let text = String::from_utf8_lossy(&stream.lock()).into_owned();
-        text.split('*')
-            .filter(|command| !command.is_empty())
-            .map(|command| {
-                let parts: Vec<&str> = command.split("\r\n").collect();
-                parts
-                    .iter()
-                    .skip(2)
-                    .step_by(2)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+        test.propagated()
+            .into_iter()
             .filter(|line| !line.starts_with("SELECT"))
             .collect()
     }
