@@ -1,0 +1,736 @@
+//! SORT and SORT_RO, with Redis 7.0.15's replies, error texts and effects (`sort.c`).
+//!
+//! `SORT key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC|DESC]
+//! [ALPHA] [STORE destination]`; SORT_RO takes every option but STORE.
+//!
+//! The elements of a list, set or sorted set are loaded, weighted (the element itself, or the
+//! value named by the BY pattern), sorted, cut to the LIMIT window and rendered, either
+//! as-is or through GET patterns. A BY pattern without `*` means "do not sort": lists and
+//! sorted sets keep their order (DESC walks them backwards), sets their iteration order,
+//! except that SORT ... STORE of a set sorts ALPHA anyway so the stored list is deterministic.
+//!
+//! Patterns: `#` is the element itself; otherwise the first `*` is replaced by the element to
+//! name a string key, or, when `->field` follows the `*`, a field of a hash key. A pattern is
+//! read as a C string, as Redis reads it (the search for `*` and `->` stops at a NUL byte).
+//!
+//! Locking: BY and GET patterns can name any key, so both commands lock the whole keyspace
+//! (`Lock::All`): that keeps the loaded elements, the weights and the GET values one atomic
+//! snapshot. SORT ... STORE propagates verbatim (Redis 7.0 does; the set case is made
+//! deterministic by the forced ALPHA sort above).
+
+use super::args;
+use super::exec::Ctx;
+use super::table::{Lock, Spec};
+use crate::error::{CmdResult, Error};
+use crate::protocol::Reply;
+use crate::types::list::List;
+use crate::types::zset::{Limits, ZSet};
+use crate::types::{CompactBytes, Value};
+use bytes::Bytes;
+use std::cmp::Ordering;
+
+const SCORES_NOT_DOUBLE: &str = "ERR One or more scores can't be converted into double";
+
+pub static COMMANDS: &[Spec] = &[
+    Spec::new("sort", sort, Lock::All),
+    Spec::new("sort_ro", sort_ro, Lock::All),
+];
+
+/// SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
+/// [STORE destination]
+fn sort(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    sort_generic(ctx, argv, false)
+}
+
+/// SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
+fn sort_ro(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    sort_generic(ctx, argv, true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+/// The parsed options, in Redis's terms.
+#[derive(Debug, Default)]
+struct Options {
+    desc: bool,
+    alpha: bool,
+    limit_start: i64,
+    /// Negative means "to the end".
+    limit_count: i64,
+    /// The BY pattern, only when it contains `*` (a constant pattern sets `dont_sort`).
+    by: Option<Bytes>,
+    dont_sort: bool,
+    gets: Vec<Bytes>,
+    store: Option<Bytes>,
+}
+
+/// Parses the options after the key, left to right; later ASC/DESC and BY win, as in Redis.
+fn parse(argv: &[Bytes], readonly: bool) -> Result<Options, Error> {
+    assert!(argv.len() >= 2, "the table's arity guarantees the key");
+    let mut options = Options {
+        limit_count: -1,
+        ..Options::default()
+    };
+    let mut index = 2;
+    while index < argv.len() {
+        let left = argv.len() - index - 1;
+        let word = &argv[index];
+        if args::is(word, "asc") {
+            options.desc = false;
+        } else if args::is(word, "desc") {
+            options.desc = true;
+        } else if args::is(word, "alpha") {
+            options.alpha = true;
+        } else if args::is(word, "limit") && left >= 2 {
+            options.limit_start = args::int(&argv[index + 1])?;
+            options.limit_count = args::int(&argv[index + 2])?;
+            index += 2;
+        } else if !readonly && args::is(word, "store") && left >= 1 {
+            options.store = Some(argv[index + 1].clone());
+            index += 1;
+        } else if args::is(word, "by") && left >= 1 {
+            let pattern = &argv[index + 1];
+            // Redis keeps the last BY; a constant one turns sorting off for good.
+            if c_string(pattern).contains(&b'*') {
+                options.by = Some(pattern.clone());
+            } else {
+                options.by = None;
+                options.dont_sort = true;
+            }
+            index += 1;
+        } else if args::is(word, "get") && left >= 1 {
+            options.gets.push(argv[index + 1].clone());
+            index += 1;
+        } else {
+            return Err(Error::Syntax);
+        }
+        index += 1;
+    }
+    Ok(options)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patterns
+// ---------------------------------------------------------------------------------------------
+
+/// What a pattern names for one element.
+#[derive(Debug, PartialEq)]
+enum Target<'p> {
+    /// `#`: the element itself.
+    Itself,
+    /// A string key.
+    Key(Vec<u8>),
+    /// A field of a hash key.
+    Field(Vec<u8>, &'p [u8]),
+    /// No `*`: a constant pattern names nothing.
+    Nothing,
+}
+
+/// The bytes before the first NUL: the part of an argument C's string functions see.
+fn c_string(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().position(|&byte| byte == 0).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+/// Redis's `lookupKeyByPattern` name building: the first `*` becomes `element`; a `->`
+/// after it with at least one byte following splits off the hash field.
+fn substitute<'p>(pattern: &'p [u8], element: &[u8]) -> Target<'p> {
+    let visible = c_string(pattern);
+    if visible == b"#" {
+        return Target::Itself;
+    }
+    let Some(star) = visible.iter().position(|&byte| byte == b'*') else {
+        return Target::Nothing;
+    };
+    let after = &visible[star + 1..];
+    let arrow = after
+        .windows(2)
+        .position(|pair| pair == b"->")
+        .map(|offset| star + 1 + offset)
+        .filter(|&arrow| arrow + 2 < visible.len());
+    // The field and the postfix lengths come from the whole argument, NUL bytes included.
+    let postfix_end = arrow.unwrap_or(pattern.len());
+    let mut key = Vec::with_capacity(pattern.len() + element.len());
+    key.extend_from_slice(&pattern[..star]);
+    key.extend_from_slice(element);
+    key.extend_from_slice(&pattern[star + 1..postfix_end]);
+    match arrow {
+        Some(arrow) => Target::Field(key, &pattern[arrow + 2..]),
+        None => Target::Key(key),
+    }
+}
+
+/// The value a pattern names for `element`: a string key's value or a hash field's; `None`
+/// when the key is missing or of another type, or the pattern has no `*`.
+fn fetch(ctx: &mut Ctx<'_, '_>, pattern: &[u8], element: &Bytes) -> Option<Bytes> {
+    let db = ctx.db();
+    match substitute(pattern, element) {
+        Target::Itself => Some(element.clone()),
+        Target::Nothing => None,
+        Target::Key(key) => match &ctx.ks.lookup_read(db, &key)?.value {
+            Value::Str(value) => Some(Bytes::copy_from_slice(value)),
+            _ => None,
+        },
+        Target::Field(key, field) => match &ctx.ks.lookup_read(db, &key)?.value {
+            Value::Hash(hash) => hash.get(field).map(Bytes::copy_from_slice),
+            _ => None,
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights and comparison
+// ---------------------------------------------------------------------------------------------
+
+/// Is `text` a whole double as Redis's `strtod(text, &end)` check accepts it: the C string
+/// must be consumed entirely (an empty one is 0), without overflow, underflow or NaN.
+fn parse_weight(text: &[u8]) -> Option<f64> {
+    let visible = c_string(text);
+    if visible.is_empty() {
+        return Some(0.0);
+    }
+    let (value, consumed) = strtod(visible)?;
+    if consumed != visible.len() || value.is_nan() {
+        return None;
+    }
+    Some(value)
+}
+
+/// glibc `strtod` on a C string: the value and the bytes consumed, or `None` when nothing
+/// converts or the result is out of range (ERANGE: overflow, or an underflow to zero or a
+/// subnormal).
+fn strtod(text: &[u8]) -> Option<(f64, usize)> {
+    let mut position = text
+        .iter()
+        .position(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))?;
+    let number_start = position;
+    let negative = text[position] == b'-';
+    if matches!(text[position], b'+' | b'-') {
+        position += 1;
+    }
+    let rest = &text[position..];
+    let lower: Vec<u8> = rest.iter().take(8).map(u8::to_ascii_lowercase).collect();
+    let sign = if negative { -1.0 } else { 1.0 };
+    if lower.starts_with(b"nan") {
+        return Some((f64::NAN, position + 3));
+    }
+    if lower.starts_with(b"infinity") {
+        return Some((sign * f64::INFINITY, position + 8));
+    }
+    if lower.starts_with(b"inf") {
+        return Some((sign * f64::INFINITY, position + 3));
+    }
+    if lower.starts_with(b"0x") {
+        if let Some((magnitude, length)) = hex_float(&rest[2..]) {
+            return range_checked(sign * magnitude, position + 2 + length, magnitude != 0.0);
+        }
+    }
+    let digits = |from: usize| {
+        text[from..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count()
+    };
+    let integer_digits = digits(position);
+    position += integer_digits;
+    let mut fraction_digits = 0;
+    if text.get(position) == Some(&b'.') {
+        fraction_digits = digits(position + 1);
+        if integer_digits + fraction_digits > 0 {
+            position += 1 + fraction_digits;
+        }
+    }
+    if integer_digits + fraction_digits == 0 {
+        return None;
+    }
+    if matches!(text.get(position), Some(b'e' | b'E')) {
+        let mut exponent = position + 1;
+        if matches!(text.get(exponent), Some(b'+' | b'-')) {
+            exponent += 1;
+        }
+        let exponent_digits = digits(exponent);
+        if exponent_digits > 0 {
+            position = exponent + exponent_digits;
+        }
+    }
+    let literal = std::str::from_utf8(&text[number_start..position]).ok()?;
+    let value: f64 = literal.parse().ok()?;
+    let nonzero = text[number_start..position]
+        .iter()
+        .take_while(|byte| !matches!(byte, b'e' | b'E'))
+        .any(|byte| (b'1'..=b'9').contains(byte));
+    range_checked(value, position, nonzero)
+}
+
+/// ERANGE as glibc reports it: an infinite result, or a nonzero input that became zero or
+/// subnormal.
+fn range_checked(value: f64, consumed: usize, nonzero: bool) -> Option<(f64, usize)> {
+    let underflow = nonzero && value.abs() < f64::MIN_POSITIVE;
+    if value.is_infinite() || underflow {
+        return None;
+    }
+    Some((value, consumed))
+}
+
+/// A hexadecimal float body after `0x` (`1.8p3`): the magnitude and the bytes consumed, or
+/// `None` when no hex digit follows (then strtod converts just the `0`).
+fn hex_float(text: &[u8]) -> Option<(f64, usize)> {
+    let mut mantissa = 0.0f64;
+    let mut position = 0;
+    let mut seen = false;
+    while let Some(digit) = text.get(position).and_then(|byte| (*byte as char).to_digit(16)) {
+        mantissa = mantissa * 16.0 + f64::from(digit);
+        position += 1;
+        seen = true;
+    }
+    let mut scale = 0i32;
+    if text.get(position) == Some(&b'.') {
+        let mut fraction = position + 1;
+        while let Some(digit) = text.get(fraction).and_then(|byte| (*byte as char).to_digit(16)) {
+            mantissa = mantissa * 16.0 + f64::from(digit);
+            scale = scale.saturating_sub(4);
+            fraction += 1;
+            seen = true;
+        }
+        if seen {
+            position = fraction;
+        }
+    }
+    if !seen {
+        return None;
+    }
+    if matches!(text.get(position), Some(b'p' | b'P')) {
+        let mut exponent_at = position + 1;
+        let negative = text.get(exponent_at) == Some(&b'-');
+        if matches!(text.get(exponent_at), Some(b'+' | b'-')) {
+            exponent_at += 1;
+        }
+        let exponent_digits = text[exponent_at.min(text.len())..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count();
+        if exponent_digits > 0 {
+            let digits = &text[exponent_at..exponent_at + exponent_digits];
+            let exponent = digits.iter().fold(0i32, |total, digit| {
+                total.saturating_mul(10).saturating_add(i32::from(digit - b'0'))
+            });
+            scale = scale.saturating_add(if negative { -exponent } else { exponent });
+            position = exponent_at + exponent_digits;
+        }
+    }
+    Some((mantissa * 2f64.powi(scale), position))
+}
+
+/// What an element sorts by.
+#[derive(Debug, Clone)]
+enum Weight {
+    /// Numeric sorting: the parsed weight (0 when the BY key is missing).
+    Score(f64),
+    /// ALPHA with BY: the BY value, missing first.
+    Text(Option<Bytes>),
+    /// ALPHA without BY: the element itself.
+    Element,
+}
+
+/// How ALPHA compares strings: STORE compares binary (memcmp, shorter first), a reply
+/// collates (`strcoll`; under the C and C.UTF-8 locales that is `strcmp`, which stops at
+/// a NUL byte).
+fn compare_text(a: &[u8], b: &[u8], store: bool) -> Ordering {
+    if store {
+        a.cmp(b)
+    } else {
+        c_string(a).cmp(c_string(b))
+    }
+}
+
+/// Redis's `sortCompare`, ascending.
+fn compare(a: (&Bytes, &Weight), b: (&Bytes, &Weight), store: bool) -> Ordering {
+    match (a.1, b.1) {
+        (Weight::Score(score_a), Weight::Score(score_b)) => {
+            if score_a > score_b {
+                Ordering::Greater
+            } else if score_a < score_b {
+                Ordering::Less
+            } else {
+                // Equal scores fall back to the elements so the result is deterministic.
+                a.0.as_ref().cmp(b.0.as_ref())
+            }
+        }
+        (Weight::Text(text_a), Weight::Text(text_b)) => match (text_a, text_b) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(text_a), Some(text_b)) => compare_text(text_a, text_b, store),
+        },
+        _ => compare_text(a.0, b.0, store),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command
+// ---------------------------------------------------------------------------------------------
+
+/// The LIMIT window over `length` elements as Redis clamps it: inclusive `(start, end)`,
+/// empty when `end < start`.
+fn window(limit_start: i64, limit_count: i64, length: i64) -> (i64, i64) {
+    debug_assert!(length >= 0);
+    let mut start = limit_start.clamp(0, length);
+    let count = limit_count.max(-1).min(length);
+    let mut end = if count < 0 {
+        length - 1
+    } else {
+        start + count - 1
+    };
+    if start >= length {
+        start = length - 1;
+        end = length - 2;
+    }
+    end = end.min(length - 1);
+    (start, end)
+}
+
+/// The elements to sort (or, when not sorting a list or sorted set, already the window)
+/// and the inclusive window over them.
+struct Loaded {
+    elements: Vec<Bytes>,
+    start: i64,
+    end: i64,
+}
+
+/// Loads the key's elements as `sortCommandGeneric` does; `None` for another type.
+fn load(value: &mut Value, options: &mut Options) -> Option<Loaded> {
+    if let Value::Set(_) = value {
+        if options.dont_sort && options.store.is_some() {
+            // Redis sorts a set for STORE anyway, so the stored list does not leak the
+            // set's internal order into the AOF and replicas.
+            options.dont_sort = false;
+            options.alpha = true;
+            options.by = None;
+        }
+    }
+    if let Value::ZSet(zset) = value {
+        // Redis converts a listpack sorted set to a skiplist before sorting it.
+        if zset.encoding() == "listpack" {
+            let elements = zset
+                .iter_range(0, zset.len(), false)
+                .map(|(score, member)| (score, CompactBytes::new(member)))
+                .collect();
+            let skiplist = Limits {
+                entries_max: 0,
+                value_bytes_max: 0,
+            };
+            **zset = ZSet::from_elements(elements, skiplist);
+        }
+    }
+    let length = match value {
+        Value::List(list) => list.len(),
+        Value::Set(set) => set.len(),
+        Value::ZSet(zset) => zset.len(),
+        _ => return None,
+    };
+    let length_signed = i64::try_from(length).unwrap_or(i64::MAX);
+    let (start, end) = window(options.limit_start, options.limit_count, length_signed);
+    let desc = options.desc;
+    // The first element of the window and its size, for the direct loads.
+    let first = usize::try_from(start).unwrap_or(0);
+    let count = usize::try_from(end - start + 1).unwrap_or(0);
+    let direct = |elements: Vec<Bytes>| {
+        debug_assert!(elements.len() == count);
+        Loaded {
+            elements,
+            start: 0,
+            end: count as i64 - 1,
+        }
+    };
+    let loaded = match value {
+        Value::List(list) if options.dont_sort => {
+            let elements: Vec<Bytes> = if desc {
+                list.iter()
+                    .rev()
+                    .skip(first)
+                    .take(count)
+                    .map(Bytes::copy_from_slice)
+                    .collect()
+            } else {
+                list.iter()
+                    .skip(first)
+                    .take(count)
+                    .map(Bytes::copy_from_slice)
+                    .collect()
+            };
+            direct(elements)
+        }
+        Value::ZSet(zset) if options.dont_sort => {
+            let elements: Vec<Bytes> = if desc {
+                let last = length - first;
+                zset.iter_range(last - count, last, true)
+                    .map(|(_, member)| Bytes::copy_from_slice(member))
+                    .collect()
+            } else {
+                zset.iter_range(first, first + count, false)
+                    .map(|(_, member)| Bytes::copy_from_slice(member))
+                    .collect()
+            };
+            direct(elements)
+        }
+        Value::List(list) => Loaded {
+            elements: list.iter().map(Bytes::copy_from_slice).collect(),
+            start,
+            end,
+        },
+        Value::Set(set) => Loaded {
+            elements: set.members(),
+            start,
+            end,
+        },
+        Value::ZSet(zset) => Loaded {
+            elements: zset
+                .iter_range(0, length, false)
+                .map(|(_, member)| Bytes::copy_from_slice(member))
+                .collect(),
+            start,
+            end,
+        },
+        _ => return None,
+    };
+    Some(loaded)
+}
+
+fn sort_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], readonly: bool) -> CmdResult {
+    let mut options = parse(argv, readonly)?;
+    let db = ctx.db();
+    let loaded = match ctx.ks.lookup_read(db, &argv[1]) {
+        // A missing key sorts as an empty list.
+        None => Some(Loaded {
+            elements: Vec::new(),
+            start: -1,
+            end: -2,
+        }),
+        Some(entry) => load(&mut entry.value, &mut options),
+    };
+    let Some(Loaded {
+        mut elements,
+        start,
+        end,
+    }) = loaded
+    else {
+        return Err(Error::WrongType);
+    };
+
+    if !options.dont_sort {
+        let mut weights = Vec::with_capacity(elements.len());
+        let mut convertible = true;
+        for element in &elements {
+            let by_value = match &options.by {
+                Some(pattern) => fetch(ctx, pattern, element),
+                None => Some(element.clone()),
+            };
+            let weight = if options.alpha {
+                if options.by.is_some() {
+                    Weight::Text(by_value)
+                } else {
+                    Weight::Element
+                }
+            } else {
+                match by_value {
+                    None => Weight::Score(0.0),
+                    Some(text) => Weight::Score(parse_weight(&text).unwrap_or_else(|| {
+                        convertible = false;
+                        0.0
+                    })),
+                }
+            };
+            weights.push(weight);
+        }
+        if !convertible {
+            return Err(Error::from(SCORES_NOT_DOUBLE));
+        }
+        let store = options.store.is_some();
+        let desc = options.desc;
+        let mut pairs: Vec<(Bytes, Weight)> = elements.into_iter().zip(weights).collect();
+        pairs.sort_by(|a, b| {
+            let order = compare((&a.0, &a.1), (&b.0, &b.1), store);
+            if desc {
+                order.reverse()
+            } else {
+                order
+            }
+        });
+        elements = pairs.into_iter().map(|(element, _)| element).collect();
+    }
+
+    let window: &[Bytes] = if end >= start && start >= 0 {
+        &elements[start as usize..=end as usize]
+    } else {
+        &[]
+    };
+    let mut output = Vec::with_capacity(window.len() * options.gets.len().max(1));
+    for element in window {
+        if options.gets.is_empty() {
+            output.push(Some(element.clone()));
+        }
+        for pattern in &options.gets {
+            output.push(fetch(ctx, pattern, element));
+        }
+    }
+    match options.store {
+        None => Ok(Reply::Array(
+            output
+                .into_iter()
+                .map(|value| value.map_or(Reply::Null, Reply::bulk))
+                .collect(),
+        )),
+        Some(destination) => store(ctx, &destination, output),
+    }
+}
+
+/// STORE: the result becomes a list at `destination` (a missing GET value stored as an empty
+/// string); an empty result deletes it. Counts one write per stored element, as Redis does.
+fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], output: Vec<Option<Bytes>>) -> CmdResult {
+    let db = ctx.db();
+    let count = output.len();
+    if count == 0 {
+        ctx.ks.delete(db, destination);
+        return Ok(Reply::Integer(0));
+    }
+    let list: List = output
+        .iter()
+        .map(|value| value.as_deref().unwrap_or(b""))
+        .collect();
+    debug_assert_eq!(list.len(), count);
+    ctx.ks.set(db, destination, Value::List(Box::new(list)), false);
+    ctx.ks.dirty = ctx.ks.dirty.saturating_add(count as u64 - 1);
+    Ok(Reply::Integer(i64::try_from(count).unwrap_or(i64::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestServer;
+
+    #[test]
+    fn substitution_replaces_the_first_star() {
+        assert_eq!(substitute(b"#", b"x"), Target::Itself);
+        assert_eq!(substitute(b"nostar", b"x"), Target::Nothing);
+        assert_eq!(substitute(b"w_*", b"x"), Target::Key(b"w_x".to_vec()));
+        assert_eq!(substitute(b"*_*", b"x"), Target::Key(b"x_*".to_vec()));
+        assert_eq!(
+            substitute(b"h_*->f", b"x"),
+            Target::Field(b"h_x".to_vec(), b"f")
+        );
+        // A bare trailing arrow is part of the key name.
+        assert_eq!(substitute(b"h_*->", b"x"), Target::Key(b"h_x->".to_vec()));
+        // The arrow must follow the star.
+        assert_eq!(substitute(b"a->b*", b"x"), Target::Key(b"a->bx".to_vec()));
+        assert_eq!(
+            substitute(b"*->a->b", b"x"),
+            Target::Field(b"x".to_vec(), b"a->b")
+        );
+        // C-string reading: nothing past a NUL is searched.
+        assert_eq!(substitute(b"#\0z", b"x"), Target::Itself);
+        assert_eq!(substitute(b"a\0*", b"x"), Target::Nothing);
+    }
+
+    #[test]
+    fn weights_parse_as_strtod() {
+        for (text, expected) in [
+            ("", Some(0.0)),
+            (" 5", Some(5.0)),
+            ("5.", Some(5.0)),
+            (".5", Some(0.5)),
+            ("-Infinity", Some(f64::NEG_INFINITY)),
+            ("inf", Some(f64::INFINITY)),
+            ("0x10", Some(16.0)),
+            ("0x1p3", Some(8.0)),
+            ("1e3", Some(1000.0)),
+            ("2.2250738585072014e-308", Some(2.2250738585072014e-308)),
+            ("0e-999", Some(0.0)),
+            ("5 ", None),
+            ("  ", None),
+            ("-", None),
+            ("nan", None),
+            ("1e", None),
+            ("1e+", None),
+            ("0x", None),
+            ("1_0", None),
+            ("+.e1", None),
+            ("1e400", None),
+            ("1e-310", None),
+            ("abc", None),
+        ] {
+            assert_eq!(parse_weight(text.as_bytes()), expected, "{text:?}");
+        }
+        assert_eq!(parse_weight(b"7\0junk"), Some(7.0));
+    }
+
+    #[test]
+    fn comparison_matches_sort_compare() {
+        let (one, two) = (Bytes::from("b"), Bytes::from("a"));
+        let equal = Weight::Score(1.0);
+        assert_eq!(
+            compare((&one, &equal), (&two, &equal), false),
+            Ordering::Greater
+        );
+        let (missing, present) = (Weight::Text(None), Weight::Text(Some(Bytes::from("z"))));
+        assert_eq!(
+            compare((&one, &missing), (&two, &present), false),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare((&one, &missing), (&two, &missing), false),
+            Ordering::Equal
+        );
+        let (with_nul, plain) = (Bytes::from("a\0b"), Bytes::from("a\0c"));
+        let element = Weight::Element;
+        assert_eq!(
+            compare((&with_nul, &element), (&plain, &element), false),
+            Ordering::Equal
+        );
+        assert_eq!(
+            compare((&with_nul, &element), (&plain, &element), true),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn window_clamps_as_redis() {
+        assert_eq!(window(0, -1, 5), (0, 4));
+        assert_eq!(window(-3, 2, 5), (0, 1));
+        assert_eq!(window(3, 100, 5), (3, 4));
+        assert_eq!(window(5, 1, 5), (4, 3));
+        assert_eq!(window(1, 0, 5), (1, 0));
+        assert_eq!(window(i64::MAX, i64::MAX, 5), (4, 3));
+        assert_eq!(window(0, 0, 0), (-1, -2));
+    }
+
+    #[test]
+    fn sorts_and_stores() {
+        let server = TestServer::new();
+        let mut session = server.session();
+        server.run(&mut session, "RPUSH l 3 1 2");
+        server.run(&mut session, "SET w_1 30");
+        server.run(&mut session, "SET w_2 20");
+        server.run(&mut session, "SET w_3 10");
+        assert_eq!(
+            server.run(&mut session, "SORT l"),
+            "*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(
+            server.run(&mut session, "SORT l BY w_* GET # GET w_*"),
+            "*6\r\n$1\r\n3\r\n$2\r\n10\r\n$1\r\n2\r\n$2\r\n20\r\n$1\r\n1\r\n$2\r\n30\r\n"
+        );
+        assert_eq!(server.run(&mut session, "SORT l DESC STORE d"), ":3\r\n");
+        assert_eq!(
+            server.run(&mut session, "LRANGE d 0 -1"),
+            "*3\r\n$1\r\n3\r\n$1\r\n2\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(server.run(&mut session, "SORT l LIMIT 5 1 STORE d"), ":0\r\n");
+        assert_eq!(server.run(&mut session, "EXISTS d"), ":0\r\n");
+        assert_eq!(
+            server.run(&mut session, "SORT_RO l STORE d"),
+            "-ERR syntax error\r\n"
+        );
+    }
+}
