@@ -130,7 +130,10 @@ enum Target<'p> {
 
 /// The bytes before the first NUL: the part of an argument C's string functions see.
 fn c_string(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().position(|&byte| byte == 0).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .position(|&byte| byte == 0)
+        .unwrap_or(bytes.len());
     &bytes[..end]
 }
 
@@ -280,7 +283,10 @@ fn hex_float(text: &[u8]) -> Option<(f64, usize)> {
     let mut mantissa = 0.0f64;
     let mut position = 0;
     let mut seen = false;
-    while let Some(digit) = text.get(position).and_then(|byte| (*byte as char).to_digit(16)) {
+    while let Some(digit) = text
+        .get(position)
+        .and_then(|byte| (*byte as char).to_digit(16))
+    {
         mantissa = mantissa * 16.0 + f64::from(digit);
         position += 1;
         seen = true;
@@ -288,7 +294,10 @@ fn hex_float(text: &[u8]) -> Option<(f64, usize)> {
     let mut scale = 0i32;
     if text.get(position) == Some(&b'.') {
         let mut fraction = position + 1;
-        while let Some(digit) = text.get(fraction).and_then(|byte| (*byte as char).to_digit(16)) {
+        while let Some(digit) = text
+            .get(fraction)
+            .and_then(|byte| (*byte as char).to_digit(16))
+        {
             mantissa = mantissa * 16.0 + f64::from(digit);
             scale = scale.saturating_sub(4);
             fraction += 1;
@@ -314,7 +323,9 @@ fn hex_float(text: &[u8]) -> Option<(f64, usize)> {
         if exponent_digits > 0 {
             let digits = &text[exponent_at..exponent_at + exponent_digits];
             let exponent = digits.iter().fold(0i32, |total, digit| {
-                total.saturating_mul(10).saturating_add(i32::from(digit - b'0'))
+                total
+                    .saturating_mul(10)
+                    .saturating_add(i32::from(digit - b'0'))
             });
             scale = scale.saturating_add(if negative { -exponent } else { exponent });
             position = exponent_at + exponent_digits;
@@ -600,7 +611,8 @@ fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], output: Vec<Option<Bytes>>) 
         .map(|value| value.as_deref().unwrap_or(b""))
         .collect();
     debug_assert_eq!(list.len(), count);
-    ctx.ks.set(db, destination, Value::List(Box::new(list)), false);
+    ctx.ks
+        .set(db, destination, Value::List(Box::new(list)), false);
     ctx.ks.dirty = ctx.ks.dirty.saturating_add(count as u64 - 1);
     Ok(Reply::Integer(i64::try_from(count).unwrap_or(i64::MAX)))
 }
@@ -726,11 +738,52 @@ mod tests {
             server.run(&mut session, "LRANGE d 0 -1"),
             "*3\r\n$1\r\n3\r\n$1\r\n2\r\n$1\r\n1\r\n"
         );
-        assert_eq!(server.run(&mut session, "SORT l LIMIT 5 1 STORE d"), ":0\r\n");
+        assert_eq!(
+            server.run(&mut session, "SORT l LIMIT 5 1 STORE d"),
+            ":0\r\n"
+        );
         assert_eq!(server.run(&mut session, "EXISTS d"), ":0\r\n");
         assert_eq!(
             server.run(&mut session, "SORT_RO l STORE d"),
             "-ERR syntax error\r\n"
+        );
+    }
+
+    #[test]
+    fn store_propagates_verbatim_and_reads_propagate_nothing() {
+        let server = TestServer::new();
+        let mut session = server.session();
+        server.run(&mut session, "RPUSH l 2 1");
+        server.run(&mut session, "SORT l");
+        server.run(&mut session, "SORT_RO l");
+        server.run(&mut session, "SORT l STORE d");
+        // Nothing to delete: no write, nothing propagated.
+        server.run(&mut session, "SORT missing STORE e");
+        server.run(&mut session, "SORT missing STORE d");
+        let propagated = server.propagated();
+        let sorts: Vec<&String> = propagated
+            .iter()
+            .filter(|command| command.to_lowercase().starts_with("sort"))
+            .collect();
+        assert_eq!(sorts, ["SORT l STORE d", "SORT missing STORE d"]);
+    }
+
+    #[test]
+    fn sorting_a_sorted_set_converts_it_to_a_skiplist() {
+        let server = TestServer::new();
+        let mut session = server.session();
+        server.run(&mut session, "ZADD z 2 b 1 a");
+        assert_eq!(
+            server.run(&mut session, "SORT z BY nosort DESC"),
+            "*2\r\n$1\r\nb\r\n$1\r\na\r\n"
+        );
+        assert_eq!(
+            server.run(&mut session, "OBJECT ENCODING z"),
+            "$8\r\nskiplist\r\n"
+        );
+        assert_eq!(
+            server.run(&mut session, "ZRANGE z 0 -1 WITHSCORES"),
+            "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n"
         );
     }
 }
