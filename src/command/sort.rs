@@ -30,6 +30,8 @@ use bytes::Bytes;
 use std::cmp::Ordering;
 
 const SCORES_NOT_DOUBLE: &str = "ERR One or more scores can't be converted into double";
+/// Recursion depth of the partial quicksort before it sorts a partition directly.
+const PARTIAL_SORT_DEPTH_MAX: usize = 256;
 
 pub static COMMANDS: &[Spec] = &[
     Spec::new("sort", sort, Lock::All),
@@ -380,6 +382,158 @@ fn compare(a: (&Bytes, &Weight), b: (&Bytes, &Weight), store: bool) -> Ordering 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Redis's partial quicksort (pqsort.c: NetBSD's qsort, Bentley & McIlroy)
+// ---------------------------------------------------------------------------------------------
+
+/// Sorts `items[first..first + count]` as Redis's `pqsort` does: a quicksort that skips the
+/// partitions lying wholly outside the window `left..=right` (indices into `items`), and
+/// whose treatment of ties is reproduced step for step, since it decides their order.
+fn partial_sort<T>(
+    items: &mut [T],
+    mut first: usize,
+    mut count: usize,
+    left: i64,
+    right: i64,
+    order: &impl Fn(&T, &T) -> Ordering,
+    depth: usize,
+) {
+    if depth >= PARTIAL_SORT_DEPTH_MAX {
+        // Not Redis's: a quicksort-killer input would recurse as deep as the list is long;
+        // past this depth the partition is sorted whole (ties may then order differently).
+        items[first..first + count].sort_by(order);
+        return;
+    }
+    // Each pass either returns or continues on a strictly smaller partition.
+    loop {
+        assert!(first + count <= items.len());
+        if count < 7 {
+            insertion_sort(items, first, count, order);
+            return;
+        }
+        let mut middle = first + count / 2;
+        if count > 7 {
+            let mut low = first;
+            let mut high = first + count - 1;
+            if count > 40 {
+                let step = count / 8;
+                low = median_of_three(items, low, low + step, low + 2 * step, order);
+                middle = median_of_three(items, middle - step, middle, middle + step, order);
+                high = median_of_three(items, high - 2 * step, high - step, high, order);
+            }
+            middle = median_of_three(items, low, middle, high, order);
+        }
+        items.swap(first, middle);
+        // [first+1, equal_low): equal to the pivot; [equal_low, below): less;
+        // (above, equal_high]: greater; (equal_high, end): equal.
+        let (mut equal_low, mut below) = (first + 1, first + 1);
+        let (mut above, mut equal_high) = (first + count - 1, first + count - 1);
+        let mut swapped = false;
+        loop {
+            while below <= above {
+                let result = order(&items[below], &items[first]);
+                if result == Ordering::Greater {
+                    break;
+                }
+                if result == Ordering::Equal {
+                    swapped = true;
+                    items.swap(equal_low, below);
+                    equal_low += 1;
+                }
+                below += 1;
+            }
+            while below <= above {
+                let result = order(&items[above], &items[first]);
+                if result == Ordering::Less {
+                    break;
+                }
+                if result == Ordering::Equal {
+                    swapped = true;
+                    items.swap(above, equal_high);
+                    equal_high -= 1;
+                }
+                above -= 1;
+            }
+            if below > above {
+                break;
+            }
+            items.swap(below, above);
+            swapped = true;
+            below += 1;
+            above -= 1;
+        }
+        if !swapped {
+            insertion_sort(items, first, count, order);
+            return;
+        }
+        let end = first + count;
+        let moved = (equal_low - first).min(below - equal_low);
+        swap_runs(items, first, below - moved, moved);
+        let moved = (equal_high - above).min(end - equal_high - 1);
+        swap_runs(items, below, end - moved, moved);
+        let outside = |low: usize, length: usize| {
+            let (low, high) = (low as i64, (low + length) as i64 - 1);
+            (left < low && right < low) || (left > high && right > high)
+        };
+        let smaller = below - equal_low;
+        if smaller > 1 && !outside(first, smaller) {
+            partial_sort(items, first, smaller, left, right, order, depth + 1);
+        }
+        let larger = equal_high - above;
+        if larger <= 1 || outside(end - larger, larger) {
+            return;
+        }
+        first = end - larger;
+        count = larger;
+    }
+}
+
+fn insertion_sort<T>(
+    items: &mut [T],
+    first: usize,
+    count: usize,
+    order: &impl Fn(&T, &T) -> Ordering,
+) {
+    for current in first + 1..first + count {
+        let mut position = current;
+        while position > first && order(&items[position - 1], &items[position]).is_gt() {
+            items.swap(position - 1, position);
+            position -= 1;
+        }
+    }
+}
+
+fn median_of_three<T>(
+    items: &[T],
+    a: usize,
+    b: usize,
+    c: usize,
+    order: &impl Fn(&T, &T) -> Ordering,
+) -> usize {
+    if order(&items[a], &items[b]).is_lt() {
+        if order(&items[b], &items[c]).is_lt() {
+            b
+        } else if order(&items[a], &items[c]).is_lt() {
+            c
+        } else {
+            a
+        }
+    } else if order(&items[b], &items[c]).is_gt() {
+        b
+    } else if order(&items[a], &items[c]).is_lt() {
+        a
+    } else {
+        c
+    }
+}
+
+/// `vecswap`: swaps `items[a + i]` with `items[b + i]` for `i` in `0..count`, in order.
+fn swap_runs<T>(items: &mut [T], a: usize, b: usize, count: usize) {
+    for offset in 0..count {
+        items.swap(a + offset, b + offset);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The command
 // ---------------------------------------------------------------------------------------------
 
@@ -561,14 +715,24 @@ fn sort_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], readonly: bool) -> CmdRes
         let store = options.store.is_some();
         let desc = options.desc;
         let mut pairs: Vec<(Bytes, Weight)> = elements.into_iter().zip(weights).collect();
-        pairs.sort_by(|a, b| {
+        let order = |a: &(Bytes, Weight), b: &(Bytes, Weight)| {
             let order = compare((&a.0, &a.1), (&b.0, &b.1), store);
             if desc {
                 order.reverse()
             } else {
                 order
             }
-        });
+        };
+        let whole = start == 0 && end == pairs.len() as i64 - 1;
+        if options.by.is_some() && !whole {
+            // Redis sorts only the window's neighbourhood with its partial quicksort, which
+            // is not stable: ties (ALPHA BY) come out in its order, so use the same one.
+            let length = pairs.len();
+            partial_sort(&mut pairs, 0, length, start, end, &order, 0);
+        } else {
+            // glibc's qsort is a stable merge sort for Redis's 16-byte sort objects.
+            pairs.sort_by(order);
+        }
         elements = pairs.into_iter().map(|(element, _)| element).collect();
     }
 
@@ -704,6 +868,32 @@ mod tests {
             compare((&with_nul, &element), (&plain, &element), true),
             Ordering::Less
         );
+    }
+
+    #[test]
+    fn partial_sort_orders_the_window() {
+        for length in [0usize, 1, 6, 7, 8, 40, 41, 200] {
+            let original: Vec<u64> = (0..length as u64)
+                .map(|index| index.wrapping_mul(2_654_435_761) % 97)
+                .collect();
+            let mut expected = original.clone();
+            expected.sort();
+            for (left, right) in [(0i64, 0i64), (3, 9), (length as i64 / 2, length as i64 - 1)] {
+                let mut items = original.clone();
+                partial_sort(&mut items, 0, length, left, right, &|a, b| a.cmp(b), 0);
+                let mut sorted_copy = items.clone();
+                sorted_copy.sort();
+                assert_eq!(sorted_copy, expected, "a permutation");
+                for index in left.max(0)..=right.min(length as i64 - 1) {
+                    let index = index as usize;
+                    assert_eq!(items[index], expected[index], "{length} {left}..={right}");
+                }
+            }
+            let mut items = original.clone();
+            let whole = length as i64 - 1;
+            partial_sort(&mut items, 0, length, 0, whole, &|a, b| a.cmp(b), 0);
+            assert_eq!(items, expected);
+        }
     }
 
     #[test]
