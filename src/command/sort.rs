@@ -13,6 +13,12 @@
 //! name a string key, or, when `->field` follows the `*`, a field of a hash key. A pattern is
 //! read as a C string, as Redis reads it (the search for `*` and `->` stops at a NUL byte).
 //!
+//! Order: a whole sort is stable (Redis's glibc qsort is a merge sort); BY with a LIMIT
+//! window uses a port of Redis's partial quicksort, so ALPHA ties come out in Redis's order.
+//! A sorted set is converted to the skiplist encoding first, as Redis does (OBJECT ENCODING
+//! shows it). Not reproduced: Redis never clears `errno` before `strtod`, so after an
+//! out-of-range weight a later numeric SORT may fail spuriously there; Strata does not.
+//!
 //! Locking: BY and GET patterns can name any key, so both commands lock the whole keyspace
 //! (`Lock::All`): that keeps the loaded elements, the weights and the GET values one atomic
 //! snapshot. SORT ... STORE propagates verbatim (Redis 7.0 does; the set case is made
