@@ -35,6 +35,7 @@ const KNOWN: &[&str] = &[
     "lists",
     "sets",
     "zsets",
+    "sort",
     "transactions",
     "blocking",
 ];
@@ -284,6 +285,7 @@ family_tests!(
     lists,
     sets,
     zsets,
+    sort,
     transactions,
     blocking
 );

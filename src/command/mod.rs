@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lists;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod table;
 pub mod transactions;
@@ -34,4 +35,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     transactions::COMMANDS,
     sets::COMMANDS,
     zsets::COMMANDS,
+    sort::COMMANDS,
 ];
