@@ -216,14 +216,14 @@ fn lock_for<'a>(
     let keyspace = &server.keyspace;
     if commands
         .iter()
-        .any(|(command, _)| matches!(command.lock, Lock::All))
+        .any(|(command, _)| matches!(command.lock, Lock::All | Lock::AllNaming(_)))
     {
         return keyspace.lock_all(now_ms);
     }
     let mut keys: Vec<&[u8]> = extra.to_vec();
     for (command, args) in commands {
         match command.lock {
-            Lock::None | Lock::All => {}
+            Lock::None | Lock::All | Lock::AllNaming(_) => {}
             Lock::Keys => keys.extend(
                 range_iter(
                     command.first_key,
@@ -388,7 +388,7 @@ fn run(
     let keyspace = &server.keyspace;
     let ks = match command.lock {
         Lock::None => keyspace.lock_none(now_ms),
-        Lock::All => keyspace.lock_all(now_ms),
+        Lock::All | Lock::AllNaming(_) => keyspace.lock_all(now_ms),
         Lock::Keys => {
             let keys = range_iter(
                 command.first_key,

@@ -40,9 +40,32 @@ const SCORES_NOT_DOUBLE: &str = "ERR One or more scores can't be converted into 
 const PARTIAL_SORT_DEPTH_MAX: usize = 256;
 
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("sort", sort, Lock::All),
-    Spec::new("sort_ro", sort_ro, Lock::All),
+    Spec::new("sort", sort, Lock::AllNaming(sort_keys)),
+    Spec::new("sort_ro", sort_ro, Lock::AllNaming(sort_keys)),
 ];
+
+/// Redis's `sortGetKeys`: the sorted key, and the last STORE's destination. LIMIT's two
+/// arguments and BY's and GET's one are skipped so a key named "store" is not mistaken.
+fn sort_keys(argv: &[Bytes]) -> Vec<usize> {
+    let mut keys = vec![1];
+    let mut destination = None;
+    let mut index = 2;
+    while index < argv.len() {
+        let skip = if args::is(&argv[index], "limit") {
+            2
+        } else if args::is(&argv[index], "get") || args::is(&argv[index], "by") {
+            1
+        } else if args::is(&argv[index], "store") {
+            destination = (index + 1 < argv.len()).then_some(index + 1);
+            1
+        } else {
+            0
+        };
+        index += 1 + skip;
+    }
+    keys.extend(destination);
+    keys
+}
 
 /// SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
 /// [STORE destination]

@@ -23,6 +23,9 @@ pub enum Lock {
     Keys,
     /// Every shard (whole-keyspace commands: DBSIZE, FLUSHALL, KEYS, SCAN, SWAPDB).
     All,
+    /// Every shard, because the command may touch keys its arguments do not name (SORT's BY
+    /// and GET patterns); the function still reports the named keys for COMMAND GETKEYS.
+    AllNaming(fn(&[Bytes]) -> Vec<usize>),
     /// Key positions computed from the arguments (movable keys).
     Custom(fn(&[Bytes]) -> Vec<usize>),
 }
@@ -123,7 +126,7 @@ impl Command {
     /// Argument positions of the keys, as COMMAND GETKEYS reports and the executor locks.
     pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
         match self.lock {
-            Lock::Custom(find) => find(args),
+            Lock::Custom(find) | Lock::AllNaming(find) => find(args),
             _ => range_positions(self.first_key, self.last_key, self.key_step, args.len()),
         }
     }
