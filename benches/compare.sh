@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Side-by-side comparison of Strata with real Redis on this machine, in one run.
 #
-# Throughput: redis-benchmark (50 clients) for SET, GET, INCR and MSET at -P 1 and -P 16,
-# interleaved (redis then strata, ROUNDS times) so machine noise hits both alike; the median
-# of the rounds is reported, with strata/redis as a ratio.
+# Throughput: redis-benchmark (50 clients) for SET, GET, INCR, MSET, LPUSH, LPOP, SADD, HSET,
+# ZADD and LRANGE_100 at -P 1 and -P 16, interleaved (redis then strata, ROUNDS times) so
+# machine noise hits both alike; the median of the rounds is reported, with strata/redis as a
+# ratio. The tests run in that order on the same servers, so both see the same data: LPOP
+# pops what LPUSH pushed (as many requests, so the list never runs dry), and LRANGE_100 first
+# pushes its own elements (redis-benchmark's "LPUSH (needed to benchmark LRANGE)" step).
 # Memory: 1,000,000 keys of 16-byte keys and 16-byte values loaded with redis-cli --pipe into
 # fresh servers; reports bytes per key from INFO's used_memory and from the RSS delta.
 #
-# Usage: benches/compare.sh            (about 3 minutes)
+# Usage: benches/compare.sh            (about 8 minutes)
 #        QUICK=1 benches/compare.sh    (smoke run: small counts, one round)
-# Knobs: ROUNDS, CLIENTS, VALUE_BYTES, REQUESTS_P1, REQUESTS_P16, MEMORY_KEYS.
+# Knobs: ROUNDS, CLIENTS, VALUE_BYTES, REQUESTS_P1, REQUESTS_P16, LRANGE_REQUESTS_P1,
+#        LRANGE_REQUESTS_P16, MEMORY_KEYS, TESTS (a subset, e.g. TESTS="zadd lrange_100").
 # Needs redis-server, redis-cli and redis-benchmark (apt-get install -y redis-server redis-tools).
 set -euo pipefail
 
@@ -20,11 +24,18 @@ CLIENTS=${CLIENTS:-50}
 VALUE_BYTES=${VALUE_BYTES:-64}
 REQUESTS_P1=${REQUESTS_P1:-200000}
 REQUESTS_P16=${REQUESTS_P16:-1000000}
+# LRANGE_100 replies 100 elements per request (about 7 KB at 64-byte values): fewer requests
+# keep each run well inside bench_rps's time limit.
+LRANGE_REQUESTS_P1=${LRANGE_REQUESTS_P1:-50000}
+LRANGE_REQUESTS_P16=${LRANGE_REQUESTS_P16:-200000}
 MEMORY_KEYS=${MEMORY_KEYS:-1000000}
+TESTS=${TESTS:-set get incr mset lpush lpop sadd hset zadd lrange_100}
 if [[ "${QUICK:-0}" == "1" ]]; then
     ROUNDS=1
     REQUESTS_P1=20000
     REQUESTS_P16=100000
+    LRANGE_REQUESTS_P1=5000
+    LRANGE_REQUESTS_P16=20000
     MEMORY_KEYS=100000
 fi
 
@@ -107,13 +118,20 @@ start_servers() {
     wait_ready "$STRATA_PORT"
 }
 
-# Requests per second of one redis-benchmark run (its --csv line: "test","rps",...); 0 when
-# the run failed (a command the server does not have yet, say), so the table still prints.
+# Requests per second of one redis-benchmark run, from its --csv line for the test
+# ("test","rps",...). The line is picked by name because some tests print a preparation step
+# first (LRANGE_100 prints "LPUSH (needed to benchmark LRANGE)" before
+# "LRANGE_100 (first 100 elements)"); MSET's line is "MSET (10 keys)". 0 when the run failed
+# (a command the server does not have yet, say), so the table still prints.
 bench_rps() {
     local port=$1 test=$2 pipeline=$3 requests=$4 rps
     rps=$(timeout 120 redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" -P "$pipeline" \
         -d "$VALUE_BYTES" -r 100000 -t "$test" --csv 2>/dev/null |
-        awk -F'","' 'NR > 1 { print $2; exit }' | tr -d '"') || true
+        awk -F'","' -v name="${test^^}" 'NR > 1 {
+            label = $1
+            sub(/^"/, "", label)
+            if (label == name || substr(label, 1, length(name) + 1) == name " ") { print $2; exit }
+        }' | tr -d '"') || true
     echo "${rps:-0}"
 }
 
@@ -129,10 +147,14 @@ start_servers
 echo "redis-server $(redis-server --version | awk '{print $3}') on $REDIS_PORT, strata on $STRATA_PORT; $ROUNDS round(s), $CLIENTS clients, ${VALUE_BYTES}-byte values" >&2
 
 RESULTS=()
-for test in set get incr mset; do
+for test in $TESTS; do
     for pipeline in 1 16; do
         requests=$REQUESTS_P1
         [[ "$pipeline" == "16" ]] && requests=$REQUESTS_P16
+        if [[ "$test" == lrange_* ]]; then
+            requests=$LRANGE_REQUESTS_P1
+            [[ "$pipeline" == "16" ]] && requests=$LRANGE_REQUESTS_P16
+        fi
         redis_runs=""
         strata_runs=""
         for round in $(seq 1 "$ROUNDS"); do
@@ -142,7 +164,7 @@ for test in set get incr mset; do
         done
         redis_rps=$(printf '%s' "$redis_runs" | grep -v '^$' | median)
         strata_rps=$(printf '%s' "$strata_runs" | grep -v '^$' | median)
-        RESULTS+=("$(printf '| %-5s | %8s | %12.0f | %12.0f | %5s |' \
+        RESULTS+=("$(printf '| %-10s | %8s | %12.0f | %12.0f | %5s |' \
             "${test^^}" "$pipeline" "$redis_rps" "$strata_rps" "$(ratio "$strata_rps" "$redis_rps")")")
     done
 done
@@ -190,8 +212,8 @@ done
 echo
 echo "Throughput (requests/s, median of $ROUNDS; ratio = strata / redis)"
 echo
-echo "| test  | pipeline |    redis rps |   strata rps | ratio |"
-echo "|-------|----------|--------------|--------------|-------|"
+echo "| test       | pipeline |    redis rps |   strata rps | ratio |"
+echo "|------------|----------|--------------|--------------|-------|"
 printf '%s\n' "${RESULTS[@]}"
 echo
 echo "Memory for $MEMORY_KEYS keys (16-byte keys, 16-byte values), bytes per key"

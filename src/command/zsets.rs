@@ -8,7 +8,9 @@
 //! ranks first, so one selection routine serves ZRANGE's forms, the legacy commands, the
 //! removals and the counts. Scores reply as doubles: `%.17g` bulk strings in RESP2, `,`
 //! doubles in RESP3, where WITHSCORES replies nest [member, score] pairs as Redis 7.0 does.
-//! ZMPOP propagates as ZPOPMIN/ZPOPMAX with a count, as Redis rewrites it.
+//! ZMPOP propagates as ZPOPMIN/ZPOPMAX with a count, as Redis rewrites it. The set
+//! operations (ZUNION, ZINTER, ZDIFF, their STORE forms, ZINTERCARD) also take plain sets as
+//! inputs, each member with score 1 before its weight, as Redis 7.0 does.
 
 use super::args;
 use super::block;
@@ -1265,7 +1267,9 @@ enum Aggregate {
 }
 
 impl Aggregate {
-    /// Redis's `zunionInterAggregate`: a NaN sum (inf + -inf) becomes 0.
+    /// Redis's `zunionInterAggregate`: a NaN sum (inf + -inf, or a NaN weighted score from
+    /// ZINTER's later inputs) becomes 0; MIN and MAX keep the target unless `value` compares
+    /// strictly below or above it, so a NaN value or a zero of the other sign changes nothing.
     fn apply(self, target: &mut f64, value: f64) {
         match self {
             Aggregate::Sum => {
@@ -1274,9 +1278,18 @@ impl Aggregate {
                     *target = 0.0;
                 }
             }
-            Aggregate::Min => *target = target.min(value),
-            Aggregate::Max => *target = target.max(value),
+            Aggregate::Min => {
+                if value < *target {
+                    *target = value;
+                }
+            }
+            Aggregate::Max => {
+                if value > *target {
+                    *target = value;
+                }
+            }
         }
+        debug_assert!(!target.is_nan(), "an aggregate never stores NaN");
     }
 }
 
@@ -1290,6 +1303,42 @@ impl Source {
     fn len(&self) -> usize {
         self.elements.as_ref().map_or(0, Vec::len)
     }
+}
+
+/// Reads the input keys of a set operation (Redis's `zunionInterDiffGenericCommand`): a
+/// sorted set gives its elements, a plain set its members with score 1 (Redis 7.0 accepts
+/// sets there), a missing key is an empty input, any other type is WRONGTYPE. Every key is
+/// read before any option is parsed, so WRONGTYPE wins over a syntax error as in Redis.
+fn read_sources(ctx: &mut Ctx<'_, '_>, keys: &[Bytes]) -> Result<Vec<Source>, Error> {
+    let db = ctx.db();
+    let mut sources = Vec::with_capacity(keys.len());
+    for key in keys {
+        let elements = match ctx.ks.lookup_read(db, key) {
+            None => None,
+            Some(entry) => match &entry.value {
+                Value::ZSet(zset) => Some(
+                    zset.iter_range(0, zset.len(), false)
+                        .map(|(score, member)| (score, CompactBytes::new(member)))
+                        .collect(),
+                ),
+                Value::Set(set) => {
+                    let mut members = Vec::with_capacity(set.len());
+                    set.for_each(|member| {
+                        member.with_bytes(|bytes| members.push((1.0, CompactBytes::new(bytes))))
+                    });
+                    debug_assert_eq!(members.len(), set.len());
+                    Some(members)
+                }
+                _ => return Err(Error::WrongType),
+            },
+        };
+        sources.push(Source {
+            elements,
+            weight: 1.0,
+        });
+    }
+    debug_assert_eq!(sources.len(), keys.len());
+    Ok(sources)
 }
 
 /// Reads the inputs of `op` (Redis's `zunionInterDiffGenericCommand`), parses the options
@@ -1314,25 +1363,7 @@ fn set_operation(
         return Err(Error::Syntax);
     }
     let numkeys = numkeys as usize;
-    let db = ctx.db();
-    let mut sources = Vec::with_capacity(numkeys);
-    for key in &argv[first_key..first_key + numkeys] {
-        let elements = match ctx.ks.lookup_read(db, key) {
-            None => None,
-            Some(entry) => match &entry.value {
-                Value::ZSet(zset) => Some(
-                    zset.iter_range(0, zset.len(), false)
-                        .map(|(score, member)| (score, CompactBytes::new(member)))
-                        .collect(),
-                ),
-                _ => return Err(Error::WrongType),
-            },
-        };
-        sources.push(Source {
-            elements,
-            weight: 1.0,
-        });
-    }
+    let mut sources = read_sources(ctx, &argv[first_key..first_key + numkeys])?;
     let mut aggregate = Aggregate::Sum;
     let mut withscores = false;
     let mut index = first_key + numkeys;
@@ -1377,13 +1408,23 @@ fn weighted(score: f64, weight: f64) -> f64 {
     }
 }
 
+/// Computes `op` over `sources` as Redis does, including the order in which scores are
+/// aggregated (floating-point sums depend on it): UNION and INTER visit the inputs from the
+/// smallest to the largest (Redis's qsort by cardinality, stable in glibc for equal sizes);
+/// DIFF keeps the first input first. Returns the elements unordered.
 fn combine(sources: &[Source], op: SetOp, aggregate: Aggregate) -> Vec<(f64, CompactBytes)> {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
+    assert!(!sources.is_empty(), "numkeys is checked to be at least 1");
+    let mut order: Vec<usize> = (0..sources.len()).collect();
+    if op != SetOp::Diff {
+        order.sort_by_key(|&index| sources[index].len());
+    }
     match op {
         SetOp::Union => {
             let mut positions: HashMap<CompactBytes, usize> = HashMap::new();
             let mut result: Vec<(f64, CompactBytes)> = Vec::new();
-            for source in sources {
+            for &index in &order {
+                let source = &sources[index];
                 for (score, member) in source.elements.iter().flatten() {
                     let value = weighted(*score, source.weight);
                     match positions.get(member) {
@@ -1395,12 +1436,11 @@ fn combine(sources: &[Source], op: SetOp, aggregate: Aggregate) -> Vec<(f64, Com
                     }
                 }
             }
+            debug_assert_eq!(positions.len(), result.len());
             result
         }
         SetOp::Inter => {
             // Walk the smallest input; an empty or missing input empties the result.
-            let mut order: Vec<usize> = (0..sources.len()).collect();
-            order.sort_by_key(|&index| sources[index].len());
             let Some(elements) = sources[order[0]].elements.as_ref() else {
                 return Vec::new();
             };
@@ -1417,12 +1457,14 @@ fn combine(sources: &[Source], op: SetOp, aggregate: Aggregate) -> Vec<(f64, Com
                 .collect();
             let mut result = Vec::new();
             'members: for (score, member) in elements {
+                // Redis turns a NaN product into 0 for the first input only; the later
+                // products reach the aggregate raw (a NaN sum then becomes 0, MIN/MAX ignore it).
                 let mut value = weighted(*score, sources[order[0]].weight);
                 for (lookup, &index) in lookups.iter().zip(&order[1..]) {
                     let Some(other) = lookup.get(member.as_slice()) else {
                         continue 'members;
                     };
-                    aggregate.apply(&mut value, weighted(*other, sources[index].weight));
+                    aggregate.apply(&mut value, *other * sources[index].weight);
                 }
                 result.push((value, member.clone()));
             }
@@ -1432,7 +1474,7 @@ fn combine(sources: &[Source], op: SetOp, aggregate: Aggregate) -> Vec<(f64, Com
             let Some(elements) = sources[0].elements.as_ref() else {
                 return Vec::new();
             };
-            let others: std::collections::HashSet<&[u8]> = sources[1..]
+            let others: HashSet<&[u8]> = sources[1..]
                 .iter()
                 .flat_map(|source| source.elements.iter().flatten())
                 .map(|(_, member)| member.as_slice())
@@ -1506,25 +1548,7 @@ fn zintercard(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         return Err(Error::Syntax);
     }
     let numkeys = numkeys as usize;
-    let db = ctx.db();
-    let mut sources = Vec::with_capacity(numkeys);
-    for key in &argv[2..2 + numkeys] {
-        let elements = match ctx.ks.lookup_read(db, key) {
-            None => None,
-            Some(entry) => match &entry.value {
-                Value::ZSet(zset) => Some(
-                    zset.iter_range(0, zset.len(), false)
-                        .map(|(score, member)| (score, CompactBytes::new(member)))
-                        .collect(),
-                ),
-                _ => return Err(Error::WrongType),
-            },
-        };
-        sources.push(Source {
-            elements,
-            weight: 1.0,
-        });
-    }
+    let sources = read_sources(ctx, &argv[2..2 + numkeys])?;
     let mut limit = 0usize;
     let mut index = 2 + numkeys;
     while index < argv.len() {
@@ -1726,6 +1750,58 @@ mod tests {
         Aggregate::Sum.apply(&mut value, f64::NEG_INFINITY);
         assert_eq!(value, 0.0);
         assert_eq!(weighted(f64::INFINITY, 0.0), 0.0);
+    }
+
+    /// Redis compares strictly: a NaN value or a zero of the other sign leaves MIN and MAX
+    /// alone (checked against Redis 7.0.15 with -0 weights).
+    #[test]
+    fn min_and_max_keep_the_target_on_ties_and_nan() {
+        let mut value = 0.0f64;
+        Aggregate::Min.apply(&mut value, -0.0);
+        assert!(value.is_sign_positive());
+        Aggregate::Max.apply(&mut value, f64::NAN);
+        assert_eq!(value, 0.0);
+        let mut value = -0.0f64;
+        Aggregate::Max.apply(&mut value, 0.0);
+        assert!(value.is_sign_negative());
+        let mut value = 1.0;
+        Aggregate::Sum.apply(&mut value, f64::INFINITY * 0.0);
+        assert_eq!(value, 0.0, "ZINTER's later NaN products make a sum of 0");
+    }
+
+    #[test]
+    fn plain_sets_are_inputs_with_score_one() {
+        let server = crate::testing::TestServer::new();
+        let mut session = server.session();
+        for line in ["SADD ints 3 1 2", "SADD words a b", "ZADD z 5 a 0.5 1"] {
+            server.run(&mut session, line);
+        }
+        assert_eq!(
+            server.run(&mut session, "ZUNION 2 ints z WEIGHTS 2 1 WITHSCORES"),
+            "*8\r\n$1\r\n2\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n2\r\n\
+             $1\r\n1\r\n$3\r\n2.5\r\n$1\r\na\r\n$1\r\n5\r\n"
+        );
+        assert_eq!(
+            server.run(&mut session, "ZINTER 2 words z AGGREGATE MIN"),
+            "*1\r\n$1\r\na\r\n"
+        );
+        assert_eq!(
+            server.run(&mut session, "ZDIFF 2 ints z"),
+            "*2\r\n$1\r\n2\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(server.run(&mut session, "ZINTERCARD 2 ints z"), ":1\r\n");
+        assert_eq!(
+            server.run(&mut session, "ZUNIONSTORE out 2 ints words"),
+            ":5\r\n"
+        );
+        assert_eq!(
+            server.run(&mut session, "OBJECT ENCODING out"),
+            "$8\r\nlistpack\r\n"
+        );
+        server.run(&mut session, "RPUSH list x");
+        assert!(server
+            .run(&mut session, "ZUNION 2 ints list")
+            .starts_with("-WRONGTYPE"));
     }
 
     #[test]
