@@ -11,6 +11,21 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Arguments from a list of words (empty words kept).
+pub fn argv(words: &[&str]) -> Vec<Bytes> {
+    words
+        .iter()
+        .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+        .collect()
+}
+
+/// Arguments from a line split on whitespace.
+pub fn words(line: &str) -> Vec<Bytes> {
+    line.split_whitespace()
+        .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+        .collect()
+}
+
 /// A clock the test moves by hand.
 pub struct ManualClock(AtomicU64);
 
@@ -87,12 +102,8 @@ impl TestServer {
     }
 
     /// Runs one command given as its arguments (empty ones included).
-    pub fn command(&self, session: &mut Session, argv: &[&str]) -> Reply {
-        let args: Vec<Bytes> = argv
-            .iter()
-            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-            .collect();
-        dispatch(&self.server, session, args).0
+    pub fn command(&self, session: &mut Session, words: &[&str]) -> Reply {
+        dispatch(&self.server, session, argv(words)).0
     }
 
     /// The propagated stream so far, one command per entry as space-joined words.

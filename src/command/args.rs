@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::protocol::parser::parse_i64;
+use bytes::Bytes;
 
 /// An integer argument (`value is not an integer or out of range` otherwise).
 pub fn int(arg: &[u8]) -> Result<i64, Error> {
@@ -61,4 +62,51 @@ pub fn scan_cursor(arg: &[u8]) -> Result<u64, Error> {
     } else {
         value
     })
+}
+
+/// COUNT when a SCAN-family command does not give one.
+pub const SCAN_COUNT_DEFAULT: usize = 10;
+
+/// The options after a SCAN-family cursor: COUNT, MATCH, and (SCAN only) TYPE.
+#[derive(Debug, PartialEq)]
+pub struct ScanOptions {
+    pub count: usize,
+    /// None also for `MATCH *`: Redis skips matching entirely then.
+    pub pattern: Option<Bytes>,
+    pub type_name: Option<Bytes>,
+}
+
+impl ScanOptions {
+    /// Redis's option loop in `scanGenericCommand`: later options override earlier ones, a
+    /// COUNT below 1 or an unknown or valueless option is a syntax error. TYPE is accepted
+    /// only where `allow_type` (SCAN; HSCAN, SSCAN and ZSCAN refuse it).
+    pub fn parse(options: &[Bytes], allow_type: bool) -> Result<ScanOptions, Error> {
+        let mut parsed = ScanOptions {
+            count: SCAN_COUNT_DEFAULT,
+            pattern: None,
+            type_name: None,
+        };
+        let mut index = 0;
+        while index < options.len() {
+            let option = &options[index];
+            let Some(value) = options.get(index + 1) else {
+                return Err(Error::Syntax);
+            };
+            if is(option, "count") {
+                let count = int(value)?;
+                if count < 1 {
+                    return Err(Error::Syntax);
+                }
+                parsed.count = usize::try_from(count).unwrap_or(usize::MAX);
+            } else if is(option, "match") {
+                parsed.pattern = (&value[..] != b"*").then(|| value.clone());
+            } else if allow_type && is(option, "type") {
+                parsed.type_name = Some(value.clone());
+            } else {
+                return Err(Error::Syntax);
+            }
+            index += 2;
+        }
+        Ok(parsed)
+    }
 }

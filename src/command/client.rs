@@ -400,10 +400,7 @@ fn client_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(list: &[&str]) -> Vec<Bytes> {
-        list.iter().map(|w| Bytes::from(w.to_string())).collect()
-    }
+    use crate::testing::argv as words;
 
     #[test]
     fn names() {

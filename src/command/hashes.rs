@@ -33,8 +33,6 @@ const COUNT_TOO_LARGE: &str = "ERR count is too large";
 /// into the output buffer; past this many picks Strata refuses (a deliberate difference, so one
 /// command cannot allocate without bound).
 const RANDOM_FIELDS_MAX: u64 = 1 << 20;
-/// HSCAN's default COUNT.
-const SCAN_COUNT_DEFAULT: usize = 10;
 
 pub static COMMANDS: &[Spec] = &[
     Spec::new("hset", hset, Lock::Keys),
@@ -452,26 +450,9 @@ fn render_pairs(pairs: Vec<(Bytes, Bytes)>, with_values: bool, resp3: bool) -> R
 // HSCAN
 // ---------------------------------------------------------------------------------------------
 
-/// HSCAN's options: COUNT (default 10) and MATCH ("*" is no pattern), later ones winning.
+/// HSCAN's options: COUNT and MATCH (no TYPE).
 fn parse_scan_options(options: &[Bytes]) -> Result<(usize, Option<Bytes>), Error> {
-    let mut count = SCAN_COUNT_DEFAULT;
-    let mut pattern = None;
-    for pair in options.chunks(2) {
-        match pair {
-            [option, value] if args::is(option, "count") => {
-                let parsed = args::int(value)?;
-                if parsed < 1 {
-                    return Err(Error::Syntax);
-                }
-                count = usize::try_from(parsed).unwrap_or(usize::MAX);
-            }
-            [option, value] if args::is(option, "match") => {
-                pattern = (&value[..] != b"*").then(|| value.clone());
-            }
-            _ => return Err(Error::Syntax),
-        }
-    }
-    Ok((count, pattern))
+    args::ScanOptions::parse(options, false).map(|parsed| (parsed.count, parsed.pattern))
 }
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: the next cursor and a flat list of
@@ -524,13 +505,8 @@ fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::words;
     use rand::SeedableRng;
-
-    fn words(line: &str) -> Vec<Bytes> {
-        line.split_whitespace()
-            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-            .collect()
-    }
 
     #[test]
     fn integer_increments_follow_redis_errors() {

@@ -10,6 +10,7 @@
 //! reverse-binary cursor, so a key present for the whole walk is returned at least once.
 
 use super::args;
+use super::args::ScanOptions;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
@@ -354,51 +355,10 @@ impl ScanCursor {
     }
 }
 
-/// SCAN's options after the cursor.
-#[derive(Debug, PartialEq)]
-struct ScanOptions {
-    count: usize,
-    pattern: Option<Bytes>,
-    type_name: Option<Bytes>,
-}
-
-impl ScanOptions {
-    /// Redis's option loop in `scanGenericCommand`; later options override earlier ones.
-    fn parse(options: &[Bytes]) -> Result<ScanOptions, Error> {
-        let mut parsed = ScanOptions {
-            count: 10,
-            pattern: None,
-            type_name: None,
-        };
-        let mut index = 0;
-        while index < options.len() {
-            let option = &options[index];
-            let has_value = index + 1 < options.len();
-            if args::is(option, "count") && has_value {
-                let count = args::int(&options[index + 1])?;
-                if count < 1 {
-                    return Err(Error::Syntax);
-                }
-                parsed.count = usize::try_from(count).unwrap_or(usize::MAX);
-            } else if args::is(option, "match") && has_value {
-                let pattern = &options[index + 1];
-                // "*" matches everything: Redis skips matching entirely.
-                parsed.pattern = (&pattern[..] != b"*").then(|| pattern.clone());
-            } else if args::is(option, "type") && has_value {
-                parsed.type_name = Some(options[index + 1].clone());
-            } else {
-                return Err(Error::Syntax);
-            }
-            index += 2;
-        }
-        Ok(parsed)
-    }
-}
-
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
 fn scan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let cursor = args::scan_cursor(&argv[1])?;
-    let options = ScanOptions::parse(&argv[2..])?;
+    let options = ScanOptions::parse(&argv[2..], true)?;
     let db = ctx.db();
     let (next, candidates) = scan_collect(ctx, db, ScanCursor::decode(cursor), options.count);
     let mut found = Vec::with_capacity(candidates.len());
@@ -732,12 +692,7 @@ fn object_help(_ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(list: &[&str]) -> Vec<Bytes> {
-        list.iter()
-            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-            .collect()
-    }
+    use crate::testing::argv as words;
 
     /// Runs `commands` on a fresh server, moving the clock by each one's delay first, and
     /// returns the replies and the propagated stream, one command per line.
@@ -917,7 +872,10 @@ mod tests {
 
     #[test]
     fn scan_options() {
-        let parsed = ScanOptions::parse(&words(&["MATCH", "a*", "count", "5", "TYPE", "string"]));
+        let parsed = ScanOptions::parse(
+            &words(&["MATCH", "a*", "count", "5", "TYPE", "string"]),
+            true,
+        );
         assert_eq!(
             parsed,
             Ok(ScanOptions {
@@ -926,19 +884,22 @@ mod tests {
                 type_name: Some(Bytes::from_static(b"string")),
             })
         );
-        let star = ScanOptions::parse(&words(&["match", "*"])).map(|options| options.pattern);
+        let star = ScanOptions::parse(&words(&["match", "*"]), true).map(|options| options.pattern);
         assert_eq!(star, Ok(None));
         assert_eq!(
-            ScanOptions::parse(&words(&["count", "0"])),
+            ScanOptions::parse(&words(&["count", "0"]), true),
             Err(Error::Syntax)
         );
         assert_eq!(
-            ScanOptions::parse(&words(&["count", "x"])),
+            ScanOptions::parse(&words(&["count", "x"]), true),
             Err(Error::NotInteger)
         );
-        assert_eq!(ScanOptions::parse(&words(&["count"])), Err(Error::Syntax));
         assert_eq!(
-            ScanOptions::parse(&words(&["foo", "1"])),
+            ScanOptions::parse(&words(&["count"]), true),
+            Err(Error::Syntax)
+        );
+        assert_eq!(
+            ScanOptions::parse(&words(&["foo", "1"]), true),
             Err(Error::Syntax)
         );
     }

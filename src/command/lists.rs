@@ -705,13 +705,7 @@ fn blmpop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-            .collect()
-    }
+    use crate::testing::argv;
 
     #[test]
     fn lmpop_key_positions() {

@@ -11,6 +11,7 @@
 //! SINTERCARD computes its movable key positions from `numkeys`).
 
 use super::args;
+use super::args::ScanOptions;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, NOT_POSITIVE};
@@ -30,9 +31,6 @@ const COUNT_OUT_OF_RANGE: &str =
 const REPLY_TOO_LARGE: &str = "ERR count is too large for one reply";
 /// Members one SRANDMEMBER reply may carry (repeats included).
 const RANDOM_REPLY_MEMBERS_MAX: u64 = 1 << 24;
-
-/// SSCAN's default COUNT.
-const SCAN_COUNT_DEFAULT: usize = 10;
 
 pub static COMMANDS: &[Spec] = &[
     Spec::new("sadd", sadd, Lock::Keys),
@@ -246,7 +244,7 @@ fn sscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let Some(set) = read_set(ctx, &argv[1])? else {
         return Ok(scan_reply(0, Vec::new()));
     };
-    let options = ScanOptions::parse(&argv[3..])?;
+    let options = ScanOptions::parse(&argv[3..], false)?;
     let mut found: Vec<Bytes> = Vec::new();
     let mut cursor = cursor;
     let mut iterations_left = options.count.saturating_mul(10);
@@ -266,43 +264,6 @@ fn sscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 
 fn scan_reply(cursor: u64, members: Vec<Bytes>) -> Reply {
     Reply::Array(vec![Reply::bulk(cursor.to_string()), array_reply(members)])
-}
-
-/// SSCAN's options after the cursor (no TYPE: Redis accepts it only for SCAN).
-#[derive(Debug, PartialEq)]
-struct ScanOptions {
-    count: usize,
-    pattern: Option<Bytes>,
-}
-
-impl ScanOptions {
-    /// Redis's option loop in `scanGenericCommand`; later options override earlier ones.
-    fn parse(options: &[Bytes]) -> Result<ScanOptions, Error> {
-        let mut parsed = ScanOptions {
-            count: SCAN_COUNT_DEFAULT,
-            pattern: None,
-        };
-        let mut index = 0;
-        while index < options.len() {
-            let option = &options[index];
-            let has_value = index + 1 < options.len();
-            if args::is(option, "count") && has_value {
-                let count = args::int(&options[index + 1])?;
-                if count < 1 {
-                    return Err(Error::Syntax);
-                }
-                parsed.count = usize::try_from(count).unwrap_or(usize::MAX);
-            } else if args::is(option, "match") && has_value {
-                let pattern = &options[index + 1];
-                // "*" matches everything: Redis skips matching entirely.
-                parsed.pattern = (&pattern[..] != b"*").then(|| pattern.clone());
-            } else {
-                return Err(Error::Syntax);
-            }
-            index += 2;
-        }
-        Ok(parsed)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,14 +654,8 @@ fn all_present<'s>(sets: &[Option<&'s Set>]) -> Option<Vec<&'s Set>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::argv as bytes;
     use rand::SeedableRng;
-
-    fn bytes(items: &[&str]) -> Vec<Bytes> {
-        items
-            .iter()
-            .map(|item| Bytes::from(item.to_string()))
-            .collect()
-    }
 
     fn set_of(members: &[&str]) -> Set {
         let mut set = Set::for_first_member(members[0].as_bytes());
@@ -739,20 +694,24 @@ mod tests {
         assert_eq!(args::scan_cursor(b"-1"), Ok(u64::MAX));
         assert!(args::scan_cursor(b"x").is_err());
         assert!(args::scan_cursor(b"18446744073709551616").is_err());
-        let parsed = ScanOptions::parse(&bytes(&["COUNT", "5", "match", "a*"])).expect("valid");
+        let parsed =
+            ScanOptions::parse(&bytes(&["COUNT", "5", "match", "a*"]), false).expect("valid");
         assert_eq!(parsed.count, 5);
         assert_eq!(parsed.pattern.as_deref(), Some(&b"a*"[..]));
         assert_eq!(
-            ScanOptions::parse(&bytes(&["count", "0"])),
+            ScanOptions::parse(&bytes(&["count", "0"]), false),
             Err(Error::Syntax)
         );
         assert_eq!(
-            ScanOptions::parse(&bytes(&["type", "set"])),
+            ScanOptions::parse(&bytes(&["type", "set"]), false),
             Err(Error::Syntax)
         );
-        assert_eq!(ScanOptions::parse(&bytes(&["match"])), Err(Error::Syntax));
         assert_eq!(
-            ScanOptions::parse(&bytes(&["match", "*"])).map(|o| o.pattern),
+            ScanOptions::parse(&bytes(&["match"]), false),
+            Err(Error::Syntax)
+        );
+        assert_eq!(
+            ScanOptions::parse(&bytes(&["match", "*"]), false).map(|o| o.pattern),
             Ok(None)
         );
     }

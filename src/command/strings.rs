@@ -862,20 +862,11 @@ fn lcs(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Bulk(Bytes::from(result.common)))
 }
 
-// ---------------------------------------------------------------------------------------------
-// x87 long double emulation for INCRBYFLOAT
-// ---------------------------------------------------------------------------------------------
-
 #[cfg(test)]
 mod tests {
     use super::long_double::{parse, Parsed};
     use super::*;
-
-    fn words(line: &str) -> Vec<Bytes> {
-        line.split_whitespace()
-            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-            .collect()
-    }
+    use crate::testing::words;
 
     #[test]
     fn set_options_follow_redis_conflict_rules() {

@@ -1209,25 +1209,9 @@ fn zscan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             _ => return Err(Error::WrongType),
         },
     };
-    let mut count = 10usize;
-    let mut pattern: Option<&Bytes> = None;
-    let mut index = 3;
-    while index < argv.len() {
-        let has_value = index + 1 < argv.len();
-        if args::is(&argv[index], "count") && has_value {
-            let value = args::int(&argv[index + 1])?;
-            if value < 1 {
-                return Err(Error::Syntax);
-            }
-            count = usize::try_from(value).unwrap_or(usize::MAX);
-        } else if args::is(&argv[index], "match") && has_value {
-            let candidate = &argv[index + 1];
-            pattern = (&candidate[..] != b"*").then_some(candidate);
-        } else {
-            return Err(Error::Syntax);
-        }
-        index += 2;
-    }
+    // Options are read only once the key exists, as Redis does.
+    let options = args::ScanOptions::parse(&argv[3..], false)?;
+    let (count, pattern) = (options.count, options.pattern.as_ref());
     let listpack = zset.encoding() == "listpack";
     let mut items = Vec::new();
     let next = zset.scan(cursor, count, |member, score| {
