@@ -36,7 +36,7 @@ fn build(rng: &mut SmallRng) -> (Vec<Vec<u8>>, ZSet) {
     for member in &members {
         let score = rng.gen_range(0.0..SCORE_MAX);
         assert!(zset.score(member).is_none(), "member names are unique");
-        zset.insert(score, member, Limits::DEFAULT);
+        zset.insert(score, member, Limits::ZSET_DEFAULT);
     }
     assert_eq!(zset.len(), MEMBERS);
     assert_eq!(zset.encoding(), "skiplist");
@@ -74,7 +74,7 @@ fn zset_operations(criterion: &mut Criterion) {
             let started = Instant::now();
             for (score, member) in &added {
                 if zset.score(black_box(member)).is_none() {
-                    zset.insert(*score, member, Limits::DEFAULT);
+                    zset.insert(*score, member, Limits::ZSET_DEFAULT);
                 }
             }
             let elapsed = started.elapsed();

@@ -591,7 +591,7 @@ mod tests {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
         let mut hash = Hash::new();
         for field in ["a", "b", "c", "d", "e", "f"] {
-            hash.set(field.as_bytes(), b"v", Limits::DEFAULT);
+            hash.set(field.as_bytes(), b"v", Limits::HASH_DEFAULT);
         }
         assert!(random_pairs(&hash, 0, &mut rng).unwrap().is_empty());
         let whole: Vec<Bytes> = random_pairs(&hash, 100, &mut rng)

@@ -1559,7 +1559,7 @@ mod tests {
     fn zset_of(pairs: &[(f64, &str)]) -> ZSet {
         let mut zset = ZSet::new();
         for (score, member) in pairs {
-            zset.insert(*score, member.as_bytes(), Limits::DEFAULT);
+            zset.insert(*score, member.as_bytes(), Limits::ZSET_DEFAULT);
         }
         zset
     }
@@ -1682,8 +1682,12 @@ mod tests {
             gt: true,
             ..AddFlags::default()
         };
-        let (outcome, error) =
-            add_pairs(&mut zset, gt, &[(0.5, b"a"), (2.0, b"b")], Limits::DEFAULT);
+        let (outcome, error) = add_pairs(
+            &mut zset,
+            gt,
+            &[(0.5, b"a"), (2.0, b"b")],
+            Limits::ZSET_DEFAULT,
+        );
         assert!(error.is_none());
         assert_eq!((outcome.added, outcome.updated), (1, 0));
         let incr = AddFlags {
@@ -1695,7 +1699,7 @@ mod tests {
             &mut zset,
             incr,
             &[(f64::NEG_INFINITY, b"a")],
-            Limits::DEFAULT,
+            Limits::ZSET_DEFAULT,
         );
         assert_eq!(error, Some(Error::from(SCORE_NAN)));
     }

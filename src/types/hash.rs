@@ -14,22 +14,7 @@
 use super::CompactBytes;
 use crate::keyspace::dict::{collection_hasher, Dict};
 
-/// The two thresholds Redis reads at write time (`hash-max-listpack-entries`/`-value`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// More pairs than this converts the hash to a hashtable.
-    pub entries_max: usize,
-    /// A field or value longer than this (bytes) converts the hash to a hashtable.
-    pub value_bytes_max: usize,
-}
-
-impl Limits {
-    /// Redis's defaults (512 entries, 64 bytes).
-    pub const DEFAULT: Limits = Limits {
-        entries_max: 512,
-        value_bytes_max: 64,
-    };
-}
+pub use super::ListpackLimits as Limits;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Encoding {
@@ -270,12 +255,12 @@ mod tests {
     fn listpack_keeps_insertion_order_across_updates_and_deletes() {
         let mut hash = Hash::new();
         for field in ["z", "y", "x", "w"] {
-            assert!(hash.set(field.as_bytes(), b"1", Limits::DEFAULT));
+            assert!(hash.set(field.as_bytes(), b"1", Limits::HASH_DEFAULT));
         }
-        assert!(!hash.set(b"y", b"22", Limits::DEFAULT));
+        assert!(!hash.set(b"y", b"22", Limits::HASH_DEFAULT));
         assert!(hash.remove(b"x"));
         assert!(!hash.remove(b"x"));
-        assert!(hash.set(b"x", b"33", Limits::DEFAULT));
+        assert!(hash.set(b"x", b"33", Limits::HASH_DEFAULT));
         let fields: Vec<Vec<u8>> = pairs_of(&hash)
             .into_iter()
             .map(|(field, _)| field)
@@ -328,8 +313,8 @@ mod tests {
     #[test]
     fn listpack_scan_returns_everything_with_cursor_zero() {
         let mut hash = Hash::new();
-        hash.set(b"a", b"1", Limits::DEFAULT);
-        hash.set(b"b", b"2", Limits::DEFAULT);
+        hash.set(b"a", b"1", Limits::HASH_DEFAULT);
+        hash.set(b"b", b"2", Limits::HASH_DEFAULT);
         let mut seen = Vec::new();
         let next = hash.scan(12345, |field, _| seen.push(field.as_slice().to_vec()));
         assert_eq!(next, 0);
@@ -360,7 +345,7 @@ mod tests {
     fn heap_bytes_grows_with_content() {
         let mut hash = Hash::new();
         let empty = hash.heap_bytes();
-        hash.set(b"field", &[b'x'; 100], Limits::DEFAULT);
+        hash.set(b"field", &[b'x'; 100], Limits::HASH_DEFAULT);
         assert!(hash.heap_bytes() >= empty + 100);
     }
 

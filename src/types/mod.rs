@@ -17,6 +17,30 @@ pub use list::List;
 pub use set::Set;
 pub use zset::ZSet;
 
+/// The two thresholds under which Redis keeps a hash or sorted set in its compact listpack
+/// form; read from the configuration at write time (`hash-max-listpack-*`,
+/// `zset-max-listpack-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListpackLimits {
+    /// More entries than this converts to the large encoding.
+    pub entries_max: usize,
+    /// An element longer than this (bytes) converts to the large encoding.
+    pub value_bytes_max: usize,
+}
+
+impl ListpackLimits {
+    /// Redis 7.0's defaults for hashes (512 entries, 64 bytes).
+    pub const HASH_DEFAULT: ListpackLimits = ListpackLimits {
+        entries_max: 512,
+        value_bytes_max: 64,
+    };
+    /// Redis 7.0's defaults for sorted sets (128 entries, 64 bytes).
+    pub const ZSET_DEFAULT: ListpackLimits = ListpackLimits {
+        entries_max: 128,
+        value_bytes_max: 64,
+    };
+}
+
 /// The value a key holds. Collections are boxed so a value stays 24 bytes.
 ///
 /// Invariant: a collection stored in the keyspace is never empty; the command that removes

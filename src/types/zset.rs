@@ -19,22 +19,7 @@ use super::CompactBytes;
 use crate::keyspace::dict::{collection_hasher, Dict};
 use std::cmp::Ordering;
 
-/// The listpack thresholds in force when an element is added (Redis reads them at write time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// `zset-max-listpack-entries`.
-    pub entries_max: usize,
-    /// `zset-max-listpack-value`.
-    pub value_bytes_max: usize,
-}
-
-impl Limits {
-    /// Redis 7.0's defaults.
-    pub const DEFAULT: Limits = Limits {
-        entries_max: 128,
-        value_bytes_max: 64,
-    };
-}
+pub use super::ListpackLimits as Limits;
 
 /// Redis's order: by score, then member bytes (memcmp, shorter first on a common prefix).
 pub fn compare(score_a: f64, member_a: &[u8], score_b: f64, member_b: &[u8]) -> Ordering {
@@ -812,7 +797,7 @@ mod tests {
     fn orders_by_score_then_member_bytes() {
         let mut zset = ZSet::new();
         for (score, member) in [(2.0, "b"), (1.0, "z"), (2.0, "a"), (2.0, "ab"), (-1.0, "q")] {
-            zset.insert(score, member.as_bytes(), Limits::DEFAULT);
+            zset.insert(score, member.as_bytes(), Limits::ZSET_DEFAULT);
         }
         let order: Vec<Vec<u8>> = members(&zset).into_iter().map(|(_, m)| m).collect();
         assert_eq!(
