@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::protocol::parser::split_args;
+use crate::keyspace::notify;
 
 /// What kind of value a directive takes, with its bounds.
 #[derive(Debug, Clone, Copy)]
@@ -527,32 +528,24 @@ fn exact_names() -> &'static std::collections::HashMap<&'static str, usize, ahas
 
 /// Keyspace notification classes, in the order Redis prints them.
 const EVENT_FLAGS: &[(char, i64)] = &[
-    ('g', 1 << 2),
-    ('$', 1 << 3),
-    ('l', 1 << 4),
-    ('s', 1 << 5),
-    ('h', 1 << 6),
-    ('z', 1 << 7),
-    ('x', 1 << 8),
-    ('e', 1 << 9),
-    ('t', 1 << 10),
-    ('d', 1 << 12),
-    ('n', 1 << 13),
+    ('g', notify::GENERIC as i64),
+    ('$', notify::STRING as i64),
+    ('l', notify::LIST as i64),
+    ('s', notify::SET as i64),
+    ('h', notify::HASH as i64),
+    ('z', notify::ZSET as i64),
+    ('x', notify::EXPIRED as i64),
+    ('e', notify::EVICTED as i64),
+    ('t', notify::STREAM as i64),
+    ('d', notify::MODULE as i64),
+    ('n', notify::NEW as i64),
 ];
-pub const NOTIFY_KEYSPACE: i64 = 1 << 0;
-pub const NOTIFY_KEYEVENT: i64 = 1 << 1;
-pub const NOTIFY_KEY_MISS: i64 = 1 << 11;
+pub const NOTIFY_KEYSPACE: i64 = notify::KEYSPACE as i64;
+pub const NOTIFY_KEYEVENT: i64 = notify::KEYEVENT as i64;
+pub const NOTIFY_KEY_MISS: i64 = notify::KEY_MISS as i64;
 /// `A`: every class but `n` and `m`.
-pub const NOTIFY_ALL: i64 = (1 << 2)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 6)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 12);
+pub const NOTIFY_ALL: i64 = notify::ALL as i64;
+const NOTIFY_NEW: i64 = notify::NEW as i64;
 
 /// One directive's current value: numbers in the atomic, text behind the lock.
 struct Slot {
@@ -949,7 +942,7 @@ fn render_events(flags: i64) -> String {
     let mut out = String::new();
     if flags & NOTIFY_ALL == NOTIFY_ALL {
         out.push('A');
-        if flags & (1 << 13) != 0 {
+        if flags & NOTIFY_NEW != 0 {
             out.push('n');
         }
     } else {

@@ -7,6 +7,7 @@
 
 use super::db::{Db, Live};
 use super::entry::{Entry, FLAG_EXPIRES, FLAG_SHARED, SHARED_INTEGERS};
+use super::notify::{self, Event};
 use super::shards::{Keyspace, Shard};
 use crate::types::{CompactBytes, Value};
 use parking_lot::MutexGuard;
@@ -29,6 +30,8 @@ pub struct Locked<'a> {
     pub dirty: u64,
     /// Keys with blocked clients that were modified: served once the locks are released.
     pub ready: Vec<(usize, CompactBytes)>,
+    /// Keyspace notifications raised, published once the locks are released.
+    pub events: Vec<Event>,
 }
 
 impl<'a> Locked<'a> {
@@ -46,6 +49,22 @@ impl<'a> Locked<'a> {
             expired: Vec::new(),
             dirty: 0,
             ready: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Raises the keyspace notification `name` (Redis's event name: `set`, `lpush`, `del`,
+    /// ...) of `class` (a `notify` class bit) for `key`, if `notify-keyspace-events` enables
+    /// it. Call it after the change, once per change, as Redis's `notifyKeyspaceEvent`.
+    pub fn notify(&mut self, class: u32, name: &'static str, db: usize, key: &[u8]) {
+        let flags = self.keyspace.notify_flags.load(Ordering::Relaxed);
+        if notify::enabled(flags, class) {
+            self.events.push(Event {
+                class,
+                name,
+                db,
+                key: CompactBytes::new(key),
+            });
         }
     }
 

@@ -10,6 +10,7 @@ pub mod dict;
 pub mod entry;
 pub mod expire;
 pub mod locked;
+pub mod notify;
 pub mod shards;
 
 pub use db::Db;

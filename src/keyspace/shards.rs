@@ -61,6 +61,8 @@ pub struct Keyspace {
     pub watching: AtomicUsize,
     /// Waiter registrations across all shards; writes skip the blocked table while it is 0.
     pub blocking: AtomicUsize,
+    /// `notify-keyspace-events` as `notify` class bits; 0 (the default) raises nothing.
+    pub notify_flags: AtomicU32,
 }
 
 impl Keyspace {
@@ -88,6 +90,7 @@ impl Keyspace {
             share_integers: AtomicBool::new(true),
             watching: AtomicUsize::new(0),
             blocking: AtomicUsize::new(0),
+            notify_flags: AtomicU32::new(0),
         }
     }
 

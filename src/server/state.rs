@@ -183,6 +183,10 @@ impl Server {
         let lru_or_lfu = policy.ends_with("lru") || policy.ends_with("lfu");
         self.keyspace
             .set_share_integers(self.config.int("maxmemory") == 0 || !lru_or_lfu);
+        self.keyspace.notify_flags.store(
+            self.config.int("notify-keyspace-events") as u32,
+            Ordering::Relaxed,
+        );
         self.auth_required.store(
             !self.config.text("requirepass").is_empty(),
             Ordering::Relaxed,
