@@ -9,12 +9,14 @@ pub mod compact;
 pub mod hash;
 pub mod list;
 pub mod set;
+pub mod stream;
 pub mod zset;
 
 pub use compact::CompactBytes;
 pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
+pub use stream::Stream;
 pub use zset::ZSet;
 
 /// The two thresholds under which Redis keeps a hash or sorted set in its compact listpack
@@ -43,7 +45,7 @@ impl ListpackLimits {
 
 /// The value a key holds. Collections are boxed so a value stays 24 bytes.
 ///
-/// Invariant: a collection stored in the keyspace is never empty; the command that removes
+/// Invariant: a collection stored in the keyspace (streams excepted) is never empty; the command that removes
 /// its last element deletes the key, as Redis does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -53,6 +55,8 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     ZSet(Box<ZSet>),
+    /// Unlike the other collections, a stream may be empty (XDEL, XTRIM leave the key).
+    Stream(Box<Stream>),
 }
 
 /// Keep a keyspace entry small: a value is 24 bytes, so a dict node is 64 with its key.
@@ -74,6 +78,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -105,6 +110,7 @@ impl Value {
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
             Value::ZSet(zset) => zset.encoding(),
+            Value::Stream(stream) => stream.encoding(),
         }
     }
 
@@ -116,6 +122,7 @@ impl Value {
             Value::Hash(hash) => std::mem::size_of::<Hash>() + hash.heap_bytes(),
             Value::Set(set) => std::mem::size_of::<Set>() + set.heap_bytes(),
             Value::ZSet(zset) => std::mem::size_of::<ZSet>() + zset.heap_bytes(),
+            Value::Stream(stream) => std::mem::size_of::<Stream>() + stream.heap_bytes(),
         }
     }
 }
