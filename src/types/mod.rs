@@ -8,6 +8,7 @@
 pub mod compact;
 pub mod hash;
 pub mod list;
+pub mod ordered;
 pub mod set;
 pub mod stream;
 pub mod zset;

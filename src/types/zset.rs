@@ -5,16 +5,17 @@
 //! - `listpack`: a sorted `Vec<(score, member)>`; every operation is linear like Redis's
 //!   listpack, which is fine because it holds at most `zset-max-listpack-entries` (128) members
 //!   of at most `zset-max-listpack-value` (64) bytes.
-//! - `skiplist`: an order-statistic tree (a treap with subtree sizes over an arena of nodes
-//!   linked by index) for O(log n) insert, delete, rank and select, plus a member -> score
-//!   [`Dict`] for O(1) score lookups and ZSCAN's cursor. It plays the role of Redis's skiplist
-//!   with spans; the encoding name is Redis's.
+//! - `skiplist`: an order-statistic B+tree ([`super::ordered::Tree`]) for O(log n) insert,
+//!   delete, rank and select, plus a member -> score [`Dict`] for O(1) score lookups and
+//!   ZSCAN's cursor. It plays the role of Redis's skiplist with spans; the encoding name is
+//!   Redis's.
 //!
 //! Invariants: no score is NaN; members are unique; a set converts from `listpack` to
 //! `skiplist` when an insert would exceed either limit and never converts back (Redis does
 //! the same for a key that is modified in place); in the `skiplist` form the tree and the dict
 //! hold exactly the same (member, score) pairs.
 
+use super::ordered::Tree;
 use super::CompactBytes;
 use crate::keyspace::dict::{collection_hasher, Dict};
 use std::cmp::Ordering;
@@ -257,9 +258,9 @@ impl ZSet {
                 if count == 0 {
                     Box::new(std::iter::empty())
                 } else if reverse {
-                    Box::new(TreeIter::new(&indexed.tree, end - 1, true))
+                    Box::new(indexed.tree.iter_from(end - 1, true))
                 } else {
-                    Box::new(TreeIter::new(&indexed.tree, start, false))
+                    Box::new(indexed.tree.iter_from(start, false))
                 }
             }
         };
@@ -423,362 +424,12 @@ impl Indexed {
     fn check(&self) {
         self.tree.check();
         assert_eq!(self.tree.len(), self.scores.len());
-        for (score, member) in TreeIter::new(&self.tree, 0, false).take(self.tree.len()) {
+        for (score, member) in self.tree.iter_from(0, false) {
             assert_eq!(
                 self.scores.get(member).map(|found| found.to_bits()),
                 Some(score.to_bits())
             );
         }
-    }
-}
-
-/// No node.
-const NIL: u32 = u32::MAX;
-
-#[derive(Debug, Clone)]
-struct Node {
-    score: f64,
-    member: CompactBytes,
-    /// Heap priority: a parent's is at least its children's, which keeps the expected depth
-    /// logarithmic whatever the insertion order.
-    priority: u32,
-    left: u32,
-    right: u32,
-    /// Nodes in this subtree, this one included: what makes rank and select O(log n).
-    size: u32,
-}
-
-/// An order-statistic treap over an arena; freed slots are reused.
-#[derive(Debug, Clone)]
-struct Tree {
-    nodes: Vec<Node>,
-    free: Vec<u32>,
-    root: u32,
-    /// xorshift state for priorities; deterministic so runs repeat.
-    random: u64,
-}
-
-impl Tree {
-    fn new() -> Tree {
-        Tree {
-            nodes: Vec::new(),
-            free: Vec::new(),
-            root: NIL,
-            random: 0x9e37_79b9_7f4a_7c15,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.size(self.root) as usize
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.free.capacity() * std::mem::size_of::<u32>()
-            + self
-                .nodes
-                .iter()
-                .map(|node| node.member.heap_bytes())
-                .sum::<usize>()
-    }
-
-    fn size(&self, node: u32) -> u32 {
-        if node == NIL {
-            0
-        } else {
-            self.nodes[node as usize].size
-        }
-    }
-
-    fn update(&mut self, node: u32) {
-        let (left, right) = {
-            let current = &self.nodes[node as usize];
-            (current.left, current.right)
-        };
-        self.nodes[node as usize].size = 1 + self.size(left) + self.size(right);
-    }
-
-    fn next_priority(&mut self) -> u32 {
-        let mut x = self.random;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.random = x;
-        (x >> 32) as u32
-    }
-
-    /// Splits `node` into (elements for which `before` holds, the rest); `before` must be
-    /// monotone over the order (true then false).
-    fn split(&mut self, node: u32, before: &impl Fn(&Node) -> bool) -> (u32, u32) {
-        if node == NIL {
-            return (NIL, NIL);
-        }
-        if before(&self.nodes[node as usize]) {
-            let (low, high) = self.split(self.nodes[node as usize].right, before);
-            self.nodes[node as usize].right = low;
-            self.update(node);
-            (node, high)
-        } else {
-            let (low, high) = self.split(self.nodes[node as usize].left, before);
-            self.nodes[node as usize].left = high;
-            self.update(node);
-            (low, node)
-        }
-    }
-
-    /// Splits `node` into its first `count` elements and the rest.
-    fn split_rank(&mut self, node: u32, count: u32) -> (u32, u32) {
-        if node == NIL {
-            return (NIL, NIL);
-        }
-        let left = self.nodes[node as usize].left;
-        let left_size = self.size(left);
-        if count <= left_size {
-            let (low, high) = self.split_rank(left, count);
-            self.nodes[node as usize].left = high;
-            self.update(node);
-            (low, node)
-        } else {
-            let right = self.nodes[node as usize].right;
-            let (low, high) = self.split_rank(right, count - left_size - 1);
-            self.nodes[node as usize].right = low;
-            self.update(node);
-            (node, high)
-        }
-    }
-
-    /// Joins two trees where every element of `low` precedes every element of `high`.
-    fn merge(&mut self, low: u32, high: u32) -> u32 {
-        if low == NIL {
-            return high;
-        }
-        if high == NIL {
-            return low;
-        }
-        if self.nodes[low as usize].priority >= self.nodes[high as usize].priority {
-            let right = self.nodes[low as usize].right;
-            let merged = self.merge(right, high);
-            self.nodes[low as usize].right = merged;
-            self.update(low);
-            low
-        } else {
-            let left = self.nodes[high as usize].left;
-            let merged = self.merge(low, left);
-            self.nodes[high as usize].left = merged;
-            self.update(high);
-            high
-        }
-    }
-
-    fn insert(&mut self, score: f64, member: CompactBytes) {
-        assert!(self.nodes.len() < NIL as usize, "arena index fits u32");
-        let priority = self.next_priority();
-        let (low, high) = self.split(self.root, &|node: &Node| {
-            compare(node.score, &node.member, score, &member) == Ordering::Less
-        });
-        let node = Node {
-            score,
-            member,
-            priority,
-            left: NIL,
-            right: NIL,
-            size: 1,
-        };
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.nodes[index as usize] = node;
-                index
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        let low = self.merge(low, index);
-        self.root = self.merge(low, high);
-    }
-
-    fn remove(&mut self, score: f64, member: &[u8]) -> bool {
-        let (low, rest) = self.split(self.root, &|node: &Node| {
-            compare(node.score, &node.member, score, member) == Ordering::Less
-        });
-        let (found, high) = self.split_rank(rest, 1);
-        let matched = found != NIL && {
-            let node = &self.nodes[found as usize];
-            compare(node.score, &node.member, score, member) == Ordering::Equal
-        };
-        if matched {
-            self.release(found);
-            self.root = self.merge(low, high);
-        } else {
-            let rest = self.merge(found, high);
-            self.root = self.merge(low, rest);
-        }
-        matched
-    }
-
-    /// Removes ascending ranks `start..end`, returning the removed members.
-    fn remove_range(&mut self, start: usize, end: usize) -> Vec<CompactBytes> {
-        debug_assert!(start <= end && end <= self.len());
-        let (low, rest) = self.split_rank(self.root, start as u32);
-        let (middle, high) = self.split_rank(rest, (end - start) as u32);
-        let mut removed = Vec::with_capacity(end - start);
-        let mut pending = vec![middle];
-        while let Some(node) = pending.pop() {
-            if node == NIL {
-                continue;
-            }
-            let (left, right) = {
-                let current = &self.nodes[node as usize];
-                (current.left, current.right)
-            };
-            pending.push(left);
-            pending.push(right);
-            removed.push(self.release(node));
-        }
-        self.root = self.merge(low, high);
-        removed
-    }
-
-    /// Returns a slot to the free list, handing back its member.
-    fn release(&mut self, node: u32) -> CompactBytes {
-        let slot = &mut self.nodes[node as usize];
-        slot.left = NIL;
-        slot.right = NIL;
-        slot.size = 0;
-        self.free.push(node);
-        std::mem::replace(&mut slot.member, CompactBytes::new(b""))
-    }
-
-    /// How many elements satisfy `before`, a predicate monotone over the order.
-    fn count_before(&self, before: impl Fn(f64, &[u8]) -> bool) -> usize {
-        let mut node = self.root;
-        let mut count = 0usize;
-        while node != NIL {
-            let current = &self.nodes[node as usize];
-            if before(current.score, &current.member) {
-                count += self.size(current.left) as usize + 1;
-                node = current.right;
-            } else {
-                node = current.left;
-            }
-        }
-        count
-    }
-
-    fn select(&self, rank: usize) -> Option<(f64, &[u8])> {
-        let mut rank = u32::try_from(rank).ok()?;
-        let mut node = self.root;
-        while node != NIL {
-            let current = &self.nodes[node as usize];
-            let left_size = self.size(current.left);
-            match rank.cmp(&left_size) {
-                Ordering::Less => node = current.left,
-                Ordering::Equal => return Some((current.score, &current.member)),
-                Ordering::Greater => {
-                    rank -= left_size + 1;
-                    node = current.right;
-                }
-            }
-        }
-        None
-    }
-
-    fn check(&self) {
-        fn walk(tree: &Tree, node: u32) -> u32 {
-            if node == NIL {
-                return 0;
-            }
-            let current = &tree.nodes[node as usize];
-            for child in [current.left, current.right] {
-                if child != NIL {
-                    assert!(tree.nodes[child as usize].priority <= current.priority);
-                }
-            }
-            let size = walk(tree, current.left) + walk(tree, current.right) + 1;
-            assert_eq!(size, current.size);
-            size
-        }
-        walk(self, self.root);
-        let mut previous: Option<(f64, &[u8])> = None;
-        for (score, member) in TreeIter::new(self, 0, false).take(self.len()) {
-            if let Some((previous_score, previous_member)) = previous {
-                assert_eq!(
-                    compare(previous_score, previous_member, score, member),
-                    Ordering::Less
-                );
-            }
-            previous = Some((score, member));
-        }
-    }
-}
-
-/// In-order walk from a rank, ascending or descending, in O(log n + k).
-struct TreeIter<'a> {
-    tree: &'a Tree,
-    stack: Vec<u32>,
-    reverse: bool,
-}
-
-impl<'a> TreeIter<'a> {
-    fn new(tree: &'a Tree, rank: usize, reverse: bool) -> TreeIter<'a> {
-        let mut stack = Vec::new();
-        let mut node = tree.root;
-        let mut rank = rank as u64;
-        // The stack keeps the nodes still to visit after the target: the ancestors where the
-        // walk went left (ascending) or right (descending).
-        while node != NIL {
-            let current = &tree.nodes[node as usize];
-            let left_size = u64::from(tree.size(current.left));
-            match rank.cmp(&left_size) {
-                Ordering::Less => {
-                    if !reverse {
-                        stack.push(node);
-                    }
-                    node = current.left;
-                }
-                Ordering::Equal => {
-                    stack.push(node);
-                    break;
-                }
-                Ordering::Greater => {
-                    if reverse {
-                        stack.push(node);
-                    }
-                    rank -= left_size + 1;
-                    node = current.right;
-                }
-            }
-        }
-        TreeIter {
-            tree,
-            stack,
-            reverse,
-        }
-    }
-}
-
-impl<'a> Iterator for TreeIter<'a> {
-    type Item = (f64, &'a [u8]);
-
-    fn next(&mut self) -> Option<(f64, &'a [u8])> {
-        let node = self.stack.pop()?;
-        let current = &self.tree.nodes[node as usize];
-        let mut next = if self.reverse {
-            current.left
-        } else {
-            current.right
-        };
-        while next != NIL {
-            self.stack.push(next);
-            let child = &self.tree.nodes[next as usize];
-            next = if self.reverse {
-                child.right
-            } else {
-                child.left
-            };
-        }
-        Some((current.score, current.member.as_slice()))
     }
 }
 
