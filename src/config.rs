@@ -13,8 +13,8 @@
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::protocol::parser::split_args;
 use crate::keyspace::notify;
+use crate::protocol::parser::split_args;
 
 /// What kind of value a directive takes, with its bounds.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,9 @@ use Kind::*;
 /// Every directive of Redis 7.0.15, sorted by name. Generated from a real server's
 /// `CONFIG GET *` and its CONFIG SET error texts, then given Strata's defaults where they
 /// differ (`dir` is `data`, `bind` is loopback).
-pub static TABLE: &[Directive] = &[
+pub static TABLE: &[Directive] = DIRECTIVES;
+
+const DIRECTIVES: &[Directive] = &[
     d(
         "acl-pubsub-default",
         Enum(&["allchannels", "resetchannels"]),
@@ -507,6 +509,42 @@ pub static ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Directive name to table index, built once.
+/// The table position of the directive named exactly `name`; evaluated at compile time by
+/// [`crate::config_int`], where a misspelt name fails the build.
+pub const fn position(name: &str) -> usize {
+    let mut index = 0;
+    while index < DIRECTIVES.len() {
+        if same_bytes(DIRECTIVES[index].name.as_bytes(), name.as_bytes()) {
+            return index;
+        }
+        index += 1;
+    }
+    panic!("no such directive");
+}
+
+const fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < a.len() {
+        if a[index] != b[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
+/// `config_int!(config, "name")`: an integer directive, its position resolved at compile
+/// time. For per-command paths; elsewhere `config.int("name")` reads better.
+#[macro_export]
+macro_rules! config_int {
+    ($config:expr, $name:literal) => {
+        $config.int_at(const { $crate::config::position($name) })
+    };
+}
+
 fn exact_names() -> &'static std::collections::HashMap<&'static str, usize, ahash::RandomState> {
     static NAMES: std::sync::OnceLock<
         std::collections::HashMap<&'static str, usize, ahash::RandomState>,
@@ -607,6 +645,12 @@ impl Config {
             .find(|(alias, _)| *alias == lower)
             .map(|(_, canonical)| *canonical)?;
         exact_names().get(canonical).copied()
+    }
+
+    /// An integer directive by its table position (`config::position`), for hot paths that
+    /// would otherwise hash the name on every command.
+    pub fn int_at(&self, index: usize) -> i64 {
+        self.slots[index].number.load(Ordering::Relaxed)
     }
 
     fn slot(&self, name: &str) -> &Slot {

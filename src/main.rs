@@ -46,10 +46,14 @@ fn main() {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = std::env::var("STRATA_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
     {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("Failed to start the runtime: {err}");

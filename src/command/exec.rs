@@ -189,7 +189,7 @@ fn queue(
         return refuse(session, super::transactions::not_allowed_in_multi());
     }
     let bytes: usize = args.iter().map(|arg| arg.len()).sum();
-    let limit = server.config.int("client-query-buffer-limit").max(0) as usize;
+    let limit = crate::config_int!(server.config, "client-query-buffer-limit").max(0) as usize;
     let Some(multi) = session.multi.as_mut() else {
         debug_assert!(false, "queue outside MULTI");
         return (Reply::Null, None);

@@ -59,10 +59,12 @@ pub static COMMANDS: &[Spec] = &[
 
 /// The listpack thresholds, read at write time as Redis does.
 fn limits(ctx: &Ctx<'_, '_>) -> Limits {
-    let read = |name: &str| usize::try_from(ctx.server.config.int(name)).unwrap_or(0);
+    let config = &ctx.server.config;
     Limits {
-        entries_max: read("hash-max-listpack-entries"),
-        value_bytes_max: read("hash-max-listpack-value"),
+        entries_max: usize::try_from(crate::config_int!(config, "hash-max-listpack-entries"))
+            .unwrap_or(0),
+        value_bytes_max: usize::try_from(crate::config_int!(config, "hash-max-listpack-value"))
+            .unwrap_or(0),
     }
 }
 

@@ -58,7 +58,7 @@ pub static COMMANDS: &[Spec] = &[
 
 /// `set-max-intset-entries`, read at write time (Redis caps it at 2^30).
 fn intset_entries_max(ctx: &Ctx<'_, '_>) -> usize {
-    let configured = ctx.server.config.int("set-max-intset-entries");
+    let configured = crate::config_int!(ctx.server.config, "set-max-intset-entries");
     usize::try_from(configured.max(0))
         .unwrap_or(usize::MAX)
         .min(crate::types::set::INTSET_ENTRIES_LIMIT)

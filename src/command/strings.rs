@@ -93,7 +93,7 @@ fn bulk_or_null(value: Option<Bytes>) -> Reply {
 }
 
 fn proto_max_bulk_len(ctx: &Ctx<'_, '_>) -> i64 {
-    ctx.server.config.int("proto-max-bulk-len")
+    crate::config_int!(ctx.server.config, "proto-max-bulk-len")
 }
 
 /// Redis's `checkStringLength`: a string of `size + append` bytes must fit the configured

@@ -126,10 +126,16 @@ fn destination_and_keys(argv: &[Bytes]) -> Vec<usize> {
 /// The listpack thresholds from the configuration, read at write time as Redis does.
 fn limits(ctx: &Ctx<'_, '_>) -> Limits {
     Limits {
-        entries_max: usize::try_from(ctx.server.config.int("zset-max-listpack-entries"))
-            .unwrap_or(0),
-        value_bytes_max: usize::try_from(ctx.server.config.int("zset-max-listpack-value"))
-            .unwrap_or(0),
+        entries_max: usize::try_from(crate::config_int!(
+            ctx.server.config,
+            "zset-max-listpack-entries"
+        ))
+        .unwrap_or(0),
+        value_bytes_max: usize::try_from(crate::config_int!(
+            ctx.server.config,
+            "zset-max-listpack-value"
+        ))
+        .unwrap_or(0),
     }
 }
 

@@ -35,11 +35,11 @@ impl SlowLog {
         now_ms: u64,
         duration_us: u64,
     ) {
-        let threshold = server.config.int("slowlog-log-slower-than");
+        let threshold = crate::config_int!(server.config, "slowlog-log-slower-than");
         if threshold < 0 || duration_us < threshold as u64 {
             return;
         }
-        let length_max = server.config.int("slowlog-max-len").max(0) as usize;
+        let length_max = crate::config_int!(server.config, "slowlog-max-len").max(0) as usize;
         let mut kept: Vec<Bytes> = Vec::with_capacity(args.len().min(ARGS_MAX));
         for (index, arg) in args.iter().enumerate() {
             if index == ARGS_MAX - 1 && args.len() > ARGS_MAX {

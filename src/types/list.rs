@@ -97,7 +97,12 @@ impl Chunk {
         let at = self.start(index);
         let _total = offset(self.data.len() + element.len()); // the last offset after the insert
         let (shift, new_end) = (offset(element.len()), offset(at + element.len()));
-        self.data.splice(at..at, element.iter().copied());
+        // Grow, move the tail up with one memmove, then copy the element in: `splice` with an
+        // iterator moves byte by byte, and a head push is the hot path of LPUSH.
+        let old_len = self.data.len();
+        self.data.resize(old_len + element.len(), 0);
+        self.data.copy_within(at..old_len, at + element.len());
+        self.data[at..at + element.len()].copy_from_slice(element);
         for end in &mut self.ends[index..] {
             *end += shift;
         }

@@ -425,7 +425,10 @@ impl Tree {
         }
         if next == NIL {
             self.last = previous;
-        } else if let Node::Leaf { previous: before, .. } = &mut self.nodes[next as usize] {
+        } else if let Node::Leaf {
+            previous: before, ..
+        } = &mut self.nodes[next as usize]
+        {
             *before = previous;
         }
     }
@@ -496,8 +499,7 @@ impl Tree {
                     counts,
                     separators,
                 } => {
-                    let slot =
-                        separators.partition_point(|(score, member)| before(*score, member));
+                    let slot = separators.partition_point(|(score, member)| before(*score, member));
                     count += counts[..slot].iter().map(|&n| n as usize).sum::<usize>();
                     node = children[slot];
                 }
@@ -749,7 +751,10 @@ mod tests {
         assert_eq!(removed[0], member(1_000));
         tree.check();
         assert_eq!(tree.select(1_000).map(|(score, _)| score), Some(3_500.0));
-        assert_eq!(tree.iter_from(999, false).nth(1).map(|(s, _)| s), Some(3_500.0));
+        assert_eq!(
+            tree.iter_from(999, false).nth(1).map(|(s, _)| s),
+            Some(3_500.0)
+        );
     }
 
     proptest::proptest! {
