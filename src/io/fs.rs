@@ -33,6 +33,8 @@ pub trait FileSystem: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Cuts a file to `len` bytes, durably (a torn AOF tail).
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Makes a directory's entries (creations, renames) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
@@ -101,5 +103,11 @@ impl FileSystem for StdFileSystem {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
     }
 }
