@@ -117,6 +117,14 @@ pub fn dispatch(
         let error = Error::from(crate::error::NOAUTH);
         return reject(server, session, &args, error, Some(command));
     }
+    // Redis's processCommand: after a disk error a primary refuses writes, and PING, until
+    // persistence works again.
+    if command.is_write() || command.fullname == "ping" {
+        if let Some(refusal) = crate::server::persistence::write_refusal(server) {
+            let error = Error::Text(refusal.into());
+            return reject(server, session, &args, error, Some(command));
+        }
+    }
     if session.multi.is_some() {
         if !controls_transaction(command) {
             return queue(server, session, command, args);
@@ -289,7 +297,9 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
         }
         replies.push(outcome.reply);
     }
-    publish(server, wrap_in_transaction(effects));
+    if let Some(offset) = publish(server, wrap_in_transaction(effects)) {
+        session.write_offset = offset;
+    }
     let ready = std::mem::take(&mut ks.ready);
     drop(ks);
     if !ready.is_empty() {
@@ -411,10 +421,12 @@ fn run(
     };
     let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
     // Published while the shards are still locked, so the log's order is the keyspace's.
-    publish(
+    if let Some(offset) = publish(
         server,
         wrap_in_transaction(std::mem::take(&mut outcome.effects)),
-    );
+    ) {
+        session.write_offset = offset;
+    }
     let ready = std::mem::take(&mut outcome.ks.ready);
     drop(outcome.ks);
     if !ready.is_empty() {
@@ -537,10 +549,12 @@ fn invoke<'a>(
     }
 }
 
-fn publish(server: &Server, effects: Vec<(usize, Vec<Bytes>)>) {
-    if !effects.is_empty() {
-        server.log.append(&effects);
+/// Appends the effects to the propagation log; the log offset after them, if any.
+fn publish(server: &Server, effects: Vec<(usize, Vec<Bytes>)>) -> Option<u64> {
+    if effects.is_empty() {
+        return None;
     }
+    Some(server.log.append(&effects))
 }
 
 /// The command's effects for the propagation log: lazily expired keys as DEL, then the

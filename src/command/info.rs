@@ -371,7 +371,13 @@ fn memory_section(server: &Server) -> Fields {
 }
 
 fn persistence_section(server: &Server) -> Fields {
-    fields![
+    let aof = server.aof.stats();
+    let last_rewrite_seconds = if aof.rewrites.load(Ordering::Relaxed) == 0 {
+        -1
+    } else {
+        (aof.last_rewrite_ms.load(Ordering::Relaxed) / 1000) as i64
+    };
+    let mut fields = fields![
         "loading" => 0,
         "async_loading" => 0,
         "current_cow_peak" => 0,
@@ -390,19 +396,31 @@ fn persistence_section(server: &Server) -> Fields {
         "rdb_last_cow_size" => 0,
         "rdb_last_load_keys_expired" => 0,
         "rdb_last_load_keys_loaded" => 0,
-        "aof_enabled" => 0,
-        "aof_rewrite_in_progress" => 0,
+        "aof_enabled" => i64::from(server.aof.is_enabled()),
+        "aof_rewrite_in_progress" => i64::from(aof.rewrite_in_progress.load(Ordering::Relaxed)),
         "aof_rewrite_scheduled" => 0,
-        "aof_last_rewrite_time_sec" => -1,
+        "aof_last_rewrite_time_sec" => last_rewrite_seconds,
         "aof_current_rewrite_time_sec" => -1,
-        "aof_last_bgrewrite_status" => "ok",
-        "aof_rewrites" => 0,
+        "aof_last_bgrewrite_status" => if aof.last_rewrite_failed.load(Ordering::Relaxed) { "err" } else { "ok" },
+        "aof_rewrites" => aof.rewrites.load(Ordering::Relaxed),
         "aof_rewrites_consecutive_failures" => 0,
-        "aof_last_write_status" => "ok",
+        "aof_last_write_status" => if server.aof.write_error().is_some() { "err" } else { "ok" },
         "aof_last_cow_size" => 0,
         "module_fork_in_progress" => 0,
         "module_fork_last_cow_size" => 0,
-    ]
+    ];
+    if server.aof.is_enabled() {
+        // Redis lists these only while the AOF is on.
+        fields.extend(fields![
+            "aof_current_size" => aof.current_size.load(Ordering::Relaxed),
+            "aof_base_size" => aof.base_size.load(Ordering::Relaxed),
+            "aof_pending_rewrite" => 0,
+            "aof_buffer_length" => aof.pending_bytes.load(Ordering::Relaxed),
+            "aof_pending_bio_fsync" => 0,
+            "aof_delayed_fsync" => 0,
+        ]);
+    }
+    fields
 }
 
 /// Per-second rates since the previous sample at least `RATE_INTERVAL_MS_MIN` old.

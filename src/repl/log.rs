@@ -49,6 +49,12 @@ impl PropagationLog {
         self.active.load(Ordering::Acquire)
     }
 
+    /// Makes the next effect select its database again (a new AOF incr file must start with
+    /// SELECT, as Redis's `aof_selected_db = -1`).
+    pub fn forget_selected_db(&self) {
+        self.inner.lock().selected = None;
+    }
+
     /// The stream's current offset.
     pub fn offset(&self) -> u64 {
         self.inner.lock().offset

@@ -232,6 +232,9 @@ pub struct Session {
     /// Some while inside MULTI.
     pub multi: Option<Multi>,
     pub watched: Vec<Watched>,
+    /// Propagation log offset just past this client's last write: under `appendfsync
+    /// always` its replies wait until the AOF has fsynced this far.
+    pub write_offset: u64,
 }
 
 impl Session {
@@ -245,6 +248,7 @@ impl Session {
             handle,
             multi: None,
             watched: Vec::new(),
+            write_offset: 0,
         }
     }
 

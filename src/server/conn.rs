@@ -114,6 +114,14 @@ pub async fn serve<S>(
             reply = async { (&mut blocked.as_mut().expect("guarded").reply).await }, if blocked.is_some() => {
                 blocked = None;
                 if let Ok(reply) = reply {
+                    // It was served by another client's write: its own effects are in the log
+                    // by now, so waiting for the log's end covers them.
+                    if server.aof.replies_wait() {
+                        session.write_offset = server.log.offset();
+                    }
+                    if !wait_durable(&server, &session).await {
+                        break;
+                    }
                     reply.encode(session.resp3, &mut output);
                 }
                 // Requests that arrived while blocked run now.
@@ -204,8 +212,35 @@ fn over_output_limit(
     false
 }
 
-/// Runs complete requests from `input` until it has none left or replies pile up.
+/// Runs complete requests from `input` until it has none left or replies pile up; under
+/// `appendfsync always` the replies wait until the AOF has fsynced the batch's writes, and
+/// if it never will (a disk error), none of them is sent and the client is closed.
 async fn process_input(
+    server: &Server,
+    session: &mut Session,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+) -> Batch {
+    let batch = process_requests(server, session, parser, input, output).await;
+    if !wait_durable(server, session).await {
+        output.clear();
+        return Batch::Abort;
+    }
+    batch
+}
+
+/// Waits until this client's writes are as durable as `appendfsync always` promises; false
+/// when they never will be. Free when the policy is not `always`.
+async fn wait_durable(server: &Server, session: &Session) -> bool {
+    if session.write_offset == 0 || !server.aof.replies_wait() {
+        return true;
+    }
+    server.aof.wait_durable(session.write_offset).await
+}
+
+/// Runs complete requests from `input` until it has none left or replies pile up.
+async fn process_requests(
     server: &Server,
     session: &mut Session,
     parser: &mut RequestParser,

@@ -29,7 +29,32 @@ pub async fn run(server: Arc<Server>) {
             server.keyspace.maintain(REHASH_STEPS_PER_TICK);
         }
         close_idle_clients(&server);
+        persistence_upkeep(&server).await;
     }
+}
+
+/// Turns the AOF on or off after CONFIG SET, and starts the automatic rewrite when due. Both
+/// hold the whole keyspace, so they run on a blocking thread, not on the cron's worker.
+async fn persistence_upkeep(server: &Arc<Server>) {
+    let toggle = server.config.bool("appendonly") != server.aof.is_enabled();
+    let rewrite = !toggle && super::persistence::rewrite_due(server);
+    if !toggle && !rewrite {
+        return;
+    }
+    let server = server.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if toggle {
+            super::persistence::apply_appendonly(&server);
+        } else {
+            tracing::info!(
+                "Starting automatic rewriting of AOF on {}% growth",
+                server.config.int("auto-aof-rewrite-percentage")
+            );
+            let mut ks = server.keyspace.lock_all(server.clock.now_ms());
+            let _ = super::persistence::rewrite_locked(&server, &mut ks);
+        }
+    })
+    .await;
 }
 
 fn close_idle_clients(server: &Server) {

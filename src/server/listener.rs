@@ -46,6 +46,7 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
         .map(|path| path.to_string_lossy().into_owned())
         .unwrap_or_default();
     let server = Arc::new(server);
+    super::persistence::load_at_start(&server)?;
     let port = server.config.int("port") as u16;
     let mut addrs = Vec::new();
     if port != 0 {
@@ -122,6 +123,10 @@ fn shutdown(server: &Server, request: ShutdownRequest) {
     }
     for client in server.clients.all() {
         client.kill();
+    }
+    if server.aof.is_enabled() {
+        tracing::info!("Calling fsync() on the AOF file.");
+        server.aof.close();
     }
     tracing::warn!("Strata is now ready to exit, bye bye...");
 }

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod cron;
 pub mod listener;
 pub mod monitor;
+pub mod persistence;
 pub mod slowlog;
 pub mod state;
 

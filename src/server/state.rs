@@ -109,6 +109,10 @@ pub struct Server {
     pub blocked: super::blocking::Blocked,
     pub clock: Arc<dyn Clock>,
     pub fs: Arc<dyn FileSystem>,
+    /// The append-only file (always present; on while `appendonly yes`).
+    pub aof: crate::persist::aof::Aof,
+    /// Whether the AOF is registered with the propagation log yet.
+    pub aof_attached: AtomicBool,
     /// The configuration file's absolute path, empty when started without one.
     pub config_file: String,
     /// Unix ms at start.
@@ -148,6 +152,8 @@ impl Server {
             slowlog: SlowLog::default(),
             monitors: Monitors::default(),
             blocked: super::blocking::Blocked::default(),
+            aof: crate::persist::aof::Aof::new(fs.clone(), clock.clone()),
+            aof_attached: AtomicBool::new(false),
             clock,
             fs,
             config_file: String::new(),
@@ -183,6 +189,9 @@ impl Server {
         let lru_or_lfu = policy.ends_with("lru") || policy.ends_with("lfu");
         self.keyspace
             .set_share_integers(self.config.int("maxmemory") == 0 || !lru_or_lfu);
+        self.aof.set_policy(crate::persist::aof::Fsync::from_word(
+            self.config.word("appendfsync"),
+        ));
         self.keyspace.notify_flags.store(
             self.config.int("notify-keyspace-events") as u32,
             Ordering::Relaxed,

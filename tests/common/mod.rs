@@ -148,6 +148,33 @@ impl Server {
         Err(last_error)
     }
 
+    /// Starts a server whose data lives in `data_dir` (which outlives it, so a test can
+    /// restart a server on the same files), on a free port, with `extra` arguments. None when
+    /// the binary is a reference tool that is missing outside CI.
+    pub fn start_in(kind: Kind, data_dir: &Path, extra: &[&str]) -> Option<Server> {
+        if kind == Kind::Redis && !require_tool("redis-server") {
+            return None;
+        }
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS_MAX {
+            let log_dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let port_text = port.to_string();
+            let dir_text = data_dir.to_string_lossy().into_owned();
+            let mut args: Vec<&str> = vec!["--port", &port_text, "--bind", "127.0.0.1"];
+            args.extend(["--dir", &dir_text]);
+            if kind == Kind::Redis {
+                args.extend(["--save", ""]);
+            }
+            args.extend(extra);
+            match Server::spawn(kind, &args, data_dir, log_dir, port) {
+                Ok(server) => return Some(server),
+                Err(message) => last_error = message,
+            }
+        }
+        panic!("{last_error}")
+    }
+
     /// Starts strata-server with exactly `args` (nothing added) in `cwd`, and waits until it
     /// logs that it accepts connections on `port`. For start-up tests of files and defaults.
     pub fn strata_exact(args: &[&str], cwd: &Path, port: u16) -> Result<Server, String> {

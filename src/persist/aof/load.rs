@@ -127,9 +127,8 @@ pub fn load(
                     ));
                 }
                 tracing::warn!("!!! Truncating the AOF {} at offset {valid} !!!", info.name);
-                fs.truncate(&path, valid).map_err(|err| {
-                    format!("Error truncating the AOF file {}: {err}", info.name)
-                })?;
+                fs.truncate(&path, valid)
+                    .map_err(|err| format!("Error truncating the AOF file {}: {err}", info.name))?;
                 tracing::warn!(
                     "AOF {} loaded anyway because aof-load-truncated is enabled",
                     info.name
@@ -155,9 +154,17 @@ pub fn load(
 
 enum Stop {
     /// The bytes end inside a command (or an open MULTI): `valid` is where to cut.
-    Truncated { valid: u64, in_multi: bool },
-    Corrupt { offset: u64 },
-    Unknown { name: String, offset: u64 },
+    Truncated {
+        valid: u64,
+        in_multi: bool,
+    },
+    Corrupt {
+        offset: u64,
+    },
+    Unknown {
+        name: String,
+        offset: u64,
+    },
 }
 
 /// Replays the commands in `bytes`, which start at file offset `base`.
@@ -179,7 +186,11 @@ fn replay_commands(
                     continue;
                 }
                 None => {
-                    return Err(truncated(base, before_multi.unwrap_or(position), before_multi))
+                    return Err(truncated(
+                        base,
+                        before_multi.unwrap_or(position),
+                        before_multi,
+                    ))
                 }
             }
         }

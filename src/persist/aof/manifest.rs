@@ -188,10 +188,7 @@ fn quote_if_needed(name: &str) -> String {
 
 /// `<prefix>.<seq>.base.rdb` or `.base.aof`.
 pub fn base_name(prefix: &str, seq: u64, rdb: bool) -> String {
-    format!(
-        "{prefix}.{seq}.base.{}",
-        if rdb { "rdb" } else { "aof" }
-    )
+    format!("{prefix}.{seq}.base.{}", if rdb { "rdb" } else { "aof" })
 }
 
 /// `<prefix>.<seq>.incr.aof`.
@@ -234,10 +231,13 @@ mod tests {
         };
         let text = manifest.render();
         assert_eq!(text, "file \"my aof.1.base.rdb\" seq 1 type b\n");
-        assert_eq!(Manifest::parse(text.as_bytes()).expect("valid"), Manifest {
-            base_seq: 1,
-            ..manifest
-        });
+        assert_eq!(
+            Manifest::parse(text.as_bytes()).expect("valid"),
+            Manifest {
+                base_seq: 1,
+                ..manifest
+            }
+        );
     }
 
     #[test]
@@ -245,13 +245,19 @@ mod tests {
         for (text, error) in [
             (&b""[..], "empty AOF manifest"),
             (b"# only a comment\n", "empty AOF manifest"),
-            (b"file a seq 1 type b\nfile b seq 2 type b\n", "duplicate base"),
+            (
+                b"file a seq 1 type b\nfile b seq 2 type b\n",
+                "duplicate base",
+            ),
             (b"file a seq 1 type x\n", "Unknown AOF file type"),
             (b"file a seq x type b\n", "Invalid AOF manifest"),
             (b"file a seq 1\n", "Invalid AOF manifest"),
             (b"file a seq 1 type b", "Invalid AOF manifest"),
             (b"file ../a seq 1 type b\n", "Invalid AOF manifest"),
-            (b"file a seq 2 type i\nfile b seq 1 type i\n", "non-monotonic"),
+            (
+                b"file a seq 2 type i\nfile b seq 1 type i\n",
+                "non-monotonic",
+            ),
         ] {
             let found = Manifest::parse(text).expect_err("invalid");
             assert!(found.contains(error), "{found:?} for {text:?}");

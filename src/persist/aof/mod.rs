@@ -221,11 +221,10 @@ impl Aof {
             .last()
             .ok_or("the AOF manifest names no incr file")?;
         let path = dir.join(&incr.name);
-        let file = self
-            .shared
-            .fs
-            .append(&path)
-            .map_err(|err| format!("Can't open the append-only file {}: {err}", path.display()))?;
+        let file =
+            self.shared.fs.append(&path).map_err(|err| {
+                format!("Can't open the append-only file {}: {err}", path.display())
+            })?;
         let size: u64 = manifest
             .replay_order()
             .filter_map(|info| self.shared.fs.read(&dir.join(&info.name)).ok())
@@ -237,8 +236,14 @@ impl Aof {
             .and_then(|info| self.shared.fs.read(&dir.join(&info.name)).ok())
             .map(|bytes| bytes.len() as u64)
             .unwrap_or(0);
-        self.shared.stats.current_size.store(size, Ordering::Relaxed);
-        self.shared.stats.base_size.store(base_size, Ordering::Relaxed);
+        self.shared
+            .stats
+            .current_size
+            .store(size, Ordering::Relaxed);
+        self.shared
+            .stats
+            .base_size
+            .store(base_size, Ordering::Relaxed);
         *self.shared.file.lock() = Some(file);
         {
             let mut pending = self.shared.pending.lock();
@@ -272,19 +277,29 @@ impl Aof {
     /// Writes and fsyncs everything fed so far, waiting for it (rewrites, shutdown). The
     /// caller holds whatever stops new writes when it needs a quiet point.
     pub fn flush_and_sync(&self) -> Result<(), String> {
+        // File, then pending: the writer's lock order.
+        let mut file = self.shared.file.lock();
         let (bytes, end) = {
             let mut pending = self.shared.pending.lock();
             (std::mem::take(&mut pending.bytes), pending.end)
         };
-        let mut file = self.shared.file.lock();
         let Some(file) = file.as_mut() else {
             return Ok(());
         };
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(self.write_error().unwrap_or_default());
+        }
         if let Err(err) = write_and_count(&self.shared, file.as_mut(), &bytes, end) {
-            return Err(fail(&self.shared, format!("Error writing to the AOF file: {err}")));
+            return Err(fail(
+                &self.shared,
+                format!("Error writing to the AOF file: {err}"),
+            ));
         }
         if let Err(err) = file.sync() {
-            return Err(fail(&self.shared, format!("Fail to fsync the AOF file: {err}")));
+            return Err(fail(
+                &self.shared,
+                format!("Fail to fsync the AOF file: {err}"),
+            ));
         }
         mark_synced(&self.shared, end);
         Ok(())
@@ -303,14 +318,16 @@ impl Aof {
             .last()
             .ok_or("the AOF manifest names no incr file")?;
         let path = dir.join(&incr.name);
-        let file = self
-            .shared
-            .fs
-            .append(&path)
-            .map_err(|err| format!("Can't open the append-only file {}: {err}", path.display()))?;
+        let file =
+            self.shared.fs.append(&path).map_err(|err| {
+                format!("Can't open the append-only file {}: {err}", path.display())
+            })?;
         *self.shared.file.lock() = Some(file);
         *self.manifest.lock() = manifest;
-        self.shared.stats.base_size.store(base_size, Ordering::Relaxed);
+        self.shared
+            .stats
+            .base_size
+            .store(base_size, Ordering::Relaxed);
         self.shared
             .stats
             .current_size
@@ -420,16 +437,30 @@ fn mark_synced(shared: &Shared, end: u64) {
 }
 
 /// The writer thread: drains what the sink fed, writes it, fsyncs by policy.
+///
+/// Lock order is file, then pending: bytes are taken from `pending` only while the file
+/// lock is held, so a rewrite that holds the file lock while it switches files can never
+/// see bytes fed before the switch land in the new file.
 fn write_loop(shared: &Shared) {
     loop {
-        let (bytes, end, stop) = {
+        {
             let mut pending = shared.pending.lock();
             if pending.bytes.is_empty() && !pending.stop {
                 shared.wake.wait_for(&mut pending, IDLE_WAKE);
             }
+        }
+        let mut guard = shared.file.lock();
+        let (bytes, end, stop) = {
+            let mut pending = shared.pending.lock();
             let bytes = std::mem::take(&mut pending.bytes);
             shared.stats.pending_bytes.store(0, Ordering::Relaxed);
             (bytes, pending.end, pending.stop)
+        };
+        let Some(file) = guard.as_mut() else {
+            if stop {
+                return;
+            }
+            continue;
         };
         if shared.failed.load(Ordering::Acquire) {
             // The file's state is unknown: nothing more goes to it until a rewrite.
@@ -438,13 +469,6 @@ fn write_loop(shared: &Shared) {
             }
             continue;
         }
-        let mut guard = shared.file.lock();
-        let Some(file) = guard.as_mut() else {
-            if stop {
-                return;
-            }
-            continue;
-        };
         if let Err(err) = write_and_count(shared, file.as_mut(), &bytes, end) {
             fail(shared, format!("Error writing to the AOF file: {err}"));
             continue;

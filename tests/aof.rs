@@ -1,0 +1,365 @@
+//! The append-only file on a real disk: what was acknowledged survives `kill -9`, a torn tail
+//! is cut off as Redis cuts it, corruption stops the load naming the file and offset, and
+//! real Redis 7.0 and Strata load each other's AOF directories.
+
+mod common;
+
+use common::{Kind, Server};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+use std::time::Duration;
+
+/// Everything a client can read back, per database, in a canonical order: the state two
+/// servers must agree on. TTLs are compared by presence (their values move with time).
+fn snapshot(server: &Server) -> Vec<String> {
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client.get_connection().expect("connection");
+    let mut lines = Vec::new();
+    for db in 0..3 {
+        redis::cmd("SELECT")
+            .arg(db)
+            .exec(&mut conn)
+            .expect("select");
+        let mut keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("keys");
+        keys.sort();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).expect("type");
+            let body: Vec<Vec<u8>> = match kind.as_str() {
+                "string" => vec![redis::cmd("GET").arg(&key).query(&mut conn).expect("get")],
+                "list" => redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query(&mut conn)
+                    .expect("lrange"),
+                "hash" => {
+                    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                        .arg(&key)
+                        .query(&mut conn)
+                        .expect("hgetall");
+                    pairs.sort();
+                    pairs.into_iter().flat_map(|(f, v)| [f, v]).collect()
+                }
+                "set" => {
+                    let mut members: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+                        .arg(&key)
+                        .query(&mut conn)
+                        .expect("smembers");
+                    members.sort();
+                    members
+                }
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query(&mut conn)
+                    .expect("zrange"),
+                other => panic!("unexpected type {other}"),
+            };
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).expect("pttl");
+            lines.push(format!(
+                "db{db} {} {kind} ttl={} {:?}",
+                String::from_utf8_lossy(&key),
+                ttl > 0,
+                body.iter()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    lines
+}
+
+/// A seeded mix of writes of every type, transactions, expiries, random pops and blocking
+/// pops that find data (each propagates as Redis rewrites it).
+fn workload(server: &Server, seed: u64, commands: usize) {
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client.get_connection().expect("connection");
+    let mut rng = SmallRng::seed_from_u64(seed);
+    for _ in 0..commands {
+        let key = rng.gen_range(0..20);
+        let member = rng.gen_range(0..30);
+        let mut cmd = match rng.gen_range(0..20) {
+            0 => redis::cmd("SET").arg(format!("s{key}")).arg(member).clone(),
+            1 => redis::cmd("APPEND").arg(format!("s{key}")).arg("x").clone(),
+            2 => redis::cmd("INCRBYFLOAT")
+                .arg(format!("f{key}"))
+                .arg("1.5")
+                .clone(),
+            3 => redis::cmd("RPUSH")
+                .arg(format!("l{key}"))
+                .arg(member)
+                .clone(),
+            4 => redis::cmd("LPOP").arg(format!("l{key}")).clone(),
+            5 => redis::cmd("BLPOP")
+                .arg(format!("l{key}"))
+                .arg("0.01")
+                .clone(),
+            6 => redis::cmd("HSET")
+                .arg(format!("h{key}"))
+                .arg(member)
+                .arg(key)
+                .clone(),
+            7 => redis::cmd("HINCRBYFLOAT")
+                .arg(format!("h{key}"))
+                .arg("x")
+                .arg("0.25")
+                .clone(),
+            8 => redis::cmd("SADD")
+                .arg(format!("t{key}"))
+                .arg(member)
+                .arg("word")
+                .clone(),
+            9 => redis::cmd("SPOP").arg(format!("t{key}")).clone(),
+            10 => redis::cmd("ZADD")
+                .arg(format!("z{key}"))
+                .arg(member)
+                .arg(format!("m{member}"))
+                .clone(),
+            11 => redis::cmd("ZINCRBY")
+                .arg(format!("z{key}"))
+                .arg("2.5")
+                .arg("m1")
+                .clone(),
+            12 => redis::cmd("ZPOPMIN").arg(format!("z{key}")).clone(),
+            13 => redis::cmd("EXPIRE")
+                .arg(format!("s{key}"))
+                .arg(1000)
+                .clone(),
+            14 => redis::cmd("PERSIST").arg(format!("s{key}")).clone(),
+            15 => redis::cmd("DEL").arg(format!("l{key}")).clone(),
+            16 => redis::cmd("RENAME")
+                .arg(format!("h{key}"))
+                .arg(format!("h{member}"))
+                .clone(),
+            17 => redis::cmd("LMOVE")
+                .arg(format!("l{key}"))
+                .arg(format!("l{member}"))
+                .arg("LEFT")
+                .arg("RIGHT")
+                .clone(),
+            18 => {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("INCR")
+                    .arg(format!("n{key}"))
+                    .cmd("SADD")
+                    .arg(format!("t{key}"))
+                    .arg("in-multi")
+                    .cmd("SELECT")
+                    .arg(1)
+                    .cmd("SET")
+                    .arg(format!("d1:{key}"))
+                    .arg(member);
+                let _: redis::RedisResult<redis::Value> = pipe.query(&mut conn);
+                continue;
+            }
+            _ => redis::cmd("SETEX")
+                .arg(format!("e{key}"))
+                .arg(1000)
+                .arg(member)
+                .clone(),
+        };
+        // Errors (WRONGTYPE, RENAME of a missing key) are part of the mix.
+        let _: redis::RedisResult<redis::Value> = cmd.query(&mut conn);
+        let _ = &mut cmd;
+    }
+}
+
+/// SHUTDOWN (which closes without a reply) and waits for the process to end.
+fn shutdown(mut server: Server) {
+    server.connect().send_command(&["SHUTDOWN"]);
+    assert!(
+        server.wait_exit(Duration::from_secs(10)).is_some(),
+        "{} did not exit on SHUTDOWN",
+        server.kind.name()
+    );
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_under_always() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_in(
+        Kind::Strata,
+        data.path(),
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    )
+    .expect("strata");
+    workload(&server, 1, 3_000);
+    let before = snapshot(&server);
+    assert!(before.len() > 20, "the workload builds keys of every type");
+    drop(server); // SIGKILL: no shutdown, no final fsync.
+    let restarted =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    assert_eq!(snapshot(&restarted), before);
+    assert!(restarted.log().contains("DB loaded from append only file"));
+}
+
+#[test]
+fn rewrite_compacts_and_the_state_survives_restart() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    workload(&server, 2, 2_000);
+    let mut conn = server.connect();
+    assert_eq!(
+        conn.cmd("BGREWRITEAOF"),
+        b"+Background append only file rewriting started\r\n"
+    );
+    let dir = data.path().join("appendonlydir");
+    assert_eq!(
+        file_names(&dir),
+        [
+            "appendonly.aof.2.base.aof",
+            "appendonly.aof.2.incr.aof",
+            "appendonly.aof.manifest"
+        ]
+    );
+    workload(&server, 3, 500);
+    let before = snapshot(&server);
+    shutdown(server);
+    let restarted =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    assert_eq!(snapshot(&restarted), before);
+}
+
+#[test]
+fn a_torn_tail_is_cut_off_and_corruption_stops_the_load() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    let mut conn = server.connect();
+    conn.cmd("SET a 1");
+    conn.cmd("RPUSH l x y");
+    shutdown(server);
+    let incr = data.path().join("appendonlydir/appendonly.aof.1.incr.aof");
+    let whole = std::fs::read(&incr).expect("incr file");
+    // A crash in the middle of appending a command.
+    let mut torn = whole.clone();
+    torn.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$2\r\n2");
+    std::fs::write(&incr, &torn).expect("write");
+
+    let refused = common::run_strata_to_exit(
+        &[
+            "--port",
+            "0",
+            "--dir",
+            &data.path().to_string_lossy(),
+            "--appendonly",
+            "yes",
+            "--aof-load-truncated",
+            "no",
+        ],
+        data.path(),
+        Duration::from_secs(10),
+    );
+    assert!(
+        refused.1.contains(
+            "Unexpected end of file reading the append only file appendonly.aof.1.incr.aof"
+        ),
+        "{}",
+        refused.1
+    );
+
+    let server =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    assert!(server
+        .log()
+        .contains("!!! Truncating the AOF appendonly.aof.1.incr.aof at offset"));
+    assert_eq!(std::fs::read(&incr).expect("incr").len(), whole.len());
+    let mut conn = server.connect();
+    assert_eq!(conn.cmd("GET a"), b"$1\r\n1\r\n");
+    assert_eq!(conn.cmd("EXISTS b"), b":0\r\n");
+    shutdown(server);
+
+    // Garbage where a command should start, before the end: not a torn tail.
+    let mut corrupt = b"+garbage\r\n".to_vec();
+    corrupt.extend_from_slice(&whole);
+    std::fs::write(&incr, &corrupt).expect("write");
+    let (_, stderr) = common::run_strata_to_exit(
+        &[
+            "--port",
+            "0",
+            "--dir",
+            &data.path().to_string_lossy(),
+            "--appendonly",
+            "yes",
+        ],
+        data.path(),
+        Duration::from_secs(10),
+    );
+    assert!(
+        stderr.contains(
+            "Bad file format reading the append only file appendonly.aof.1.incr.aof at offset 0"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn real_redis_and_strata_load_each_others_aof() {
+    if !common::require_tool("redis-server") {
+        return;
+    }
+    // Strata writes, Redis loads (before and after a rewrite).
+    let data = tempfile::tempdir().expect("tempdir");
+    let strata =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    workload(&strata, 4, 1_500);
+    strata.connect().cmd("BGREWRITEAOF");
+    workload(&strata, 5, 500);
+    let written = snapshot(&strata);
+    shutdown(strata);
+    let redis =
+        Server::start_in(Kind::Redis, data.path(), &["--appendonly", "yes"]).expect("redis");
+    assert_eq!(snapshot(&redis), written);
+    drop(redis);
+
+    // Redis writes (commands in its base too, so the load needs no RDB), Strata loads.
+    let data = tempfile::tempdir().expect("tempdir");
+    let redis = Server::start_in(
+        Kind::Redis,
+        data.path(),
+        &[
+            "--appendonly",
+            "yes",
+            "--aof-use-rdb-preamble",
+            "no",
+            "--appendfsync",
+            "always",
+        ],
+    )
+    .expect("redis");
+    workload(&redis, 6, 1_500);
+    let mut conn = redis.connect();
+    conn.cmd("BGREWRITEAOF");
+    // Wait for Redis's background rewrite to finish.
+    for _ in 0..200 {
+        let info = String::from_utf8_lossy(&conn.cmd("INFO persistence")).into_owned();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    workload(&redis, 7, 500);
+    let written = snapshot(&redis);
+    drop(redis);
+    let strata =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    assert_eq!(snapshot(&strata), written);
+}
