@@ -497,6 +497,9 @@ fn invoke<'a>(
     let started = Instant::now();
     let db = session.db;
     let dirty_before = ks.dirty;
+    let mut ks = ks;
+    // A read command never changes an entry: a snapshot need not copy what it looks at.
+    ks.writing = command.is_write();
     let mut ctx = Ctx {
         server,
         session,

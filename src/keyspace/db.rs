@@ -110,6 +110,16 @@ impl Db {
         Some((stored, entry))
     }
 
+    /// Moves the contents out, leaving this table empty (FLUSHDB during a snapshot).
+    pub fn take_contents(&mut self) -> Db {
+        let empty = Db {
+            keys: self.keys.empty_like(),
+            expires: self.expires.empty_like(),
+            expire_cursor: 0,
+        };
+        std::mem::replace(self, empty)
+    }
+
     pub fn clear(&mut self) {
         self.keys.clear();
         self.expires.clear();

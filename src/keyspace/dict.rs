@@ -10,6 +10,7 @@
 //! of `tables[0]` are empty and new entries go to `tables[1]`; `len()` is the sum of both.
 
 use crate::types::CompactBytes;
+use smallvec::SmallVec;
 
 /// Smallest non-empty table.
 const TABLE_SIZE_MIN: usize = 4;
@@ -127,6 +128,11 @@ impl<V> Dict<V> {
 
     pub fn len(&self) -> usize {
         self.tables[0].used + self.tables[1].used
+    }
+
+    /// An empty dict with the same hash function.
+    pub fn empty_like(&self) -> Dict<V> {
+        Dict::new(self.hasher.clone())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -303,34 +309,56 @@ impl<V> Dict<V> {
     /// cursor, 0 when the walk is complete. An entry present from the first to the last call is
     /// visited at least once, whatever resizes happen in between.
     pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&CompactBytes, &V)) -> u64 {
-        if self.is_empty() {
-            return 0;
-        }
-        let mut v = cursor;
-        let emit = |table: &Table<V>, index: u64, visit: &mut dyn FnMut(&CompactBytes, &V)| {
-            let mut node = table.buckets[index as usize].as_deref();
+        let (buckets, next) = self.scan_step(cursor);
+        for (table, index) in buckets {
+            let mut node = self.tables[table].buckets[index].as_deref();
             while let Some(current) = node {
                 visit(&current.key, &current.value);
                 node = current.next.as_deref();
             }
-        };
+        }
+        next
+    }
+
+    /// [`Dict::scan`] with mutable values (the snapshot marks what it saved).
+    pub fn scan_mut(&mut self, cursor: u64, mut visit: impl FnMut(&CompactBytes, &mut V)) -> u64 {
+        let (buckets, next) = self.scan_step(cursor);
+        for (table, index) in buckets {
+            let mut node = self.tables[table].buckets[index].as_deref_mut();
+            while let Some(current) = node {
+                visit(&current.key, &mut current.value);
+                node = current.next.as_deref_mut();
+            }
+        }
+        next
+    }
+
+    /// The `(table, bucket)` pairs one SCAN step visits from `cursor`, and the next cursor:
+    /// Redis's reverse-binary cursor, which visits every bucket of the smaller table and then
+    /// each bucket of the larger table that expands it, so a key present for the whole scan
+    /// is returned at least once across resizes.
+    fn scan_step(&self, cursor: u64) -> (SmallVec<[(usize, usize); 4]>, u64) {
+        let mut buckets = SmallVec::new();
+        if self.is_empty() {
+            return (buckets, 0);
+        }
+        let mut v = cursor;
         if !self.is_rehashing() {
-            let table = &self.tables[0];
-            let mask = table.mask();
-            emit(table, v & mask, &mut visit);
+            let mask = self.tables[0].mask();
+            buckets.push((0, (v & mask) as usize));
             v |= !mask;
             v = v.reverse_bits().wrapping_add(1).reverse_bits();
         } else {
             let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() {
-                (&self.tables[0], &self.tables[1])
+                (0, 1)
             } else {
-                (&self.tables[1], &self.tables[0])
+                (1, 0)
             };
-            let (mask_small, mask_large) = (small.mask(), large.mask());
-            emit(small, v & mask_small, &mut visit);
+            let (mask_small, mask_large) = (self.tables[small].mask(), self.tables[large].mask());
+            buckets.push((small, (v & mask_small) as usize));
             // Then every bucket of the larger table that expands the smaller one's bucket.
             loop {
-                emit(large, v & mask_large, &mut visit);
+                buckets.push((large, (v & mask_large) as usize));
                 v |= !mask_large;
                 v = v.reverse_bits().wrapping_add(1).reverse_bits();
                 if v & (mask_small ^ mask_large) == 0 {
@@ -338,7 +366,7 @@ impl<V> Dict<V> {
                 }
             }
         }
-        v
+        (buckets, v)
     }
 
     /// A random entry, near-uniform (a random bucket, then a random element of its chain).
@@ -530,7 +558,8 @@ impl<V> Drop for Dict<V> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use smallvec::SmallVec;
+use super::*;
     use rand::{rngs::SmallRng, SeedableRng};
     use std::collections::{BTreeMap, HashSet};
 

@@ -19,6 +19,8 @@ pub const FLAG_EMBSTR: u32 = 1 << 2;
 /// Written as one of Redis's shared integer objects (0..9999 while sharing is allowed):
 /// OBJECT REFCOUNT reports INT_MAX for it until it is overwritten.
 pub const FLAG_SHARED: u32 = 1 << 3;
+/// The snapshot parity the entry was last saved under (see `keyspace::snapshot`).
+pub const FLAG_SNAPSHOT: u32 = 1 << 4;
 /// Redis shares the integers below this (OBJ_SHARED_INTEGERS).
 pub const SHARED_INTEGERS: i64 = 10_000;
 /// OBJECT REFCOUNT of a shared object (OBJ_SHARED_REFCOUNT).

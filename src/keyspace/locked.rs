@@ -6,7 +6,7 @@
 //! a bug in the command table's key specs and panics in debug builds.
 
 use super::db::{Db, Live};
-use super::entry::{Entry, FLAG_EXPIRES, FLAG_SHARED, SHARED_INTEGERS};
+use super::entry::{Entry, FLAG_EXPIRES, FLAG_SHARED, FLAG_SNAPSHOT, SHARED_INTEGERS};
 use super::notify::{self, Event};
 use super::shards::{Keyspace, Shard};
 use crate::types::{CompactBytes, Value};
@@ -32,6 +32,9 @@ pub struct Locked<'a> {
     pub ready: Vec<(usize, CompactBytes)>,
     /// Keyspace notifications raised, published once the locks are released.
     pub events: Vec<Event>,
+    /// Whether the command may write: during a snapshot its look-ups copy unsaved entries
+    /// aside first. True unless the executor knows better (a read command).
+    pub writing: bool,
 }
 
 impl<'a> Locked<'a> {
@@ -50,6 +53,7 @@ impl<'a> Locked<'a> {
             dirty: 0,
             ready: Vec::new(),
             events: Vec::new(),
+            writing: true,
         }
     }
 
@@ -65,6 +69,26 @@ impl<'a> Locked<'a> {
                 db,
                 key: CompactBytes::new(key),
             });
+        }
+    }
+
+    /// Before a change to `key` while a snapshot runs: copies the entry aside if the saver
+    /// has not saved it yet, so the snapshot keeps its start state. One atomic load otherwise.
+    fn preserve(&mut self, db: usize, key: &[u8]) {
+        let state = &self.keyspace.snapshot;
+        if !state.is_active() {
+            return;
+        }
+        let saved = state.saved_bit();
+        let position = self.shard_index(key);
+        let Shard { dbs, snapshot, .. } = &mut *self.guards[position].1;
+        if !snapshot.pending.get(db).copied().unwrap_or(false) {
+            return;
+        }
+        let slice = &mut dbs[db];
+        let expire_ms = slice.expire_at(key);
+        if let Some(entry) = slice.keys.get_mut(key) {
+            super::snapshot::preserve_entry(snapshot, saved, db, key, entry, expire_ms);
         }
     }
 
@@ -125,6 +149,9 @@ impl<'a> Locked<'a> {
 
     /// Looks a key up for reading or writing: expires it if due, records the access.
     pub fn lookup(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        if self.writing {
+            self.preserve(db, key);
+        }
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
         let entry = self.live_entry(db, key)?;
@@ -182,6 +209,8 @@ impl<'a> Locked<'a> {
 
     /// Redis's `setKey`: creates or overwrites; the TTL is cleared unless `keep_ttl`.
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, keep_ttl: bool) {
+        self.preserve(db, key);
+        let saved = self.keyspace.snapshot.saved_bit();
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
         let shared = if self.keyspace.share_integers() && is_shared_integer(&value) {
@@ -195,18 +224,18 @@ impl<'a> Locked<'a> {
         match slice.lookup_live(key, now_ms) {
             Live::Found(entry) => {
                 entry.value = value;
-                entry.flags = (entry.flags & FLAG_EXPIRES) | shared;
+                entry.flags = (entry.flags & (FLAG_EXPIRES | FLAG_SNAPSHOT)) | shared;
                 entry.touch(now_ms, mode);
                 drop_ttl = !keep_ttl && entry.has_expire();
             }
             Live::Missing => {
                 let mut entry = Entry::new(value, now_ms, mode);
-                entry.flags = shared;
+                entry.flags = shared | saved;
                 slice.keys.insert_new(CompactBytes::new(key), entry);
             }
             Live::Expired(stored) => {
                 let mut entry = Entry::new(value, now_ms, mode);
-                entry.flags = shared;
+                entry.flags = shared | saved;
                 slice.keys.insert_new(CompactBytes::new(key), entry);
                 self.keyspace
                     .stats
@@ -231,6 +260,7 @@ impl<'a> Locked<'a> {
     /// Deletes a key; true if it existed (an expired key counts as absent).
     pub fn delete(&mut self, db: usize, key: &[u8]) -> bool {
         self.expire_if_needed(db, key);
+        self.preserve(db, key);
         let removed = self.db(db, key).remove(key).is_some();
         if removed {
             self.signal_modified(db, key);
@@ -241,6 +271,7 @@ impl<'a> Locked<'a> {
     /// Removes a key and hands back its entry (RENAME, MOVE, GETDEL).
     pub fn take(&mut self, db: usize, key: &[u8]) -> Option<(Entry, Option<u64>)> {
         self.expire_if_needed(db, key);
+        self.preserve(db, key);
         let slice = self.db(db, key);
         let when = slice.expire_at(key);
         let (_, mut entry) = slice.remove(key)?;
@@ -252,9 +283,12 @@ impl<'a> Locked<'a> {
     /// Installs an entry taken elsewhere (RENAME, MOVE, COPY), replacing any existing key.
     pub fn put(&mut self, db: usize, key: &[u8], mut entry: Entry, expire_at_ms: Option<u64>) {
         self.expire_if_needed(db, key);
+        self.preserve(db, key);
+        let saved = self.keyspace.snapshot.saved_bit();
         let slice = self.db(db, key);
         slice.remove(key);
-        entry.flags &= !FLAG_EXPIRES;
+        // Born after any snapshot in progress started: never part of it.
+        entry.flags = (entry.flags & !(FLAG_EXPIRES | FLAG_SNAPSHOT)) | saved;
         slice.keys.insert_new(CompactBytes::new(key), entry);
         if let Some(when) = expire_at_ms {
             slice.set_expire(key, when);
@@ -270,6 +304,7 @@ impl<'a> Locked<'a> {
     /// Sets the expiry of an existing key; false if absent.
     pub fn set_expire(&mut self, db: usize, key: &[u8], when_ms: u64) -> bool {
         self.expire_if_needed(db, key);
+        self.preserve(db, key);
         let done = self.db(db, key).set_expire(key, when_ms);
         if done {
             self.signal_modified(db, key);
@@ -280,6 +315,7 @@ impl<'a> Locked<'a> {
     /// Removes the expiry; true if there was one.
     pub fn persist(&mut self, db: usize, key: &[u8]) -> bool {
         self.expire_if_needed(db, key);
+        self.preserve(db, key);
         let done = self.db(db, key).persist(key);
         if done {
             self.signal_modified(db, key);
@@ -438,10 +474,17 @@ impl<'a> Locked<'a> {
     pub fn flush_db(&mut self, db: usize) -> usize {
         debug_assert!(self.all, "FLUSHDB must hold every shard");
         self.touch_all_watched(db, db);
+        let snapshot = self.keyspace.snapshot.is_active();
         let mut removed = 0;
-        for slice in self.slices(db) {
-            removed += slice.len();
-            slice.clear();
+        for shard in self.shards() {
+            removed += shard.dbs[db].len();
+            if snapshot && shard.snapshot.pending.get(db).copied().unwrap_or(false) {
+                // The snapshot still needs this table: retire it (a move), do not drop it.
+                let retired = shard.dbs[db].take_contents();
+                shard.snapshot.retired.push((db, retired));
+            } else {
+                shard.dbs[db].clear();
+            }
         }
         self.dirty += removed as u64;
         removed
@@ -452,7 +495,28 @@ impl<'a> Locked<'a> {
         debug_assert!(self.all, "SWAPDB must hold every shard");
         self.touch_all_watched(a, b);
         self.touch_all_watched(b, a);
+        let snapshot = self.keyspace.snapshot.is_active();
+        let saved = self.keyspace.snapshot.saved_bit();
         for shard in self.shards() {
+            if snapshot {
+                // The saver walks tables by database index: what it has not saved of the two
+                // databases is copied aside under the index it had at the start.
+                for db in [a, b] {
+                    if !shard.snapshot.pending.get(db).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    let Shard { dbs, snapshot, .. } = &mut *shard;
+                    let super::db::Db { keys, expires, .. } = &mut dbs[db];
+                    keys.for_each_mut(|key, entry| {
+                        let expire_ms = if entry.has_expire() {
+                            expires.get(key.as_slice()).copied()
+                        } else {
+                            None
+                        };
+                        super::snapshot::preserve_entry(snapshot, saved, db, key, entry, expire_ms);
+                    });
+                }
+            }
             shard.dbs.swap(a, b);
         }
         // Blocked clients stay with their database index, which now holds other data: let

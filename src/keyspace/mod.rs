@@ -12,6 +12,7 @@ pub mod expire;
 pub mod locked;
 pub mod notify;
 pub mod shards;
+pub mod snapshot;
 
 pub use db::Db;
 pub use dict::Dict;

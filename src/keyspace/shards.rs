@@ -27,6 +27,8 @@ pub struct Shard {
     /// Clients blocked on keys of this shard (BLPOP, BZPOPMIN, ...), per database: waiter ids
     /// in arrival order, served first-come first-served.
     pub blocked: Vec<HashMap<CompactBytes, VecDeque<u64>>>,
+    /// This shard's part of a snapshot in progress.
+    pub snapshot: super::snapshot::ShardState,
 }
 
 /// One watched key.
@@ -63,6 +65,8 @@ pub struct Keyspace {
     pub blocking: AtomicUsize,
     /// `notify-keyspace-events` as `notify` class bits; 0 (the default) raises nothing.
     pub notify_flags: AtomicU32,
+    /// The snapshot in progress, if any (BGSAVE, AOF rewrite).
+    pub snapshot: super::snapshot::State,
 }
 
 impl Keyspace {
@@ -78,6 +82,7 @@ impl Keyspace {
                     dbs: (0..databases).map(|_| Db::new(&dict_hasher)).collect(),
                     watched: (0..databases).map(|_| HashMap::new()).collect(),
                     blocked: (0..databases).map(|_| HashMap::new()).collect(),
+                    snapshot: super::snapshot::ShardState::default(),
                 })
             })
             .collect();
@@ -91,6 +96,7 @@ impl Keyspace {
             watching: AtomicUsize::new(0),
             blocking: AtomicUsize::new(0),
             notify_flags: AtomicU32::new(0),
+            snapshot: super::snapshot::State::default(),
         }
     }
 
@@ -171,6 +177,11 @@ impl Keyspace {
     /// Locks nothing, for commands that touch no keys.
     pub fn lock_none(&self, now_ms: u64) -> Locked<'_> {
         Locked::new(self, SmallVec::new(), false, now_ms)
+    }
+
+    /// One shard's raw guard, for the snapshot saver (it works below `Locked`).
+    pub(super) fn lock_shard_raw(&self, index: usize) -> parking_lot::MutexGuard<'_, Shard> {
+        self.shards[index].lock()
     }
 
     /// Locks one shard (the active expiry cycle walks them one at a time).
