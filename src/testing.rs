@@ -62,7 +62,7 @@ impl TestServer {
     /// A server whose clock starts at `start_ms` (unix ms).
     pub fn starting_at(start_ms: u64) -> TestServer {
         let clock = Arc::new(ManualClock(AtomicU64::new(start_ms)));
-        let server = Arc::new(Server::new(
+        let server = Server::into_arc(Server::new(
             crate::config::Config::default(),
             clock.clone(),
             Arc::new(crate::io::StdFileSystem),

@@ -168,6 +168,19 @@ fn workload(server: &Server, seed: u64, commands: usize) {
     }
 }
 
+/// Waits until no AOF rewrite is running or scheduled.
+fn wait_rewrite(server: &Server) {
+    let mut conn = server.connect();
+    for _ in 0..500 {
+        let info = String::from_utf8_lossy(&conn.cmd("INFO persistence")).into_owned();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the AOF rewrite did not finish");
+}
+
 /// SHUTDOWN (which closes without a reply) and waits for the process to end.
 fn shutdown(mut server: Server) {
     server.connect().send_command(&["SHUTDOWN"]);
@@ -221,6 +234,7 @@ fn rewrite_compacts_and_the_state_survives_restart() {
         conn.cmd("BGREWRITEAOF"),
         b"+Background append only file rewriting started\r\n"
     );
+    wait_rewrite(&server);
     let dir = data.path().join("appendonlydir");
     assert_eq!(
         file_names(&dir),
@@ -322,7 +336,9 @@ fn real_redis_and_strata_load_each_others_aof() {
         Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
     workload(&strata, 4, 1_500);
     strata.connect().cmd("BGREWRITEAOF");
+    // Writes while the base is written from the snapshot.
     workload(&strata, 5, 500);
+    wait_rewrite(&strata);
     let written = snapshot(&strata);
     shutdown(strata);
     let redis =
@@ -346,16 +362,8 @@ fn real_redis_and_strata_load_each_others_aof() {
     )
     .expect("redis");
     workload(&redis, 6, 1_500);
-    let mut conn = redis.connect();
-    conn.cmd("BGREWRITEAOF");
-    // Wait for Redis's background rewrite to finish.
-    for _ in 0..200 {
-        let info = String::from_utf8_lossy(&conn.cmd("INFO persistence")).into_owned();
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    redis.connect().cmd("BGREWRITEAOF");
+    wait_rewrite(&redis);
     workload(&redis, 7, 500);
     let written = snapshot(&redis);
     drop(redis);

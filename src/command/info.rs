@@ -412,7 +412,7 @@ fn persistence_section(server: &Server) -> Fields {
     if server.aof.is_enabled() {
         // Redis lists these only while the AOF is on.
         fields.extend(fields![
-            "aof_current_size" => aof.current_size.load(Ordering::Relaxed),
+            "aof_current_size" => aof.current_size(),
             "aof_base_size" => aof.base_size.load(Ordering::Relaxed),
             "aof_pending_rewrite" => 0,
             "aof_buffer_length" => aof.pending_bytes.load(Ordering::Relaxed),

@@ -6,18 +6,13 @@ use crate::error::{CmdResult, Error};
 use crate::protocol::Reply;
 use bytes::Bytes;
 
-const REWRITE_FAILED: &str =
-    "ERR Can't execute an AOF background rewriting. Please check the server logs for more information.";
+pub static COMMANDS: &[Spec] = &[Spec::new("bgrewriteaof", bgrewriteaof, Lock::None)];
 
-pub static COMMANDS: &[Spec] = &[Spec::new("bgrewriteaof", bgrewriteaof, Lock::All)];
-
-/// BGREWRITEAOF: a new base from memory and a fresh incr file. Today it runs while the
-/// command holds every shard (a consistent point, but clients wait); the reply is Redis's.
+/// BGREWRITEAOF: a new base written from a snapshot on a thread of its own, while clients
+/// go on; the reply is Redis's and comes at once.
 fn bgrewriteaof(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
-    match crate::server::persistence::rewrite_locked(ctx.server, &mut ctx.ks) {
-        Ok(()) => Ok(Reply::Status(
-            "Background append only file rewriting started".into(),
-        )),
-        Err(_) => Err(Error::from(REWRITE_FAILED)),
-    }
+    crate::server::persistence::start_background_rewrite(ctx.server).map_err(Error::from)?;
+    Ok(Reply::Status(
+        "Background append only file rewriting started".into(),
+    ))
 }

@@ -558,9 +558,9 @@ impl<V> Drop for Dict<V> {
 
 #[cfg(test)]
 mod tests {
-    use smallvec::SmallVec;
-use super::*;
+    use super::*;
     use rand::{rngs::SmallRng, SeedableRng};
+    use smallvec::SmallVec;
     use std::collections::{BTreeMap, HashSet};
 
     fn hasher() -> Hasher {

@@ -207,7 +207,11 @@ fn abandon(keyspace: &Keyspace) {
                 .keys
                 .for_each_mut(|_, entry| entry.flags = (entry.flags & !FLAG_SNAPSHOT) | saved);
         }
-        shard.snapshot.pending.iter_mut().for_each(|pending| *pending = false);
+        shard
+            .snapshot
+            .pending
+            .iter_mut()
+            .for_each(|pending| *pending = false);
         shard.snapshot.preserved.clear();
         shard.snapshot.retired.clear();
     }
@@ -246,7 +250,9 @@ mod tests {
 
     impl Sink for Collect {
         fn entry(&mut self, db: usize, key: &[u8], value: &Value, expire_ms: Option<u64>) {
-            let previous = self.0.insert((db, key.to_vec()), (value.clone(), expire_ms));
+            let previous = self
+                .0
+                .insert((db, key.to_vec()), (value.clone(), expire_ms));
             assert!(previous.is_none(), "saved twice: {key:?}");
         }
 
@@ -295,7 +301,12 @@ mod tests {
                         ks.delete(0, key.as_bytes());
                     }
                     1 => ks.set(0, key.as_bytes(), Value::string(b"changed"), false),
-                    2 => ks.set(1, format!("new{round}-{index}").as_bytes(), Value::string(b"n"), false),
+                    2 => ks.set(
+                        1,
+                        format!("new{round}-{index}").as_bytes(),
+                        Value::string(b"n"),
+                        false,
+                    ),
                     3 => {
                         ks.set_expire(0, key.as_bytes(), 99_999);
                     }
@@ -323,11 +334,21 @@ mod tests {
             let mut ks = keyspace.lock_all(0);
             for index in 0..500u64 {
                 let key = format!("k{index}");
-                ks.set(0, key.as_bytes(), Value::string(index.to_string().as_bytes()), false);
+                ks.set(
+                    0,
+                    key.as_bytes(),
+                    Value::string(index.to_string().as_bytes()),
+                    false,
+                );
                 if index % 3 == 0 {
                     ks.set_expire(0, key.as_bytes(), 10_000 + index);
                 }
-                ks.set(1, format!("one{index}").as_bytes(), Value::string(b"1"), false);
+                ks.set(
+                    1,
+                    format!("one{index}").as_bytes(),
+                    Value::string(b"1"),
+                    false,
+                );
             }
         }
         for attempt in 0..3 {
@@ -339,7 +360,10 @@ mod tests {
             };
             run(&keyspace, 0, |_| Ok(()), &mut sink).expect("snapshot");
             assert_eq!(sink.inner.0.len(), expected.len(), "attempt {attempt}");
-            assert!(sink.inner.0 == expected, "attempt {attempt}: the snapshot is the start state");
+            assert!(
+                sink.inner.0 == expected,
+                "attempt {attempt}: the snapshot is the start state"
+            );
             assert!(!keyspace.snapshot.is_active());
             let mut ks = keyspace.lock_all(0);
             for shard in ks.shards() {
@@ -368,7 +392,12 @@ mod tests {
         {
             let mut ks = keyspace.lock_all(0);
             for index in 0..2000u64 {
-                ks.set(0, format!("k{index}").as_bytes(), Value::string(b"v"), false);
+                ks.set(
+                    0,
+                    format!("k{index}").as_bytes(),
+                    Value::string(b"v"),
+                    false,
+                );
             }
         }
         let failed = run(&keyspace, 0, |_| Ok(()), &mut Failing(0));

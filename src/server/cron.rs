@@ -50,8 +50,7 @@ async fn persistence_upkeep(server: &Arc<Server>) {
                 "Starting automatic rewriting of AOF on {}% growth",
                 server.config.int("auto-aof-rewrite-percentage")
             );
-            let mut ks = server.keyspace.lock_all(server.clock.now_ms());
-            let _ = super::persistence::rewrite_locked(&server, &mut ks);
+            let _ = super::persistence::rewrite(&server);
         }
     })
     .await;

@@ -45,7 +45,7 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
         .and_then(|path| std::fs::canonicalize(path).ok())
         .map(|path| path.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let server = Arc::new(server);
+    let server = server.into_arc();
     super::persistence::load_at_start(&server)?;
     let port = server.config.int("port") as u16;
     let mut addrs = Vec::new();

@@ -4,9 +4,8 @@
 //! The file formats and the writer live in [`crate::persist`]; this module decides when they
 //! run and connects them to the keyspace, the executor and the propagation log.
 //!
-//! A rewrite here holds every shard while it writes the new base: it is a consistent point
-//! in time and simple, but clients wait for it. The snapshot that lets writers go on while a
-//! base or an RDB is written (DESIGN.md, Persistence) replaces that hold.
+//! A rewrite writes its base from a keyspace snapshot ([`crate::keyspace::snapshot`]): a
+//! consistent point in time while clients go on writing.
 
 use super::clients::Session;
 use super::state::Server;
@@ -59,8 +58,7 @@ pub fn load_at_start(server: &Server) -> Result<(), String> {
         None => {
             attach(server);
             // Not counted as a rewrite in INFO, as Redis's start-up base is not.
-            let mut ks = server.keyspace.lock_all(server.clock.now_ms());
-            rewrite_inner(server, &mut ks)?;
+            rewrite_inner(server)?;
             tracing::info!("Creating AOF base file on server start");
         }
     }
@@ -75,7 +73,7 @@ fn attach(server: &Server) {
 }
 
 /// Brings the AOF in line with `appendonly` after CONFIG SET (run from the cron, outside any
-/// command, because turning it on rewrites with every shard held).
+/// command): turning it on writes a base by a rewrite, as Redis's startAppendOnly does.
 pub fn apply_appendonly(server: &Server) {
     let wanted = server.config.bool("appendonly");
     if wanted == server.aof.is_enabled() {
@@ -83,25 +81,66 @@ pub fn apply_appendonly(server: &Server) {
     }
     if wanted {
         attach(server);
-        let mut ks = server.keyspace.lock_all(server.clock.now_ms());
-        match rewrite_locked(server, &mut ks) {
-            Ok(()) => tracing::info!("Background append only file rewriting started"),
-            Err(err) => tracing::warn!("Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. Check the above logs for more info about the error. ({err})"),
+        if let Err(err) = rewrite(server) {
+            tracing::warn!("Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. Check the above logs for more info about the error. ({err})");
         }
     } else {
         server.aof.close();
     }
 }
 
-/// BGREWRITEAOF and the automatic rewrite: a new base from memory, a new empty incr file,
-/// the old files dropped. `ks` must hold every shard.
-pub fn rewrite_locked(server: &Server, ks: &mut Locked<'_>) -> Result<(), String> {
-    assert!(ks.holds_all(), "a rewrite needs the whole keyspace still");
+/// Starts BGREWRITEAOF on its own thread; the error text when one cannot start now.
+pub fn start_background_rewrite(server: &Server) -> Result<(), &'static str> {
+    const CANNOT_START: &str = "ERR Can't execute an AOF background rewriting. Please check the server logs for more information.";
+    let Some(server) = server.handle() else {
+        return Err(CANNOT_START);
+    };
+    if server
+        .aof
+        .stats()
+        .rewrite_in_progress
+        .swap(true, Ordering::AcqRel)
+    {
+        return Err("ERR Background append only file rewriting already in progress");
+    }
+    let owner = server.clone();
+    let spawned = std::thread::Builder::new()
+        .name("aof-rewrite".into())
+        .spawn(move || {
+            let _ = rewrite_claimed(&owner);
+        });
+    spawned.map(|_| ()).map_err(|_| {
+        server
+            .aof
+            .stats()
+            .rewrite_in_progress
+            .store(false, Ordering::Release);
+        CANNOT_START
+    })
+}
+
+/// The AOF rewrite, as Redis 7 does it with a fork but on a snapshot: at one instant the AOF
+/// switches to a new incr file (listed in the manifest at once, so a crash mid-rewrite loses
+/// nothing); the base is written from the snapshot while clients go on; then the manifest
+/// names the new base and the new incr file only, and the old files go.
+pub fn rewrite(server: &Server) -> Result<(), String> {
+    if server
+        .aof
+        .stats()
+        .rewrite_in_progress
+        .swap(true, Ordering::AcqRel)
+    {
+        return Err("Background append only file rewriting already in progress".into());
+    }
+    rewrite_claimed(server)
+}
+
+/// `rewrite` once this caller has set `rewrite_in_progress`; clears it when done.
+fn rewrite_claimed(server: &Server) -> Result<(), String> {
     let stats = server.aof.stats();
-    stats.rewrite_in_progress.store(true, Ordering::Relaxed);
     let started = std::time::Instant::now();
-    let outcome = rewrite_inner(server, ks);
-    stats.rewrite_in_progress.store(false, Ordering::Relaxed);
+    let outcome = rewrite_inner(server);
+    stats.rewrite_in_progress.store(false, Ordering::Release);
     stats
         .last_rewrite_ms
         .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -118,7 +157,7 @@ pub fn rewrite_locked(server: &Server, ks: &mut Locked<'_>) -> Result<(), String
     outcome
 }
 
-fn rewrite_inner(server: &Server, ks: &mut Locked<'_>) -> Result<(), String> {
+fn rewrite_inner(server: &Server) -> Result<(), String> {
     let fs = server.fs.as_ref();
     let (dir, prefix) = aof_location(server);
     fs.create_dir_all(&dir)
@@ -130,36 +169,80 @@ fn rewrite_inner(server: &Server, ks: &mut Locked<'_>) -> Result<(), String> {
             .flatten()
             .unwrap_or_default(),
     };
-    // What was fed before this point belongs to the old files (and to the new base).
-    if server.aof.is_enabled() {
-        if let Err(err) = server.aof.flush_and_sync() {
-            tracing::warn!("{err}");
-        }
-    }
-    let mut next = manifest::Manifest {
-        base_seq: previous.base_seq + 1,
-        incr_seq: previous.incr_seq + 1,
-        ..manifest::Manifest::default()
-    };
-    let base_name = manifest::base_name(&prefix, next.base_seq, false);
-    let base_path = dir.join(&base_name);
-    let base_size = write_base(server, ks, &base_path)?;
-    next.base = Some(manifest::FileInfo {
-        name: base_name,
-        seq: next.base_seq,
-        kind: manifest::FileKind::Base,
-    });
     let enabled = server.config.bool("appendonly");
-    if enabled {
-        let incr_name = manifest::incr_name(&prefix, next.incr_seq);
+    let base_seq = previous.base_seq + 1;
+    let incr_seq = previous.incr_seq + 1;
+    let incr_name = manifest::incr_name(&prefix, incr_seq);
+    let temp_path = dir.join(format!("temp-rewriteaof-bg-{}.aof", std::process::id()));
+    let file = fs.create(&temp_path).map_err(|err| {
+        format!("Opening the temp file for AOF rewrite in rewriteAppendOnlyFile(): {err}")
+    })?;
+    let mut sink = BaseSink {
+        file,
+        out: BytesMut::with_capacity(WRITE_CHUNK_BYTES),
+        db: None,
+        size: 0,
+        failure: None,
+    };
+    // The instant of the snapshot: writes before it are in the base, after it in the new
+    // incr file, which the manifest lists before any of them is acknowledged.
+    let switch = |_ks: &mut Locked<'_>| -> Result<(), String> {
+        if !enabled {
+            return Ok(());
+        }
+        if server.aof.is_enabled() {
+            if let Err(err) = server.aof.flush_and_sync() {
+                tracing::warn!("{err}");
+            }
+        }
         let mut incr = fs
             .create(&dir.join(&incr_name))
             .map_err(|err| format!("Can't open the append-only file {incr_name}: {err}"))?;
         incr.sync()
             .map_err(|err| format!("Fail to fsync the AOF file {incr_name}: {err}"))?;
+        tracing::info!("Creating AOF incr file {incr_name} on background rewrite");
+        let mut during = previous.clone();
+        during.incr.push(manifest::FileInfo {
+            name: incr_name.clone(),
+            seq: incr_seq,
+            kind: manifest::FileKind::Incr,
+        });
+        during.incr_seq = incr_seq;
+        persist_manifest(server, &dir, &prefix, &during)?;
+        // The new incr file must start by selecting its database, as Redis's does.
+        server.log.forget_selected_db();
+        if server.aof.is_enabled() {
+            server.aof.switch(&dir, during)
+        } else {
+            server.aof.open(&dir, &prefix, during, server.log.offset())
+        }
+    };
+    let snapshot =
+        crate::keyspace::snapshot::run(&server.keyspace, server.clock.now_ms(), switch, &mut sink);
+    let finished = snapshot.and_then(|()| sink.finish());
+    if let Err(err) = finished {
+        let _ = fs.remove(&temp_path);
+        return Err(err);
+    }
+    let base_name = manifest::base_name(&prefix, base_seq, false);
+    fs.rename(&temp_path, &dir.join(&base_name))
+        .map_err(|err| {
+            format!("Error moving temp append only file on the final destination: {err}")
+        })?;
+    let mut next = manifest::Manifest {
+        base: Some(manifest::FileInfo {
+            name: base_name,
+            seq: base_seq,
+            kind: manifest::FileKind::Base,
+        }),
+        base_seq,
+        incr_seq,
+        ..manifest::Manifest::default()
+    };
+    if enabled {
         next.incr.push(manifest::FileInfo {
             name: incr_name,
-            seq: next.incr_seq,
+            seq: incr_seq,
             kind: manifest::FileKind::Incr,
         });
     }
@@ -169,14 +252,8 @@ fn rewrite_inner(server: &Server, ks: &mut Locked<'_>) -> Result<(), String> {
         .cloned()
         .collect();
     persist_manifest(server, &dir, &prefix, &next)?;
-    // The new incr file must start by selecting its database, as Redis's does.
-    server.log.forget_selected_db();
     if enabled {
-        if server.aof.location().is_some() && server.aof.is_enabled() {
-            server.aof.switch(&dir, next, base_size)?;
-        } else {
-            server.aof.open(&dir, &prefix, next, server.log.offset())?;
-        }
+        server.aof.rewritten(next, sink.size);
     }
     if !server.config.bool("aof-disable-auto-gc") {
         for info in history {
@@ -186,70 +263,68 @@ fn rewrite_inner(server: &Server, ks: &mut Locked<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes every live key of every database as commands to `path`, fsynced; its size.
-fn write_base(server: &Server, ks: &mut Locked<'_>, path: &std::path::Path) -> Result<u64, String> {
-    let fs = server.fs.as_ref();
-    let name = path.display().to_string();
-    let mut file = fs.create(path).map_err(|err| {
-        format!("Opening the temp file for AOF rewrite in rewriteAppendOnlyFile(): {err}")
-    })?;
-    let now_ms = ks.now_ms;
-    let mut out = BytesMut::with_capacity(WRITE_CHUNK_BYTES);
-    let mut size = 0u64;
-    let mut failure: Option<String> = None;
-    for db in 0..server.keyspace.databases() {
-        let mut selected = false;
-        for slice in ks.slices(db) {
-            let expires = &slice.expires;
-            slice.keys.for_each(|key, entry| {
-                if failure.is_some() {
-                    return;
-                }
-                let expire_ms = if entry.has_expire() {
-                    expires.get(key.as_slice()).copied()
-                } else {
-                    None
-                };
-                if expire_ms.is_some_and(|at| at <= now_ms) {
-                    return;
-                }
-                if !selected {
-                    rewrite::select(&mut out, db);
-                    selected = true;
-                }
-                if let Err(err) =
-                    rewrite::emit_key(&mut out, key.as_slice(), &entry.value, expire_ms)
-                {
-                    failure = Some(err);
-                    return;
-                }
-                if out.len() >= WRITE_CHUNK_BYTES {
-                    size += out.len() as u64;
-                    if let Err(err) = file.write_all(&out) {
-                        failure = Some(format!(
-                            "Write error writing append only file on disk: {err}"
-                        ));
-                    }
-                    out.clear();
-                }
-            });
+/// Writes the snapshot as commands into the temp base file, a chunk at a time.
+struct BaseSink {
+    file: Box<dyn crate::io::WritableFile>,
+    out: BytesMut,
+    db: Option<usize>,
+    size: u64,
+    failure: Option<String>,
+}
+
+impl crate::keyspace::snapshot::Sink for BaseSink {
+    fn entry(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        value: &crate::types::Value,
+        expire_ms: Option<u64>,
+    ) {
+        if self.failure.is_some() {
+            return;
+        }
+        if self.db != Some(db) {
+            rewrite::select(&mut self.out, db);
+            self.db = Some(db);
+        }
+        if let Err(err) = rewrite::emit_key(&mut self.out, key, value, expire_ms) {
+            self.failure = Some(err);
         }
     }
-    if let Some(err) = failure {
-        let _ = fs.remove(path);
-        return Err(err);
+
+    fn flush(&mut self) -> Result<(), String> {
+        if let Some(err) = self.failure.take() {
+            return Err(err);
+        }
+        if self.out.len() < WRITE_CHUNK_BYTES {
+            return Ok(());
+        }
+        self.write_out()
     }
-    size += out.len() as u64;
-    let written = file
-        .write_all(&out)
-        .and_then(|()| file.sync())
-        .map_err(|err| format!("Write error writing append only file on disk: {err}"));
-    if let Err(err) = written {
-        let _ = fs.remove(path);
-        return Err(err);
+}
+
+impl BaseSink {
+    fn write_out(&mut self) -> Result<(), String> {
+        self.file
+            .write_all(&self.out)
+            .map_err(|err| format!("Write error writing append only file on disk: {err}"))?;
+        self.size += self.out.len() as u64;
+        self.out.clear();
+        Ok(())
     }
-    tracing::info!("Successfully created the temporary AOF base file {name}");
-    Ok(size)
+
+    /// Writes what is left and fsyncs.
+    fn finish(&mut self) -> Result<(), String> {
+        if let Some(err) = self.failure.take() {
+            return Err(err);
+        }
+        self.write_out()?;
+        self.file
+            .sync()
+            .map_err(|err| format!("Write error writing append only file on disk: {err}"))?;
+        tracing::info!("Successfully created the temporary AOF base file");
+        Ok(())
+    }
 }
 
 /// Writes the manifest through a temp file, fsync, rename, directory fsync: a crash leaves
@@ -297,7 +372,7 @@ pub fn rewrite_due(server: &Server) -> bool {
         return false;
     }
     let stats = server.aof.stats();
-    let size = stats.current_size.load(Ordering::Relaxed);
+    let size = stats.current_size();
     let base = stats.base_size.load(Ordering::Relaxed).max(1);
     let min_size = server.config.int("auto-aof-rewrite-min-size").max(0) as u64;
     size >= min_size && size.saturating_sub(base) * 100 / base >= percentage as u64

@@ -133,6 +133,8 @@ pub struct Server {
     /// CLIENT PAUSE: until when (unix ms) and whether all commands or only writes pause.
     pub pause: Mutex<Option<(u64, bool)>>,
     pub unpaused: Notify,
+    /// The `Arc` this server lives in, for work that outlives a command (BGREWRITEAOF).
+    this: std::sync::OnceLock<std::sync::Weak<Server>>,
 }
 
 impl Server {
@@ -168,6 +170,7 @@ impl Server {
             shutdown_notify: Notify::new(),
             pause: Mutex::new(None),
             unpaused: Notify::new(),
+            this: std::sync::OnceLock::new(),
             config,
         };
         server.apply_config();
@@ -200,6 +203,18 @@ impl Server {
             !self.config.text("requirepass").is_empty(),
             Ordering::Relaxed,
         );
+    }
+
+    /// Puts the server in its `Arc`, which background work (`handle`) holds on to.
+    pub fn into_arc(self) -> Arc<Server> {
+        let server = Arc::new(self);
+        let _ = server.this.set(Arc::downgrade(&server));
+        server
+    }
+
+    /// The server's `Arc`, when it was made by `into_arc`.
+    pub fn handle(&self) -> Option<Arc<Server>> {
+        self.this.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// CLIENT PAUSE: holds writes (or all commands) until `until_ms`; None lifts the pause.

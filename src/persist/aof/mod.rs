@@ -68,14 +68,25 @@ impl Fsync {
 /// Numbers INFO persistence reports.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub current_size: AtomicU64,
+    /// Bytes of the base file.
     pub base_size: AtomicU64,
+    /// Bytes of the incr files the manifest lists after the base.
+    pub incr_size: AtomicU64,
+    /// Bytes appended to the newest incr file since the last switch.
+    incr_since_switch: AtomicU64,
     pub rewrites: AtomicU64,
     pub last_rewrite_ms: AtomicU64,
     /// 1 when the last rewrite failed.
     pub last_rewrite_failed: AtomicBool,
     pub rewrite_in_progress: AtomicBool,
     pub pending_bytes: AtomicU64,
+}
+
+impl Stats {
+    /// INFO's `aof_current_size`: base plus incr files.
+    pub fn current_size(&self) -> u64 {
+        self.base_size.load(Ordering::Relaxed) + self.incr_size.load(Ordering::Relaxed)
+    }
 }
 
 struct Pending {
@@ -225,8 +236,9 @@ impl Aof {
             self.shared.fs.append(&path).map_err(|err| {
                 format!("Can't open the append-only file {}: {err}", path.display())
             })?;
-        let size: u64 = manifest
-            .replay_order()
+        let incr_size: u64 = manifest
+            .incr
+            .iter()
             .filter_map(|info| self.shared.fs.read(&dir.join(&info.name)).ok())
             .map(|bytes| bytes.len() as u64)
             .sum();
@@ -236,14 +248,10 @@ impl Aof {
             .and_then(|info| self.shared.fs.read(&dir.join(&info.name)).ok())
             .map(|bytes| bytes.len() as u64)
             .unwrap_or(0);
-        self.shared
-            .stats
-            .current_size
-            .store(size, Ordering::Relaxed);
-        self.shared
-            .stats
-            .base_size
-            .store(base_size, Ordering::Relaxed);
+        let stats = &self.shared.stats;
+        stats.incr_size.store(incr_size, Ordering::Relaxed);
+        stats.incr_since_switch.store(0, Ordering::Relaxed);
+        stats.base_size.store(base_size, Ordering::Relaxed);
         *self.shared.file.lock() = Some(file);
         {
             let mut pending = self.shared.pending.lock();
@@ -305,14 +313,9 @@ impl Aof {
         Ok(())
     }
 
-    /// Switches appending to a new incr file after a rewrite persisted `manifest`. The
-    /// caller holds every shard, so no write is fed meanwhile.
-    pub fn switch(
-        &self,
-        dir: &Path,
-        manifest: manifest::Manifest,
-        base_size: u64,
-    ) -> Result<(), String> {
+    /// Switches appending to a new incr file, at a rewrite's instant (the caller holds every
+    /// shard, so no write is fed meanwhile); `manifest` already lists the new file.
+    pub fn switch(&self, dir: &Path, manifest: manifest::Manifest) -> Result<(), String> {
         let incr = manifest
             .incr
             .last()
@@ -326,16 +329,23 @@ impl Aof {
         *self.manifest.lock() = manifest;
         self.shared
             .stats
-            .base_size
-            .store(base_size, Ordering::Relaxed);
-        self.shared
-            .stats
-            .current_size
-            .store(base_size, Ordering::Relaxed);
-        // Everything in memory is now in the new base: an earlier failure is behind us.
+            .incr_since_switch
+            .store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A rewrite finished: `manifest` names the new base and incr file. Everything in memory
+    /// at its instant is in the base, so an earlier write failure is behind us.
+    pub fn rewritten(&self, manifest: manifest::Manifest, base_size: u64) {
+        *self.manifest.lock() = manifest;
+        let stats = &self.shared.stats;
+        stats.base_size.store(base_size, Ordering::Relaxed);
+        stats.incr_size.store(
+            stats.incr_since_switch.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         self.shared.failed.store(false, Ordering::Release);
         *self.shared.failure.lock() = None;
-        Ok(())
     }
 
     /// Stops appending (`appendonly no`, shutdown): flushes and fsyncs what is pending.
@@ -414,9 +424,12 @@ fn write_and_count(
     }
     file.write_all(bytes)?;
     shared.written.store(end, Ordering::Release);
-    shared
-        .stats
-        .current_size
+    let stats = &shared.stats;
+    stats
+        .incr_size
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    stats
+        .incr_since_switch
         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     Ok(())
 }
