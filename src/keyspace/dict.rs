@@ -560,7 +560,6 @@ impl<V> Drop for Dict<V> {
 mod tests {
     use super::*;
     use rand::{rngs::SmallRng, SeedableRng};
-    use smallvec::SmallVec;
     use std::collections::{BTreeMap, HashSet};
 
     fn hasher() -> Hasher {
