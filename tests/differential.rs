@@ -36,6 +36,7 @@ const KNOWN: &[&str] = &[
     "sets",
     "zsets",
     "sort",
+    "streams",
     "transactions",
     "blocking",
 ];
