@@ -287,6 +287,7 @@ family_tests!(
     sets,
     zsets,
     sort,
+    streams,
     transactions,
     blocking
 );

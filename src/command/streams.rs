@@ -67,6 +67,8 @@ const LIMIT_WITHOUT_APPROX: &str =
     "ERR syntax error, LIMIT cannot be used without the special ~ option";
 const XTRIM_WITHOUT_STRATEGY: &str =
     "ERR syntax error, XTRIM must be called with a trimming strategy";
+const UNBALANCED: &str = "ERR Unbalanced XREAD list of streams: for each stream key an ID or \
+    '$' must be specified.";
 const TIMEOUT_NOT_INTEGER: &str = "ERR timeout is not an integer or out of range";
 const TIMEOUT_NEGATIVE: &str = "ERR timeout is negative";
 const TIMEOUT_OUT_OF_RANGE: &str = "ERR timeout is out of range";
@@ -90,8 +92,6 @@ const BUSYGROUP: &str = "BUSYGROUP Consumer Group name already exists";
 const ENTRIESREAD_INVALID: &str = "ERR value for ENTRIESREAD must be positive or -1";
 const XSETID_SMALLER_THAN_TOP: &str =
     "ERR The ID specified in XSETID is smaller than the target stream top item";
-const XSETID_SMALLER_THAN_MAX_DELETED: &str =
-    "ERR The ID specified in XSETID is smaller than current max_deleted_entry_id";
 const XSETID_SMALLER_THAN_PROVIDED: &str =
     "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id";
 const XSETID_ENTRIES_ADDED_SMALL: &str =
@@ -713,15 +713,7 @@ fn parse_read(ctx: &Ctx<'_, '_>, argv: &[Bytes], xreadgroup: bool) -> Result<Rea
             parsed.streams_at = index + 1;
             let rest = argv.len() - parsed.streams_at;
             if rest % 2 != 0 {
-                let (name, symbol) = if xreadgroup {
-                    ("xreadgroup", '>')
-                } else {
-                    ("xread", '$')
-                };
-                return Err(Error::Text(std::borrow::Cow::Owned(format!(
-                    "ERR Unbalanced '{name}' list of streams: for each stream key an ID or \
-                     '{symbol}' must be specified."
-                ))));
+                return Err(UNBALANCED.into());
             }
             parsed.streams = rest / 2;
             break;
@@ -1707,15 +1699,15 @@ fn xinfo_stream(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut count: u64 = 10;
     if !options.is_empty() {
         if options.len() != 1 && options.len() != 3 {
-            return Err(Error::Syntax);
+            return Err(subcommand_syntax(argv));
         }
         if !args::is(&options[0], "full") {
-            return Err(Error::Syntax);
+            return Err(subcommand_syntax(argv));
         }
         full = true;
         if options.len() == 3 {
             if !args::is(&options[1], "count") {
-                return Err(Error::Syntax);
+                return Err(subcommand_syntax(argv));
             }
             let value = args::int(&options[2])?;
             count = if value < 0 { 10 } else { value as u64 };
@@ -1924,9 +1916,6 @@ fn xsetid(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let Some(stream) = stream_write(ctx, &argv[1])? else {
         return Err(Error::NoSuchKey);
     };
-    if id < stream.max_deleted_entry_id {
-        return Err(XSETID_SMALLER_THAN_MAX_DELETED.into());
-    }
     if let Some(top) = stream.last_entry_id() {
         if id < top {
             return Err(XSETID_SMALLER_THAN_TOP.into());

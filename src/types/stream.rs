@@ -625,25 +625,26 @@ impl Stream {
         rax_nodes(&keys, 0)
     }
 
-    /// Whether `start..=end` may hold a deleted entry (Redis's streamRangeHasTombstones).
+    /// Whether `start..=end` may hold a deleted entry (Redis 7.0's streamRangeHasTombstones).
     pub fn range_has_tombstones(&self, start: StreamId, end: StreamId) -> bool {
         if self.is_empty() || self.max_deleted_entry_id.is_zero() {
+            return false;
+        }
+        if self.first_id > self.max_deleted_entry_id {
+            // Every deletion is before the first entry: trimmed away since.
             return false;
         }
         start <= self.max_deleted_entry_id && self.max_deleted_entry_id <= end
     }
 
-    /// Redis's streamEstimateDistanceFromFirstEverEntry: the logical read counter of `id`,
-    /// None when it cannot be known.
+    /// Redis 7.0's streamEstimateDistanceFromFirstEverEntry: the logical read counter of
+    /// `id`, None when it cannot be known.
     pub fn estimate_distance(&self, id: StreamId) -> Option<u64> {
         if self.entries_added == 0 {
             return Some(0);
         }
         if self.is_empty() && id <= self.last_id {
             return Some(self.entries_added);
-        }
-        if !id.is_zero() && id < self.max_deleted_entry_id {
-            return None;
         }
         if id == self.last_id {
             return Some(self.entries_added);
@@ -663,16 +664,13 @@ impl Stream {
         None
     }
 
-    /// A group's lag (Redis's streamReplyWithCGLag); None when it cannot be known.
+    /// A group's lag (Redis 7.0's streamReplyWithCGLag); None when it cannot be known.
+    /// Redis subtracts as signed integers: an ENTRIESREAD past entries_added gives a
+    /// negative lag.
     pub fn lag(&self, group: &Group) -> Option<i64> {
-        if self.entries_added == 0 || self.is_empty() {
+        if self.entries_added == 0 {
             return Some(0);
         }
-        if group.last_id < self.first_id && self.max_deleted_entry_id < self.first_id {
-            return Some(self.len() as i64);
-        }
-        // Redis subtracts as signed integers: an ENTRIESREAD past entries_added gives a
-        // negative lag.
         let added = self.entries_added as i64;
         if let Some(read) = group.entries_read {
             if !self.range_has_tombstones(group.last_id, StreamId::MAX) {
@@ -683,15 +681,12 @@ impl Stream {
             .map(|read| added.wrapping_sub(read as i64))
     }
 
-    /// Advances a group past `id` as it is delivered (Redis's streamReplyWithRange).
+    /// Advances a group past `id` as it is delivered (Redis 7.0's streamReplyWithRange).
     pub fn advance_group(&self, group: &mut Group, id: StreamId) {
         if id <= group.last_id {
             return;
         }
-        let counting = group.entries_read.is_some()
-            && group.last_id >= self.first_id
-            && !self.range_has_tombstones(group.last_id, StreamId::MAX);
-        if counting {
+        if group.entries_read.is_some() && !self.range_has_tombstones(id, StreamId::MAX) {
             group.entries_read = group.entries_read.map(|read| read + 1);
         } else if self.entries_added != 0 {
             group.entries_read = self.estimate_distance(id);
