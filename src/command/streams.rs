@@ -1517,7 +1517,8 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
                 owner.seen_time_ms = now_ms;
             }
         }
-        let previous_count = group.pending.get(&id).map_or(0, |entry| entry.delivery_count);
+        // A pending entry FORCE creates starts delivered once (Redis's streamCreateNACK).
+        let previous_count = group.pending.get(&id).map_or(1, |entry| entry.delivery_count);
         let count = match options.retry_count {
             Some(count) if count >= 0 => count as u64,
             _ if options.just_id => previous_count,
@@ -2013,5 +2014,96 @@ mod tests {
             "XREAD COUNT 1000 BLOCK 0 STREAMS a b 9-1 5-5"
         );
         assert_eq!(read_keys(&argv), vec![4, 5]);
+    }
+}
+
+#[cfg(test)]
+mod propagation_tests {
+    use crate::testing::TestServer;
+
+    /// The effects real Redis 7.0.15 wrote to its AOF for the same commands (times replaced
+    /// by `T`; its incr file, checked by hand).
+    const SCRIPT: &str = "XADD s 1-1 f v
+XADD s 2-1 f v
+XADD s 3-1 f v
+XADD s 4-* f v
+XADD s MAXLEN ~ 1 5-1 f v
+XADD s MINID ~ 2 6-1 f v
+XTRIM s MAXLEN ~ 2
+XTRIM s MAXLEN 3
+XGROUP CREATE s g 0
+XREADGROUP GROUP g alice COUNT 1 STREAMS s >
+XREADGROUP GROUP g bob NOACK COUNT 1 STREAMS s >
+XREADGROUP GROUP g bob NOACK COUNT 1 STREAMS s >
+XREADGROUP GROUP g carol STREAMS s 0
+XREADGROUP GROUP g alice STREAMS s 0
+XCLAIM s g dave 0 4-1 5-1 FORCE
+XCLAIM s g dave 0 4 RETRYCOUNT 5 IDLE 10
+XCLAIM s g dave 0 9-9 LASTID 9-0
+XDEL s 4-1
+XCLAIM s g erin 0 4-1
+XAUTOCLAIM s g erin 0 0
+XACK s g 5-1
+XACK s g 5-1
+XGROUP CREATECONSUMER s g zed
+XGROUP DELCONSUMER s g zed
+XGROUP SETID s g 0 ENTRIESREAD 0
+XSETID s 100-0
+XGROUP DESTROY s g
+XGROUP CREATE m g $ MKSTREAM
+XDEL s 1-1 2-1";
+
+    const EXPECTED: &str = "XADD s 1-1 f v
+XADD s 2-1 f v
+XADD s 3-1 f v
+XADD s 4-0 f v
+XADD s MAXLEN = 5 5-1 f v
+XADD s MINID = 1-1 6-1 f v
+XTRIM s MAXLEN 3
+XGROUP CREATE s g 0
+XCLAIM s g alice 0 4-0 TIME T RETRYCOUNT 1 FORCE JUSTID LASTID 4-0
+MULTI
+XGROUP CREATECONSUMER s g bob
+XGROUP SETID s g 5-1 ENTRIESREAD 5
+EXEC
+XGROUP SETID s g 6-1 ENTRIESREAD 6
+XCLAIM s g dave 0 5-1 TIME T RETRYCOUNT 2 FORCE JUSTID LASTID 6-1
+XCLAIM s g dave 0 4 TIME T RETRYCOUNT 5 FORCE JUSTID LASTID 6-1
+XGROUP SETID s g 9-0 ENTRIESREAD 6
+MULTI
+XCLAIM s g erin 0 4-0 TIME T RETRYCOUNT 6 FORCE JUSTID LASTID 9-0
+XCLAIM s g erin 0 5-1 TIME T RETRYCOUNT 3 FORCE JUSTID LASTID 9-0
+EXEC
+XACK s g 5-1
+XGROUP CREATECONSUMER s g zed
+XGROUP DELCONSUMER s g zed
+XGROUP SETID s g 0 ENTRIESREAD 0
+XSETID s 100-0
+XGROUP DESTROY s g
+XGROUP CREATE m g $ MKSTREAM";
+
+    #[test]
+    fn effects_match_redis_aof() {
+        let test = TestServer::new();
+        let mut session = test.session();
+        for line in SCRIPT.lines() {
+            test.run(&mut session, line);
+        }
+        let got: Vec<String> = test
+            .propagated()
+            .into_iter()
+            .filter(|line| !line.starts_with("SELECT"))
+            .map(|line| {
+                let mut words: Vec<String> = line.split(' ').map(str::to_string).collect();
+                for index in 1..words.len() {
+                    if words[index - 1] == "TIME" {
+                        words[index] = "T".into();
+                    }
+                }
+                words.join(" ")
+            })
+            .collect();
+        let expected: Vec<&str> = EXPECTED.lines().collect();
+        assert_eq!(got, expected);
     }
 }
