@@ -166,7 +166,10 @@ fn removed_group_or_stream_unblocks_with_an_error() {
         replies[1],
         b"-NOGROUP the consumer group this client was blocked on no longer exists\r\n"
     );
-    assert_eq!(replies[3], b"-UNBLOCKED the stream key no longer exists\r\n");
+    assert_eq!(
+        replies[3],
+        b"-UNBLOCKED the stream key no longer exists\r\n"
+    );
     assert_eq!(replies[5], b"(silent)");
 }
 

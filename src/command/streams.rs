@@ -184,9 +184,15 @@ fn parse_unsigned(text: &[u8]) -> Option<u64> {
     }
     let mut value: u64 = 0;
     for digit in rest {
-        value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        value = value
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
     }
-    Some(if negative { value.wrapping_neg() } else { value })
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
 }
 
 /// Redis's streamGenericParseIDOrReply. `strict` refuses `-` and `+`; `allow_auto_seq`
@@ -482,9 +488,7 @@ fn xadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
                 id
             }
         }
-        None => stream
-            .next_id(now_ms)
-            .ok_or(Error::from(XADD_EXHAUSTED))?,
+        None => stream.next_id(now_ms).ok_or(Error::from(XADD_EXHAUSTED))?,
     };
     if id <= stream.last_id {
         return Err(XADD_ID_TOO_SMALL.into());
@@ -774,6 +778,8 @@ fn read_command(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], xreadgroup: bool) -> CmdR
         let stream = match stream_read(ctx, key) {
             Ok(stream) => stream,
             Err(Error::WrongType) if serving && xreadgroup => return Err(BLOCKED_KEY_GONE.into()),
+            // A blocked XREAD waits on through a key of another type, as in Redis.
+            Err(Error::WrongType) if serving => None,
             Err(error) => return Err(error),
         };
         if let Some((group, _)) = &parsed.group {
@@ -887,7 +893,13 @@ fn read_plain(
     let After::Id(after) = after else {
         return Ok(None);
     };
-    let Some(stream) = stream_read(ctx, key)? else {
+    let serving = ctx.mode == Mode::Serving;
+    let stream = match stream_read(ctx, key) {
+        Ok(stream) => stream,
+        Err(Error::WrongType) if serving => None,
+        Err(error) => return Err(error),
+    };
+    let Some(stream) = stream else {
         return Ok(None);
     };
     let Some(last) = stream.last_entry_id() else {
@@ -958,7 +970,9 @@ fn read_group(
     let reply = match (after, start) {
         (After::Id(_), Some(start)) => {
             let start = start.next().unwrap_or(StreamId::MAX);
-            Some(read_history(stream, &mut group, consumer, start, limit, now_ms))
+            Some(read_history(
+                stream, &mut group, consumer, start, limit, now_ms,
+            ))
         }
         (After::New, Some(start)) => {
             let start = start.next().unwrap_or(StreamId::MAX);
@@ -1053,10 +1067,9 @@ fn xclaim_effect_with_id(
     id: StreamId,
     group: &Group,
 ) -> Vec<Bytes> {
-    let (time_ms, count) = group
-        .pending
-        .get(&id)
-        .map_or((0, 0), |entry| (entry.delivery_time_ms, entry.delivery_count));
+    let (time_ms, count) = group.pending.get(&id).map_or((0, 0), |entry| {
+        (entry.delivery_time_ms, entry.delivery_count)
+    });
     vec![
         Bytes::from_static(b"XCLAIM"),
         Bytes::copy_from_slice(key),
@@ -1210,7 +1223,8 @@ fn xgroup_destroy(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     }
     // Wakes the XREADGROUP clients blocked on this key, which then answer NOGROUP.
     ctx.ks.signal_modified(db, &argv[2]);
-    ctx.ks.notify(notify::STREAM, "xgroup-destroy", db, &argv[2]);
+    ctx.ks
+        .notify(notify::STREAM, "xgroup-destroy", db, &argv[2]);
     Ok(Reply::Integer(1))
 }
 
@@ -1356,11 +1370,17 @@ fn xpending(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     };
     let ids: Vec<StreamId> = match consumer_name {
         Some(name) => match group.consumers.get(&name[..]) {
-            Some(consumer) if start <= end => consumer.pending.range(start..=end).copied().collect(),
+            Some(consumer) if start <= end => {
+                consumer.pending.range(start..=end).copied().collect()
+            }
             Some(_) => Vec::new(),
             None => return Ok(Reply::Array(Vec::new())),
         },
-        None if start <= end => group.pending.range(start..=end).map(|(id, _)| *id).collect(),
+        None if start <= end => group
+            .pending
+            .range(start..=end)
+            .map(|(id, _)| *id)
+            .collect(),
         None => Vec::new(),
     };
     let mut entries = Vec::new();
@@ -1408,7 +1428,9 @@ fn parse_claim_options(options: &[Bytes], now_ms: u64) -> Result<ClaimOptions, E
         let more = options.len() - 1 - index;
         let option = &options[index];
         let invalid = |name: &str| {
-            Error::Text(std::borrow::Cow::Owned(format!("ERR Invalid {name} option argument for XCLAIM")))
+            Error::Text(std::borrow::Cow::Owned(format!(
+                "ERR Invalid {name} option argument for XCLAIM"
+            )))
         };
         if args::is(option, "force") {
             parsed.force = true;
@@ -1518,7 +1540,10 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             }
         }
         // A pending entry FORCE creates starts delivered once (Redis's streamCreateNACK).
-        let previous_count = group.pending.get(&id).map_or(1, |entry| entry.delivery_count);
+        let previous_count = group
+            .pending
+            .get(&id)
+            .map_or(1, |entry| entry.delivery_count);
         let count = match options.retry_count {
             Some(count) if count >= 0 => count as u64,
             _ if options.just_id => previous_count,
@@ -1743,7 +1768,10 @@ fn xinfo_stream(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     };
     if !full {
         map.push((field("groups"), Reply::Integer(stream.groups.len() as i64)));
-        let first = stream.entries().next().map(|(id, packed)| entry_reply(*id, packed));
+        let first = stream
+            .entries()
+            .next()
+            .map(|(id, packed)| entry_reply(*id, packed));
         let last = stream
             .entries()
             .next_back()
@@ -1782,10 +1810,9 @@ fn xinfo_stream(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
                     .iter()
                     .take(limit)
                     .map(|id| {
-                        let (time_ms, delivered) = group
-                            .pending
-                            .get(id)
-                            .map_or((0, 0), |entry| (entry.delivery_time_ms, entry.delivery_count));
+                        let (time_ms, delivered) = group.pending.get(id).map_or((0, 0), |entry| {
+                            (entry.delivery_time_ms, entry.delivery_count)
+                        });
                         Reply::Array(vec![
                             bulk_id(*id),
                             Reply::Integer(time_ms as i64),
@@ -1987,8 +2014,14 @@ mod tests {
         let reply = test.run(&mut session, "XREADGROUP GROUP g c STREAMS s >");
         assert!(reply.contains("1-1"), "{reply}");
         let propagated = test.propagated().join("\n");
-        assert!(propagated.contains("XCLAIM s g c 0 1-1 TIME"), "{propagated}");
-        assert!(propagated.contains("FORCE JUSTID LASTID 1-1"), "{propagated}");
+        assert!(
+            propagated.contains("XCLAIM s g c 0 1-1 TIME"),
+            "{propagated}"
+        );
+        assert!(
+            propagated.contains("FORCE JUSTID LASTID 1-1"),
+            "{propagated}"
+        );
         assert!(!propagated.contains("XREADGROUP"), "{propagated}");
     }
 
@@ -2004,7 +2037,10 @@ mod tests {
             group: None,
             noack: false,
         };
-        let afters = [After::Id(StreamId::new(9, 1)), After::Id(StreamId::new(5, 5))];
+        let afters = [
+            After::Id(StreamId::new(9, 1)),
+            After::Id(StreamId::new(5, 5)),
+        ];
         let rerun: Vec<String> = rerun_argv(&argv, &parsed, &afters)
             .iter()
             .map(|arg| args::text(arg))

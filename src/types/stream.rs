@@ -231,7 +231,11 @@ impl Group {
                 owned += 1;
             }
         }
-        assert_eq!(owned, self.pending.len(), "every pending entry has one owner");
+        assert_eq!(
+            owned,
+            self.pending.len(),
+            "every pending entry has one owner"
+        );
     }
 }
 
@@ -703,7 +707,10 @@ impl Stream {
             let master = self.nodes.range(..=*id).next_back();
             assert!(master.is_some(), "every entry has a node");
         }
-        assert_eq!(self.first_id, self.first_entry_id().unwrap_or(StreamId::MIN));
+        assert_eq!(
+            self.first_id,
+            self.first_entry_id().unwrap_or(StreamId::MIN)
+        );
         for group in self.groups.values() {
             group.check();
         }
@@ -846,7 +853,10 @@ mod tests {
     fn ids_step_and_order() {
         assert_eq!(StreamId::new(1, u64::MAX).next(), Some(StreamId::new(2, 0)));
         assert_eq!(StreamId::MAX.next(), None);
-        assert_eq!(StreamId::new(2, 0).previous(), Some(StreamId::new(1, u64::MAX)));
+        assert_eq!(
+            StreamId::new(2, 0).previous(),
+            Some(StreamId::new(1, u64::MAX))
+        );
         assert_eq!(StreamId::MIN.previous(), None);
         assert!(StreamId::new(1, 5) < StreamId::new(2, 0));
         assert_eq!(StreamId::new(3, 4).to_string(), "3-4");
