@@ -953,8 +953,9 @@ fn read_group(
             _ => None,
         },
     };
-    let created = group.create_consumer(consumer, now_ms);
-    if let Some(entry) = group.consumers.get_mut(&consumer[..]) {
+    // Redis 7.0 looks the consumer up (creating it) only when it serves this stream now.
+    let created = start.is_some() && group.create_consumer(consumer, now_ms);
+    if let Some(entry) = group.consumers.get_mut(&consumer[..]).filter(|_| start.is_some()) {
         entry.seen_time_ms = now_ms;
     }
     let mut effects: Vec<Vec<Bytes>> = Vec::new();
