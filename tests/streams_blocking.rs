@@ -109,11 +109,16 @@ fn xread_dollar_sees_only_new_entries(server: &Server) -> Vec<Vec<u8>> {
     let mut counted = server.connect();
     counted.send(b"XREAD COUNT 1 BLOCK 0 STREAMS feed $\r\n");
     wait_blocked(&mut control, 1);
+    // COUNT 0 means no limit, and a blocked read then gets Redis's default of 1000.
+    let mut unlimited = server.connect();
+    unlimited.send(b"XREAD COUNT 0 BLOCK 0 STREAMS feed $\r\n");
+    wait_blocked(&mut control, 2);
     control.cmd("MULTI");
     control.cmd("XADD feed 3-1 a b");
     control.cmd("XADD feed 4-1 c d");
     replies.push(control.cmd("EXEC"));
     replies.push(reply_or_silence(&mut counted, ANSWER));
+    replies.push(reply_or_silence(&mut unlimited, ANSWER));
     replies
 }
 

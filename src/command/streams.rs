@@ -685,7 +685,6 @@ struct ReadArgs {
     block: Option<Option<u64>>,
     /// 0 for no limit.
     count: u64,
-    count_given: bool,
     streams_at: usize,
     streams: usize,
     group: Option<(Bytes, Bytes)>,
@@ -696,7 +695,6 @@ fn parse_read(ctx: &Ctx<'_, '_>, argv: &[Bytes], xreadgroup: bool) -> Result<Rea
     let mut parsed = ReadArgs {
         block: None,
         count: 0,
-        count_given: false,
         streams_at: 0,
         streams: 0,
         group: None,
@@ -712,7 +710,6 @@ fn parse_read(ctx: &Ctx<'_, '_>, argv: &[Bytes], xreadgroup: bool) -> Result<Rea
         } else if args::is(option, "count") && more > 0 {
             index += 1;
             parsed.count = args::int(&argv[index])?.max(0) as u64;
-            parsed.count_given = true;
         } else if args::is(option, "streams") && more > 0 {
             parsed.streams_at = index + 1;
             let rest = argv.len() - parsed.streams_at;
@@ -866,12 +863,12 @@ fn read_command(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], xreadgroup: bool) -> CmdR
 fn rerun_argv(argv: &[Bytes], parsed: &ReadArgs, afters: &[After]) -> Vec<Bytes> {
     let ids_at = parsed.streams_at + parsed.streams;
     let mut rerun: Vec<Bytes> = Vec::with_capacity(argv.len() + 2);
-    rerun.push(argv[0].clone());
-    if !parsed.count_given || parsed.count == 0 {
-        rerun.push(Bytes::from_static(b"COUNT"));
-        rerun.push(bulk_int(BLOCKED_READ_COUNT_DEFAULT as i64));
-    }
-    for (index, arg) in argv.iter().enumerate().skip(1) {
+    for (index, arg) in argv.iter().enumerate() {
+        // Just before STREAMS, so it overrides a COUNT 0 given earlier.
+        if index + 1 == parsed.streams_at && parsed.count == 0 {
+            rerun.push(Bytes::from_static(b"COUNT"));
+            rerun.push(bulk_int(BLOCKED_READ_COUNT_DEFAULT as i64));
+        }
         if index >= ids_at && &arg[..] == b"$" {
             if let After::Id(id) = afters[index - ids_at] {
                 rerun.push(id_arg(id));
@@ -955,7 +952,11 @@ fn read_group(
     };
     // Redis 7.0 looks the consumer up (creating it) only when it serves this stream now.
     let created = start.is_some() && group.create_consumer(consumer, now_ms);
-    if let Some(entry) = group.consumers.get_mut(&consumer[..]).filter(|_| start.is_some()) {
+    if let Some(entry) = group
+        .consumers
+        .get_mut(&consumer[..])
+        .filter(|_| start.is_some())
+    {
         entry.seen_time_ms = now_ms;
     }
     let mut effects: Vec<Vec<Bytes>> = Vec::new();
@@ -2032,7 +2033,6 @@ mod tests {
         let parsed = ReadArgs {
             block: Some(None),
             count: 0,
-            count_given: false,
             streams_at: 4,
             streams: 2,
             group: None,
@@ -2048,7 +2048,7 @@ mod tests {
             .collect();
         assert_eq!(
             rerun.join(" "),
-            "XREAD COUNT 1000 BLOCK 0 STREAMS a b 9-1 5-5"
+            "XREAD BLOCK 0 COUNT 1000 STREAMS a b 9-1 5-5"
         );
         assert_eq!(read_keys(&argv), vec![4, 5]);
     }
@@ -2143,4 +2143,39 @@ XGROUP CREATE m g $ MKSTREAM";
         let expected: Vec<&str> = EXPECTED.lines().collect();
         assert_eq!(got, expected);
     }
+}
+
+/// Propagation fuzzing against real Redis by hand: runs the commands of the file named by
+/// `STREAMS_PROPAGATION_INPUT` and writes the propagated effects (XCLAIM times as `T`) to
+/// `STREAMS_PROPAGATION_OUTPUT`, to compare with a real Redis AOF of the same commands.
+#[cfg(test)]
+#[test]
+#[ignore]
+fn dump_propagation() {
+    let (Ok(input), Ok(output)) = (
+        std::env::var("STREAMS_PROPAGATION_INPUT"),
+        std::env::var("STREAMS_PROPAGATION_OUTPUT"),
+    ) else {
+        return;
+    };
+    let test = crate::testing::TestServer::new();
+    let mut session = test.session();
+    let script = std::fs::read_to_string(input).expect("input");
+    for line in script.lines() {
+        test.run(&mut session, line);
+    }
+    let lines: Vec<String> = test
+        .propagated()
+        .into_iter()
+        .map(|line| {
+            let mut words: Vec<String> = line.split(' ').map(str::to_string).collect();
+            for index in 1..words.len() {
+                if words[index - 1] == "TIME" {
+                    words[index] = "T".into();
+                }
+            }
+            words.join(" ")
+        })
+        .collect();
+    std::fs::write(output, lines.join("\n") + "\n").expect("output");
 }
