@@ -505,8 +505,11 @@ impl Stream {
         if self.entries.remove(&id).is_none() {
             return false;
         }
-        let Some((&master, node)) = self.nodes.range_mut(..=id).next_back() else {
+        let Some(master) = self.node_of(id) else {
             debug_assert!(false, "every entry has a node");
+            return true;
+        };
+        let Some(node) = self.nodes.get_mut(&master) else {
             return true;
         };
         debug_assert!(node.live > 0);
@@ -520,6 +523,17 @@ impl Stream {
         }
         self.refresh_first_id();
         true
+    }
+
+    /// The master ID of the node holding `id`: the greatest one <= it, or the first node for
+    /// an ID appended below every master (possible only after XSETID moved the last ID back
+    /// over a node emptied by trimming, as Redis then appends it to that tail node too).
+    fn node_of(&self, id: StreamId) -> Option<StreamId> {
+        self.nodes
+            .range(..=id)
+            .next_back()
+            .or_else(|| self.nodes.iter().next())
+            .map(|(master, _)| *master)
     }
 
     fn refresh_first_id(&mut self) {
@@ -550,6 +564,8 @@ impl Stream {
                 Trim::MaxLen(max_len) => self.len() as u64 - live >= max_len,
                 Trim::MinId(min_id) => node.last_id < min_id,
             };
+            // Trimming always works on the first node, which holds every entry below the
+            // second node's master ID.
             if whole {
                 let next = self
                     .nodes
@@ -557,7 +573,7 @@ impl Stream {
                     .nth(1)
                     .map(|(next, _)| *next)
                     .unwrap_or(StreamId::MAX);
-                self.remove_entries(master, next, u64::MAX);
+                self.remove_entries(StreamId::MIN, next, u64::MAX);
                 self.nodes.remove(&master);
                 removed += live;
                 continue;
@@ -579,7 +595,7 @@ impl Stream {
                 Trim::MaxLen(_) => next,
                 Trim::MinId(min_id) => min_id.min(next),
             };
-            let from_node = self.remove_entries(master, end, quota);
+            let from_node = self.remove_entries(StreamId::MIN, end, quota);
             if let Some(node) = self.nodes.get_mut(&master) {
                 mark_deleted(node, from_node);
             }
@@ -704,8 +720,7 @@ impl Stream {
         assert_eq!(live, self.len() as u64, "node counts match the entries");
         for id in self.entries.keys() {
             assert!(*id <= self.last_id, "entries are at most the last ID");
-            let master = self.nodes.range(..=*id).next_back();
-            assert!(master.is_some(), "every entry has a node");
+            assert!(self.node_of(*id).is_some(), "every entry has a node");
         }
         assert_eq!(
             self.first_id,
