@@ -378,6 +378,56 @@ impl Stream {
         &self.nodes
     }
 
+    /// Live entries of the node whose master ID is `master` (RDB writes a node's entries
+    /// together).
+    pub fn node_entries(&self, master: StreamId) -> impl Iterator<Item = (&StreamId, &[u8])> {
+        let first_master = self.nodes.keys().next().copied();
+        let start = if Some(master) == first_master {
+            StreamId::MIN
+        } else {
+            master
+        };
+        let end = self
+            .nodes
+            .range(master..)
+            .nth(1)
+            .map_or(StreamId::MAX, |(next, _)| *next);
+        // The last node runs to the end: its range must include StreamId::MAX itself.
+        let range = if end == StreamId::MAX {
+            self.entries.range(start..)
+        } else {
+            self.entries.range(start..end)
+        };
+        range.map(|(id, packed)| (id, &packed[..]))
+    }
+
+    /// Installs a node as RDB loading reads it: its master ID, its live entries (ascending,
+    /// above every node loaded before) and the counts and size Redis's listpack had. The
+    /// stream's metadata (last ID, counters) is then set with [`Stream::set_id`].
+    pub fn load_node(
+        &mut self,
+        master: StreamId,
+        node: Node,
+        entries: impl IntoIterator<Item = (StreamId, Box<[u8]>)>,
+    ) {
+        let mut live = 0;
+        for (id, packed) in entries {
+            debug_assert!(self
+                .entries
+                .keys()
+                .next_back()
+                .is_none_or(|last| *last < id));
+            self.entries.insert(id, packed);
+            live += 1;
+        }
+        debug_assert_eq!(
+            live, node.live,
+            "a loaded node's live count matches its entries"
+        );
+        self.nodes.insert(master, node);
+        self.refresh_first_id();
+    }
+
     /// Every live entry in ID order, with its packed pairs (see [`unpack`]).
     pub fn entries(&self) -> impl DoubleEndedIterator<Item = (&StreamId, &[u8])> {
         self.entries.iter().map(|(id, packed)| (id, &packed[..]))
@@ -932,6 +982,45 @@ mod tests {
         assert_eq!(group.delete_consumer(b"bob"), Some(1));
         assert!(group.pending.is_empty());
         assert!(!group.acknowledge(StreamId::new(1, 0)));
+    }
+
+    #[test]
+    fn every_piece_of_state_can_be_rebuilt_from_its_parts() {
+        let mut stream = Stream::new();
+        let limits = NodeLimits {
+            bytes_max: 4096,
+            entries_max: 3,
+        };
+        for ms in 1..=10 {
+            let value = ms.to_string();
+            stream.append(
+                StreamId::new(ms, 0),
+                &[(b"n".as_slice(), value.as_bytes())],
+                limits,
+            );
+        }
+        stream.delete(StreamId::new(5, 0));
+        stream.trim(Trim::MaxLen(8), false, 0);
+        let mut group = Group::new(StreamId::new(4, 0), Some(4));
+        group.create_consumer(b"c", 7);
+        group.assign(StreamId::new(3, 0), b"c", 9, 2);
+        stream.groups.insert(CompactBytes::new(b"g"), group);
+        let mut rebuilt = Stream::new();
+        for (master, node) in stream.nodes() {
+            let entries: Vec<(StreamId, Box<[u8]>)> = stream
+                .node_entries(*master)
+                .map(|(id, packed)| (*id, Box::from(packed)))
+                .collect();
+            rebuilt.load_node(*master, node.clone(), entries);
+        }
+        rebuilt.set_id(
+            stream.last_id,
+            stream.entries_added,
+            stream.max_deleted_entry_id,
+        );
+        rebuilt.groups = stream.groups.clone();
+        assert_eq!(rebuilt, stream);
+        rebuilt.check();
     }
 
     #[derive(Debug, Clone)]
