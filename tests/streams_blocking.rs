@@ -198,3 +198,42 @@ fn timeouts_have_millisecond_precision() {
     assert_eq!(blocked_clients(&mut conn), 0);
     assert_eq!(conn.cmd("XADD s 1-1 a b"), b"$3\r\n1-1\r\n");
 }
+
+/// A blocked reader is answered with one stream even when it named it several times, and
+/// RENAME onto a blocked key serves it (or fails it when the group is missing).
+fn one_stream_per_wake_up_and_rename(server: &Server) -> Vec<Vec<u8>> {
+    let mut control = server.connect();
+    control.cmd("XADD twice 1-1 old entry");
+    let mut reader = server.connect();
+    reader.send(b"XREAD BLOCK 0 STREAMS twice twice twice $ $ $\r\n");
+    wait_blocked(&mut control, 1);
+    let mut replies = vec![control.cmd("XADD twice 2-1 new entry")];
+    replies.push(reply_or_silence(&mut reader, ANSWER));
+
+    control.cmd("XGROUP CREATE target g $ MKSTREAM");
+    let mut consumer = server.connect();
+    consumer.send(b"XREADGROUP GROUP g alice BLOCK 0 STREAMS target >\r\n");
+    wait_blocked(&mut control, 1);
+    control.cmd("XADD source 1-1 moved here");
+    control.cmd("XGROUP CREATE source g 0");
+    replies.push(control.cmd("RENAME source target"));
+    replies.push(reply_or_silence(&mut consumer, ANSWER));
+
+    control.cmd("XGROUP CREATE other g $ MKSTREAM");
+    let mut orphan = server.connect();
+    orphan.send(b"XREADGROUP GROUP g bob BLOCK 0 STREAMS other >\r\n");
+    wait_blocked(&mut control, 1);
+    control.cmd("XADD groupless 1-1 a b");
+    replies.push(control.cmd("RENAME groupless other"));
+    replies.push(reply_or_silence(&mut orphan, ANSWER));
+    replies
+}
+
+#[test]
+fn blocked_readers_get_one_stream_and_rename_wakes_them() {
+    let replies = on_both(one_stream_per_wake_up_and_rename);
+    assert_eq!(
+        replies[1],
+        b"*1\r\n*2\r\n$5\r\ntwice\r\n*1\r\n*2\r\n$3\r\n2-1\r\n*2\r\n$3\r\nnew\r\n$5\r\nentry\r\n"
+    );
+}

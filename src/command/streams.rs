@@ -825,6 +825,11 @@ fn read_command(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], xreadgroup: bool) -> CmdR
         };
         if let Some(reply) = reply {
             served.push((key.clone(), reply));
+            // Redis serves a blocked client from the one key that became ready, so its
+            // reply names a single stream (and a group reads from that stream only).
+            if serving {
+                break;
+            }
         }
     }
     if !served.is_empty() {
