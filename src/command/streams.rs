@@ -1491,7 +1491,8 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let options = parse_claim_options(&argv[5 + id_count..], now_ms)?;
     ctx.propagate_nothing();
     let db = ctx.db();
-    let Some(stream) = stream_read(ctx, key)? else {
+    // Looked up (and counted as a keyspace hit) above already.
+    let Some(stream) = stream_write(ctx, key)? else {
         return Err(nogroup(key, group_name));
     };
     let Some(mut group) = stream.groups.remove(&group_name[..]) else {
