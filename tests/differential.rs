@@ -36,6 +36,7 @@ const KNOWN: &[&str] = &[
     "sets",
     "zsets",
     "sort",
+    "streams",
     "transactions",
     "blocking",
 ];
@@ -286,6 +287,7 @@ family_tests!(
     sets,
     zsets,
     sort,
+    streams,
     transactions,
     blocking
 );

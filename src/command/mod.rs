@@ -14,6 +14,7 @@ pub mod persistence;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod table;
 pub mod transactions;
@@ -38,4 +39,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     zsets::COMMANDS,
     sort::COMMANDS,
     persistence::COMMANDS,
+    streams::COMMANDS,
 ];

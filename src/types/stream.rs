@@ -1,18 +1,343 @@
-//! Streams: entries by ID with consumer groups (placeholder until the streams family lands).
+//! Streams: entries ordered by ID, with consumer groups and their pending entries lists.
+//!
+//! Owns Redis 7.0's stream state, every piece of it explicit so RDB can write and read it:
+//! the entries (`entries`, each entry's field/value pairs packed into one allocation), the
+//! last generated ID, `entries_added`, `max_deleted_entry_id`, the recorded first ID, and the
+//! consumer groups (last delivered ID, `entries_read`, the PEL with delivery times and counts,
+//! the consumers with their own PEL and seen time).
+//!
+//! Redis stores entries in a radix tree of listpack nodes, and that layout shows through its
+//! replies: `XTRIM ... ~` only removes whole nodes, and `XINFO STREAM` reports the tree's key
+//! and node counts. So beside the entries Strata keeps a model of the nodes (`nodes`: per
+//! master ID, live and deleted counts and the listpack's exact byte size), updated exactly
+//! where Redis updates its listpacks, which gives the same node boundaries.
+//!
+//! Invariants: every entry ID is <= `last_id`; `length` equals the sum of the nodes' live
+//! counts; every entry lies in the node whose master ID is the greatest one <= its ID; a
+//! group's PEL and its consumers' PELs hold the same IDs, each owned by exactly one consumer.
 
-/// A stream value. Placeholder: the streams work replaces the representation.
+use crate::types::CompactBytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A stream entry ID: milliseconds and a sequence number, ordered as the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub const MIN: StreamId = StreamId { ms: 0, seq: 0 };
+    pub const MAX: StreamId = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
+    pub const fn new(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == StreamId::MIN
+    }
+
+    /// The next ID (Redis's streamIncrID); None past the maximum.
+    pub fn next(&self) -> Option<StreamId> {
+        if self.seq == u64::MAX {
+            if self.ms == u64::MAX {
+                return None;
+            }
+            return Some(StreamId::new(self.ms + 1, 0));
+        }
+        Some(StreamId::new(self.ms, self.seq + 1))
+    }
+
+    /// The previous ID (Redis's streamDecrID); None below 0-0.
+    pub fn previous(&self) -> Option<StreamId> {
+        if self.seq == 0 {
+            if self.ms == 0 {
+                return None;
+            }
+            return Some(StreamId::new(self.ms - 1, u64::MAX));
+        }
+        Some(StreamId::new(self.ms, self.seq - 1))
+    }
+
+    /// The 128-bit big-endian form Redis uses as radix tree key (and in RDB).
+    pub fn to_be_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.ms.to_be_bytes());
+        out[8..].copy_from_slice(&self.seq.to_be_bytes());
+        out
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// Redis's node size limits (`stream-node-max-bytes`, `stream-node-max-entries`), read from
+/// the configuration at write time. Zero means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeLimits {
+    pub bytes_max: usize,
+    pub entries_max: u64,
+}
+
+impl NodeLimits {
+    /// Redis 7.0's defaults.
+    pub const DEFAULT: NodeLimits = NodeLimits {
+        bytes_max: 4096,
+        entries_max: 100,
+    };
+}
+
+/// Redis's STREAM_LISTPACK_MAX_SIZE: a node never grows past 1 GiB.
+const LISTPACK_BYTES_MAX: usize = 1 << 30;
+/// A listpack's header (total bytes, element count) and end byte.
+const LISTPACK_OVERHEAD_BYTES: usize = 6 + 1;
+
+/// One node of Redis's radix tree of listpacks, as far as replies can observe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Entries of the node not deleted.
+    pub live: u64,
+    /// Entries marked deleted but still in the listpack.
+    pub deleted: u64,
+    /// The listpack's size in bytes, exactly as Redis's `lpBytes`.
+    pub bytes: usize,
+    /// The greatest ID ever appended to the node, deleted or not (Redis reads the listpack's
+    /// last entry for MINID trimming).
+    pub last_id: StreamId,
+    /// The master entry's field names (entries with the same fields are stored compressed).
+    pub master_fields: Vec<CompactBytes>,
+}
+
+/// A pending entry: delivered to a consumer of a group, not yet acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEntry {
+    /// Unix ms of the last delivery.
+    pub delivery_time_ms: u64,
+    pub delivery_count: u64,
+    /// The consumer owning it (a key of the group's `consumers`).
+    pub consumer: CompactBytes,
+}
+
+/// A consumer of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumer {
+    /// Unix ms of the consumer's last interaction (Redis 7.0's `seen-time`).
+    pub seen_time_ms: u64,
+    /// The IDs pending for this consumer; each is also in the group's PEL.
+    pub pending: BTreeSet<StreamId>,
+}
+
+/// A consumer group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub last_id: StreamId,
+    /// The logical read counter (Redis's `entries_read`); None when unknown (-1 in Redis).
+    pub entries_read: Option<u64>,
+    pub pending: BTreeMap<StreamId, PendingEntry>,
+    /// By name, in Redis's (byte-wise) order.
+    pub consumers: BTreeMap<CompactBytes, Consumer>,
+}
+
+impl Group {
+    pub fn new(last_id: StreamId, entries_read: Option<u64>) -> Group {
+        Group {
+            last_id,
+            entries_read,
+            pending: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+        }
+    }
+
+    /// Creates `name` if missing; true if it was created.
+    pub fn create_consumer(&mut self, name: &[u8], now_ms: u64) -> bool {
+        if self.consumers.contains_key(name) {
+            return false;
+        }
+        self.consumers.insert(
+            CompactBytes::new(name),
+            Consumer {
+                seen_time_ms: now_ms,
+                pending: BTreeSet::new(),
+            },
+        );
+        true
+    }
+
+    /// Deletes a consumer and its pending entries; the number of entries it had pending.
+    pub fn delete_consumer(&mut self, name: &[u8]) -> Option<usize> {
+        let consumer = self.consumers.remove(name)?;
+        for id in &consumer.pending {
+            self.pending.remove(id);
+        }
+        Some(consumer.pending.len())
+    }
+
+    /// Acknowledges `id`; true if it was pending.
+    pub fn acknowledge(&mut self, id: StreamId) -> bool {
+        let Some(entry) = self.pending.remove(&id) else {
+            return false;
+        };
+        if let Some(consumer) = self.consumers.get_mut(entry.consumer.as_slice()) {
+            consumer.pending.remove(&id);
+        } else {
+            debug_assert!(false, "a pending entry's consumer exists");
+        }
+        true
+    }
+
+    /// Makes `id` pending for `consumer` (which must exist), taking it from any other owner;
+    /// the delivery time and count are set as given.
+    pub fn assign(&mut self, id: StreamId, consumer: &[u8], delivery_time_ms: u64, count: u64) {
+        if let Some(previous) = self.pending.get(&id) {
+            let owner = previous.consumer.clone();
+            if let Some(owner) = self.consumers.get_mut(owner.as_slice()) {
+                owner.pending.remove(&id);
+            }
+        }
+        self.pending.insert(
+            id,
+            PendingEntry {
+                delivery_time_ms,
+                delivery_count: count,
+                consumer: CompactBytes::new(consumer),
+            },
+        );
+        match self.consumers.get_mut(consumer) {
+            Some(owner) => {
+                owner.pending.insert(id);
+            }
+            None => debug_assert!(false, "assign to a missing consumer"),
+        }
+    }
+
+    /// Checks the PEL invariant (tests and debug builds).
+    pub fn check(&self) {
+        let mut owned = 0;
+        for (name, consumer) in &self.consumers {
+            for id in &consumer.pending {
+                let entry = self.pending.get(id);
+                assert!(
+                    entry.is_some_and(|entry| entry.consumer == *name),
+                    "consumer PEL entry in the group PEL"
+                );
+                owned += 1;
+            }
+        }
+        assert_eq!(
+            owned,
+            self.pending.len(),
+            "every pending entry has one owner"
+        );
+    }
+}
+
+/// How XADD/XTRIM trim (Redis's streamAddTrimArgs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trim {
+    MaxLen(u64),
+    MinId(StreamId),
+}
+
+/// A stream value.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stream {
-    entries: usize,
+    /// Live entries: ID to packed field/value pairs (see [`pack`]).
+    entries: BTreeMap<StreamId, Box<[u8]>>,
+    /// The radix tree's nodes by master ID.
+    nodes: BTreeMap<StreamId, Node>,
+    pub last_id: StreamId,
+    /// The first live entry's ID, 0-0 when empty (Redis's `first_id`).
+    pub first_id: StreamId,
+    pub max_deleted_entry_id: StreamId,
+    pub entries_added: u64,
+    /// By name, in Redis's (byte-wise) order.
+    pub groups: BTreeMap<CompactBytes, Group>,
+}
+
+/// Packs field/value pairs into one allocation: each string as a LEB128 length then bytes.
+pub fn pack<'f>(pairs: impl IntoIterator<Item = (&'f [u8], &'f [u8])>) -> Box<[u8]> {
+    let mut out = Vec::new();
+    for (field, value) in pairs {
+        for part in [field, value] {
+            let mut length = part.len();
+            loop {
+                let byte = (length & 0x7f) as u8;
+                length >>= 7;
+                if length == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            }
+            out.extend_from_slice(part);
+        }
+    }
+    out.into_boxed_slice()
+}
+
+/// The field/value pairs of a packed entry.
+pub fn unpack(packed: &[u8]) -> Fields<'_> {
+    Fields { rest: packed }
+}
+
+/// Iterator over a packed entry's pairs.
+pub struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let mut length = 0usize;
+        let mut shift = 0;
+        // A length has at most 10 groups of 7 bits.
+        for _ in 0..10 {
+            let (&byte, rest) = self.rest.split_first()?;
+            self.rest = rest;
+            length |= ((byte & 0x7f) as usize) << shift;
+            if byte & 0x80 == 0 {
+                let (string, rest) = self.rest.split_at(length.min(self.rest.len()));
+                debug_assert_eq!(string.len(), length, "packed entry truncated");
+                self.rest = rest;
+                return Some(string);
+            }
+            shift += 7;
+        }
+        None
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let field = self.string()?;
+        let value = self.string()?;
+        Some((field, value))
+    }
 }
 
 impl Stream {
+    pub fn new() -> Stream {
+        Stream::default()
+    }
+
     pub fn len(&self) -> usize {
-        self.entries
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries == 0
+        self.entries.is_empty()
     }
 
     /// Redis 7.0 reports every stream as `stream`.
@@ -20,7 +345,779 @@ impl Stream {
         "stream"
     }
 
+    /// An honest estimate: the packed entries, the tree's nodes, the groups.
     pub fn heap_bytes(&self) -> usize {
-        0
+        const TREE_SLOT_BYTES: usize = 48;
+        let entries: usize = self
+            .entries
+            .values()
+            .map(|packed| packed.len() + TREE_SLOT_BYTES)
+            .sum();
+        let nodes = self.nodes.len() * (TREE_SLOT_BYTES + std::mem::size_of::<Node>());
+        let groups: usize = self
+            .groups
+            .iter()
+            .map(|(name, group)| {
+                name.len()
+                    + TREE_SLOT_BYTES
+                    + group.pending.len() * (TREE_SLOT_BYTES + 40)
+                    + group
+                        .consumers
+                        .iter()
+                        .map(|(name, consumer)| {
+                            name.len() + TREE_SLOT_BYTES + consumer.pending.len() * 32
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        entries + nodes + groups
+    }
+
+    /// The radix tree's nodes (for RDB and XINFO), by master ID.
+    pub fn nodes(&self) -> &BTreeMap<StreamId, Node> {
+        &self.nodes
+    }
+
+    /// Live entries of the node whose master ID is `master` (RDB writes a node's entries
+    /// together).
+    pub fn node_entries(&self, master: StreamId) -> impl Iterator<Item = (&StreamId, &[u8])> {
+        let first_master = self.nodes.keys().next().copied();
+        let start = if Some(master) == first_master {
+            StreamId::MIN
+        } else {
+            master
+        };
+        let end = self
+            .nodes
+            .range(master..)
+            .nth(1)
+            .map_or(StreamId::MAX, |(next, _)| *next);
+        // The last node runs to the end: its range must include StreamId::MAX itself.
+        let range = if end == StreamId::MAX {
+            self.entries.range(start..)
+        } else {
+            self.entries.range(start..end)
+        };
+        range.map(|(id, packed)| (id, &packed[..]))
+    }
+
+    /// Installs a node as RDB loading reads it: its master ID, its live entries (ascending,
+    /// above every node loaded before) and the counts and size Redis's listpack had. The
+    /// stream's metadata (last ID, counters) is then set with [`Stream::set_id`].
+    pub fn load_node(
+        &mut self,
+        master: StreamId,
+        node: Node,
+        entries: impl IntoIterator<Item = (StreamId, Box<[u8]>)>,
+    ) {
+        let mut live = 0;
+        for (id, packed) in entries {
+            debug_assert!(self
+                .entries
+                .keys()
+                .next_back()
+                .is_none_or(|last| *last < id));
+            self.entries.insert(id, packed);
+            live += 1;
+        }
+        debug_assert_eq!(
+            live, node.live,
+            "a loaded node's live count matches its entries"
+        );
+        self.nodes.insert(master, node);
+        self.refresh_first_id();
+    }
+
+    /// Every live entry in ID order, with its packed pairs (see [`unpack`]).
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = (&StreamId, &[u8])> {
+        self.entries.iter().map(|(id, packed)| (id, &packed[..]))
+    }
+
+    /// Live entries with IDs in `start..=end`.
+    pub fn range(
+        &self,
+        start: StreamId,
+        end: StreamId,
+    ) -> impl DoubleEndedIterator<Item = (&StreamId, &[u8])> {
+        let range = if start <= end {
+            self.entries.range(start..=end)
+        } else {
+            // An empty range of the same type.
+            self.entries.range(StreamId::MAX..StreamId::MAX)
+        };
+        range.map(|(id, packed)| (id, &packed[..]))
+    }
+
+    pub fn get(&self, id: StreamId) -> Option<&[u8]> {
+        self.entries.get(&id).map(|packed| &packed[..])
+    }
+
+    pub fn contains(&self, id: StreamId) -> bool {
+        self.entries.contains_key(&id)
+    }
+
+    pub fn first_entry_id(&self) -> Option<StreamId> {
+        self.entries.keys().next().copied()
+    }
+
+    pub fn last_entry_id(&self) -> Option<StreamId> {
+        self.entries.keys().next_back().copied()
+    }
+
+    /// The ID `XADD *` would use at `now_ms` (Redis's streamNextID); None once the last
+    /// possible ID was used.
+    pub fn next_id(&self, now_ms: u64) -> Option<StreamId> {
+        if now_ms > self.last_id.ms {
+            return Some(StreamId::new(now_ms, 0));
+        }
+        self.last_id.next()
+    }
+
+    /// Appends an entry with `id` > `last_id` (the caller checks, with Redis's error).
+    pub fn append(&mut self, id: StreamId, pairs: &[(&[u8], &[u8])], limits: NodeLimits) {
+        assert!(id > self.last_id, "stream IDs only grow");
+        let total_bytes: usize = pairs
+            .iter()
+            .map(|(field, value)| field.len() + value.len())
+            .sum();
+        let node_bytes_max = if limits.bytes_max == 0 || limits.bytes_max > LISTPACK_BYTES_MAX {
+            LISTPACK_BYTES_MAX
+        } else {
+            limits.bytes_max
+        };
+        let mut tail = self.nodes.iter_mut().next_back();
+        if let Some((_, node)) = &tail {
+            // Redis 7.0's streamAppendItem: a new node when this entry would pass the byte
+            // limit or the node already holds the maximum entries (deleted ones count).
+            let full = node.bytes + total_bytes >= node_bytes_max
+                || (limits.entries_max != 0 && node.live + node.deleted >= limits.entries_max);
+            if full {
+                tail = None;
+            }
+        }
+        let same_fields;
+        let master_id;
+        match tail {
+            Some((master, node)) => {
+                master_id = *master;
+                let count_before = node.live;
+                node.live += 1;
+                node.bytes = node.bytes + integer_element_bytes(node.live as i64)
+                    - integer_element_bytes(count_before as i64);
+                same_fields = node.master_fields.len() == pairs.len()
+                    && node
+                        .master_fields
+                        .iter()
+                        .zip(pairs)
+                        .all(|(master, (field, _))| master.as_slice() == *field);
+                node.bytes += entry_bytes(id, master_id, pairs, same_fields);
+                node.last_id = id;
+            }
+            None => {
+                master_id = id;
+                let mut bytes = LISTPACK_OVERHEAD_BYTES
+                    + integer_element_bytes(1)
+                    + integer_element_bytes(0)
+                    + integer_element_bytes(pairs.len() as i64)
+                    + integer_element_bytes(0);
+                for (field, _) in pairs {
+                    bytes += string_element_bytes(field);
+                }
+                same_fields = true;
+                bytes += entry_bytes(id, master_id, pairs, same_fields);
+                self.nodes.insert(
+                    id,
+                    Node {
+                        live: 1,
+                        deleted: 0,
+                        bytes,
+                        last_id: id,
+                        master_fields: pairs
+                            .iter()
+                            .map(|(field, _)| CompactBytes::new(field))
+                            .collect(),
+                    },
+                );
+            }
+        }
+        self.entries.insert(id, pack(pairs.iter().copied()));
+        if self.entries.len() == 1 {
+            self.first_id = id;
+        }
+        self.last_id = id;
+        self.entries_added += 1;
+        debug_assert!(self.nodes.contains_key(&master_id));
+    }
+
+    /// Deletes one entry as XDEL does (marking it deleted in its node, dropping the node
+    /// when nothing live is left); true if it existed.
+    pub fn delete(&mut self, id: StreamId) -> bool {
+        if self.entries.remove(&id).is_none() {
+            return false;
+        }
+        let Some(master) = self.node_of(id) else {
+            debug_assert!(false, "every entry has a node");
+            return true;
+        };
+        let Some(node) = self.nodes.get_mut(&master) else {
+            return true;
+        };
+        debug_assert!(node.live > 0);
+        if node.live == 1 {
+            self.nodes.remove(&master);
+        } else {
+            mark_deleted(node, 1);
+        }
+        if id > self.max_deleted_entry_id {
+            self.max_deleted_entry_id = id;
+        }
+        self.refresh_first_id();
+        true
+    }
+
+    /// The master ID of the node holding `id`: the greatest one <= it, or the first node for
+    /// an ID appended below every master (possible only after XSETID moved the last ID back
+    /// over a node emptied by trimming, as Redis then appends it to that tail node too).
+    fn node_of(&self, id: StreamId) -> Option<StreamId> {
+        self.nodes
+            .range(..=id)
+            .next_back()
+            .or_else(|| self.nodes.iter().next())
+            .map(|(master, _)| *master)
+    }
+
+    fn refresh_first_id(&mut self) {
+        self.first_id = self.first_entry_id().unwrap_or(StreamId::MIN);
+    }
+
+    /// Trims as Redis 7.0's streamTrim: whole nodes from the head, then (unless `approx`)
+    /// entries of the first node left. `limit` bounds the entries removed (0: none). Returns
+    /// the number of entries removed.
+    pub fn trim(&mut self, trim: Trim, approx: bool, limit: u64) -> u64 {
+        let mut removed: u64 = 0;
+        // Each round removes a node or ends the walk.
+        let rounds_max = self.nodes.len() + 1;
+        for _ in 0..rounds_max {
+            if let Trim::MaxLen(max_len) = trim {
+                if self.len() as u64 <= max_len {
+                    break;
+                }
+            }
+            let Some((&master, node)) = self.nodes.iter().next() else {
+                break;
+            };
+            let live = node.live;
+            if limit != 0 && removed + live > limit {
+                break;
+            }
+            let whole = match trim {
+                Trim::MaxLen(max_len) => self.len() as u64 - live >= max_len,
+                Trim::MinId(min_id) => node.last_id < min_id,
+            };
+            // Trimming always works on the first node, which holds every entry below the
+            // second node's master ID.
+            if whole {
+                let next = self
+                    .nodes
+                    .range(master..)
+                    .nth(1)
+                    .map(|(next, _)| *next)
+                    .unwrap_or(StreamId::MAX);
+                self.remove_entries(StreamId::MIN, next, u64::MAX);
+                self.nodes.remove(&master);
+                removed += live;
+                continue;
+            }
+            if approx {
+                break;
+            }
+            let next = self
+                .nodes
+                .range(master..)
+                .nth(1)
+                .map(|(next, _)| *next)
+                .unwrap_or(StreamId::MAX);
+            let quota = match trim {
+                Trim::MaxLen(max_len) => self.len() as u64 - max_len,
+                Trim::MinId(_) => u64::MAX,
+            };
+            let end = match trim {
+                Trim::MaxLen(_) => next,
+                Trim::MinId(min_id) => min_id.min(next),
+            };
+            let from_node = self.remove_entries(StreamId::MIN, end, quota);
+            if let Some(node) = self.nodes.get_mut(&master) {
+                mark_deleted(node, from_node);
+            }
+            removed += from_node;
+            break;
+        }
+        self.refresh_first_id();
+        removed
+    }
+
+    /// Removes up to `quota` live entries with IDs in `start..end`; how many.
+    fn remove_entries(&mut self, start: StreamId, end: StreamId, quota: u64) -> u64 {
+        if start >= end {
+            return 0;
+        }
+        let doomed: Vec<StreamId> = self
+            .entries
+            .range(start..end)
+            .take(quota.min(usize::MAX as u64) as usize)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &doomed {
+            self.entries.remove(id);
+        }
+        doomed.len() as u64
+    }
+
+    /// Sets the last ID and counters as XSETID does (the caller validates).
+    pub fn set_id(&mut self, last_id: StreamId, entries_added: u64, max_deleted: StreamId) {
+        self.last_id = last_id;
+        self.entries_added = entries_added;
+        self.max_deleted_entry_id = max_deleted;
+    }
+
+    /// Radix tree keys (XINFO STREAM `radix-tree-keys`): the number of nodes.
+    pub fn tree_keys(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Radix tree nodes (XINFO STREAM `radix-tree-nodes`), counted as a fully compressed
+    /// radix tree over the nodes' 16-byte keys, which is what Redis's rax keeps.
+    pub fn tree_nodes(&self) -> usize {
+        let keys: Vec<[u8; 16]> = self.nodes.keys().map(StreamId::to_be_bytes).collect();
+        if keys.is_empty() {
+            return 1;
+        }
+        rax_nodes(&keys, 0)
+    }
+
+    /// Whether `start..=end` may hold a deleted entry (Redis 7.0's streamRangeHasTombstones).
+    pub fn range_has_tombstones(&self, start: StreamId, end: StreamId) -> bool {
+        if self.is_empty() || self.max_deleted_entry_id.is_zero() {
+            return false;
+        }
+        if self.first_id > self.max_deleted_entry_id {
+            // Every deletion is before the first entry: trimmed away since.
+            return false;
+        }
+        start <= self.max_deleted_entry_id && self.max_deleted_entry_id <= end
+    }
+
+    /// Redis 7.0's streamEstimateDistanceFromFirstEverEntry: the logical read counter of
+    /// `id`, None when it cannot be known.
+    pub fn estimate_distance(&self, id: StreamId) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if self.is_empty() && id <= self.last_id {
+            return Some(self.entries_added);
+        }
+        if id == self.last_id {
+            return Some(self.entries_added);
+        }
+        if id > self.last_id {
+            return None;
+        }
+        if self.max_deleted_entry_id.is_zero() || self.max_deleted_entry_id < self.first_id {
+            let length = self.len() as u64;
+            if id < self.first_id {
+                return Some(self.entries_added.wrapping_sub(length));
+            }
+            if id == self.first_id {
+                return Some(self.entries_added.wrapping_sub(length).wrapping_add(1));
+            }
+        }
+        None
+    }
+
+    /// A group's lag (Redis 7.0's streamReplyWithCGLag); None when it cannot be known.
+    /// Redis subtracts as signed integers: an ENTRIESREAD past entries_added gives a
+    /// negative lag.
+    pub fn lag(&self, group: &Group) -> Option<i64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        let added = self.entries_added as i64;
+        if let Some(read) = group.entries_read {
+            if !self.range_has_tombstones(group.last_id, StreamId::MAX) {
+                return Some(added.wrapping_sub(read as i64));
+            }
+        }
+        self.estimate_distance(group.last_id)
+            .map(|read| added.wrapping_sub(read as i64))
+    }
+
+    /// Advances a group past `id` as it is delivered (Redis 7.0's streamReplyWithRange).
+    pub fn advance_group(&self, group: &mut Group, id: StreamId) {
+        if id <= group.last_id {
+            return;
+        }
+        if group.entries_read.is_some() && !self.range_has_tombstones(id, StreamId::MAX) {
+            group.entries_read = group.entries_read.map(|read| read + 1);
+        } else if self.entries_added != 0 {
+            group.entries_read = self.estimate_distance(id);
+        }
+        group.last_id = id;
+    }
+
+    /// Checks the invariants (tests and debug builds).
+    pub fn check(&self) {
+        let live: u64 = self.nodes.values().map(|node| node.live).sum();
+        assert_eq!(live, self.len() as u64, "node counts match the entries");
+        for id in self.entries.keys() {
+            assert!(*id <= self.last_id, "entries are at most the last ID");
+            assert!(self.node_of(*id).is_some(), "every entry has a node");
+        }
+        assert_eq!(
+            self.first_id,
+            self.first_entry_id().unwrap_or(StreamId::MIN)
+        );
+        for group in self.groups.values() {
+            group.check();
+        }
+    }
+}
+
+/// Marks `count` more entries of a node deleted, with Redis's listpack count rewrites.
+fn mark_deleted(node: &mut Node, count: u64) {
+    if count == 0 {
+        return;
+    }
+    debug_assert!(node.live >= count);
+    let (live_before, deleted_before) = (node.live, node.deleted);
+    node.live -= count;
+    node.deleted += count;
+    node.bytes = node.bytes + integer_element_bytes(node.live as i64)
+        - integer_element_bytes(live_before as i64)
+        + integer_element_bytes(node.deleted as i64)
+        - integer_element_bytes(deleted_before as i64);
+}
+
+/// Bytes one entry takes in its node's listpack (flags, ID deltas, fields, lp-count).
+fn entry_bytes(
+    id: StreamId,
+    master: StreamId,
+    pairs: &[(&[u8], &[u8])],
+    same_fields: bool,
+) -> usize {
+    let flags = if same_fields { 2 } else { 0 };
+    let mut bytes = integer_element_bytes(flags)
+        + integer_element_bytes(id.ms.wrapping_sub(master.ms) as i64)
+        + integer_element_bytes(id.seq.wrapping_sub(master.seq) as i64);
+    let mut lp_count = pairs.len() as i64 + 3;
+    if !same_fields {
+        bytes += integer_element_bytes(pairs.len() as i64);
+        lp_count += pairs.len() as i64 + 1;
+    }
+    for (field, value) in pairs {
+        if !same_fields {
+            bytes += string_element_bytes(field);
+        }
+        bytes += string_element_bytes(value);
+    }
+    bytes + integer_element_bytes(lp_count)
+}
+
+/// A listpack element's size: encoding and payload plus its back-length.
+fn element_bytes(encoded: usize) -> usize {
+    let backlen = match encoded {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    };
+    encoded + backlen
+}
+
+fn integer_element_bytes(value: i64) -> usize {
+    let encoded = match value {
+        0..=127 => 1,
+        -4096..=4095 => 2,
+        -32768..=32767 => 3,
+        -8388608..=8388607 => 4,
+        -2147483648..=2147483647 => 5,
+        _ => 9,
+    };
+    element_bytes(encoded)
+}
+
+/// A string element: stored as an integer when it is one (listpack's lpStringToInt64).
+fn string_element_bytes(bytes: &[u8]) -> usize {
+    if crate::types::is_canonical_integer(bytes) {
+        if let Some(value) = crate::protocol::parser::parse_i64(bytes) {
+            return integer_element_bytes(value);
+        }
+    }
+    let encoded = match bytes.len() {
+        0..=63 => 1 + bytes.len(),
+        64..=4095 => 2 + bytes.len(),
+        _ => 5 + bytes.len(),
+    };
+    element_bytes(encoded)
+}
+
+/// Nodes of a compressed radix tree holding `keys` (sorted, distinct, equal length), from
+/// byte `depth` on.
+fn rax_nodes(keys: &[[u8; 16]], depth: usize) -> usize {
+    debug_assert!(!keys.is_empty());
+    if depth == 16 {
+        return 1;
+    }
+    let first = &keys[0];
+    let last = &keys[keys.len() - 1];
+    // Sorted keys: the common prefix of all is that of the first and last.
+    let common = (depth..16)
+        .take_while(|&index| first[index] == last[index])
+        .count();
+    if common > 0 {
+        return 1 + rax_nodes(keys, depth + common);
+    }
+    let mut total = 1;
+    let mut start = 0;
+    while start < keys.len() {
+        let byte = keys[start][depth];
+        let end = start
+            + keys[start..]
+                .iter()
+                .take_while(|key| key[depth] == byte)
+                .count();
+        total += rax_nodes(&keys[start..end], depth + 1);
+        start = end;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn add(stream: &mut Stream, ms: u64, seq: u64) {
+        stream.append(
+            StreamId::new(ms, seq),
+            &[(b"f".as_slice(), b"v".as_slice())],
+            NodeLimits::DEFAULT,
+        );
+    }
+
+    #[test]
+    fn pack_round_trips() {
+        let long = vec![b'x'; 300];
+        let pairs: Vec<(&[u8], &[u8])> = vec![(b"a", b""), (b"", &long), (b"field", b"1")];
+        let packed = pack(pairs.iter().copied());
+        let back: Vec<(&[u8], &[u8])> = unpack(&packed).collect();
+        assert_eq!(back, pairs);
+    }
+
+    #[test]
+    fn ids_step_and_order() {
+        assert_eq!(StreamId::new(1, u64::MAX).next(), Some(StreamId::new(2, 0)));
+        assert_eq!(StreamId::MAX.next(), None);
+        assert_eq!(
+            StreamId::new(2, 0).previous(),
+            Some(StreamId::new(1, u64::MAX))
+        );
+        assert_eq!(StreamId::MIN.previous(), None);
+        assert!(StreamId::new(1, 5) < StreamId::new(2, 0));
+        assert_eq!(StreamId::new(3, 4).to_string(), "3-4");
+    }
+
+    #[test]
+    fn nodes_split_every_hundred_entries_as_redis() {
+        let mut stream = Stream::new();
+        for ms in 1..=250 {
+            add(&mut stream, ms, 1);
+        }
+        // Checked against Redis 7.0.15: 250 entries `f v` give 3 keys and 8 rax nodes.
+        assert_eq!(stream.tree_keys(), 3);
+        assert_eq!(stream.tree_nodes(), 8);
+        stream.check();
+    }
+
+    #[test]
+    fn approximate_trim_removes_whole_nodes_only() {
+        let mut stream = Stream::new();
+        for ms in 1..=250 {
+            add(&mut stream, ms, 0);
+        }
+        assert_eq!(stream.trim(Trim::MaxLen(10), true, 0), 200);
+        assert_eq!(stream.len(), 50);
+        assert_eq!(stream.trim(Trim::MaxLen(10), false, 0), 40);
+        assert_eq!(stream.first_id, StreamId::new(241, 0));
+        stream.check();
+    }
+
+    #[test]
+    fn delete_tracks_max_deleted_and_first() {
+        let mut stream = Stream::new();
+        for ms in 1..=3 {
+            add(&mut stream, ms, 0);
+        }
+        assert!(stream.delete(StreamId::new(1, 0)));
+        assert!(!stream.delete(StreamId::new(1, 0)));
+        assert_eq!(stream.first_id, StreamId::new(2, 0));
+        assert_eq!(stream.max_deleted_entry_id, StreamId::new(1, 0));
+        assert!(stream.delete(StreamId::new(2, 0)));
+        assert!(stream.delete(StreamId::new(3, 0)));
+        assert!(stream.is_empty());
+        assert_eq!(stream.tree_keys(), 0);
+        assert_eq!(stream.tree_nodes(), 1);
+        assert_eq!(stream.entries_added, 3);
+    }
+
+    #[test]
+    fn group_pel_moves_between_consumers() {
+        let mut group = Group::new(StreamId::MIN, Some(0));
+        group.create_consumer(b"alice", 1);
+        group.create_consumer(b"bob", 1);
+        group.assign(StreamId::new(1, 0), b"alice", 5, 1);
+        group.assign(StreamId::new(1, 0), b"bob", 6, 2);
+        group.check();
+        assert!(group.consumers[b"alice".as_slice()].pending.is_empty());
+        assert_eq!(group.delete_consumer(b"bob"), Some(1));
+        assert!(group.pending.is_empty());
+        assert!(!group.acknowledge(StreamId::new(1, 0)));
+    }
+
+    #[test]
+    fn every_piece_of_state_can_be_rebuilt_from_its_parts() {
+        let mut stream = Stream::new();
+        let limits = NodeLimits {
+            bytes_max: 4096,
+            entries_max: 3,
+        };
+        for ms in 1..=10 {
+            let value = ms.to_string();
+            stream.append(
+                StreamId::new(ms, 0),
+                &[(b"n".as_slice(), value.as_bytes())],
+                limits,
+            );
+        }
+        stream.delete(StreamId::new(5, 0));
+        stream.trim(Trim::MaxLen(8), false, 0);
+        let mut group = Group::new(StreamId::new(4, 0), Some(4));
+        group.create_consumer(b"c", 7);
+        group.assign(StreamId::new(3, 0), b"c", 9, 2);
+        stream.groups.insert(CompactBytes::new(b"g"), group);
+        let mut rebuilt = Stream::new();
+        for (master, node) in stream.nodes() {
+            let entries: Vec<(StreamId, Box<[u8]>)> = stream
+                .node_entries(*master)
+                .map(|(id, packed)| (*id, Box::from(packed)))
+                .collect();
+            rebuilt.load_node(*master, node.clone(), entries);
+        }
+        rebuilt.set_id(
+            stream.last_id,
+            stream.entries_added,
+            stream.max_deleted_entry_id,
+        );
+        rebuilt.groups = stream.groups.clone();
+        assert_eq!(rebuilt, stream);
+        rebuilt.check();
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(u64),
+        Delete(u64),
+        TrimMaxLen(u64, bool),
+        TrimMinId(u64, bool),
+        Range(u64, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u64..4).prop_map(Op::Add),
+            2 => (0u64..400).prop_map(Op::Delete),
+            1 => (0u64..300, any::<bool>()).prop_map(|(n, a)| Op::TrimMaxLen(n, a)),
+            1 => (0u64..400, any::<bool>()).prop_map(|(n, a)| Op::TrimMinId(n, a)),
+            1 => (0u64..400, 0u64..400).prop_map(|(a, b)| Op::Range(a, b)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Random XADD/XDEL/XTRIM/XRANGE against a BTreeMap: exact trims leave the model's
+        /// answer, approximate ones remove a prefix and never go below the target.
+        #[test]
+        fn matches_a_btreemap(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut stream = Stream::new();
+            let mut model: BTreeMap<StreamId, u64> = BTreeMap::new();
+            let mut next_ms = 1;
+            let limits = NodeLimits { bytes_max: 4096, entries_max: 7 };
+            for op in ops {
+                match op {
+                    Op::Add(step) => {
+                        let id = StreamId::new(next_ms, step);
+                        next_ms += step;
+                        let value = next_ms.to_string();
+                        stream.append(id, &[(b"n".as_slice(), value.as_bytes())], limits);
+                        model.insert(id, next_ms);
+                    }
+                    Op::Delete(ms) => {
+                        let id = model.range(StreamId::new(ms, 0)..).next().map(|(id, _)| *id);
+                        if let Some(id) = id {
+                            prop_assert!(stream.delete(id));
+                            model.remove(&id);
+                        } else {
+                            prop_assert!(!stream.delete(StreamId::new(ms, 0)));
+                        }
+                    }
+                    Op::TrimMaxLen(max_len, approx) => {
+                        let removed = stream.trim(Trim::MaxLen(max_len), approx, 0);
+                        let before = model.len() as u64;
+                        let target = before.saturating_sub(max_len);
+                        if approx {
+                            prop_assert!(removed <= target);
+                        } else {
+                            prop_assert_eq!(removed, target);
+                        }
+                        for _ in 0..removed {
+                            model.pop_first();
+                        }
+                    }
+                    Op::TrimMinId(ms, approx) => {
+                        let min_id = StreamId::new(ms, 0);
+                        let removed = stream.trim(Trim::MinId(min_id), approx, 0);
+                        let below = model.range(..min_id).count() as u64;
+                        if approx {
+                            prop_assert!(removed <= below);
+                        } else {
+                            prop_assert_eq!(removed, below);
+                        }
+                        for _ in 0..removed {
+                            model.pop_first();
+                        }
+                    }
+                    Op::Range(a, b) => {
+                        let (start, end) = (StreamId::new(a, 0), StreamId::new(b, u64::MAX));
+                        let got: Vec<StreamId> = stream.range(start, end).map(|(id, _)| *id).collect();
+                        let want: Vec<StreamId> = if start <= end {
+                            model.range(start..=end).map(|(id, _)| *id).collect()
+                        } else {
+                            Vec::new()
+                        };
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                stream.check();
+                prop_assert_eq!(stream.len(), model.len());
+                let ids: Vec<StreamId> = stream.entries().map(|(id, _)| *id).collect();
+                let model_ids: Vec<StreamId> = model.keys().copied().collect();
+                prop_assert_eq!(ids, model_ids);
+                for (id, packed) in stream.entries() {
+                    let pairs: Vec<(&[u8], &[u8])> = unpack(packed).collect();
+                    let expected = model[id].to_string();
+                    prop_assert_eq!(pairs, vec![(b"n".as_slice(), expected.as_bytes())]);
+                }
+            }
+        }
     }
 }
