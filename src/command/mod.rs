@@ -5,6 +5,7 @@ pub mod block;
 pub mod client;
 pub mod connection;
 pub mod exec;
+pub mod geo;
 pub mod hashes;
 pub mod info;
 pub mod introspection;
@@ -36,4 +37,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     sets::COMMANDS,
     zsets::COMMANDS,
     sort::COMMANDS,
+    geo::COMMANDS,
 ];
