@@ -767,8 +767,10 @@ fn merge_sort(points: &mut Vec<Point>, compare: fn(&Point, &Point) -> Ordering) 
     sort(points, &mut scratch, compare);
 }
 
-/// Redis's `pqsort` (NetBSD's Bentley-McIlroy quicksort that skips partitions outside
-/// `[left, right]`): the elements of ranks `left..=right` end up sorted and in place.
+/// Redis 7.0's `pqsort` (NetBSD's Bentley-McIlroy quicksort that skips partitions outside
+/// `[left, right]`): the elements of ranks `left..=right` end up sorted and in place. (Later
+/// Redis versions fall back to insertion sort when a partition swapped nothing; 7.0 does not,
+/// and the order of equal distances shows it.)
 fn partial_sort(
     points: &mut [Point],
     compare: fn(&Point, &Point) -> Ordering,
@@ -839,7 +841,6 @@ fn partial_sort(
             // C's pointers may step one below `a + 1`; signed indices keep that expressible.
             let mut pc = (a + n - 1) as isize;
             let mut pd = (a + n - 1) as isize;
-            let mut swapped = false;
             loop {
                 while pb as isize <= pc {
                     let order = compare(&points[pb], &points[a]);
@@ -847,7 +848,6 @@ fn partial_sort(
                         break;
                     }
                     if order == Ordering::Equal {
-                        swapped = true;
                         points.swap(pa, pb);
                         pa += 1;
                     }
@@ -859,7 +859,6 @@ fn partial_sort(
                         break;
                     }
                     if order == Ordering::Equal {
-                        swapped = true;
                         points.swap(pc as usize, pd as usize);
                         pd -= 1;
                     }
@@ -869,13 +868,8 @@ fn partial_sort(
                     break;
                 }
                 points.swap(pb, pc as usize);
-                swapped = true;
                 pb += 1;
                 pc -= 1;
-            }
-            if !swapped {
-                insertion_sort(points, a, n);
-                break;
             }
             let pn = a + n;
             let pc = pc as usize;
@@ -1119,6 +1113,56 @@ mod tests {
         assert_eq!(names(&points), ["1", "3", "5", "2", "0", "4"]);
         sort_points(&mut points, Sort::Descending, 6);
         assert_eq!(names(&points), ["0", "4", "2", "1", "3", "5"]);
+    }
+
+    /// Permutations from Redis 7.0's pqsort.c compiled as is (the 8-point case is also what
+    /// Redis 7.0.15 answers for GEORADIUSBYMEMBER ... COUNT 5 over those distances).
+    #[test]
+    fn partial_sort_permutes_as_redis_pqsort() {
+        let cases: [(&[f64], usize, &[usize]); 4] = [
+            (
+                &[70.0, 0.0, 0.0, 0.0, 0.0, 0.0, 121.0, 6095.0],
+                5,
+                &[5, 1, 2, 3, 4, 0, 6, 7],
+            ),
+            (&[0.0; 10], 3, &[9, 1, 2, 3, 4, 5, 6, 7, 8, 0]),
+            (
+                &[3.0, 1.0, 2.0, 1.0, 3.0, 1.0, 0.0, 0.0, 2.0, 5.0, 1.0, 0.0],
+                5,
+                &[11, 6, 7, 1, 3, 5, 10, 2, 8, 9, 0, 4],
+            ),
+            (
+                &[
+                    3.0, 6.0, 4.0, 6.0, 6.0, 3.0, 3.0, 4.0, 6.0, 4.0, 1.0, 1.0, 6.0, 4.0, 3.0, 5.0,
+                    4.0, 6.0, 1.0, 0.0, 3.0, 2.0, 1.0, 0.0, 4.0, 6.0, 5.0, 5.0, 0.0, 4.0, 3.0, 3.0,
+                    5.0, 5.0, 4.0, 5.0, 1.0, 4.0, 0.0, 6.0, 4.0, 0.0, 0.0, 0.0, 1.0, 1.0, 4.0, 0.0,
+                    6.0, 3.0,
+                ],
+                7,
+                &[
+                    23, 19, 43, 47, 42, 41, 38, 28, 22, 21, 18, 44, 10, 11, 45, 36, 49, 5, 6, 14,
+                    20, 30, 31, 0, 24, 25, 26, 27, 13, 29, 1, 48, 32, 33, 34, 35, 12, 37, 9, 39,
+                    40, 8, 7, 4, 3, 2, 46, 17, 16, 15,
+                ],
+            ),
+        ];
+        for (distances, returned, expected) in cases {
+            let mut points: Vec<Point> = distances
+                .iter()
+                .enumerate()
+                .map(|(index, &distance)| point(distance, &index.to_string()))
+                .collect();
+            sort_points(&mut points, Sort::Ascending, returned);
+            let order: Vec<usize> = points
+                .iter()
+                .map(|point| {
+                    names(std::slice::from_ref(point))[0]
+                        .parse()
+                        .unwrap_or(usize::MAX)
+                })
+                .collect();
+            assert_eq!(order, expected);
+        }
     }
 
     #[test]
