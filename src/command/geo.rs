@@ -44,27 +44,55 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "georadiusbymember",
         georadiusbymember,
-        Lock::Custom(georadius_keys),
+        Lock::Custom(georadiusbymember_keys),
     ),
     Spec::new("georadiusbymember_ro", georadiusbymember_ro, Lock::Keys),
     Spec::new("geosearch", geosearch, Lock::Keys),
     Spec::new("geosearchstore", geosearchstore, Lock::Keys),
 ];
 
-/// Redis's `georadiusGetKeys`: the source key and the last STORE/STOREDIST destination.
+/// GEORADIUS's keys: the source and any STORE/STOREDIST destination.
 fn georadius_keys(argv: &[Bytes]) -> Vec<usize> {
-    let mut stored = None;
-    let mut index = 5;
+    radius_keys(argv, 6)
+}
+
+/// GEORADIUSBYMEMBER's keys, as [`georadius_keys`] with one argument less before the options.
+fn georadiusbymember_keys(argv: &[Bytes]) -> Vec<usize> {
+    radius_keys(argv, 5)
+}
+
+/// What Redis 7.0's key specs report (COMMAND GETKEYS): the source, then the argument after
+/// the first `STORE` and after the first `STOREDIST` from the options on. The destination the
+/// command actually writes (the last STORE/STOREDIST, as its option loop reads them) is added
+/// when it differs, so the executor always locks it; only argument lists repeating STORE make
+/// COMMAND GETKEYS answer more than Redis does.
+fn radius_keys(argv: &[Bytes], options_start: usize) -> Vec<usize> {
+    let mut keys = vec![1];
+    let last = argv.len().saturating_sub(1);
+    for keyword in ["store", "storedist"] {
+        if let Some(index) = (options_start..last).find(|&index| args::is(&argv[index], keyword)) {
+            keys.push(index + 1);
+        }
+    }
+    let mut written = None;
+    let mut index = options_start;
     while index < argv.len() {
         let arg = &argv[index];
-        if (args::is(arg, "store") || args::is(arg, "storedist")) && index + 1 < argv.len() {
-            stored = Some(index + 1);
+        let has_value = index + 1 < argv.len();
+        if has_value && args::is(arg, "count") {
+            index += 2;
+        } else if has_value && (args::is(arg, "store") || args::is(arg, "storedist")) {
+            written = Some(index + 1);
+            index += 2;
+        } else {
             index += 1;
         }
-        index += 1;
     }
-    let mut keys = vec![1];
-    keys.extend(stored);
+    if let Some(written) = written {
+        if !keys.contains(&written) {
+            keys.push(written);
+        }
+    }
     keys
 }
 
@@ -206,6 +234,16 @@ fn parse_box(width: &[u8], height: &[u8], unit: &[u8]) -> Result<(f64, f64, f64)
 
 /// Redis's `addReplyDoubleDistance`: `%.4f` in a bulk string, in RESP2 and RESP3 alike.
 fn distance_reply(distance: f64) -> Reply {
+    // Rounding points nearly antipodal can push haversine's asin argument past 1; glibc
+    // prints that NaN with its sign.
+    if distance.is_nan() {
+        let text = if distance.is_sign_negative() {
+            "-nan"
+        } else {
+            "nan"
+        };
+        return Reply::bulk(text);
+    }
     Reply::bulk(format!("{distance:.4}"))
 }
 
@@ -733,7 +771,7 @@ fn compare_descending(a: &Point, b: &Point) -> Ordering {
 
 /// glibc's `qsort` (2.36, what Redis 7.0.15 runs on): a top-down merge sort, stable, taking
 /// from the left run on ties.
-fn merge_sort(points: &mut Vec<Point>, compare: fn(&Point, &Point) -> Ordering) {
+fn merge_sort(points: &mut [Point], compare: fn(&Point, &Point) -> Ordering) {
     fn sort(
         items: &mut [Point],
         scratch: &mut Vec<Point>,
@@ -896,7 +934,7 @@ fn partial_sort(
 }
 
 /// Sorts as Redis does: all of them (glibc qsort), or just the first `returned` (pqsort).
-fn sort_points(points: &mut Vec<Point>, sort: Sort, returned: usize) {
+fn sort_points(points: &mut [Point], sort: Sort, returned: usize) {
     let compare = match sort {
         Sort::None => return,
         Sort::Ascending => compare_ascending,
@@ -989,7 +1027,13 @@ fn search_generic(
         .into_iter()
         .map(|point| {
             let score = if request.store_distance {
-                point.distance
+                // A NaN distance (see `distance_reply`) would trip Redis's own assertion in
+                // zslInsert; a sorted set cannot hold it, so it is stored as 0.
+                if point.distance.is_nan() {
+                    0.0
+                } else {
+                    point.distance
+                }
             } else {
                 point.score
             };
@@ -1199,10 +1243,28 @@ mod tests {
 
     #[test]
     fn georadius_keys_follow_redis() {
-        let argv = crate::testing::words("GEORADIUS src 1 2 3 km STORE a STOREDIST b");
-        assert_eq!(georadius_keys(&argv), vec![1, 9]);
-        let argv = crate::testing::words("GEORADIUSBYMEMBER src m 3 km store");
-        assert_eq!(georadius_keys(&argv), vec![1]);
+        let keys = |line: &str| {
+            let argv = crate::testing::words(line);
+            if args::is(&argv[0], "georadius") {
+                georadius_keys(&argv)
+            } else {
+                georadiusbymember_keys(&argv)
+            }
+        };
+        // Redis 7.0's COMMAND GETKEYS answers.
+        assert_eq!(
+            keys("GEORADIUS src 1 2 3 km STORE a STOREDIST b"),
+            vec![1, 7, 9]
+        );
+        assert_eq!(keys("GEORADIUS src 1 2 3 km COUNT 5 STORE a"), vec![1, 9]);
+        assert_eq!(keys("GEORADIUSBYMEMBER src m 3 km STORE a"), vec![1, 6]);
+        assert_eq!(keys("GEORADIUSBYMEMBER src m 3 km store"), vec![1]);
+        assert_eq!(keys("GEORADIUS src 1 2 3 km"), vec![1]);
+        // The written destination (the last one) is always locked.
+        assert_eq!(
+            keys("GEORADIUS src 1 2 3 km STORE a STORE b"),
+            vec![1, 7, 9]
+        );
     }
 
     #[test]

@@ -273,12 +273,10 @@ pub fn decode(long_range: Range, lat_range: Range, hash: HashBits) -> Option<Are
 /// A cell's centre, clamped to the indexable coordinates (Redis's
 /// `geohashDecodeAreaToLongLat`).
 fn area_center(area: &Area) -> [f64; 2] {
-    let longitude = ((area.longitude.min + area.longitude.max) / 2.0)
-        .min(LONGITUDE_MAX)
-        .max(LONGITUDE_MIN);
-    let latitude = ((area.latitude.min + area.latitude.max) / 2.0)
-        .min(LATITUDE_MAX)
-        .max(LATITUDE_MIN);
+    let longitude =
+        ((area.longitude.min + area.longitude.max) / 2.0).clamp(LONGITUDE_MIN, LONGITUDE_MAX);
+    let latitude =
+        ((area.latitude.min + area.latitude.max) / 2.0).clamp(LATITUDE_MIN, LATITUDE_MAX);
     [longitude, latitude]
 }
 
@@ -625,21 +623,26 @@ mod tests {
         assert_eq!(encode_score(180.000001, 0.0), None);
     }
 
+    /// A position as Redis prints it before trimming zeros (`%.17Lf` of the double).
+    fn printed(score: f64) -> [String; 2] {
+        decode_score(score).map(|degrees| format!("{degrees:.17}"))
+    }
+
     #[test]
     fn decoded_positions_match_redis() {
         assert_eq!(
-            decode_score(3479099956230698.0),
-            [13.36138933897018433, 38.11555639549629859]
+            printed(3479099956230698.0),
+            ["13.36138933897018433", "38.11555639549629859"]
         );
         assert_eq!(
-            decode_score(3479447370796909.0),
-            [15.08726745843887329, 37.50266842333162032]
+            printed(3479447370796909.0),
+            ["15.08726745843887329", "37.50266842333162032"]
         );
         assert_eq!(
-            decode_score(0.0),
-            [-179.99999731779098511, -85.05112751263942528]
+            printed(0.0),
+            ["-179.99999731779098511", "-85.05112751263942528"]
         );
-        assert_eq!(decode_score(13510798882111488.0), [180.0, 85.05112878]);
+        assert_eq!(decode_score(13510798882111488.0), [180.0, LATITUDE_MAX]);
     }
 
     #[test]
@@ -652,17 +655,14 @@ mod tests {
         assert_eq!(score_to_bits(-1e19), 1 << 63);
         assert_eq!(decode_score(-1.0), [180.0, LATITUDE_MAX]);
         assert_eq!(
-            decode_score(f64::NEG_INFINITY),
-            [180.0, -85.05112751263942528]
+            printed(f64::NEG_INFINITY),
+            ["180.00000000000000000", "-85.05112751263942528"]
         );
         assert_eq!(
-            decode_score(1.5),
-            [-179.99999731779098511, -85.05112497791824921]
+            printed(1.5),
+            ["-179.99999731779098511", "-85.05112497791824921"]
         );
-        assert_eq!(
-            decode_score(4503599627370496.0),
-            [-179.99999731779098511, LATITUDE_MAX]
-        );
+        assert_eq!(decode_score(4503599627370496.0)[1], LATITUDE_MAX);
     }
 
     #[test]
