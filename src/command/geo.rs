@@ -232,19 +232,37 @@ fn parse_box(width: &[u8], height: &[u8], unit: &[u8]) -> Result<(f64, f64, f64)
 // Reply helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Redis's `addReplyDoubleDistance`: `%.4f` in a bulk string, in RESP2 and RESP3 alike.
+/// Redis's `addReplyDoubleDistance`: four decimals in a bulk string, in RESP2 and RESP3 alike.
 fn distance_reply(distance: f64) -> Reply {
-    // Rounding points nearly antipodal can push haversine's asin argument past 1; glibc
-    // prints that NaN with its sign.
-    if distance.is_nan() {
-        let text = if distance.is_sign_negative() {
-            "-nan"
-        } else {
-            "nan"
-        };
-        return Reply::bulk(text);
+    Reply::bulk(fixed_point_4(distance))
+}
+
+/// Redis 7.0.15's `fixedpoint_d2string(.., 4)`, which it uses instead of `%.4f`: the value
+/// times 10^4 rounded by `llrint` (ties to even, on the already rounded product), so a
+/// distance just above a tie (42737392.10125000029 ft) prints `.1012` where printf says
+/// `.1013`. What `llrint` cannot represent (NaN, when rounding pushes haversine's asin past
+/// 1 for nearly antipodal points) becomes x86-64's LLONG_MIN, printed negated as Redis does.
+fn fixed_point_4(value: f64) -> String {
+    const SCALE: f64 = 10_000.0;
+    const FRACTION_DIGITS: usize = 4;
+    const TWO_TO_63: f64 = 9223372036854775808.0;
+    if value == 0.0 {
+        return "0.0000".to_owned();
     }
-    Reply::bulk(format!("{distance:.4}"))
+    let scaled = (value * SCALE).round_ties_even();
+    let rounded = if scaled.is_nan() || !(-TWO_TO_63..TWO_TO_63).contains(&scaled) {
+        i64::MIN
+    } else {
+        scaled as i64
+    };
+    let digits = format!(
+        "{:0>width$}",
+        rounded.unsigned_abs(),
+        width = FRACTION_DIGITS + 1
+    );
+    let (whole, fraction) = digits.split_at(digits.len() - FRACTION_DIGITS);
+    let sign = if rounded < 0 { "-" } else { "" };
+    format!("{sign}{whole}.{fraction}")
 }
 
 /// Redis's `ld2string(.., LD_STR_HUMAN)`: `%.17Lf` of the value without trailing zeros (nor
@@ -1027,7 +1045,7 @@ fn search_generic(
         .into_iter()
         .map(|point| {
             let score = if request.store_distance {
-                // A NaN distance (see `distance_reply`) would trip Redis's own assertion in
+                // A NaN distance (see `fixed_point_4`) would trip Redis's own assertion in
                 // zslInsert; a sorted set cannot hold it, so it is stored as 0.
                 if point.distance.is_nan() {
                     0.0
@@ -1144,6 +1162,20 @@ mod tests {
         assert_eq!(human_double(-0.0), "0");
         assert_eq!(human_double(85.05112878), "85.0511287799999991");
         assert_eq!(human_double(0.5), "0.5");
+    }
+
+    #[test]
+    fn distances_print_as_redis_fixedpoint() {
+        assert_eq!(fixed_point_4(0.0), "0.0000");
+        assert_eq!(fixed_point_4(-0.0), "0.0000");
+        assert_eq!(fixed_point_4(56.441257870158204), "56.4413");
+        assert_eq!(fixed_point_4(166274.15156960033), "166274.1516");
+        assert_eq!(fixed_point_4(0.00004), "0.0000");
+        assert_eq!(fixed_point_4(0.0005), "0.0005");
+        assert_eq!(fixed_point_4(0.00025), "0.0002");
+        // Redis 7.0.15 answers .1012 here (printf would round the exact value up).
+        assert_eq!(fixed_point_4(42737392.10125), "42737392.1012");
+        assert_eq!(fixed_point_4(f64::NAN), "-922337203685477.5808");
     }
 
     #[test]

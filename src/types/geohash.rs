@@ -1,6 +1,7 @@
-//! Geohash math for the geo commands: a port of Redis 7.0's `geohash.c` and
-//! `geohash_helper.c`, operation for operation, so scores, decoded coordinates, distances and
-//! the cells a search visits are bit-identical to Redis's.
+//! Geohash math for the geo commands: a port of Redis 7.0.15's `geohash.c` and
+//! `geohash_helper.c` (as the reference binary ships them, with the equal-longitude distance
+//! shortcut and the latitude-first box test), operation for operation, so scores, decoded
+//! coordinates, distances and the cells a search visits are bit-identical to Redis's.
 //!
 //! A position is stored in a sorted set as a 52-bit score: 26 bits of longitude and 26 bits of
 //! latitude, interleaved (longitude in the odd bits). Latitudes are limited to the Web
@@ -544,15 +545,27 @@ fn decode_or_empty(hash: HashBits) -> Area {
     })
 }
 
-/// Haversine great-circle distance in meters (Redis 7.0's `geohashGetDistance`).
+/// The distance in meters between two latitudes on one meridian (Redis's
+/// `geohashGetLatDistance`: haversine reduces to the arc when the longitudes are equal).
+pub fn latitude_distance(lat1: f64, lat2: f64) -> f64 {
+    EARTH_RADIUS_METERS * (degrees_to_radians(lat2) - degrees_to_radians(lat1)).abs()
+}
+
+/// Haversine great-circle distance in meters (Redis's `geohashGetDistance`, with the
+/// shortcut for equal longitudes that Redis 7.0.15 ships: its results differ from the full
+/// formula in the last bits, which `%.4f` can show).
 pub fn distance(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
-    let lat1r = degrees_to_radians(lat1);
     let lon1r = degrees_to_radians(lon1);
-    let lat2r = degrees_to_radians(lat2);
     let lon2r = degrees_to_radians(lon2);
-    let u = ((lat2r - lat1r) / 2.0).sin();
     let v = ((lon2r - lon1r) / 2.0).sin();
-    2.0 * EARTH_RADIUS_METERS * (u * u + lat1r.cos() * lat2r.cos() * v * v).sqrt().asin()
+    if v == 0.0 {
+        return latitude_distance(lat1, lat2);
+    }
+    let lat1r = degrees_to_radians(lat1);
+    let lat2r = degrees_to_radians(lat2);
+    let u = ((lat2r - lat1r) / 2.0).sin();
+    let a = u * u + lat1r.cos() * lat2r.cos() * v * v;
+    2.0 * EARTH_RADIUS_METERS * a.sqrt().asin()
 }
 
 /// The distance from the centre `(x1, y1)` to `(x2, y2)` when it is at most `radius_meters`
@@ -569,9 +582,9 @@ pub fn distance_if_in_radius(
 }
 
 /// The distance from the box centre `(x1, y1)` to `(x2, y2)` when the point is inside the
-/// box: its east-west distance along its own parallel and its north-south distance along its
-/// own meridian are within half the width and half the height (Redis 7.0's
-/// `geohashGetDistanceIfInRectangle`).
+/// box: its north-south distance along its own meridian and its east-west distance along its
+/// own parallel are within half the height and half the width (Redis's
+/// `geohashGetDistanceIfInRectangle`, latitude first as 7.0.15 checks it).
 pub fn distance_if_in_rectangle(
     width_meters: f64,
     height_meters: f64,
@@ -580,9 +593,10 @@ pub fn distance_if_in_rectangle(
     x2: f64,
     y2: f64,
 ) -> Option<f64> {
-    let lon_distance = distance(x2, y2, x1, y2);
-    let lat_distance = distance(x2, y2, x2, y1);
-    if lon_distance > width_meters / 2.0 || lat_distance > height_meters / 2.0 {
+    if latitude_distance(y2, y1) > height_meters / 2.0 {
+        return None;
+    }
+    if distance(x2, y2, x1, y2) > width_meters / 2.0 {
         return None;
     }
     Some(distance(x1, y1, x2, y2))
@@ -688,6 +702,23 @@ mod tests {
             "56.4413"
         );
         assert_eq!(distance(lon1, lat1, lon1, lat1), 0.0);
+    }
+
+    #[test]
+    fn equal_longitudes_take_the_meridian_arc() {
+        // GEOADD mer 10 10 a 10 20 b 10 -60 c, then GEOSEARCHSTORE ... STOREDIST in km.
+        let [lon_a, lat_a] = decode_score(3386427883058495.0);
+        let [lon_b, lat_b] = decode_score(3403951602136190.0);
+        let [lon_c, lat_c] = decode_score(2326242239358267.0);
+        assert_eq!(lon_a, lon_b);
+        assert_eq!(
+            distance(lon_a, lat_a, lon_b, lat_b) / 1000.0,
+            1112.2629622800714
+        );
+        assert_eq!(
+            distance(lon_a, lat_a, lon_c, lat_c) / 1000.0,
+            7785.841017888165
+        );
     }
 
     #[test]
