@@ -9,7 +9,8 @@
 //! cell and its neighbours in Redis's order, test each candidate exactly, and sort as Redis
 //! does (glibc's stable merge sort for a full sort, Redis's `pqsort` when COUNT cuts the
 //! result), so even ties between equal distances come out in Redis's order. Coordinates reply
-//! as Redis's "human" long doubles (`%.17Lf` without trailing zeros), distances as `%.4f`.
+//! as Redis's "human" long doubles (`%.17Lf` without trailing zeros), distances with four
+//! decimals through the fixed-point conversion Redis 7.0.15 uses instead of `%.4f`.
 
 use super::args;
 use super::exec::Ctx;
@@ -1316,10 +1317,27 @@ mod tests {
             server.run(&mut session, "ZSCORE Sicily Palermo"),
             "$16\r\n3479099956230698\r\n"
         );
+        // What Redis 7.0.15 writes to its AOF for the same commands: GEOADD as the ZADD it
+        // runs, the searches verbatim and only when they wrote.
+        for line in [
+            "GEORADIUS Sicily 15 37 200 km",
+            "GEORADIUS Sicily 15 37 200 km STORE dst",
+            "GEOSEARCHSTORE dst2 Sicily FROMLONLAT 15 37 BYBOX 400 400 km STOREDIST",
+            "GEORADIUS nokey 15 37 200 km STORE dst",
+            "GEORADIUS nokey 15 37 200 km STORE dst",
+        ] {
+            server.run(&mut session, line);
+        }
         let propagated = server.propagated();
+        let tail: Vec<&str> = propagated.iter().map(String::as_str).skip(1).collect();
         assert_eq!(
-            propagated.last().map(String::as_str),
-            Some("zadd Sicily CH 3479099956230698 Palermo 3479447370796909 Catania")
+            tail,
+            [
+                "zadd Sicily CH 3479099956230698 Palermo 3479447370796909 Catania",
+                "GEORADIUS Sicily 15 37 200 km STORE dst",
+                "GEOSEARCHSTORE dst2 Sicily FROMLONLAT 15 37 BYBOX 400 400 km STOREDIST",
+                "GEORADIUS nokey 15 37 200 km STORE dst",
+            ]
         );
     }
 
