@@ -1169,7 +1169,7 @@ mod tests {
     fn distances_print_as_redis_fixedpoint() {
         assert_eq!(fixed_point_4(0.0), "0.0000");
         assert_eq!(fixed_point_4(-0.0), "0.0000");
-        assert_eq!(fixed_point_4(56.44125787015820), "56.4413");
+        assert_eq!(fixed_point_4(56.441257870158), "56.4413");
         assert_eq!(fixed_point_4(166274.15156960033), "166274.1516");
         assert_eq!(fixed_point_4(0.00004), "0.0000");
         assert_eq!(fixed_point_4(0.0005), "0.0005");
