@@ -39,6 +39,7 @@ const KNOWN: &[&str] = &[
     "streams",
     "transactions",
     "blocking",
+    "geo",
 ];
 /// A script longer than this is surely a mistake (and would make the run slow).
 const SCRIPT_LINES_MAX: usize = 20_000;
@@ -289,7 +290,8 @@ family_tests!(
     sort,
     streams,
     transactions,
-    blocking
+    blocking,
+    geo
 );
 
 /// Scripts of families without a test of their own.

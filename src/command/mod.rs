@@ -5,6 +5,7 @@ pub mod block;
 pub mod client;
 pub mod connection;
 pub mod exec;
+pub mod geo;
 pub mod hashes;
 pub mod info;
 pub mod introspection;
@@ -40,4 +41,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     sort::COMMANDS,
     persistence::COMMANDS,
     streams::COMMANDS,
+    geo::COMMANDS,
 ];

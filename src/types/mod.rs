@@ -6,6 +6,7 @@
 //! goes through the keyspace's accessors rather than matching on a raw entry.
 
 pub mod compact;
+pub mod geohash;
 pub mod hash;
 pub mod list;
 pub mod ordered;
