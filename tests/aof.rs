@@ -56,6 +56,20 @@ fn snapshot(server: &Server) -> Vec<String> {
                     .arg("WITHSCORES")
                     .query(&mut conn)
                     .expect("zrange"),
+                "stream" => {
+                    let entries: redis::Value = redis::cmd("XRANGE")
+                        .arg(&key)
+                        .arg("-")
+                        .arg("+")
+                        .query(&mut conn)
+                        .expect("xrange");
+                    let groups: redis::Value = redis::cmd("XINFO")
+                        .arg("GROUPS")
+                        .arg(&key)
+                        .query(&mut conn)
+                        .expect("xinfo");
+                    vec![format!("{entries:?} {groups:?}").into_bytes()]
+                }
                 other => panic!("unexpected type {other}"),
             };
             let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).expect("pttl");
@@ -81,7 +95,7 @@ fn workload(server: &Server, seed: u64, commands: usize) {
     for _ in 0..commands {
         let key = rng.gen_range(0..20);
         let member = rng.gen_range(0..30);
-        let mut cmd = match rng.gen_range(0..20) {
+        let mut cmd = match rng.gen_range(0..24) {
             0 => redis::cmd("SET").arg(format!("s{key}")).arg(member).clone(),
             1 => redis::cmd("APPEND").arg(format!("s{key}")).arg("x").clone(),
             2 => redis::cmd("INCRBYFLOAT")

@@ -407,9 +407,11 @@ fn parse_add_trim(ctx: &Ctx<'_, '_>, argv: &[Bytes], xadd: bool) -> Result<AddTr
     if !xadd && parsed.trim.is_none() {
         return Err(XTRIM_WITHOUT_STRATEGY.into());
     }
-    // A master or the AOF would not be limited (its bound was rewritten to be exact); the
-    // executor cannot tell those clients apart yet, so every client is held to the rule.
-    if limit_given {
+    if ctx.session.obey {
+        // The AOF or a primary: the bound was rewritten to be exact, so no node limit (and
+        // `=` with LIMIT, which Redis itself propagates, is accepted).
+        parsed.limit = 0;
+    } else if limit_given {
         if !parsed.approx {
             return Err(LIMIT_WITHOUT_APPROX.into());
         }

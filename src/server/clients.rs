@@ -235,6 +235,9 @@ pub struct Session {
     /// Propagation log offset just past this client's last write: under `appendfsync
     /// always` its replies wait until the AOF has fsynced this far.
     pub write_offset: u64,
+    /// Redis's mustObeyClient: the AOF loader (and later a primary), whose commands are
+    /// replayed as recorded rather than checked as a user's.
+    pub obey: bool,
 }
 
 impl Session {
@@ -249,6 +252,7 @@ impl Session {
             multi: None,
             watched: Vec::new(),
             write_offset: 0,
+            obey: false,
         }
     }
 

@@ -401,10 +401,9 @@ impl<'a> ServerReplay<'a> {
             -1,
             server.clock.now_ms(),
         );
-        ServerReplay {
-            server,
-            session: Session::new(handle, true),
-        }
+        let mut session = Session::new(handle, true);
+        session.obey = true;
+        ServerReplay { server, session }
     }
 
     fn finish(self) {

@@ -18,7 +18,7 @@ pub fn select(out: &mut BytesMut, db: usize) {
     encode_command(out, &[b"SELECT", db.as_bytes()]);
 }
 
-/// Appends the commands that rebuild `key`; an error for a type this cannot write yet.
+/// Appends the commands that rebuild `key`.
 pub fn emit_key(
     out: &mut BytesMut,
     key: &[u8],
@@ -54,19 +54,110 @@ pub fn emit_key(
             let items: Vec<&[u8]> = items.iter().map(|item| &item[..]).collect();
             emit_pairs(out, b"ZADD", key, &items);
         }
-        #[allow(unreachable_patterns)]
-        other => {
-            return Err(format!(
-                "rewriting a {} key as commands is not supported yet",
-                other.type_name()
-            ))
-        }
+        Value::Stream(stream) => emit_stream(out, key, stream),
     }
     if let Some(at_ms) = expire_ms {
         let at = at_ms.to_string();
         encode_command(out, &[b"PEXPIREAT", key, at.as_bytes()]);
     }
     Ok(())
+}
+
+/// Redis's rewriteStreamObject: the entries, the stream's ids and counters, then each group
+/// with its pending entries (claimed back to their consumers with their delivery times and
+/// counts) and its consumers.
+fn emit_stream(out: &mut BytesMut, key: &[u8], stream: &crate::types::Stream) {
+    let id = |id: &crate::types::stream::StreamId| format!("{}-{}", id.ms, id.seq);
+    if stream.is_empty() {
+        // XADD ... MAXLEN 0 makes the key and leaves it empty, as Redis's rewrite does.
+        let last = id(&stream.last_id);
+        encode_command(
+            out,
+            &[b"XADD", key, b"MAXLEN", b"0", last.as_bytes(), b"x", b"y"],
+        );
+    }
+    for (entry_id, packed) in stream.entries() {
+        let entry_id = id(entry_id);
+        let mut argv: Vec<&[u8]> = vec![b"XADD", key, entry_id.as_bytes()];
+        for (field, value) in crate::types::stream::unpack(packed) {
+            argv.push(field);
+            argv.push(value);
+        }
+        encode_command(out, &argv);
+    }
+    let last = id(&stream.last_id);
+    let added = stream.entries_added.to_string();
+    let max_deleted = id(&stream.max_deleted_entry_id);
+    encode_command(
+        out,
+        &[
+            b"XSETID",
+            key,
+            last.as_bytes(),
+            b"ENTRIESADDED",
+            added.as_bytes(),
+            b"MAXDELETEDID",
+            max_deleted.as_bytes(),
+        ],
+    );
+    for (name, group) in &stream.groups {
+        let group_last = id(&group.last_id);
+        let read = group
+            .entries_read
+            .map_or_else(|| "-1".to_string(), |read| read.to_string());
+        encode_command(
+            out,
+            &[
+                b"XGROUP",
+                b"CREATE",
+                key,
+                name.as_slice(),
+                group_last.as_bytes(),
+                b"ENTRIESREAD",
+                read.as_bytes(),
+            ],
+        );
+        for (consumer_name, consumer) in &group.consumers {
+            if consumer.pending.is_empty() {
+                encode_command(
+                    out,
+                    &[
+                        b"XGROUP",
+                        b"CREATECONSUMER",
+                        key,
+                        name.as_slice(),
+                        consumer_name.as_slice(),
+                    ],
+                );
+            }
+            for pending_id in &consumer.pending {
+                let Some(pending) = group.pending.get(pending_id) else {
+                    debug_assert!(false, "a consumer's pending id is in the group's PEL");
+                    continue;
+                };
+                let claimed = id(pending_id);
+                let time = pending.delivery_time_ms.to_string();
+                let count = pending.delivery_count.to_string();
+                encode_command(
+                    out,
+                    &[
+                        b"XCLAIM",
+                        key,
+                        name.as_slice(),
+                        consumer_name.as_slice(),
+                        b"0",
+                        claimed.as_bytes(),
+                        b"TIME",
+                        time.as_bytes(),
+                        b"RETRYCOUNT",
+                        count.as_bytes(),
+                        b"JUSTID",
+                        b"FORCE",
+                    ],
+                );
+            }
+        }
+    }
 }
 
 fn emit_batches(out: &mut BytesMut, verb: &[u8], key: &[u8], items: &[&[u8]]) {
