@@ -385,3 +385,50 @@ fn real_redis_and_strata_load_each_others_aof() {
         Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
     assert_eq!(snapshot(&strata), written);
 }
+
+#[test]
+fn nothing_expires_while_the_aof_loads() {
+    // A key whose time has passed is still there for the commands after it in the file, as
+    // when they first ran; it expires once loading is over. Real Redis is the judge.
+    let commands: &[&[&str]] = &[
+        &["SELECT", "0"],
+        &["SET", "counter", "5"],
+        &["PEXPIREAT", "counter", "1"],
+        &["INCR", "counter"],
+        &["SET", "kept", "1"],
+        &["PEXPIREAT", "kept", "1"],
+        &["PERSIST", "kept"],
+        &["RPUSH", "list", "a"],
+        &["PEXPIREAT", "list", "1"],
+        &["RPUSH", "list", "b"],
+        &["PERSIST", "list"],
+    ];
+    let mut incr = Vec::new();
+    for argv in commands {
+        incr.extend_from_slice(&common::encode_command(argv));
+    }
+    let mut answers = Vec::new();
+    for kind in [Kind::Strata, Kind::Redis] {
+        let data = tempfile::tempdir().expect("tempdir");
+        let dir = data.path().join("appendonlydir");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("appendonly.aof.1.base.aof"), b"").expect("base");
+        std::fs::write(dir.join("appendonly.aof.1.incr.aof"), &incr).expect("incr");
+        std::fs::write(
+            dir.join("appendonly.aof.manifest"),
+            "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+        )
+        .expect("manifest");
+        let Some(server) = Server::start_in(kind, data.path(), &["--appendonly", "yes"]) else {
+            return;
+        };
+        let mut conn = server.connect();
+        let answer: Vec<Vec<u8>> = ["EXISTS counter", "GET kept", "TTL kept", "LRANGE list 0 -1"]
+            .iter()
+            .map(|line| conn.cmd(line))
+            .collect();
+        answers.push(answer);
+    }
+    assert_eq!(answers[0], answers[1], "strata vs redis");
+    assert_eq!(answers[0][1], b"$1\r\n1\r\n");
+}

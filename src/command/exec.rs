@@ -84,6 +84,19 @@ impl<'a, 's> Ctx<'a, 's> {
         self.rewrite.get_or_insert_with(Vec::new).push(args);
     }
 
+    /// Redis's checkAlreadyExpired: an absolute expiry time that has passed deletes the key at
+    /// once, except when the AOF loader (or a primary) replays it: then the TTL is set and
+    /// the key expires later, exactly as it did the first time.
+    pub fn already_expired(&self, when_ms: i64) -> bool {
+        when_ms <= self.now_ms() as i64
+            && !self.session.obey
+            && !self
+                .server
+                .keyspace
+                .loading
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether a blocking command may block now (not inside EXEC).
     pub fn may_block(&self) -> bool {
         self.mode != Mode::Transaction

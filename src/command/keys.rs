@@ -226,7 +226,7 @@ fn expire_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], seconds: bool, base_ms:
     if !condition.allows(current_ms, when_ms) {
         return Ok(Reply::Integer(0));
     }
-    if when_ms <= ctx.now_ms() as i64 {
+    if ctx.already_expired(when_ms) {
         let deleted = ctx.ks.delete(db, key);
         assert!(deleted, "a key found by lookup must be deletable");
         let verb = if ctx.server.config.bool("lazyfree-lazy-expire") {

@@ -370,7 +370,7 @@ fn getex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let absolute = options.has(OPT_EXAT) || options.has(OPT_PXAT);
     match expire_at {
         // An absolute time already past deletes the key, as Redis's checkAlreadyExpired.
-        Some(milliseconds) if absolute && milliseconds as u64 <= ctx.now_ms() => {
+        Some(milliseconds) if absolute && ctx.already_expired(milliseconds) => {
             let deleted = ctx.ks.delete(db, key);
             debug_assert!(deleted, "the key was just read");
             ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);

@@ -22,8 +22,10 @@ pub struct Locked<'a> {
     /// Held guards, sorted by shard index. With `all`, position == shard index.
     guards: Guards<'a>,
     all: bool,
-    /// The command's one time snapshot (unix ms): every expiry decision uses it.
+    /// The command's one time snapshot (unix ms).
     pub now_ms: u64,
+    /// What expiry compares against: `now_ms`, or 0 while loading (nothing expires then).
+    expire_ms: u64,
     /// Keys deleted by lazy expiry, to propagate as DEL before the command's own effects.
     pub expired: Vec<(usize, CompactBytes)>,
     /// Writes made (Redis's `server.dirty` delta); a write command propagates only if > 0.
@@ -44,11 +46,17 @@ impl<'a> Locked<'a> {
         all: bool,
         now_ms: u64,
     ) -> Locked<'a> {
+        let expire_ms = if keyspace.loading.load(Ordering::Relaxed) {
+            0
+        } else {
+            now_ms
+        };
         Locked {
             keyspace,
             guards,
             all,
             now_ms,
+            expire_ms,
             expired: Vec::new(),
             dirty: 0,
             ready: Vec::new(),
@@ -131,9 +139,9 @@ impl<'a> Locked<'a> {
 
     /// Deletes `key` if its time has passed; true if it did.
     pub fn expire_if_needed(&mut self, db: usize, key: &[u8]) -> bool {
-        let now_ms = self.now_ms;
+        let expire_ms = self.expire_ms;
         let slice = self.db(db, key);
-        if !slice.is_expired(key, now_ms) {
+        if !slice.is_expired(key, expire_ms) {
             return false;
         }
         if let Some((stored, _)) = slice.remove(key) {
@@ -161,13 +169,13 @@ impl<'a> Locked<'a> {
 
     /// The live entry (deleting it first if it is due), without recording an access.
     fn live_entry(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        let now_ms = self.now_ms;
+        let expire_ms = self.expire_ms;
         let position = self.shard_index(key);
         let keyspace = self.keyspace;
         // Borrow the shard's fields apart: the entry comes from `dbs`, a WATCH touch on expiry
         // goes to `watched`.
         let Shard { dbs, watched, .. } = &mut *self.guards[position].1;
-        match dbs[db].lookup_live(key, now_ms) {
+        match dbs[db].lookup_live(key, expire_ms) {
             Live::Found(entry) => Some(entry),
             Live::Missing => None,
             Live::Expired(stored) => {
@@ -213,6 +221,7 @@ impl<'a> Locked<'a> {
         let saved = self.keyspace.snapshot.saved_bit();
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
+        let expire_ms = self.expire_ms;
         let shared = if self.keyspace.share_integers() && is_shared_integer(&value) {
             FLAG_SHARED
         } else {
@@ -221,7 +230,7 @@ impl<'a> Locked<'a> {
         let position = self.shard_index(key);
         let slice = &mut self.guards[position].1.dbs[db];
         let mut drop_ttl = false;
-        match slice.lookup_live(key, now_ms) {
+        match slice.lookup_live(key, expire_ms) {
             Live::Found(entry) => {
                 entry.value = value;
                 entry.flags = (entry.flags & (FLAG_EXPIRES | FLAG_SNAPSHOT)) | shared;
@@ -433,8 +442,8 @@ impl<'a> Locked<'a> {
 
     /// Whether `key` exists in the dict but is past its expiry (not yet reclaimed).
     pub fn is_logically_expired(&mut self, db: usize, key: &[u8]) -> bool {
-        let now_ms = self.now_ms;
-        self.db(db, key).is_expired(key, now_ms)
+        let expire_ms = self.expire_ms;
+        self.db(db, key).is_expired(key, expire_ms)
     }
 
     /// Bumps every watched key of `db` that exists in `db` or `other` (FLUSHDB, SWAPDB), as

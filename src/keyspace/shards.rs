@@ -67,6 +67,9 @@ pub struct Keyspace {
     pub notify_flags: AtomicU32,
     /// The snapshot in progress, if any (BGSAVE, AOF rewrite).
     pub snapshot: super::snapshot::State,
+    /// True while the AOF or an RDB loads: nothing expires then, as in Redis, so replaying a
+    /// command on a key whose time has passed does what it did when first run.
+    pub loading: AtomicBool,
 }
 
 impl Keyspace {
@@ -97,6 +100,7 @@ impl Keyspace {
             blocking: AtomicUsize::new(0),
             notify_flags: AtomicU32::new(0),
             snapshot: super::snapshot::State::default(),
+            loading: AtomicBool::new(false),
         }
     }
 

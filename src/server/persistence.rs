@@ -36,6 +36,7 @@ pub fn load_at_start(server: &Server) -> Result<(), String> {
     match load::read_manifest(fs, &dir, &prefix)? {
         Some(manifest) => {
             let mut replay = ServerReplay::new(server);
+            server.keyspace.loading.store(true, Ordering::Release);
             let report = load::load(
                 fs,
                 &dir,
@@ -43,6 +44,7 @@ pub fn load_at_start(server: &Server) -> Result<(), String> {
                 server.config.bool("aof-load-truncated"),
                 &mut replay,
             );
+            server.keyspace.loading.store(false, Ordering::Release);
             replay.finish();
             let report = report?;
             tracing::info!(
