@@ -274,3 +274,42 @@ mod counter_tests {
         assert_eq!(counter.load(Relaxed), 0);
     }
 }
+
+thread_local! {
+    static RANDOM: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_entropy());
+}
+
+/// The random source of commands (SPOP, RANDOMKEY, SRANDMEMBER, LFU counters): one fast
+/// generator per thread, seeded from the OS, reseedable with [`reseed_random`] so that the
+/// simulator replays a seed exactly.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Random;
+
+impl rand::RngCore for Random {
+    fn next_u32(&mut self) -> u32 {
+        RANDOM.with(|random| random.borrow_mut().next_u32())
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        RANDOM.with(|random| random.borrow_mut().next_u64())
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        RANDOM.with(|random| random.borrow_mut().fill_bytes(dest))
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        RANDOM.with(|random| random.borrow_mut().try_fill_bytes(dest))
+    }
+}
+
+/// This thread's command random source.
+pub fn random() -> Random {
+    Random
+}
+
+/// Reseeds this thread's command random source (the simulator, per seed).
+pub fn reseed_random(seed: u64) {
+    RANDOM.with(|random| *random.borrow_mut() = rand::SeedableRng::seed_from_u64(seed));
+}

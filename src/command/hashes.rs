@@ -340,7 +340,7 @@ fn hgetall(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 /// with a count: distinct fields (positive), or fields that may repeat (negative).
 fn hrandfield(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if argv.len() < 3 {
-        let mut rng = rand::thread_rng();
+        let mut rng = crate::util::random();
         let hash = read(ctx, &argv[1])?;
         let field = hash
             .and_then(|hash| hash.random(&mut rng))
@@ -364,7 +364,7 @@ fn hrandfield(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let Some(hash) = read(ctx, &argv[1])? else {
         return Ok(Reply::Array(Vec::new()));
     };
-    let picks = random_pairs(hash, count, &mut rand::thread_rng())?;
+    let picks = random_pairs(hash, count, &mut crate::util::random())?;
     Ok(render_pairs(picks, with_values, resp3))
 }
 

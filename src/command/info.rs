@@ -517,7 +517,7 @@ pub fn master_replid() -> &'static str {
     static REPLID: OnceLock<String> = OnceLock::new();
     REPLID.get_or_init(|| {
         use rand::Rng;
-        let mut rng = rand::thread_rng();
+        let mut rng = crate::util::random();
         (0..40)
             .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
             .collect()

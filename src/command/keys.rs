@@ -432,7 +432,7 @@ fn scan_collect(
 /// `RANDOMKEY`: a random live key, shards weighted by size; expired picks are deleted.
 fn randomkey(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
-    let mut rng = rand::thread_rng();
+    let mut rng = crate::util::random();
     // Every retry deletes an expired key, so the tries are bounded by the key count.
     let tries_max = ctx.ks.len(db) + 1;
     for _ in 0..tries_max {

@@ -291,7 +291,7 @@ fn spop_one(ctx: &mut Ctx<'_, '_>, key: &Bytes) -> CmdResult {
     let Some(set) = write_set(ctx, key)? else {
         return Ok(Reply::Null);
     };
-    let member = set.pop_random(&mut rand::thread_rng());
+    let member = set.pop_random(&mut crate::util::random());
     let emptied = set.is_empty();
     let Some(member) = member else {
         debug_assert!(false, "a set in the keyspace is never empty");
@@ -333,7 +333,7 @@ fn spop_count(ctx: &mut Ctx<'_, '_>, key: &Bytes, count: u64) -> CmdResult {
         set,
         count as usize,
         intset_entries_max,
-        &mut rand::thread_rng(),
+        &mut crate::util::random(),
     );
     debug_assert!(!set.is_empty());
     signal_writes(ctx, key, count, false);
@@ -391,7 +391,7 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         2 => {
             let set = read_set(ctx, &argv[1])?;
             Ok(set
-                .and_then(|set| set.random(&mut rand::thread_rng()))
+                .and_then(|set| set.random(&mut crate::util::random()))
                 .map_or(Reply::Null, Reply::Bulk))
         }
         3 => {
@@ -402,7 +402,7 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             let Some(set) = read_set(ctx, &argv[1])? else {
                 return Ok(Reply::Array(Vec::new()));
             };
-            let members = random_members(set, count, &mut rand::thread_rng())?;
+            let members = random_members(set, count, &mut crate::util::random())?;
             Ok(array_reply(members))
         }
         _ => Err(Error::Syntax),

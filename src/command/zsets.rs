@@ -1140,7 +1140,7 @@ fn zrandmember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let resp3 = ctx.session.resp3;
     if argv.len() < 3 {
         let member = read(ctx, &argv[1], |zset| {
-            let rank = rand::thread_rng().gen_range(0..zset.len());
+            let rank = crate::util::random().gen_range(0..zset.len());
             zset.get(rank)
                 .map(|(_, member)| Bytes::copy_from_slice(member))
         })?
@@ -1170,7 +1170,7 @@ fn zrandmember(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 /// it all; otherwise distinct random elements.
 fn random_elements(zset: &ZSet, count: i64) -> Vec<(f64, Bytes)> {
     let len = zset.len();
-    let mut rng = rand::thread_rng();
+    let mut rng = crate::util::random();
     let element = |rank: usize| {
         let (score, member) = zset.get(rank).expect("rank below len");
         (score, Bytes::copy_from_slice(member))

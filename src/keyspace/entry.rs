@@ -119,7 +119,7 @@ fn lfu_log_increment(counter: u32, log_factor: u32) -> u32 {
     if counter >= 255 {
         return 255;
     }
-    let random: f64 = rand::thread_rng().gen();
+    let random: f64 = crate::util::random().gen();
     let base = counter.saturating_sub(LFU_INIT) as f64;
     let probability = 1.0 / (base * log_factor as f64 + 1.0);
     if random < probability {

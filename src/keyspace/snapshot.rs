@@ -14,9 +14,7 @@
 //! - FLUSHDB/FLUSHALL retire the whole table aside instead of dropping it (a move, not a
 //!   copy); SWAPDB copies the two databases' unsaved entries aside.
 //!
-//! Extra memory is what writers change before the saver reaches it, not the dataset. Keys
-//! that expire after the start may be missing from the snapshot; their deletion follows it
-//! in the AOF, and a loader would drop them anyway.
+//! Extra memory is what writers change before the saver reaches it, not the dataset.
 //!
 //! Invariant: outside a snapshot, every entry's bit equals the keyspace's parity (an aborted
 //! snapshot restores it before it ends).
@@ -93,7 +91,7 @@ pub fn run(
     start: impl FnOnce(&mut Locked<'_>) -> Result<(), String>,
     sink: &mut dyn Sink,
 ) -> Result<(), String> {
-    let start_ms = {
+    {
         let mut ks = keyspace.lock_all(now_ms);
         if keyspace.snapshot.is_active() {
             return Err("a snapshot is already in progress".into());
@@ -108,9 +106,8 @@ pub fn run(
             debug_assert!(shard.snapshot.preserved.is_empty() && shard.snapshot.retired.is_empty());
         }
         state.active.store(true, Ordering::Release);
-        ks.now_ms
-    };
-    let outcome = walk(keyspace, start_ms, sink);
+    }
+    let outcome = walk(keyspace, sink);
     if outcome.is_err() {
         abandon(keyspace);
     }
@@ -118,7 +115,7 @@ pub fn run(
     outcome
 }
 
-fn walk(keyspace: &Keyspace, start_ms: u64, sink: &mut dyn Sink) -> Result<(), String> {
+fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
     let saved = keyspace.snapshot.saved_bit();
     for db in 0..keyspace.databases() {
         for shard_index in 0..SHARDS {
@@ -128,7 +125,7 @@ fn walk(keyspace: &Keyspace, start_ms: u64, sink: &mut dyn Sink) -> Result<(), S
                 let slice = &mut shard.dbs[db];
                 let mut buckets = 0;
                 loop {
-                    cursor = save_step(slice, cursor, db, saved, start_ms, sink);
+                    cursor = save_step(slice, cursor, db, saved, sink);
                     buckets += 1;
                     if cursor == 0 || buckets >= BUCKETS_PER_BATCH {
                         break;
@@ -156,7 +153,7 @@ fn walk(keyspace: &Keyspace, start_ms: u64, sink: &mut dyn Sink) -> Result<(), S
                 for (_, mut table) in retired {
                     let mut cursor = 0;
                     loop {
-                        cursor = save_step(&mut table, cursor, db, saved, start_ms, sink);
+                        cursor = save_step(&mut table, cursor, db, saved, sink);
                         if cursor == 0 {
                             break;
                         }
@@ -171,14 +168,7 @@ fn walk(keyspace: &Keyspace, start_ms: u64, sink: &mut dyn Sink) -> Result<(), S
 }
 
 /// Saves the entries of one scan step of `slice` not yet saved; the next cursor.
-fn save_step(
-    slice: &mut Db,
-    cursor: u64,
-    db: usize,
-    saved: u32,
-    start_ms: u64,
-    sink: &mut dyn Sink,
-) -> u64 {
+fn save_step(slice: &mut Db, cursor: u64, db: usize, saved: u32, sink: &mut dyn Sink) -> u64 {
     let Db { keys, expires, .. } = slice;
     keys.scan_mut(cursor, |key, entry| {
         if entry.flags & FLAG_SNAPSHOT == saved {
@@ -190,9 +180,8 @@ fn save_step(
         } else {
             None
         };
-        if expire_ms.is_some_and(|at| at <= start_ms) {
-            return;
-        }
+        // A key past its time but not yet reclaimed is saved too, with that time (as Redis's
+        // RDB saves it): whoever loads it lets it expire, exactly as the writers' log does.
         sink.entry(db, key.as_slice(), &entry.value, expire_ms);
     })
 }

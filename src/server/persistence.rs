@@ -192,9 +192,13 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
         if !enabled {
             return Ok(());
         }
+        // Whether the files so far hold everything acknowledged: if the AOF failed, they do
+        // not, and writes are refused until this rewrite ends.
+        let mut chain_sound = true;
         if server.aof.is_enabled() {
             if let Err(err) = server.aof.flush_and_sync() {
                 tracing::warn!("{err}");
+                chain_sound = false;
             }
         }
         let mut incr = fs
@@ -210,7 +214,14 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
             kind: manifest::FileKind::Incr,
         });
         during.incr_seq = incr_seq;
-        persist_manifest(server, &dir, &prefix, &during)?;
+        if chain_sound {
+            // Listed at once, so a crash before the rewrite ends loses nothing written
+            // from now on.
+            persist_manifest(server, &dir, &prefix, &during)?;
+        }
+        // Otherwise the old files end in an unknown state and must stay last in the chain
+        // a crash would load (its torn tail is then cut off); nothing is acknowledged until
+        // the new base replaces them all.
         // The new incr file must start by selecting its database, as Redis's does.
         server.log.forget_selected_db();
         if server.aof.is_enabled() {

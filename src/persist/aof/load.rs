@@ -152,6 +152,19 @@ pub fn load(
     Ok(report)
 }
 
+/// Replays a whole command stream that must be complete (the simulator's reference model
+/// replays the propagation log this way).
+pub fn replay_bytes(bytes: &[u8], replay: &mut dyn Replay) -> Result<(), String> {
+    let mut count = 0;
+    replay_commands(bytes, 0, replay, &mut count).map_err(|stop| match stop {
+        Stop::Truncated { valid, .. } => {
+            format!("the stream ends inside a command (valid up to {valid})")
+        }
+        Stop::Corrupt { offset } => format!("not RESP at offset {offset}"),
+        Stop::Unknown { name, offset } => format!("unknown command '{name}' at offset {offset}"),
+    })
+}
+
 enum Stop {
     /// The bytes end inside a command (or an open MULTI): `valid` is where to cut.
     Truncated {

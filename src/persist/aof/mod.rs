@@ -116,6 +116,11 @@ struct Shared {
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     stats: Stats,
+    /// No writer thread: the owner calls [`Aof::step`] (the simulator, for determinism).
+    manual: AtomicBool,
+    /// Test-only: acknowledge at write time under `always`, before the fsync (see
+    /// [`Aof::break_durability_for_simulation`]).
+    broken_ack: AtomicBool,
 }
 
 /// The AOF of one server. Always present; `enabled` while `appendonly` is on.
@@ -151,6 +156,8 @@ impl Aof {
                 failed: AtomicBool::new(false),
                 failure: Mutex::new(None),
                 stats: Stats::default(),
+                manual: AtomicBool::new(false),
+                broken_ack: AtomicBool::new(false),
             }),
             writer: Mutex::new(None),
             location: Mutex::new(None),
@@ -271,7 +278,7 @@ impl Aof {
         *self.shared.failure.lock() = None;
         self.shared.enabled.store(true, Ordering::Release);
         let mut writer = self.writer.lock();
-        if writer.is_none() {
+        if writer.is_none() && !self.shared.manual.load(Ordering::Relaxed) {
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
                 .name("aof-writer".into())
@@ -280,6 +287,28 @@ impl Aof {
             *writer = Some(handle);
         }
         Ok(())
+    }
+
+    /// Runs without a writer thread: [`Aof::step`] does its work when the owner says so.
+    /// The simulator drives the AOF this way, so a seed replays exactly.
+    pub fn set_manual(&self) {
+        self.shared.manual.store(true, Ordering::Relaxed);
+    }
+
+    /// One round of the writer (manual mode): write what is pending, fsync if due.
+    pub fn step(&self) {
+        write_once(&self.shared);
+    }
+
+    /// The log offset fsynced so far.
+    pub fn durable_offset(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    /// A deliberately broken variant for the simulator's self-test: under `always`, bytes
+    /// count as durable once written, before their fsync. Never used outside that test.
+    pub fn break_durability_for_simulation(&self) {
+        self.shared.broken_ack.store(true, Ordering::Relaxed);
     }
 
     /// Writes and fsyncs everything fed so far, waiting for it (rewrites, shutdown). The
@@ -462,52 +491,55 @@ fn write_loop(shared: &Shared) {
                 shared.wake.wait_for(&mut pending, IDLE_WAKE);
             }
         }
-        let mut guard = shared.file.lock();
-        let (bytes, end, stop) = {
-            let mut pending = shared.pending.lock();
-            let bytes = std::mem::take(&mut pending.bytes);
-            shared.stats.pending_bytes.store(0, Ordering::Relaxed);
-            (bytes, pending.end, pending.stop)
-        };
-        let Some(file) = guard.as_mut() else {
-            if stop {
-                return;
-            }
-            continue;
-        };
-        if shared.failed.load(Ordering::Acquire) {
-            // The file's state is unknown: nothing more goes to it until a rewrite.
-            if stop {
-                return;
-            }
-            continue;
-        }
-        if let Err(err) = write_and_count(shared, file.as_mut(), &bytes, end) {
-            fail(shared, format!("Error writing to the AOF file: {err}"));
-            continue;
-        }
-        let policy = Fsync::from_code(shared.policy.load(Ordering::Relaxed));
-        let written = shared.written.load(Ordering::Acquire);
-        let unsynced = written > shared.synced.load(Ordering::Acquire);
-        let due = match policy {
-            Fsync::Always => unsynced,
-            Fsync::Everysec => {
-                unsynced
-                    && shared.clock.now_ms()
-                        >= shared.last_sync_ms.load(Ordering::Relaxed) + EVERYSEC_MS
-            }
-            Fsync::No => false,
-        };
-        if due || (stop && unsynced) {
-            if let Err(err) = file.sync() {
-                fail(shared, format!("Fail to fsync the AOF file: {err}"));
-                continue;
-            }
-            mark_synced(shared, written);
-        }
-        drop(guard);
-        if stop {
+        if write_once(shared) {
             return;
         }
     }
+}
+
+/// One round of the writer: takes what is pending, writes it, fsyncs when the policy says
+/// so. True when the writer is to stop.
+fn write_once(shared: &Shared) -> bool {
+    let mut guard = shared.file.lock();
+    let (bytes, end, stop) = {
+        let mut pending = shared.pending.lock();
+        let bytes = std::mem::take(&mut pending.bytes);
+        shared.stats.pending_bytes.store(0, Ordering::Relaxed);
+        (bytes, pending.end, pending.stop)
+    };
+    let Some(file) = guard.as_mut() else {
+        return stop;
+    };
+    if shared.failed.load(Ordering::Acquire) {
+        // The file's state is unknown: nothing more goes to it until a rewrite.
+        return stop;
+    }
+    if let Err(err) = write_and_count(shared, file.as_mut(), &bytes, end) {
+        fail(shared, format!("Error writing to the AOF file: {err}"));
+        return stop;
+    }
+    let policy = Fsync::from_code(shared.policy.load(Ordering::Relaxed));
+    let written = shared.written.load(Ordering::Acquire);
+    if shared.broken_ack.load(Ordering::Relaxed) {
+        // The deliberately broken variant: acknowledges what is only written.
+        mark_synced(shared, written);
+    }
+    let unsynced = written > shared.synced.load(Ordering::Acquire);
+    let due = match policy {
+        Fsync::Always => unsynced,
+        Fsync::Everysec => {
+            unsynced
+                && shared.clock.now_ms()
+                    >= shared.last_sync_ms.load(Ordering::Relaxed) + EVERYSEC_MS
+        }
+        Fsync::No => false,
+    };
+    if due || (stop && unsynced) {
+        if let Err(err) = file.sync() {
+            fail(shared, format!("Fail to fsync the AOF file: {err}"));
+            return stop;
+        }
+        mark_synced(shared, written);
+    }
+    stop
 }
