@@ -10,6 +10,7 @@ pub mod info;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -36,4 +37,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     sets::COMMANDS,
     zsets::COMMANDS,
     sort::COMMANDS,
+    pubsub::COMMANDS,
 ];

@@ -6,9 +6,12 @@ pub mod conn;
 pub mod cron;
 pub mod listener;
 pub mod monitor;
+pub mod pubsub;
 pub mod slowlog;
 pub mod state;
 
-pub use clients::{ClientHandle, Clients, Multi, ReplyMode, Session, Watched};
+pub use clients::{
+    ClientHandle, Clients, Multi, Outgoing, OutputClass, ReplyMode, Session, Watched,
+};
 pub use listener::{run, start, Running};
 pub use state::{Server, ServerStats};
