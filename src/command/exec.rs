@@ -117,6 +117,13 @@ pub fn dispatch(
         let error = Error::from(crate::error::NOAUTH);
         return reject(server, session, &args, error, Some(command));
     }
+    if !session.subscriptions.is_empty()
+        && !session.resp3
+        && !super::pubsub::allowed_while_subscribed(command)
+    {
+        let error = super::pubsub::not_allowed_while_subscribed(command);
+        return reject(server, session, &args, error, Some(command));
+    }
     if session.multi.is_some() {
         if !controls_transaction(command) {
             return queue(server, session, command, args);
