@@ -519,6 +519,13 @@ fn invoke<'a>(
             )))
         }
     };
+    // Keyspace notifications reach subscribers before the reply, and while the keys are
+    // still locked, so they arrive in the order the keyspace changed.
+    if !ctx.ks.events.is_empty() {
+        server
+            .pubsub
+            .notify(server, &std::mem::take(&mut ctx.ks.events));
+    }
     let effects = collect_effects(server, &mut ctx, db, args, dirty_before);
     let elapsed_us = started.elapsed().as_micros() as u64;
     server
