@@ -31,6 +31,10 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Replies waiting for a client beyond this stop the reading of its requests (backpressure).
 /// Large enough for a pipeline of a million small replies sent before any is read.
 const OUTPUT_PENDING_MAX: usize = 64 * 1024 * 1024;
+/// Outbox messages move into the output only while it holds less than this: the rest stay
+/// in the outbox, where one published message is shared by all its subscribers instead of
+/// copied into each one's output.
+const OUTBOX_MOVE_BELOW_BYTES: usize = 64 * 1024;
 /// Outbox messages moved into the output per command at most, so a flood of messages
 /// cannot hold one command's reply back without bound.
 const OUTBOX_DRAIN_MAX: usize = 100_000;
@@ -146,7 +150,7 @@ pub async fn serve<S>(
                 }
                 deferred = true;
             }
-            message = outbox.recv(), if !closing => {
+            message = outbox.recv(), if !closing && output.len() < OUTBOX_MOVE_BELOW_BYTES => {
                 let Some(message) = message else { break };
                 handle.outbox_bytes.fetch_sub(message.len(), Ordering::Relaxed);
                 message.write_to(session.resp3, &mut output);
