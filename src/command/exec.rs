@@ -66,6 +66,8 @@ pub struct Ctx<'a, 's> {
     /// Propagate even though nothing changed (Redis's `forceCommandPropagation`).
     forced: bool,
     pub action: Option<Action>,
+    /// How many of `ks.events` were raised before the reply was written (see `reply_written`).
+    reply_at: Option<usize>,
 }
 
 impl<'a, 's> Ctx<'a, 's> {
@@ -94,6 +96,13 @@ impl<'a, 's> Ctx<'a, 's> {
         self.forced = true;
     }
 
+    /// Marks where Redis writes this command's reply: keyspace events raised after this call
+    /// reach a client listening to its own keyspace after the reply, as Redis's HSET, LPUSH or
+    /// EXPIRE reply first and notify after.
+    pub fn reply_written(&mut self) {
+        self.reply_at = Some(self.ks.events.len());
+    }
+
     /// Propagate nothing for this command, even though it wrote.
     pub fn propagate_nothing(&mut self) {
         self.rewrite = Some(Vec::new());
@@ -108,6 +117,8 @@ pub fn dispatch(
     args: Vec<Bytes>,
 ) -> (Reply, Option<Action>) {
     debug_assert!(!args.is_empty());
+    // Callers other than the connection (tests) do not publish deferred events themselves.
+    crate::server::pubsub::publish_deferred(server, session);
     let command = match resolve(&args) {
         Ok(command) => command,
         Err((error, command)) => return reject(server, session, &args, error, command),
@@ -501,6 +512,7 @@ fn invoke<'a>(
         rewrite: None,
         forced: false,
         action: None,
+        reply_at: None,
     };
     let outcome =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&mut ctx, args)));
@@ -522,9 +534,17 @@ fn invoke<'a>(
     // Keyspace notifications reach subscribers before the reply, and while the keys are
     // still locked, so they arrive in the order the keyspace changed.
     if !ctx.ks.events.is_empty() {
+        let split = ctx.reply_at.unwrap_or(usize::MAX).min(ctx.ks.events.len());
+        let after = ctx.ks.events.split_off(split);
         server
             .pubsub
             .notify(server, &std::mem::take(&mut ctx.ks.events));
+        // Events Redis raises after writing the reply: the connection publishes them once it
+        // has encoded the reply. Inside EXEC or for a served waiter there is no such moment.
+        match mode {
+            Mode::Normal => ctx.session.deferred_events.extend(after),
+            Mode::Transaction | Mode::Serving => server.pubsub.notify(server, &after),
+        }
     }
     let effects = collect_effects(server, &mut ctx, db, args, dirty_before);
     let elapsed_us = started.elapsed().as_micros() as u64;
