@@ -364,6 +364,9 @@ pub struct Session {
     pub watched: Vec<Watched>,
     /// Pub/sub subscriptions; the hub holds the other direction (channel -> clients).
     pub subscriptions: crate::server::pubsub::Subscriptions,
+    /// Keyspace events the last command raised after writing its reply, published by the
+    /// connection once the reply is encoded.
+    pub deferred_events: Vec<crate::keyspace::notify::Event>,
 }
 
 impl Session {
@@ -378,6 +381,7 @@ impl Session {
             multi: None,
             watched: Vec::new(),
             subscriptions: Default::default(),
+            deferred_events: Vec::new(),
         }
     }
 

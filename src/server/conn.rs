@@ -284,6 +284,11 @@ async fn process_input(
             ReplyMode::Skip => session.reply_mode = ReplyMode::On,
             ReplyMode::SkipNext => session.reply_mode = ReplyMode::Skip,
         }
+        // Keyspace events Redis raises after writing the reply (HSET, LPUSH, EXPIRE, ...).
+        if !session.deferred_events.is_empty() {
+            super::pubsub::publish_deferred(server, session);
+            drain_outbox(session, outbox, output);
+        }
         match action {
             Some(Action::Close) => return Batch::Close,
             Some(Action::Shutdown { save, .. }) => {

@@ -300,6 +300,15 @@ pub fn unsubscribe_all(server: &Server, session: &mut Session) {
     debug_assert!(session.subscriptions.is_empty());
 }
 
+/// Publishes the events the session's last command raised after its reply.
+pub fn publish_deferred(server: &Server, session: &mut Session) {
+    if session.deferred_events.is_empty() {
+        return;
+    }
+    let events = std::mem::take(&mut session.deferred_events);
+    server.pubsub.notify(server, &events);
+}
+
 /// Mirrors the counts into what CLIENT LIST shows (`sub=`, `psub=`, `ssub=`, flag `P`).
 fn note_counts(session: &Session) {
     let mut info = session.handle.info.lock();
