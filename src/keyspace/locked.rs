@@ -142,7 +142,14 @@ impl<'a> Locked<'a> {
                     watch.version += 1;
                 }
                 self.expired.push((db, stored));
-                record(keyspace, &mut self.events, notify::EXPIRED, "expired", db, key);
+                record(
+                    keyspace,
+                    &mut self.events,
+                    notify::EXPIRED,
+                    "expired",
+                    db,
+                    key,
+                );
                 None
             }
         }
