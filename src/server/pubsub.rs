@@ -454,6 +454,94 @@ mod tests {
         unsubscribe_all(server, &mut session);
     }
 
+    /// The keyspace channel and message of each notification received, in order.
+    fn notifications(
+        outbox: &mut tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    ) -> Vec<(String, String)> {
+        received(outbox)
+            .iter()
+            .map(|message| {
+                let text = String::from_utf8_lossy(message).into_owned();
+                let parts: Vec<&str> = text.split("\r\n").collect();
+                // *4 $8 pmessage $n pattern $n channel $n message
+                (parts[6].to_string(), parts[8].to_string())
+            })
+            .collect()
+    }
+
+    fn run(test: &TestServer, session: &mut Session, line: &str) -> String {
+        test.run(session, line)
+    }
+
+    #[test]
+    fn lazy_expiry_raises_expired_then_a_read_miss_raises_keymiss() {
+        let test = TestServer::new();
+        let server = &test.server;
+        config_set(server, "notify-keyspace-events", "Kgxm$");
+        let (mut listener, mut outbox) = client(&test);
+        subscribe(
+            server,
+            &mut listener,
+            Kind::Pattern,
+            &Bytes::from_static(b"__key*__:*"),
+        );
+        let mut writer = test.session();
+        run(&test, &mut writer, "SET k v PX 10");
+        test.advance_ms(20);
+        assert_eq!(run(&test, &mut writer, "GET k"), "$-1\r\n");
+        // A write that misses raises no keymiss.
+        run(&test, &mut writer, "DEL nosuch");
+        assert_eq!(
+            notifications(&mut outbox),
+            vec![
+                ("__keyspace@0__:k".to_string(), "set".to_string()),
+                ("__keyspace@0__:k".to_string(), "expire".to_string()),
+                ("__keyspace@0__:k".to_string(), "expired".to_string()),
+                ("__keyspace@0__:k".to_string(), "keymiss".to_string()),
+            ]
+        );
+        unsubscribe_all(server, &mut listener);
+    }
+
+    #[test]
+    fn new_keys_and_transactions_raise_their_events_in_order() {
+        let test = TestServer::new();
+        let server = &test.server;
+        config_set(server, "notify-keyspace-events", "KEA");
+        let (mut listener, mut outbox) = client(&test);
+        subscribe(
+            server,
+            &mut listener,
+            Kind::Pattern,
+            &Bytes::from_static(b"__keyevent*"),
+        );
+        let mut writer = test.session();
+        run(&test, &mut writer, "MULTI");
+        run(&test, &mut writer, "HSET h f v");
+        run(&test, &mut writer, "RPUSH l a");
+        run(&test, &mut writer, "LPOP l");
+        run(&test, &mut writer, "EXEC");
+        assert_eq!(
+            notifications(&mut outbox),
+            vec![
+                ("__keyevent@0__:hset".to_string(), "h".to_string()),
+                ("__keyevent@0__:rpush".to_string(), "l".to_string()),
+                ("__keyevent@0__:lpop".to_string(), "l".to_string()),
+                ("__keyevent@0__:del".to_string(), "l".to_string()),
+            ]
+        );
+        config_set(server, "notify-keyspace-events", "En");
+        run(&test, &mut writer, "SET fresh v");
+        run(&test, &mut writer, "SET fresh again");
+        // Events raised after the reply reach the listener with the next command at the latest.
+        run(&test, &mut writer, "PING");
+        assert_eq!(
+            notifications(&mut outbox),
+            vec![("__keyevent@0__:new".to_string(), "fresh".to_string())]
+        );
+        unsubscribe_all(server, &mut listener);
+    }
+
     #[test]
     fn keyspace_events_go_to_both_channel_kinds_in_order() {
         let test = TestServer::new();
