@@ -189,3 +189,34 @@ fn client_list_shows_subscriptions_and_resp3_pushes_interleave_with_replies() {
     assert!(stats.contains("pubsub_patterns:0\r\n"), "{stats}");
     assert!(stats.contains("pubsubshard_channels:0\r\n"), "{stats}");
 }
+
+#[test]
+fn a_normal_client_over_its_hard_limit_is_closed_as_in_redis() {
+    let args = ["--client-output-buffer-limit", "normal 1mb 0 0"];
+    let (strata, redis) = Server::pair(&args);
+    for server in std::iter::once(&strata).chain(redis.as_ref()) {
+        let mut conn = server.connect();
+        let value = "v".repeat(600 * 1024);
+        assert_eq!(
+            conn.command(&[b"SET".as_slice(), b"big", value.as_bytes()]),
+            b"+OK\r\n"
+        );
+        // Ten replies of 600 KB asked for at once: the second one passes the 1 MB limit.
+        let mut pipeline = Vec::new();
+        for _ in 0..10 {
+            pipeline.extend(common::encode_command(&["GET", "big"]));
+        }
+        conn.send(&pipeline);
+        let received = conn
+            .read_until_closed(Duration::from_secs(20))
+            .unwrap_or_else(|partial| panic!("not closed; {} bytes read", partial.len()));
+        assert!(
+            received.len() < 10 * value.len(),
+            "{} bytes arrived before the close",
+            received.len()
+        );
+        let mut other = server.connect();
+        assert_eq!(other.cmd("PING"), b"+PONG\r\n");
+    }
+    assert!(strata.log().contains(LIMIT_LOG), "log:\n{}", strata.log());
+}

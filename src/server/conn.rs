@@ -289,6 +289,17 @@ async fn process_input(
             super::pubsub::publish_deferred(server, session);
             drain_outbox(session, outbox, output);
         }
+        // Checked after every reply, as Redis does when it adds one, so a pipeline cannot
+        // pile up far past the limit before the connection loop looks.
+        session
+            .handle
+            .output_bytes
+            .store(output.len(), Ordering::Relaxed);
+        if over_output_limit(server, session) {
+            session.handle.close_for_output_limit(server.clock.now_ms());
+            output.clear();
+            return Batch::Abort;
+        }
         match action {
             Some(Action::Close) => return Batch::Close,
             Some(Action::Shutdown { save, .. }) => {
