@@ -13,8 +13,8 @@
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::keyspace::notify;
 use crate::protocol::parser::split_args;
+use crate::keyspace::notify;
 
 /// What kind of value a directive takes, with its bounds.
 #[derive(Debug, Clone, Copy)]
