@@ -158,7 +158,8 @@ impl<'a> Locked<'a> {
     /// Looks a key up for a read command, counting keyspace hits and misses.
     pub fn lookup_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         let stats = &self.keyspace.stats;
-        if self.notifies_key_miss() && self.lookup(db, key).is_none() {
+        // Probed without recording an access, so a hit is touched once (LFU counts it once).
+        if self.notifies_key_miss() && self.live_entry(db, key).is_none() {
             count_hit(stats, false);
             self.notify(notify::KEY_MISS, "keymiss", db, key);
             return None;
