@@ -172,7 +172,8 @@ fn reject(
     command: Option<&'static Command>,
 ) -> (Reply, Option<Action>) {
     server.stats.record_error(&error, command);
-    if session.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
+    // Also outside MULTI, as Redis's rejectCommand does for any refused EXEC.
+    if args[0].eq_ignore_ascii_case(b"exec") {
         session.multi = None;
         super::transactions::unwatch_all(server, session);
         let text = error.text();
