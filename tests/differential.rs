@@ -9,6 +9,12 @@
 //! - a `?` prefix compares only the reply's first byte (its RESP type), for nondeterministic
 //!   replies such as PTTL, TIME, RANDOMKEY or INFO.
 //!
+//! Replies that come in several frames are compared whole: a RESP3 push (`>`, a pub/sub
+//! message or keyspace notification) is read together with the frames that follow it up to the
+//! command's own reply, so pushes are compared byte for byte and in their place; and the
+//! (un)subscribe commands, which answer with one frame per channel (arrays in RESP2, pushes in
+//! RESP3) and nothing after, are read until no frame arrives for `FOLLOW_WAIT`.
+//!
 //! Both servers are FLUSHALLed before the script, and the connection speaks RESP2 until the
 //! script says `HELLO 3`. When a line closes a connection (QUIT, a protocol error), the next
 //! line reconnects, so one closing line does not hide the rest of the script.
@@ -40,6 +46,8 @@ const KNOWN: &[&str] = &[
     "transactions",
     "blocking",
     "geo",
+    "pubsub",
+    "notifications",
 ];
 /// A script longer than this is surely a mistake (and would make the run slow).
 const SCRIPT_LINES_MAX: usize = 20_000;
@@ -48,6 +56,19 @@ const SLEEP_MS_MAX: u64 = 5_000;
 /// How long one reply may take; short, because a reply that never comes (CLIENT REPLY OFF,
 /// a blocked command) costs this on both servers.
 const DIFF_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for one more frame of a multi-frame reply ((un)subscribe commands).
+const FOLLOW_WAIT: Duration = Duration::from_millis(100);
+/// The commands whose reply is one frame per channel and nothing after.
+const SUBSCRIBE_FAMILY: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ssubscribe",
+    "sunsubscribe",
+];
+/// Frames read for one command at most (pushes before a reply), so a flood cannot stall.
+const FRAMES_MAX: usize = 1_000;
 /// Mismatches printed per file before the rest are only counted.
 const REPORTED_MAX: usize = 200;
 
@@ -142,15 +163,39 @@ impl Side {
             self.conn = None;
             return b"<closed before send>".to_vec();
         }
-        match conn.read_reply() {
-            Ok(reply) => reply,
-            Err(error) => {
-                if matches!(error, ReadError::Closed(_) | ReadError::Malformed(_)) {
-                    self.conn = None;
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        let multi_frame = SUBSCRIBE_FAMILY.contains(&name.as_str());
+        let mut frames = Vec::new();
+        for _ in 0..FRAMES_MAX {
+            let timeout = if multi_frame && !frames.is_empty() {
+                FOLLOW_WAIT
+            } else {
+                DIFF_REPLY_TIMEOUT
+            };
+            match conn.read_reply_within(timeout) {
+                Ok(frame) => {
+                    let push = frame.first() == Some(&b'>');
+                    frames.extend_from_slice(&frame);
+                    if !push && !multi_frame {
+                        return frames;
+                    }
                 }
-                error.to_string().into_bytes()
+                // The last frame of a multi-frame reply was read.
+                Err(ReadError::Timeout(partial))
+                    if multi_frame && !frames.is_empty() && partial.is_empty() =>
+                {
+                    return frames;
+                }
+                Err(error) => {
+                    if matches!(error, ReadError::Closed(_) | ReadError::Malformed(_)) {
+                        self.conn = None;
+                    }
+                    frames.extend_from_slice(error.to_string().as_bytes());
+                    return frames;
+                }
             }
         }
+        frames
     }
 }
 
@@ -291,7 +336,9 @@ family_tests!(
     streams,
     transactions,
     blocking,
-    geo
+    geo,
+    pubsub,
+    notifications
 );
 
 /// Scripts of families without a test of their own.

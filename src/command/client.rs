@@ -122,10 +122,17 @@ pub fn client_type(name: &[u8]) -> Result<ClientType, Error> {
     }
 }
 
-/// A client's class. Every Strata client is `normal` until replication and pub/sub arrive
-/// (a monitor is `normal` in Redis too).
-fn type_of(_client: &ClientHandle) -> ClientType {
-    ClientType::Normal
+/// A client's class: `pubsub` while subscribed to anything, else `normal` until replication
+/// arrives (a monitor is `normal` in Redis too).
+fn type_of(client: &ClientHandle) -> ClientType {
+    let info = client.info.lock();
+    let subscriptions =
+        info.subscribed_channels + info.subscribed_patterns + info.subscribed_shard_channels;
+    if subscriptions > 0 {
+        ClientType::PubSub
+    } else {
+        ClientType::Normal
+    }
 }
 
 fn client_id(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {

@@ -21,6 +21,9 @@ pub static COMMANDS: &[Spec] = &[
 
 /// `PING [message]`: PONG, or the message as a bulk string.
 fn ping(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
+    if !ctx.session.subscriptions.is_empty() && !ctx.session.resp3 {
+        return super::pubsub::subscribed_ping(ctx, argv);
+    }
     match argv {
         [_] => Ok(Reply::Simple("PONG")),
         [_, message] => Ok(Reply::Bulk(message.clone())),
@@ -142,6 +145,7 @@ fn hello(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 fn reset(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
     let authenticated = !ctx.server.requires_auth();
     super::transactions::unwatch_all(ctx.server, ctx.session);
+    crate::server::pubsub::unsubscribe_all(ctx.server, ctx.session);
     ctx.session.reset(authenticated);
     ctx.server.monitors.remove(ctx.session.id);
     Ok(Reply::Simple("RESET"))

@@ -66,6 +66,8 @@ pub struct Ctx<'a, 's> {
     /// Propagate even though nothing changed (Redis's `forceCommandPropagation`).
     forced: bool,
     pub action: Option<Action>,
+    /// How many of `ks.events` were raised before the reply was written (see `reply_written`).
+    reply_at: Option<usize>,
 }
 
 impl<'a, 's> Ctx<'a, 's> {
@@ -107,6 +109,13 @@ impl<'a, 's> Ctx<'a, 's> {
         self.forced = true;
     }
 
+    /// Marks where Redis writes this command's reply: keyspace events raised after this call
+    /// reach a client listening to its own keyspace after the reply, as Redis's HSET, LPUSH or
+    /// EXPIRE reply first and notify after.
+    pub fn reply_written(&mut self) {
+        self.reply_at = Some(self.ks.events.len());
+    }
+
     /// Propagate nothing for this command, even though it wrote.
     pub fn propagate_nothing(&mut self) {
         self.rewrite = Some(Vec::new());
@@ -121,6 +130,8 @@ pub fn dispatch(
     args: Vec<Bytes>,
 ) -> (Reply, Option<Action>) {
     debug_assert!(!args.is_empty());
+    // Callers other than the connection (tests) do not publish deferred events themselves.
+    crate::server::pubsub::publish_deferred(server, session);
     let command = match resolve(&args) {
         Ok(command) => command,
         Err((error, command)) => return reject(server, session, &args, error, command),
@@ -137,6 +148,13 @@ pub fn dispatch(
             let error = Error::Text(refusal.into());
             return reject(server, session, &args, error, Some(command));
         }
+    }
+    if !session.subscriptions.is_empty()
+        && !session.resp3
+        && !super::pubsub::allowed_while_subscribed(command)
+    {
+        let error = super::pubsub::not_allowed_while_subscribed(command);
+        return reject(server, session, &args, error, Some(command));
     }
     if session.multi.is_some() {
         if !controls_transaction(command) {
@@ -175,7 +193,8 @@ fn reject(
     command: Option<&'static Command>,
 ) -> (Reply, Option<Action>) {
     server.stats.record_error(&error, command);
-    if session.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
+    // Also outside MULTI, as Redis's rejectCommand does for any refused EXEC.
+    if args[0].eq_ignore_ascii_case(b"exec") {
         session.multi = None;
         super::transactions::unwatch_all(server, session);
         let text = error.text();
@@ -522,6 +541,7 @@ fn invoke<'a>(
         rewrite: None,
         forced: false,
         action: None,
+        reply_at: None,
     };
     let outcome =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&mut ctx, args)));
@@ -540,6 +560,21 @@ fn invoke<'a>(
             )))
         }
     };
+    // Keyspace notifications reach subscribers before the reply, and while the keys are
+    // still locked, so they arrive in the order the keyspace changed.
+    if !ctx.ks.events.is_empty() {
+        let split = ctx.reply_at.unwrap_or(usize::MAX).min(ctx.ks.events.len());
+        let after = ctx.ks.events.split_off(split);
+        server
+            .pubsub
+            .notify(server, &std::mem::take(&mut ctx.ks.events));
+        // Events Redis raises after writing the reply: the connection publishes them once it
+        // has encoded the reply. Inside EXEC or for a served waiter there is no such moment.
+        match mode {
+            Mode::Normal => ctx.session.deferred_events.extend(after),
+            Mode::Transaction | Mode::Serving => server.pubsub.notify(server, &after),
+        }
+    }
     let effects = collect_effects(server, &mut ctx, db, args, dirty_before);
     let elapsed_us = started.elapsed().as_micros() as u64;
     server

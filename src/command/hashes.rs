@@ -13,6 +13,7 @@ use super::args;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
+use crate::keyspace::notify;
 use crate::long_double::{self, Extended, Parsed};
 use crate::protocol::Reply;
 use crate::types::hash::{Hash, Limits};
@@ -143,6 +144,9 @@ fn hset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let created = modify(ctx, &argv[1], true, |hash| {
         Ok((set_pairs(hash, &argv[2..], limits), true))
     })?;
+    ctx.reply_written();
+    let db = ctx.db();
+    ctx.ks.notify(notify::HASH, "hset", db, &argv[1]);
     Ok(Reply::Integer(created))
 }
 
@@ -155,6 +159,9 @@ fn hmset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     modify(ctx, &argv[1], true, |hash| {
         Ok((set_pairs(hash, &argv[2..], limits), true))
     })?;
+    ctx.reply_written();
+    let db = ctx.db();
+    ctx.ks.notify(notify::HASH, "hset", db, &argv[1]);
     Ok(Reply::OK)
 }
 
@@ -169,6 +176,11 @@ fn hsetnx(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         }
         Ok((hash.set(field, value, limits), true))
     })?;
+    ctx.reply_written();
+    if created {
+        let db = ctx.db();
+        ctx.ks.notify(notify::HASH, "hset", db, &argv[1]);
+    }
     Ok(Reply::Integer(i64::from(created)))
 }
 
@@ -187,6 +199,13 @@ fn hdel(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         }
         Ok((removed, removed > 0))
     })?;
+    if removed > 0 {
+        let db = ctx.db();
+        ctx.ks.notify(notify::HASH, "hdel", db, &argv[1]);
+        if !ctx.ks.exists(db, &argv[1]) {
+            ctx.ks.notify(notify::GENERIC, "del", db, &argv[1]);
+        }
+    }
     Ok(Reply::Integer(removed))
 }
 
@@ -200,6 +219,9 @@ fn hincrby(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         hash.set(field, value.to_string().as_bytes(), limits);
         Ok((value, true))
     })?;
+    ctx.reply_written();
+    let db = ctx.db();
+    ctx.ks.notify(notify::HASH, "hincrby", db, &argv[1]);
     Ok(Reply::Integer(value))
 }
 
@@ -229,6 +251,9 @@ fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         hash.set(field, text.as_bytes(), limits);
         Ok((text, true))
     })?;
+    ctx.reply_written();
+    let db = ctx.db();
+    ctx.ks.notify(notify::HASH, "hincrbyfloat", db, key);
     let text = Bytes::from(text.into_bytes());
     ctx.propagate(vec![
         Bytes::from_static(b"HSET"),

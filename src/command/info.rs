@@ -242,8 +242,7 @@ fn clients_section(server: &Server) -> Fields {
     for client in &clients {
         let info = client.info.lock();
         input_max = input_max.max(info.query_buffer_bytes);
-        output_max =
-            output_max.max(info.output_buffer_bytes + client.outbox_bytes.load(Ordering::Relaxed));
+        output_max = output_max.max(client.output_memory());
     }
     fields![
         "connected_clients" => clients.len(),
@@ -316,9 +315,7 @@ fn memory_section(server: &Server) -> Fields {
         .iter()
         .map(|client| {
             let info = client.info.lock();
-            (info.query_buffer_bytes
-                + info.output_buffer_bytes
-                + client.outbox_bytes.load(Ordering::Relaxed)) as u64
+            (info.query_buffer_bytes + client.output_memory()) as u64
         })
         .sum();
     let ratio = |part: u64, whole: u64| {
@@ -487,9 +484,9 @@ fn stats_section(server: &Server, now_ms: u64) -> Fields {
         "current_eviction_exceeded_time" => 0,
         "keyspace_hits" => load(&keyspace.keyspace_hits),
         "keyspace_misses" => load(&keyspace.keyspace_misses),
-        "pubsub_channels" => 0,
-        "pubsub_patterns" => 0,
-        "pubsubshard_channels" => 0,
+        "pubsub_channels" => server.pubsub.count(crate::server::pubsub::Kind::Channel),
+        "pubsub_patterns" => server.pubsub.count(crate::server::pubsub::Kind::Pattern),
+        "pubsubshard_channels" => server.pubsub.count(crate::server::pubsub::Kind::Shard),
         "latest_fork_usec" => 0,
         "total_forks" => 0,
         "migrate_cached_sockets" => 0,

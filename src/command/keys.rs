@@ -15,6 +15,7 @@ use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
 use crate::keyspace::entry::{FLAG_RAW, FLAG_SHARED, SHARED_REFCOUNT};
+use crate::keyspace::notify;
 use crate::keyspace::shards::SHARDS;
 use crate::keyspace::{AccessMode, Entry};
 use crate::protocol::Reply;
@@ -88,10 +89,13 @@ pub static COMMANDS: &[Spec] = &[
 /// `DEL key [key ...]`, `UNLINK key [key ...]`: the number of keys removed.
 fn del(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
-    let removed = argv[1..]
-        .iter()
-        .filter(|key| ctx.ks.delete(db, key))
-        .count();
+    let mut removed = 0;
+    for key in &argv[1..] {
+        if ctx.ks.delete(db, key) {
+            ctx.ks.notify(notify::GENERIC, "del", db, key);
+            removed += 1;
+        }
+    }
     Ok(Reply::Integer(removed as i64))
 }
 
@@ -229,6 +233,7 @@ fn expire_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], seconds: bool, base_ms:
     if ctx.already_expired(when_ms) {
         let deleted = ctx.ks.delete(db, key);
         assert!(deleted, "a key found by lookup must be deletable");
+        ctx.ks.notify(notify::GENERIC, "del", db, key);
         let verb = if ctx.server.config.bool("lazyfree-lazy-expire") {
             "UNLINK"
         } else {
@@ -239,6 +244,8 @@ fn expire_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], seconds: bool, base_ms:
     }
     let set = ctx.ks.set_expire(db, key, when_ms as u64);
     assert!(set, "a key found by lookup must accept an expiry");
+    ctx.reply_written();
+    ctx.ks.notify(notify::GENERIC, "expire", db, key);
     // Redis rewrites argv[0] and argv[2] only, the condition words going along as given, and
     // leaves PEXPIREAT exactly as the client sent it.
     if !seconds && base_ms == 0 {
@@ -305,7 +312,11 @@ fn persist(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if ctx.ks.lookup(db, &argv[1]).is_none() {
         return Ok(Reply::Integer(0));
     }
-    Ok(Reply::Integer(ctx.ks.persist(db, &argv[1]) as i64))
+    let removed = ctx.ks.persist(db, &argv[1]);
+    if removed {
+        ctx.ks.notify(notify::GENERIC, "persist", db, &argv[1]);
+    }
+    Ok(Reply::Integer(removed as i64))
 }
 
 /// `KEYS pattern`: every live key matching the glob. Expired keys are skipped, not deleted.
@@ -490,6 +501,8 @@ fn rename_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], nx: bool) -> CmdResult 
     }
     let (entry, expire_at_ms) = ctx.ks.take(db, source).expect("the source was just found");
     ctx.ks.put(db, target, entry, expire_at_ms);
+    ctx.ks.notify(notify::GENERIC, "rename_from", db, source);
+    ctx.ks.notify(notify::GENERIC, "rename_to", db, target);
     Ok(if nx { Reply::Integer(1) } else { Reply::OK })
 }
 
@@ -538,6 +551,7 @@ fn copy(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Integer(0));
     }
     ctx.ks.put(target_db, target, copied, expire_at_ms);
+    ctx.ks.notify(notify::GENERIC, "copy_to", target_db, target);
     Ok(Reply::Integer(1))
 }
 
@@ -563,6 +577,8 @@ fn move_command(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     }
     let (entry, expire_at_ms) = ctx.ks.take(source_db, key).expect("the key was just found");
     ctx.ks.put(target_db, key, entry, expire_at_ms);
+    ctx.ks.notify(notify::GENERIC, "move_from", source_db, key);
+    ctx.ks.notify(notify::GENERIC, "move_to", target_db, key);
     Ok(Reply::Integer(1))
 }
 

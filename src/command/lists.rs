@@ -15,6 +15,7 @@ use super::block;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, NOT_POSITIVE};
+use crate::keyspace::notify;
 use crate::protocol::parser::parse_i64;
 use crate::protocol::Reply;
 use crate::types::list::{End, List};
@@ -95,6 +96,22 @@ fn after_removal(ctx: &mut Ctx<'_, '_>, db: usize, key: &[u8], now_empty: bool) 
     }
 }
 
+/// The keyspace event of a push to `end` (Redis's "lpush" / "rpush").
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpush",
+        End::Right => "rpush",
+    }
+}
+
+/// The keyspace event of a pop from `end` (Redis's "lpop" / "rpop").
+fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpop",
+        End::Right => "rpop",
+    }
+}
+
 /// The list at `key` for a read command (counts hits and misses); WRONGTYPE otherwise.
 fn read_list<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<&'c mut List>, Error> {
     let db = ctx.db();
@@ -136,6 +153,11 @@ pub(crate) fn pop(
     let now_empty = list.is_empty();
     debug_assert!(!popped.is_empty(), "a list in the keyspace is never empty");
     after_removal(ctx, db, key, now_empty);
+    ctx.reply_written();
+    ctx.ks.notify(notify::LIST, pop_event(end), db, key);
+    if now_empty {
+        ctx.ks.notify(notify::GENERIC, "del", db, key);
+    }
     Ok(Some(popped))
 }
 
@@ -161,6 +183,9 @@ pub(crate) fn move_element(
         list.push(to, &element);
         debug_assert_eq!(list.len(), length_before);
         ctx.ks.signal_modified(db, source);
+        ctx.ks.notify(notify::LIST, push_event(to), db, destination);
+        ctx.reply_written();
+        ctx.ks.notify(notify::LIST, pop_event(from), db, source);
         return Ok(Some(element));
     }
     // Check the destination before popping so a WRONGTYPE leaves both keys untouched.
@@ -185,7 +210,13 @@ pub(crate) fn move_element(
                 .set(db, destination, Value::List(Box::new(target)), false);
         }
     }
+    ctx.ks.notify(notify::LIST, push_event(to), db, destination);
+    ctx.reply_written();
     after_removal(ctx, db, source, now_empty);
+    ctx.ks.notify(notify::LIST, pop_event(from), db, source);
+    if now_empty {
+        ctx.ks.notify(notify::GENERIC, "del", db, source);
+    }
     Ok(Some(element))
 }
 
@@ -222,6 +253,8 @@ fn push_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], end: End, only_existing: 
         }
         let length = list.len();
         ctx.ks.signal_modified(db, key);
+        ctx.reply_written();
+        ctx.ks.notify(notify::LIST, push_event(end), db, key);
         return Ok(Reply::Integer(length as i64));
     }
     if only_existing {
@@ -233,6 +266,8 @@ fn push_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], end: End, only_existing: 
     }
     let length = list.len();
     ctx.ks.set(db, key, Value::List(Box::new(list)), false);
+    ctx.reply_written();
+    ctx.ks.notify(notify::LIST, push_event(end), db, key);
     Ok(Reply::Integer(length as i64))
 }
 
@@ -411,6 +446,8 @@ fn lset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         return Err(Error::from(INDEX_OUT_OF_RANGE));
     }
     ctx.ks.signal_modified(db, key);
+    ctx.reply_written();
+    ctx.ks.notify(notify::LIST, "lset", db, key);
     Ok(Reply::OK)
 }
 
@@ -434,6 +471,7 @@ fn linsert(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     }
     let length = list.len();
     ctx.ks.signal_modified(db, key);
+    ctx.ks.notify(notify::LIST, "linsert", db, key);
     Ok(Reply::Integer(length as i64))
 }
 
@@ -449,6 +487,10 @@ fn lrem(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let now_empty = list.is_empty();
     if removed > 0 {
         after_removal(ctx, db, key, now_empty);
+        ctx.ks.notify(notify::LIST, "lrem", db, key);
+        if now_empty {
+            ctx.ks.notify(notify::GENERIC, "del", db, key);
+        }
     }
     Ok(Reply::Integer(removed as i64))
 }
@@ -467,6 +509,10 @@ fn ltrim(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let now_empty = list.is_empty();
     if removed > 0 {
         after_removal(ctx, db, key, now_empty);
+    }
+    ctx.ks.notify(notify::LIST, "ltrim", db, key);
+    if now_empty {
+        ctx.ks.notify(notify::GENERIC, "del", db, key);
     }
     Ok(Reply::OK)
 }

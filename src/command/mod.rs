@@ -12,6 +12,7 @@ pub mod introspection;
 pub mod keys;
 pub mod lists;
 pub mod persistence;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -42,4 +43,5 @@ pub static FAMILIES: &[&[Spec]] = &[
     persistence::COMMANDS,
     streams::COMMANDS,
     geo::COMMANDS,
+    pubsub::COMMANDS,
 ];

@@ -15,6 +15,7 @@ use super::args::ScanOptions;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, NOT_POSITIVE};
+use crate::keyspace::notify;
 use crate::protocol::parser::parse_i64;
 use crate::protocol::Reply;
 use crate::types::set::{self as algebra, Set, SPOP_MOVE_STRATEGY_MUL};
@@ -142,14 +143,19 @@ fn array_reply(members: Vec<Bytes>) -> Reply {
 
 /// Stores a computed set at `destination` (Redis's `setKey`, clearing any TTL), or deletes
 /// the destination when the result is empty. Replies with the result's size.
-fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], result: Set) -> Reply {
+/// Raises `event` (the command's name) after the reply, or `del` if a destination went.
+fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], result: Set, event: &'static str) -> Reply {
     let db = ctx.db();
     let size = result.len();
     if size == 0 {
-        ctx.ks.delete(db, destination);
+        if ctx.ks.delete(db, destination) {
+            ctx.ks.notify(notify::GENERIC, "del", db, destination);
+        }
     } else {
         ctx.ks
             .set(db, destination, Value::Set(Box::new(result)), false);
+        ctx.reply_written();
+        ctx.ks.notify(notify::SET, event, db, destination);
     }
     Reply::Integer(size as i64)
 }
@@ -176,6 +182,7 @@ fn sadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             }
             let db = ctx.db();
             ctx.ks.set(db, key, Value::Set(Box::new(set)), false);
+            ctx.ks.notify(notify::SET, "sadd", db, key);
             // `set` signalled the key once already.
             ctx.ks.dirty = ctx.ks.dirty.saturating_add(added - 1);
             return Ok(Reply::Integer(added as i64));
@@ -183,6 +190,8 @@ fn sadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     }
     if added > 0 {
         signal_writes(ctx, key, added, false);
+        let db = ctx.db();
+        ctx.ks.notify(notify::SET, "sadd", db, key);
     }
     Ok(Reply::Integer(added as i64))
 }
@@ -207,6 +216,11 @@ fn srem(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     }
     if removed > 0 {
         signal_writes(ctx, key, removed, emptied);
+        let db = ctx.db();
+        ctx.ks.notify(notify::SET, "srem", db, key);
+        if emptied {
+            ctx.ks.notify(notify::GENERIC, "del", db, key);
+        }
     }
     Ok(Reply::Integer(removed as i64))
 }
@@ -301,6 +315,11 @@ fn spop_one(ctx: &mut Ctx<'_, '_>, key: &Bytes) -> CmdResult {
         ctx.ks.delete(db, key);
     }
     signal_writes(ctx, key, 1, emptied);
+    ctx.ks.notify(notify::SET, "spop", db, key);
+    ctx.reply_written();
+    if emptied {
+        ctx.ks.notify(notify::GENERIC, "del", db, key);
+    }
     ctx.propagate(vec![
         Bytes::from_static(b"SREM"),
         key.clone(),
@@ -326,6 +345,9 @@ fn spop_count(ctx: &mut Ctx<'_, '_>, key: &Bytes, count: u64) -> CmdResult {
         let members = algebra::union(&[Some(&*set)], intset_entries_max).members();
         ctx.ks.delete(db, key);
         signal_writes(ctx, key, size, true);
+        ctx.ks.notify(notify::SET, "spop", db, key);
+        ctx.reply_written();
+        ctx.ks.notify(notify::GENERIC, "del", db, key);
         ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);
         return Ok(set_reply(members));
     }
@@ -337,6 +359,7 @@ fn spop_count(ctx: &mut Ctx<'_, '_>, key: &Bytes, count: u64) -> CmdResult {
     );
     debug_assert!(!set.is_empty());
     signal_writes(ctx, key, count, false);
+    ctx.ks.notify(notify::SET, "spop", db, key);
     for member in &popped {
         ctx.propagate(vec![
             Bytes::from_static(b"SREM"),
@@ -516,6 +539,10 @@ pub(crate) fn move_member(
         ctx.ks.delete(db, source);
     }
     signal_writes(ctx, source, 1, emptied);
+    ctx.ks.notify(notify::SET, "srem", db, source);
+    if emptied {
+        ctx.ks.notify(notify::GENERIC, "del", db, source);
+    }
     let added = match write_set(ctx, destination)? {
         Some(set) => set.add(member, intset_entries_max),
         None => {
@@ -523,12 +550,14 @@ pub(crate) fn move_member(
             set.add(member, intset_entries_max);
             ctx.ks
                 .set(db, destination, Value::Set(Box::new(set)), false);
+            ctx.ks.notify(notify::SET, "sadd", db, destination);
             // `set` signalled the destination.
             return Ok(true);
         }
     };
     if added {
         signal_writes(ctx, destination, 1, false);
+        ctx.ks.notify(notify::SET, "sadd", db, destination);
     }
     Ok(true)
 }
@@ -609,7 +638,7 @@ fn sinterstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         Some(present) => algebra::intersection(&present, intset_entries_max),
         None => Set::new(),
     })?;
-    Ok(store(ctx, &argv[1], result))
+    Ok(store(ctx, &argv[1], result, "sinterstore"))
 }
 
 /// `SUNION key [key ...]`.
@@ -626,7 +655,7 @@ fn sunionstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let result = with_sets(ctx, &argv[2..], |sets| {
         algebra::union(sets, intset_entries_max)
     })?;
-    Ok(store(ctx, &argv[1], result))
+    Ok(store(ctx, &argv[1], result, "sunionstore"))
 }
 
 /// `SDIFF key [key ...]`.
@@ -643,7 +672,7 @@ fn sdiffstore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let result = with_sets(ctx, &argv[2..], |sets| {
         algebra::difference(sets, intset_entries_max)
     })?;
-    Ok(store(ctx, &argv[1], result))
+    Ok(store(ctx, &argv[1], result, "sdiffstore"))
 }
 
 /// Every set when all keys exist; None when one is missing (an empty intersection).

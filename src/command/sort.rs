@@ -28,6 +28,7 @@ use super::args;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
+use crate::keyspace::notify;
 use crate::protocol::Reply;
 use crate::types::list::List;
 use crate::types::zset::{Limits, ZSet};
@@ -796,7 +797,9 @@ fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], output: Vec<Option<Bytes>>) 
     let db = ctx.db();
     let count = output.len();
     if count == 0 {
-        ctx.ks.delete(db, destination);
+        if ctx.ks.delete(db, destination) {
+            ctx.ks.notify(notify::GENERIC, "del", db, destination);
+        }
         return Ok(Reply::Integer(0));
     }
     let list: List = output
@@ -807,6 +810,7 @@ fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], output: Vec<Option<Bytes>>) 
     ctx.ks
         .set(db, destination, Value::List(Box::new(list)), false);
     ctx.ks.dirty = ctx.ks.dirty.saturating_add(count as u64 - 1);
+    ctx.ks.notify(notify::LIST, "sortstore", db, destination);
     Ok(Reply::Integer(i64::try_from(count).unwrap_or(i64::MAX)))
 }
 

@@ -14,6 +14,7 @@ use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, STRING_TOO_LONG};
 use crate::keyspace::entry::{FLAG_EMBSTR, FLAG_RAW};
+use crate::keyspace::notify;
 use crate::long_double;
 use crate::protocol::Reply;
 use crate::types::{CompactBytes, Value};
@@ -279,7 +280,9 @@ fn set_generic(
     let command = ctx.command;
     let expire_at = options.expire_at_ms(ctx.now_ms(), &command.fullname)?;
     let old = if options.has(OPT_GET) {
-        read_string(ctx, key)?
+        let old = read_string(ctx, key)?;
+        ctx.reply_written();
+        old
     } else {
         None
     };
@@ -300,6 +303,10 @@ fn set_generic(
         None => ctx
             .ks
             .set(db, key, Value::string(value), options.has(OPT_KEEPTTL)),
+    }
+    ctx.ks.notify(notify::STRING, "set", db, key);
+    if expire_at.is_some() {
+        ctx.ks.notify(notify::GENERIC, "expire", db, key);
     }
     match expire_at {
         Some(milliseconds) => {
@@ -366,6 +373,7 @@ fn getex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     };
     let command = ctx.command;
     let expire_at = options.expire_at_ms(ctx.now_ms(), &command.fullname)?;
+    ctx.reply_written();
     let db = ctx.db();
     let absolute = options.has(OPT_EXAT) || options.has(OPT_PXAT);
     match expire_at {
@@ -373,10 +381,12 @@ fn getex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         Some(milliseconds) if absolute && ctx.already_expired(milliseconds) => {
             let deleted = ctx.ks.delete(db, key);
             debug_assert!(deleted, "the key was just read");
+            ctx.ks.notify(notify::GENERIC, "del", db, key);
             ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);
         }
         Some(milliseconds) => {
             ctx.ks.set_expire(db, key, milliseconds as u64);
+            ctx.ks.notify(notify::GENERIC, "expire", db, key);
             ctx.propagate(vec![
                 Bytes::from_static(b"PEXPIREAT"),
                 key.clone(),
@@ -384,6 +394,7 @@ fn getex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             ]);
         }
         None if options.has(OPT_PERSIST) && ctx.ks.persist(db, key) => {
+            ctx.ks.notify(notify::GENERIC, "persist", db, key);
             ctx.propagate(vec![Bytes::from_static(b"PERSIST"), key.clone()]);
         }
         None => {}
@@ -398,7 +409,9 @@ fn getdel(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Null);
     };
     let db = ctx.db();
+    ctx.reply_written();
     if ctx.ks.delete(db, key) {
+        ctx.ks.notify(notify::GENERIC, "del", db, key);
         ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);
     }
     Ok(Reply::Bulk(value))
@@ -407,8 +420,10 @@ fn getdel(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 /// `GETSET key value`: the old string (or null), then SET without options (TTL cleared).
 fn getset(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let old = read_string(ctx, &argv[1])?;
+    ctx.reply_written();
     let db = ctx.db();
     ctx.ks.set(db, &argv[1], Value::string(&argv[2]), false);
+    ctx.ks.notify(notify::STRING, "set", db, &argv[1]);
     ctx.propagate(vec![
         Bytes::from_static(b"SET"),
         argv[1].clone(),
@@ -459,6 +474,7 @@ fn mset_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], nx: bool) -> Result<bool,
     }
     for pair in argv[1..].chunks_exact(2) {
         ctx.ks.set(db, &pair[0], Value::string(&pair[1]), false);
+        ctx.ks.notify(notify::STRING, "set", db, &pair[0]);
     }
     Ok(true)
 }
@@ -519,6 +535,7 @@ fn increment_by(ctx: &mut Ctx<'_, '_>, key: &[u8], increment: i64) -> CmdResult 
         Value::string(buffer.format(value).as_bytes()),
         true,
     );
+    ctx.ks.notify(notify::STRING, "incrby", db, key);
     Ok(Reply::Integer(value))
 }
 
@@ -543,6 +560,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if let Some(entry) = ctx.ks.peek(db, key) {
         entry.flags |= FLAG_EMBSTR;
     }
+    ctx.ks.notify(notify::STRING, "incrbyfloat", db, key);
     ctx.propagate(vec![
         Bytes::from_static(b"SET"),
         key.clone(),
@@ -564,6 +582,7 @@ fn append(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let Some(entry) = ctx.ks.lookup(db, key) else {
         // A new key takes the argument as it is (Redis's tryObjectEncoding, so not raw).
         ctx.ks.set(db, key, Value::string(suffix), false);
+        ctx.ks.notify(notify::STRING, "append", db, key);
         return Ok(Reply::Integer(suffix.len() as i64));
     };
     let length = match &mut entry.value {
@@ -577,6 +596,7 @@ fn append(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     };
     entry.flags |= FLAG_RAW;
     ctx.ks.signal_modified(db, key);
+    ctx.ks.notify(notify::STRING, "append", db, key);
     Ok(Reply::Integer(length as i64))
 }
 
@@ -660,6 +680,7 @@ fn setrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         if let Some(entry) = ctx.ks.peek(db, key) {
             entry.flags |= FLAG_RAW;
         }
+        ctx.ks.notify(notify::STRING, "setrange", db, key);
         return Ok(Reply::Integer(length as i64));
     };
     let length = match &mut entry.value {
@@ -681,6 +702,7 @@ fn setrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     };
     entry.flags |= FLAG_RAW;
     ctx.ks.signal_modified(db, key);
+    ctx.ks.notify(notify::STRING, "setrange", db, key);
     Ok(Reply::Integer(length as i64))
 }
 

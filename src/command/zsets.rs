@@ -17,6 +17,7 @@ use super::block;
 use super::exec::Ctx;
 use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error, NOT_POSITIVE};
+use crate::keyspace::notify;
 use crate::protocol::Reply;
 use crate::types::zset::Limits;
 use crate::types::{CompactBytes, Value, ZSet};
@@ -188,17 +189,28 @@ fn modify<T>(
 
 /// Stores `elements` at `destination` as a new sorted set, or deletes `destination` when
 /// there are none (the STORE commands). Returns the stored cardinality.
-fn store(ctx: &mut Ctx<'_, '_>, destination: &[u8], elements: Vec<(f64, CompactBytes)>) -> i64 {
+/// Raises `event` (the command's name), or `del` when a destination went, after the reply.
+fn store(
+    ctx: &mut Ctx<'_, '_>,
+    destination: &[u8],
+    elements: Vec<(f64, CompactBytes)>,
+    event: &'static str,
+) -> i64 {
     let db = ctx.db();
     let count = elements.len();
     if count == 0 {
-        ctx.ks.delete(db, destination);
+        ctx.reply_written();
+        if ctx.ks.delete(db, destination) {
+            ctx.ks.notify(notify::GENERIC, "del", db, destination);
+        }
         return 0;
     }
     let zset = ZSet::from_elements(elements, limits(ctx));
     debug_assert_eq!(zset.len(), count);
     ctx.ks
         .set(db, destination, Value::ZSet(Box::new(zset)), false);
+    ctx.reply_written();
+    ctx.ks.notify(notify::ZSET, event, db, destination);
     count as i64
 }
 
@@ -606,6 +618,11 @@ fn add_generic(ctx: &mut Ctx<'_, '_>, key: &Bytes, flags: AddFlags, rest: &[Byte
     if let Some(error) = error {
         return Err(error);
     }
+    if outcome.added + outcome.updated > 0 {
+        ctx.reply_written();
+        let event = if flags.incr { "zincr" } else { "zadd" };
+        ctx.ks.notify(notify::ZSET, event, db, key);
+    }
     if flags.incr {
         if outcome.processed > 0 {
             Ok(Reply::Double(outcome.score))
@@ -865,7 +882,12 @@ fn zrangestore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         .into_iter()
         .map(|(score, member)| (score, CompactBytes::new(&member)))
         .collect();
-    Ok(Reply::Integer(store(ctx, &argv[1], elements)))
+    Ok(Reply::Integer(store(
+        ctx,
+        &argv[1],
+        elements,
+        "zrangestore",
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -886,12 +908,26 @@ fn zrem(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         }
         (removed, removed)
     })?;
+    notify_removal(ctx, &argv[1], "zrem", removed.unwrap_or(0));
     Ok(Reply::Integer(removed.unwrap_or(0) as i64))
+}
+
+/// After `removed` members left the sorted set at `key`: `event`, then `del` if it emptied.
+fn notify_removal(ctx: &mut Ctx<'_, '_>, key: &[u8], event: &'static str, removed: usize) {
+    if removed == 0 {
+        return;
+    }
+    let db = ctx.db();
+    ctx.ks.notify(notify::ZSET, event, db, key);
+    if !ctx.ks.exists(db, key) {
+        ctx.ks.notify(notify::GENERIC, "del", db, key);
+    }
 }
 
 fn remove_range_generic(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
+    event: &'static str,
     ranks: impl FnOnce(&ZSet) -> (usize, usize),
 ) -> CmdResult {
     let removed = modify(ctx, key, |zset| {
@@ -899,25 +935,28 @@ fn remove_range_generic(
         let removed = zset.remove_range(start, end);
         (removed, removed)
     })?;
+    notify_removal(ctx, key, event, removed.unwrap_or(0));
     Ok(Reply::Integer(removed.unwrap_or(0) as i64))
 }
 
 /// `ZREMRANGEBYRANK key start stop`.
 fn zremrangebyrank(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let (start, end) = (args::int(&argv[2])?, args::int(&argv[3])?);
-    remove_range_generic(ctx, &argv[1], |zset| rank_range(start, end, zset.len()))
+    remove_range_generic(ctx, &argv[1], "zremrangebyrank", |zset| {
+        rank_range(start, end, zset.len())
+    })
 }
 
 /// `ZREMRANGEBYSCORE key min max`.
 fn zremrangebyscore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let range = ScoreRange::parse(&argv[2], &argv[3])?;
-    remove_range_generic(ctx, &argv[1], |zset| range.ranks(zset))
+    remove_range_generic(ctx, &argv[1], "zremrangebyscore", |zset| range.ranks(zset))
 }
 
 /// `ZREMRANGEBYLEX key min max`.
 fn zremrangebylex(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let range = LexRange::parse(&argv[2], &argv[3])?;
-    remove_range_generic(ctx, &argv[1], |zset| range.ranks(zset))
+    remove_range_generic(ctx, &argv[1], "zremrangebylex", |zset| range.ranks(zset))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -933,7 +972,7 @@ pub(crate) fn pop(
     max: bool,
     count: usize,
 ) -> Result<Option<Vec<(f64, Bytes)>>, Error> {
-    modify(ctx, key, |zset| {
+    let popped = modify(ctx, key, |zset| {
         let mut popped = Vec::with_capacity(count.min(zset.len()));
         while popped.len() < count {
             let Some((score, member)) = zset.pop(max) else {
@@ -943,7 +982,22 @@ pub(crate) fn pop(
         }
         let changed = popped.len();
         (popped, changed)
-    })
+    })?;
+    // Redis writes this event in the middle of the reply; before it is the closest place.
+    if popped.as_ref().is_some_and(|popped| !popped.is_empty()) {
+        let db = ctx.db();
+        ctx.ks.notify(
+            notify::ZSET,
+            if max { "zpopmax" } else { "zpopmin" },
+            db,
+            key,
+        );
+        ctx.reply_written();
+        if !ctx.ks.exists(db, key) {
+            ctx.ks.notify(notify::GENERIC, "del", db, key);
+        }
+    }
+    Ok(popped)
 }
 
 /// `ZPOPMIN key [count]` / `ZPOPMAX key [count]`.
@@ -1492,7 +1546,12 @@ fn set_operation_reply(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], op: SetOp) -> CmdR
 
 fn set_operation_store(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], op: SetOp) -> CmdResult {
     let (elements, _) = set_operation(ctx, argv, 2, op, true)?;
-    Ok(Reply::Integer(store(ctx, &argv[1], elements)))
+    let event = match op {
+        SetOp::Union => "zunionstore",
+        SetOp::Inter => "zinterstore",
+        SetOp::Diff => "zdiffstore",
+    };
+    Ok(Reply::Integer(store(ctx, &argv[1], elements, event)))
 }
 
 /// `ZUNION numkeys key [key ...] [WEIGHTS weight ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.

@@ -3,7 +3,8 @@
 //! Lazy expiry alone leaves keys that are never touched again in memory forever. Each cron
 //! tick walks every shard's `expires` dicts from where the last tick stopped, deleting what is
 //! due, and keeps going on a database while more than `10% - effort` of what it samples is
-//! expired, within a time budget. Deletions are propagated as DEL while the shard is locked.
+//! expired, within a time budget. Deletions are propagated as DEL, and raise the `expired`
+//! keyspace notification, while the shard is locked.
 
 use crate::server::Server;
 use bytes::Bytes;
@@ -58,6 +59,7 @@ pub fn active_cycle(server: &Server, budget: Duration, effort: u64) -> u64 {
                     locked.db(db, key).remove(key);
                     // An expired key counts as modified for WATCH, as Redis's signalModifiedKey.
                     locked.touch_watched(db, key);
+                    locked.notify(super::notify::EXPIRED, "expired", db, key);
                     effects.push((
                         db,
                         vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)],
@@ -81,6 +83,11 @@ pub fn active_cycle(server: &Server, budget: Duration, effort: u64) -> u64 {
                 .expired_keys
                 .fetch_add(effects.len() as u64, Ordering::Relaxed);
             server.log.append(&effects);
+        }
+        if !locked.events.is_empty() {
+            server
+                .pubsub
+                .notify(server, &std::mem::take(&mut locked.events));
         }
         drop(locked);
     }

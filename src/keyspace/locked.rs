@@ -69,15 +69,7 @@ impl<'a> Locked<'a> {
     /// ...) of `class` (a `notify` class bit) for `key`, if `notify-keyspace-events` enables
     /// it. Call it after the change, once per change, as Redis's `notifyKeyspaceEvent`.
     pub fn notify(&mut self, class: u32, name: &'static str, db: usize, key: &[u8]) {
-        let flags = self.keyspace.notify_flags.load(Ordering::Relaxed);
-        if notify::enabled(flags, class) {
-            self.events.push(Event {
-                class,
-                name,
-                db,
-                key: CompactBytes::new(key),
-            });
-        }
+        record(self.keyspace, &mut self.events, class, name, db, key);
     }
 
     /// Before a change to `key` while a snapshot runs: copies the entry aside if the saver
@@ -150,6 +142,7 @@ impl<'a> Locked<'a> {
                 .expired_keys
                 .fetch_add(1, Ordering::Relaxed);
             self.expired.push((db, stored));
+            self.notify(notify::EXPIRED, "expired", db, key);
         }
         self.touch_watched(db, key);
         true
@@ -184,6 +177,14 @@ impl<'a> Locked<'a> {
                     watch.version += 1;
                 }
                 self.expired.push((db, stored));
+                record(
+                    keyspace,
+                    &mut self.events,
+                    notify::EXPIRED,
+                    "expired",
+                    db,
+                    key,
+                );
                 None
             }
         }
@@ -192,15 +193,33 @@ impl<'a> Locked<'a> {
     /// Looks a key up for a read command, counting keyspace hits and misses.
     pub fn lookup_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         let stats = &self.keyspace.stats;
+        // Probed without recording an access, so a hit is touched once (LFU counts it once).
+        if self.notifies_key_miss() && self.live_entry(db, key).is_none() {
+            count_hit(stats, false);
+            self.notify(notify::KEY_MISS, "keymiss", db, key);
+            return None;
+        }
         let found = self.lookup(db, key);
         count_hit(stats, found.is_some());
         found
+    }
+
+    /// Whether `keymiss` events are wanted: only then do reads look a key up twice (once to
+    /// learn it is missing, which the borrow of a found entry does not allow to act on).
+    fn notifies_key_miss(&self) -> bool {
+        let flags = self.keyspace.notify_flags.load(Ordering::Relaxed);
+        notify::enabled(flags, notify::KEY_MISS)
     }
 
     /// Redis's `LOOKUP_NOTOUCH` read (TYPE, EXISTS, OBJECT): counts hits and misses but
     /// leaves the access time alone.
     pub fn peek_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         let stats = &self.keyspace.stats;
+        if self.notifies_key_miss() && self.live_entry(db, key).is_none() {
+            count_hit(stats, false);
+            self.notify(notify::KEY_MISS, "keymiss", db, key);
+            return None;
+        }
         let found = self.live_entry(db, key);
         count_hit(stats, found.is_some());
         found
@@ -241,6 +260,7 @@ impl<'a> Locked<'a> {
                 let mut entry = Entry::new(value, now_ms, mode);
                 entry.flags = shared | saved;
                 slice.keys.insert_new(CompactBytes::new(key), entry);
+                record(self.keyspace, &mut self.events, notify::NEW, "new", db, key);
             }
             Live::Expired(stored) => {
                 let mut entry = Entry::new(value, now_ms, mode);
@@ -251,6 +271,9 @@ impl<'a> Locked<'a> {
                     .expired_keys
                     .fetch_add(1, Ordering::Relaxed);
                 self.expired.push((db, stored));
+                let (keyspace, events) = (self.keyspace, &mut self.events);
+                record(keyspace, events, notify::EXPIRED, "expired", db, key);
+                record(keyspace, events, notify::NEW, "new", db, key);
             }
         }
         if drop_ttl {
@@ -302,6 +325,8 @@ impl<'a> Locked<'a> {
         if let Some(when) = expire_at_ms {
             slice.set_expire(key, when);
         }
+        // Redis deletes the destination, then dbAdd raises `new`.
+        self.notify(notify::NEW, "new", db, key);
         self.signal_modified(db, key);
     }
 
@@ -538,6 +563,27 @@ impl<'a> Locked<'a> {
         }
         self.ready.extend(ready);
         self.dirty += 1;
+    }
+}
+
+/// Records an event if `notify-keyspace-events` enables its class (one atomic load when not).
+/// A free function so callers holding a borrow of the shards can still record.
+fn record(
+    keyspace: &Keyspace,
+    events: &mut Vec<Event>,
+    class: u32,
+    name: &'static str,
+    db: usize,
+    key: &[u8],
+) {
+    let flags = keyspace.notify_flags.load(Ordering::Relaxed);
+    if notify::enabled(flags, class) {
+        events.push(Event {
+            class,
+            name,
+            db,
+            key: CompactBytes::new(key),
+        });
     }
 }
 

@@ -3,8 +3,10 @@
 //! A connection's task owns its [`Session`] (selected db, protocol, auth, reply mode). What
 //! other clients may need to see or do to it lives in its shared [`ClientHandle`]: the fields
 //! CLIENT LIST prints, a kill switch, and an outbox for out-of-band messages (MONITOR lines,
-//! later pub/sub and blocking wake-ups).
+//! pub/sub messages). Everything queued for a client counts in its output memory (`omem`), so
+//! `client-output-buffer-limit` can close a client that does not read, whoever queued the bytes.
 
+use crate::config::OutputBufferLimit;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -34,7 +36,57 @@ pub struct ClientInfo {
     pub query_buffer_bytes: usize,
     pub output_buffer_bytes: usize,
     pub no_evict: bool,
+    /// Pub/sub subscriptions: channels, patterns, shard channels (`sub=`, `psub=`, `ssub=`).
+    pub subscribed_channels: usize,
+    pub subscribed_patterns: usize,
+    pub subscribed_shard_channels: usize,
 }
+
+/// What the outbox carries: bytes written as they are (MONITOR lines), or a pub/sub message
+/// encoded as a RESP2 array, which the connection turns into a RESP3 push (`>`) for a RESP3
+/// client (the two encodings differ only in the first byte).
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Raw(Bytes),
+    Push(Bytes),
+}
+
+impl Outgoing {
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Raw(bytes) | Outgoing::Push(bytes) => bytes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the message to a connection's output in the client's protocol.
+    pub fn write_to(&self, resp3: bool, output: &mut bytes::BytesMut) {
+        match self {
+            Outgoing::Raw(bytes) => output.extend_from_slice(bytes),
+            Outgoing::Push(bytes) if resp3 => {
+                debug_assert_eq!(bytes.first(), Some(&b'*'), "a push is a RESP2 array");
+                output.extend_from_slice(b">");
+                output.extend_from_slice(&bytes[1..]);
+            }
+            Outgoing::Push(bytes) => output.extend_from_slice(bytes),
+        }
+    }
+}
+
+/// The client classes of `client-output-buffer-limit` (Redis's getClientType for limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputClass {
+    Normal = 0,
+    Replica = 1,
+    PubSub = 2,
+}
+
+/// Output Redis keeps in the client's static 16 KB buffer is not counted in `omem` nor
+/// checked against the limits; only what overflows into the reply list is.
+pub const STATIC_OUTPUT_BYTES: usize = 16 * 1024;
 
 /// What other clients may see of, or do to, one client.
 pub struct ClientHandle {
@@ -46,9 +98,16 @@ pub struct ClientHandle {
     pub info: Mutex<ClientInfo>,
     killed: AtomicBool,
     kill_notify: Notify,
-    outbox: mpsc::UnboundedSender<Bytes>,
-    /// Bytes queued in the outbox and not yet written.
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes queued in the outbox and not yet moved to the connection's output.
     pub outbox_bytes: AtomicUsize,
+    /// Bytes in the connection's output buffer, not yet written to the socket (kept current
+    /// by the connection task so publishers can check the limits).
+    pub output_bytes: AtomicUsize,
+    /// Unix ms when the output first went over the soft limit (0: it is not over).
+    soft_limit_since_ms: AtomicU64,
+    /// Set once when the client is closed for its output, so the log line is written once.
+    closing_for_output: AtomicBool,
     /// Table id + 1 of the last command run (0: none yet); an atomic so the hot path does not
     /// lock `info`.
     last_command: AtomicUsize,
@@ -93,8 +152,65 @@ impl ClientHandle {
 
     /// Queues already-encoded bytes for the client; false if it has gone.
     pub fn send(&self, bytes: Bytes) -> bool {
-        self.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
-        self.outbox.send(bytes).is_ok()
+        self.queue(Outgoing::Raw(bytes))
+    }
+
+    /// Queues a message for the client; false if it has gone.
+    pub fn queue(&self, message: Outgoing) -> bool {
+        let length = message.len();
+        self.outbox_bytes.fetch_add(length, Ordering::Relaxed);
+        let sent = self.outbox.send(message).is_ok();
+        if !sent {
+            self.outbox_bytes.fetch_sub(length, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Redis's getClientOutputBufferMemoryUsage: pending output beyond the static buffer.
+    pub fn output_memory(&self) -> usize {
+        let pending =
+            self.output_bytes.load(Ordering::Relaxed) + self.outbox_bytes.load(Ordering::Relaxed);
+        pending.saturating_sub(STATIC_OUTPUT_BYTES)
+    }
+
+    /// Redis's checkClientOutputBufferLimits: over the hard limit, or over the soft limit
+    /// for more than its seconds (counted in whole seconds of unix time, as Redis does).
+    pub fn over_output_limit(&self, limit: &OutputBufferLimit, now_ms: u64) -> bool {
+        let used = self.output_memory() as u64;
+        if used == 0 {
+            return false;
+        }
+        let hard = limit.hard_bytes > 0 && used >= limit.hard_bytes;
+        let mut soft = limit.soft_bytes > 0 && used >= limit.soft_bytes;
+        if soft {
+            // 0 means "not over", so a first time of 0 ms is stored as 1.
+            let since_ms = match self.soft_limit_since_ms.compare_exchange(
+                0,
+                now_ms.max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => now_ms.max(1),
+                Err(since_ms) => since_ms,
+            };
+            let elapsed_seconds = (now_ms / 1000).saturating_sub(since_ms / 1000);
+            soft = elapsed_seconds > limit.soft_seconds;
+        } else {
+            self.soft_limit_since_ms.store(0, Ordering::Relaxed);
+        }
+        soft || hard
+    }
+
+    /// Closes the client for overcoming its output limit, with Redis's log line, once.
+    pub fn close_for_output_limit(&self, now_ms: u64) {
+        if self.closing_for_output.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(
+            "Client {} scheduled to be closed ASAP for overcoming of output buffer limits.",
+            self.describe(now_ms)
+        );
+        self.kill();
     }
 
     /// CLIENT LIST's line for this client (without the trailing newline).
@@ -103,6 +219,11 @@ impl ClientHandle {
         let mut flags = String::new();
         if info.monitor {
             flags.push('O');
+        }
+        let subscriptions =
+            info.subscribed_channels + info.subscribed_patterns + info.subscribed_shard_channels;
+        if subscriptions > 0 {
+            flags.push('P');
         }
         if info.no_evict {
             flags.push('e');
@@ -113,9 +234,9 @@ impl ClientHandle {
         let age = now_ms.saturating_sub(self.created_ms) / 1000;
         let idle = now_ms.saturating_sub(info.last_interaction_ms) / 1000;
         let qbuf = info.query_buffer_bytes;
-        let omem = info.output_buffer_bytes + self.outbox_bytes.load(Ordering::Relaxed);
+        let omem = self.output_memory();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -125,6 +246,9 @@ impl ClientHandle {
             idle,
             flags,
             info.db,
+            info.subscribed_channels,
+            info.subscribed_patterns,
+            info.subscribed_shard_channels,
             qbuf,
             16384usize.saturating_sub(qbuf),
             qbuf.max(1024),
@@ -151,7 +275,7 @@ impl Clients {
         laddr: String,
         fd: i64,
         now_ms: u64,
-    ) -> (Arc<ClientHandle>, mpsc::UnboundedReceiver<Bytes>) {
+    ) -> (Arc<ClientHandle>, mpsc::UnboundedReceiver<Outgoing>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (sender, receiver) = mpsc::unbounded_channel();
         let handle = Arc::new(ClientHandle {
@@ -169,11 +293,17 @@ impl Clients {
                 query_buffer_bytes: 0,
                 output_buffer_bytes: 0,
                 no_evict: false,
+                subscribed_channels: 0,
+                subscribed_patterns: 0,
+                subscribed_shard_channels: 0,
             }),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
             outbox: sender,
             outbox_bytes: AtomicUsize::new(0),
+            output_bytes: AtomicUsize::new(0),
+            soft_limit_since_ms: AtomicU64::new(0),
+            closing_for_output: AtomicBool::new(false),
             last_command: AtomicUsize::new(0),
         });
         self.map.lock().insert(id, handle.clone());
@@ -238,6 +368,11 @@ pub struct Session {
     /// Redis's mustObeyClient: the AOF loader (and later a primary), whose commands are
     /// replayed as recorded rather than checked as a user's.
     pub obey: bool,
+    /// Pub/sub subscriptions; the hub holds the other direction (channel -> clients).
+    pub subscriptions: crate::server::pubsub::Subscriptions,
+    /// Keyspace events the last command raised after writing its reply, published by the
+    /// connection once the reply is encoded.
+    pub deferred_events: Vec<crate::keyspace::notify::Event>,
 }
 
 impl Session {
@@ -253,6 +388,8 @@ impl Session {
             watched: Vec::new(),
             write_offset: 0,
             obey: false,
+            subscriptions: Default::default(),
+            deferred_events: Vec::new(),
         }
     }
 
@@ -264,6 +401,7 @@ impl Session {
         self.reply_mode = ReplyMode::On;
         self.multi = None;
         debug_assert!(self.watched.is_empty(), "unwatch before reset");
+        debug_assert!(self.subscriptions.is_empty(), "unsubscribe before reset");
         let mut info = self.handle.info.lock();
         info.name.clear();
         info.db = 0;

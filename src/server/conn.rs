@@ -5,10 +5,17 @@
 //! client can make the server hold is bounded on both sides: the query buffer grows only with
 //! bytes that arrive (`client-query-buffer-limit` closes the client past it, 1 GB by default),
 //! and once `OUTPUT_PENDING_MAX` bytes of replies wait for a client that does not read, its
-//! requests stop being read until they drain (and `client-output-buffer-limit normal`, when
-//! set, closes it). No lock is held while waiting on a socket.
+//! requests stop being read until they drain. `client-output-buffer-limit` closes a client
+//! whose pending output (replies, and pub/sub messages or MONITOR lines queued in its outbox)
+//! passes its class's limit (`pubsub` while subscribed, `normal` otherwise); publishers check
+//! it too, so a subscriber that never reads is closed at its limit. No lock is held while
+//! waiting on a socket.
+//!
+//! Ordering of out-of-band messages: what the outbox holds when a command's reply is encoded
+//! is written before that reply, so a client that publishes to a channel it listens to (RESP3)
+//! sees the message before PUBLISH's reply, as in Redis.
 
-use super::clients::{ReplyMode, Session};
+use super::clients::{Outgoing, OutputClass, ReplyMode, Session};
 use super::state::{Server, ShutdownRequest};
 use crate::command::{dispatch, Action};
 use crate::protocol::parser::{Limits, RequestParser};
@@ -16,7 +23,6 @@ use crate::protocol::Reply;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -25,8 +31,13 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Replies waiting for a client beyond this stop the reading of its requests (backpressure).
 /// Large enough for a pipeline of a million small replies sent before any is read.
 const OUTPUT_PENDING_MAX: usize = 64 * 1024 * 1024;
-/// Output below this is never checked against `client-output-buffer-limit` (cheap hot path).
-const OUTPUT_LIMIT_CHECK_MIN: usize = 1024 * 1024;
+/// Outbox messages move into the output only while it holds less than this: the rest stay
+/// in the outbox, where one published message is shared by all its subscribers instead of
+/// copied into each one's output.
+const OUTBOX_MOVE_BELOW_BYTES: usize = 64 * 1024;
+/// Outbox messages moved into the output per command at most, so a flood of messages
+/// cannot hold one command's reply back without bound.
+const OUTBOX_DRAIN_MAX: usize = 100_000;
 
 /// What processing a batch of input left to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,7 +81,7 @@ pub async fn serve<S>(
     server: Arc<Server>,
     stream: S,
     mut session: Session,
-    mut outbox: mpsc::UnboundedReceiver<Bytes>,
+    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -82,14 +93,27 @@ pub async fn serve<S>(
     let mut closing = false;
     let mut deferred = false;
     let mut blocked: Option<BlockedWait> = None;
-    let mut over_soft_limit_since: Option<Instant> = None;
     loop {
         if closing && output.is_empty() {
             break;
         }
+        handle.output_bytes.store(output.len(), Ordering::Relaxed);
+        if over_output_limit(&server, &session) {
+            handle.close_for_output_limit(server.clock.now_ms());
+            break;
+        }
         let room = output.len() < OUTPUT_PENDING_MAX;
         if deferred && room && !closing && blocked.is_none() {
-            match process_input(&server, &mut session, &mut parser, &mut input, &mut output).await {
+            match process_input(
+                &server,
+                &mut session,
+                &mut parser,
+                &mut input,
+                &mut output,
+                &mut outbox,
+            )
+            .await
+            {
                 Batch::Drained => deferred = false,
                 Batch::Deferred => {}
                 Batch::Close => closing = true,
@@ -97,12 +121,6 @@ pub async fn serve<S>(
                 Batch::Blocked(wait) => blocked = Some(wait),
             }
             continue;
-        }
-        if output.len() >= OUTPUT_LIMIT_CHECK_MIN
-            && over_output_limit(&server, output.len(), &mut over_soft_limit_since)
-        {
-            tracing::warn!(client = %handle.addr, "Client scheduled to be closed ASAP for overcoming of output buffer limits.");
-            break;
         }
         let reading = room && !closing && !deferred;
         if reading {
@@ -140,10 +158,10 @@ pub async fn serve<S>(
                 }
                 deferred = true;
             }
-            message = outbox.recv(), if !closing => {
+            message = outbox.recv(), if !closing && output.len() < OUTBOX_MOVE_BELOW_BYTES => {
                 let Some(message) = message else { break };
                 handle.outbox_bytes.fetch_sub(message.len(), Ordering::Relaxed);
-                output.extend_from_slice(&message);
+                message.write_to(session.resp3, &mut output);
             }
             written = writer.write(&output), if !output.is_empty() => {
                 match written {
@@ -164,7 +182,7 @@ pub async fn serve<S>(
                     // Buffered until the blocking command returns, as Redis does.
                     deferred = true;
                 } else {
-                    match process_input(&server, &mut session, &mut parser, &mut input, &mut output).await {
+                    match process_input(&server, &mut session, &mut parser, &mut input, &mut output, &mut outbox).await {
                         Batch::Drained => {}
                         Batch::Deferred => deferred = true,
                         Batch::Close => closing = true,
@@ -189,27 +207,42 @@ pub async fn serve<S>(
         super::blocking::unblock(&server, wait.id);
     }
     crate::command::transactions::unwatch_all(&server, &mut session);
+    super::pubsub::unsubscribe_all(&server, &mut session);
     server.monitors.remove(session.id);
     server.clients.unregister(session.id);
 }
 
-/// `client-output-buffer-limit normal <hard> <soft> <seconds>`: true when the client must go.
-fn over_output_limit(
-    server: &Server,
-    pending: usize,
-    over_soft_since: &mut Option<Instant>,
-) -> bool {
-    let limit = server.config.output_buffer_limit("normal");
-    let pending = pending as u64;
-    if limit.hard_bytes > 0 && pending >= limit.hard_bytes {
-        return true;
+/// Redis's checkClientOutputBufferLimits for this client's class: true when it must go.
+fn over_output_limit(server: &Server, session: &Session) -> bool {
+    let handle = &session.handle;
+    if handle.output_memory() == 0 {
+        return false;
     }
-    if limit.soft_bytes > 0 && pending >= limit.soft_bytes {
-        let since = *over_soft_since.get_or_insert_with(Instant::now);
-        return since.elapsed().as_secs() >= limit.soft_seconds;
+    // A MONITOR client counts as normal, as in Redis's getClientType.
+    let class = if session.subscriptions.is_empty() {
+        OutputClass::Normal
+    } else {
+        OutputClass::PubSub
+    };
+    handle.over_output_limit(&server.output_limit(class), server.clock.now_ms())
+}
+
+/// Moves what the outbox holds into the output, ahead of the reply about to be encoded.
+fn drain_outbox(
+    session: &Session,
+    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
+    output: &mut BytesMut,
+) {
+    for _ in 0..OUTBOX_DRAIN_MAX {
+        let Ok(message) = outbox.try_recv() else {
+            return;
+        };
+        session
+            .handle
+            .outbox_bytes
+            .fetch_sub(message.len(), Ordering::Relaxed);
+        message.write_to(session.resp3, output);
     }
-    *over_soft_since = None;
-    false
 }
 
 /// Runs complete requests from `input` until it has none left or replies pile up; under
@@ -221,8 +254,9 @@ async fn process_input(
     parser: &mut RequestParser,
     input: &mut BytesMut,
     output: &mut BytesMut,
+    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) -> Batch {
-    let batch = process_requests(server, session, parser, input, output).await;
+    let batch = process_requests(server, session, parser, input, output, outbox).await;
     if !wait_durable(server, session).await {
         output.clear();
         return Batch::Abort;
@@ -246,6 +280,7 @@ async fn process_requests(
     parser: &mut RequestParser,
     input: &mut BytesMut,
     output: &mut BytesMut,
+    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) -> Batch {
     loop {
         if output.len() >= OUTPUT_PENDING_MAX {
@@ -274,6 +309,9 @@ async fn process_requests(
             tokio::time::sleep(*duration).await;
         }
         let blocks = matches!(action, Some(Action::Block { .. }));
+        // Messages the command caused for this very client (a RESP3 client publishing to
+        // itself, its own keyspace notifications) go before its reply.
+        drain_outbox(session, outbox, output);
         match session.reply_mode {
             // A blocked command's reply comes later, when it is served or times out.
             _ if blocks => {}
@@ -281,6 +319,22 @@ async fn process_requests(
             ReplyMode::Off => {}
             ReplyMode::Skip => session.reply_mode = ReplyMode::On,
             ReplyMode::SkipNext => session.reply_mode = ReplyMode::Skip,
+        }
+        // Keyspace events Redis raises after writing the reply (HSET, LPUSH, EXPIRE, ...).
+        if !session.deferred_events.is_empty() {
+            super::pubsub::publish_deferred(server, session);
+            drain_outbox(session, outbox, output);
+        }
+        // Checked after every reply, as Redis does when it adds one, so a pipeline cannot
+        // pile up far past the limit before the connection loop looks.
+        session
+            .handle
+            .output_bytes
+            .store(output.len(), Ordering::Relaxed);
+        if over_output_limit(server, session) {
+            session.handle.close_for_output_limit(server.clock.now_ms());
+            output.clear();
+            return Batch::Abort;
         }
         match action {
             Some(Action::Close) => return Batch::Close,

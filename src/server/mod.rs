@@ -7,9 +7,12 @@ pub mod cron;
 pub mod listener;
 pub mod monitor;
 pub mod persistence;
+pub mod pubsub;
 pub mod slowlog;
 pub mod state;
 
-pub use clients::{ClientHandle, Clients, Multi, ReplyMode, Session, Watched};
+pub use clients::{
+    ClientHandle, Clients, Multi, Outgoing, OutputClass, ReplyMode, Session, Watched,
+};
 pub use listener::{run, start, Running};
 pub use state::{Server, ServerStats};

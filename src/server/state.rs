@@ -1,10 +1,10 @@
 //! `Server`: the state every connection shares, and the statistics INFO reports.
 
-use super::clients::Clients;
+use super::clients::{Clients, OutputClass};
 use super::monitor::Monitors;
 use super::slowlog::SlowLog;
 use crate::command::{table, Command};
-use crate::config::Config;
+use crate::config::{Config, OutputBufferLimit};
 use crate::error::{error_code, Error};
 use crate::io::{Clock, FileSystem};
 use crate::keyspace::{AccessMode, Keyspace};
@@ -107,6 +107,11 @@ pub struct Server {
     pub slowlog: SlowLog,
     pub monitors: Monitors,
     pub blocked: super::blocking::Blocked,
+    /// Pub/sub: channel -> subscribers.
+    pub pubsub: super::pubsub::Hub,
+    /// `client-output-buffer-limit` per class (normal, replica, pubsub), parsed once per
+    /// CONFIG SET instead of on every check.
+    output_limits: parking_lot::RwLock<[OutputBufferLimit; 3]>,
     pub clock: Arc<dyn Clock>,
     pub fs: Arc<dyn FileSystem>,
     /// The append-only file (always present; on while `appendonly yes`).
@@ -156,6 +161,8 @@ impl Server {
             blocked: super::blocking::Blocked::default(),
             aof: crate::persist::aof::Aof::new(fs.clone(), clock.clone()),
             aof_attached: AtomicBool::new(false),
+            pubsub: super::pubsub::Hub::default(),
+            output_limits: parking_lot::RwLock::new([OutputBufferLimit::default(); 3]),
             clock,
             fs,
             config_file: String::new(),
@@ -199,6 +206,11 @@ impl Server {
             self.config.int("notify-keyspace-events") as u32,
             Ordering::Relaxed,
         );
+        *self.output_limits.write() = [
+            self.config.output_buffer_limit("normal"),
+            self.config.output_buffer_limit("slave"),
+            self.config.output_buffer_limit("pubsub"),
+        ];
         self.auth_required.store(
             !self.config.text("requirepass").is_empty(),
             Ordering::Relaxed,
@@ -215,6 +227,11 @@ impl Server {
     /// The server's `Arc`, when it was made by `into_arc`.
     pub fn handle(&self) -> Option<Arc<Server>> {
         self.this.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    /// The `client-output-buffer-limit` of a client class.
+    pub fn output_limit(&self, class: OutputClass) -> OutputBufferLimit {
+        self.output_limits.read()[class as usize]
     }
 
     /// CLIENT PAUSE: holds writes (or all commands) until `until_ms`; None lifts the pause.
