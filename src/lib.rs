@@ -8,6 +8,7 @@ pub mod error;
 pub mod io;
 pub mod keyspace;
 pub mod long_double;
+pub mod persist;
 pub mod protocol;
 pub mod repl;
 pub mod server;

@@ -1,0 +1,499 @@
+//! Reading one value of any type and encoding Redis has written (RDB versions 1 to 12).
+//!
+//! The input is hostile until proven otherwise: every length is checked against the bytes
+//! left before allocating (each element of a collection takes at least one byte, so a count
+//! larger than the rest of the input is refused at once), compressed strings may not claim
+//! more than LZF can expand to, and embedded blobs are walked with bounds checks. Errors
+//! carry the byte offset. The result is built through the types' public constructors, with
+//! the encoding Redis 7.0's `rdbLoadObject` would choose under the given thresholds.
+
+use super::listpack::{self, BlobError, Element};
+use super::{lzf, ziplist, DecodeError};
+use super::{
+    ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF, LEN_14BIT, LEN_32BIT, LEN_64BIT, LEN_6BIT,
+    LEN_ENCODED, QUICKLIST_PACKED, QUICKLIST_PLAIN,
+};
+use crate::types::hash::Hash;
+use crate::types::list::{End, List};
+use crate::types::set::{Member, Set};
+use crate::types::zset::ZSet;
+use crate::types::{CompactBytes, ListpackLimits, Value};
+use std::borrow::Cow;
+
+/// The configuration that decides encodings and how much to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Redis's deep sanitization (`sanitize-dump-payload yes`): duplicates in compact blobs,
+    /// back lengths, header counts. Memory safety never depends on it.
+    pub deep: bool,
+    pub hash_limits: ListpackLimits,
+    pub zset_limits: ListpackLimits,
+    pub set_intset_entries_max: usize,
+}
+
+impl DecodeOptions {
+    /// Redis 7.0's default thresholds, with deep checks.
+    pub const DEFAULT: DecodeOptions = DecodeOptions {
+        deep: true,
+        hash_limits: ListpackLimits::HASH_DEFAULT,
+        zset_limits: ListpackLimits::ZSET_DEFAULT,
+        set_intset_entries_max: 512,
+    };
+
+    /// The thresholds from the configuration; `deep` as the caller decides from
+    /// `sanitize-dump-payload`.
+    pub fn from_config(config: &crate::config::Config, deep: bool) -> DecodeOptions {
+        let size = |name: &str| config.int(name).max(0) as usize;
+        DecodeOptions {
+            deep,
+            hash_limits: ListpackLimits {
+                entries_max: size("hash-max-listpack-entries"),
+                value_bytes_max: size("hash-max-listpack-value"),
+            },
+            zset_limits: ListpackLimits {
+                entries_max: size("zset-max-listpack-entries"),
+                value_bytes_max: size("zset-max-listpack-value"),
+            },
+            set_intset_entries_max: size("set-max-intset-entries"),
+        }
+    }
+}
+
+/// Limits that keep a compact encoding whatever its contents (Redis keeps a loaded listpack
+/// as it is unless it has too many entries).
+const UNLIMITED: ListpackLimits = ListpackLimits {
+    entries_max: usize::MAX,
+    value_bytes_max: usize::MAX,
+};
+
+/// A cursor over RDB bytes: every read is bounds-checked and fails with its offset.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    input: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(input: &'a [u8]) -> Reader<'a> {
+        Reader { input, position: 0 }
+    }
+
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.input.len() - self.position
+    }
+
+    pub fn error(&self, reason: impl Into<Cow<'static, str>>) -> DecodeError {
+        DecodeError::new(self.position, reason)
+    }
+
+    pub fn byte(&mut self) -> Result<u8, DecodeError> {
+        let byte = *self
+            .input
+            .get(self.position)
+            .ok_or_else(|| self.error("unexpected end of input"))?;
+        self.position += 1;
+        Ok(byte)
+    }
+
+    /// The next `len` bytes; refused before anything is allocated when fewer are left.
+    pub fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
+        if len > self.remaining() as u64 {
+            return Err(self.error(format!("length {len} exceeds the {} bytes left", self.remaining())));
+        }
+        let start = self.position;
+        self.position += len as usize;
+        Ok(&self.input[start..self.position])
+    }
+
+    /// Redis's `rdbLoadLenByRef`: a length, or (`Err` of the low 6 bits) a special string
+    /// encoding.
+    fn length_or_encoding(&mut self) -> Result<Result<u64, u8>, DecodeError> {
+        let at = self.position;
+        let first = self.byte()?;
+        Ok(match first >> 6 {
+            LEN_6BIT => Ok((first & 0x3f) as u64),
+            LEN_14BIT => Ok((((first & 0x3f) as u64) << 8) | self.byte()? as u64),
+            LEN_ENCODED => Err(first & 0x3f),
+            _ if first == LEN_32BIT => {
+                let raw = self.take(4)?;
+                Ok(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as u64)
+            }
+            _ if first == LEN_64BIT => {
+                let raw = self.take(8)?;
+                let mut word = [0u8; 8];
+                word.copy_from_slice(raw);
+                Ok(u64::from_be_bytes(word))
+            }
+            _ => return Err(DecodeError::new(at, format!("unknown length encoding 0x{first:02x}"))),
+        })
+    }
+
+    /// A plain length (`rdbLoadLen`).
+    pub fn length(&mut self) -> Result<u64, DecodeError> {
+        let at = self.position;
+        self.length_or_encoding()?
+            .map_err(|_| DecodeError::new(at, "an encoded string where a length belongs"))
+    }
+
+    /// A count of items that each take at least one byte: refused when the rest of the
+    /// input cannot hold them, so callers may reserve that many slots.
+    pub fn count(&mut self) -> Result<usize, DecodeError> {
+        let at = self.position;
+        let count = self.length()?;
+        if count > self.remaining() as u64 {
+            return Err(DecodeError::new(
+                at,
+                format!("count {count} exceeds the {} bytes left", self.remaining()),
+            ));
+        }
+        Ok(count as usize)
+    }
+
+    /// A string in any of its encodings (`rdbGenericLoadStringObject`).
+    pub fn string(&mut self) -> Result<Cow<'a, [u8]>, DecodeError> {
+        let at = self.position;
+        match self.length_or_encoding()? {
+            Ok(len) => Ok(Cow::Borrowed(self.take(len)?)),
+            Err(ENC_INT8) => Ok(Cow::Owned(decimal(self.take(1)?[0] as i8 as i64))),
+            Err(ENC_INT16) => {
+                let raw = self.take(2)?;
+                Ok(Cow::Owned(decimal(i16::from_le_bytes([raw[0], raw[1]]) as i64)))
+            }
+            Err(ENC_INT32) => {
+                let raw = self.take(4)?;
+                let value = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+                Ok(Cow::Owned(decimal(value as i64)))
+            }
+            Err(ENC_LZF) => {
+                let compressed_len = self.length()?;
+                let len = self.length()?;
+                let compressed = self.take(compressed_len)?;
+                if len > (compressed.len() as u64).saturating_mul(lzf::EXPANSION_MAX as u64) {
+                    return Err(DecodeError::new(at, format!("LZF string claims {len} bytes from {compressed_len}")));
+                }
+                lzf::decompress(compressed, len as usize)
+                    .map(Cow::Owned)
+                    .map_err(|error| DecodeError::new(at, format!("invalid LZF compressed string: {error}")))
+            }
+            Err(other) => Err(DecodeError::new(at, format!("unknown string encoding {other}"))),
+        }
+    }
+
+    /// The text double of RDB_TYPE_ZSET (`rdbLoadDoubleValue`): a length byte, with 253, 254
+    /// and 255 meaning NaN, +inf and -inf.
+    fn text_double(&mut self) -> Result<f64, DecodeError> {
+        let at = self.position;
+        match self.byte()? {
+            253 => Ok(f64::NAN),
+            254 => Ok(f64::INFINITY),
+            255 => Ok(f64::NEG_INFINITY),
+            len => {
+                let text = self.take(len as u64)?;
+                crate::util::parse_f64(text).ok_or_else(|| DecodeError::new(at, "invalid double value"))
+            }
+        }
+    }
+
+    fn binary_double(&mut self) -> Result<f64, DecodeError> {
+        let raw = self.take(8)?;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(raw);
+        Ok(f64::from_le_bytes(word))
+    }
+}
+
+fn decimal(value: i64) -> Vec<u8> {
+    itoa::Buffer::new().format(value).as_bytes().to_vec()
+}
+
+/// Reads the type byte and the value at the start of `input`; returns the value and the bytes
+/// it took.
+pub fn decode_value(input: &[u8], options: &DecodeOptions) -> Result<(Value, usize), DecodeError> {
+    let mut reader = Reader::new(input);
+    let kind = reader.byte()?;
+    let value = decode_body(&mut reader, kind, options)?;
+    debug_assert!(reader.position() <= input.len());
+    Ok((value, reader.position()))
+}
+
+/// Reads a value of RDB type `kind` (Redis's `rdbLoadObject`).
+pub fn decode_body(reader: &mut Reader<'_>, kind: u8, options: &DecodeOptions) -> Result<Value, DecodeError> {
+    use super::*;
+    let at = reader.position();
+    let value = match kind {
+        TYPE_STRING => Value::Str(CompactBytes::new(&reader.string()?)),
+        TYPE_LIST => read_plain_list(reader)?,
+        TYPE_SET => read_plain_set(reader, options)?,
+        TYPE_ZSET | TYPE_ZSET_2 => read_plain_zset(reader, kind == TYPE_ZSET_2, options)?,
+        TYPE_HASH => read_plain_hash(reader, options)?,
+        TYPE_HASH_ZIPMAP => {
+            let blob = reader.string()?;
+            let pairs = zipmap::pairs(&blob).map_err(|error| blob_error(at, error))?;
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> =
+                pairs.into_iter().map(|(field, value)| (field.to_vec(), value.to_vec())).collect();
+            // Zipmaps convert by count and by length (and always refuse duplicates).
+            let longest = pairs.iter().map(|(field, value)| field.len().max(value.len())).max();
+            let fits = pairs.len() <= options.hash_limits.entries_max
+                && longest.unwrap_or(0) <= options.hash_limits.value_bytes_max;
+            hash_from_pairs(at, pairs, true, fits, options)?
+        }
+        TYPE_LIST_ZIPLIST => {
+            let blob = reader.string()?;
+            let mut list = List::new();
+            ziplist::walk(&blob, options.deep, |element| {
+                push_element(&mut list, element);
+                Ok(())
+            })
+            .map_err(|error| blob_error(at, error))?;
+            non_empty_list(at, list)?
+        }
+        TYPE_SET_INTSET => {
+            let blob = reader.string()?;
+            let values = intset::values(&blob, options.deep).map_err(|error| blob_error(at, error))?;
+            let mut set = Set::new();
+            for value in values {
+                set.add_member(Member::Int(value), options.set_intset_entries_max);
+            }
+            Value::Set(Box::new(set))
+        }
+        TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => {
+            let blob = reader.string()?;
+            let elements = blob_elements(at, &blob, kind == TYPE_ZSET_LISTPACK, options.deep)?;
+            zset_from_pairs(at, &elements, options)?
+        }
+        TYPE_HASH_ZIPLIST | TYPE_HASH_LISTPACK => {
+            let blob = reader.string()?;
+            let elements = blob_elements(at, &blob, kind == TYPE_HASH_LISTPACK, options.deep)?;
+            if elements.len() % 2 != 0 {
+                return Err(DecodeError::new(at, "hash blob with an odd number of elements"));
+            }
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> =
+                elements.chunks_exact(2).map(|pair| (pair[0].to_vec(), pair[1].to_vec())).collect();
+            let fits = pairs.len() <= options.hash_limits.entries_max;
+            hash_from_pairs(at, pairs, options.deep, fits, options)?
+        }
+        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => read_quicklist(reader, kind == TYPE_LIST_QUICKLIST_2, options)?,
+        TYPE_SET_LISTPACK => {
+            let blob = reader.string()?;
+            let elements = blob_elements(at, &blob, true, options.deep)?;
+            let mut set = Set::new();
+            for element in elements {
+                let added = match element {
+                    Element::Int(value) => set.add_member(Member::Int(value), options.set_intset_entries_max),
+                    Element::Bytes(bytes) => set.add(bytes, options.set_intset_entries_max),
+                };
+                if !added && options.deep {
+                    return Err(DecodeError::new(at, "duplicate set members detected"));
+                }
+            }
+            non_empty(at, Value::Set(Box::new(set)))?
+        }
+        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => {
+            super::stream::decode(reader, kind, options)?
+        }
+        TYPE_MODULE_PRE_GA | TYPE_MODULE_2 => {
+            return Err(DecodeError::unsupported(at, "module values are not supported"))
+        }
+        TYPE_HASH_METADATA_PRE_GA | TYPE_HASH_LISTPACK_EX_PRE_GA | TYPE_HASH_METADATA | TYPE_HASH_LISTPACK_EX => {
+            return Err(DecodeError::unsupported(at, "hashes with field expiration (RDB 12) are not supported"))
+        }
+        other => return Err(DecodeError::new(at.saturating_sub(1), format!("unknown RDB value type {other}"))),
+    };
+    Ok(value)
+}
+
+fn blob_error(at: usize, error: BlobError) -> DecodeError {
+    DecodeError::new(at, format!("{} (offset {} in the blob)", error.reason, error.offset))
+}
+
+/// Every element of a listpack (`listpack`) or ziplist blob.
+fn blob_elements<'b>(at: usize, blob: &'b [u8], listpack: bool, deep: bool) -> Result<Vec<Element<'b>>, DecodeError> {
+    let elements = if listpack {
+        listpack::elements(blob, deep)
+    } else {
+        ziplist::elements(blob, deep)
+    };
+    elements.map_err(|error| blob_error(at, error))
+}
+
+/// Redis refuses empty collections in a payload ("empty keys").
+fn non_empty(at: usize, value: Value) -> Result<Value, DecodeError> {
+    let empty = match &value {
+        Value::List(list) => list.is_empty(),
+        Value::Hash(hash) => hash.is_empty(),
+        Value::Set(set) => set.is_empty(),
+        Value::ZSet(zset) => zset.is_empty(),
+        _ => false,
+    };
+    if empty {
+        return Err(DecodeError::new(at, "empty collection"));
+    }
+    Ok(value)
+}
+
+fn non_empty_list(at: usize, list: List) -> Result<Value, DecodeError> {
+    non_empty(at, Value::List(Box::new(list)))
+}
+
+fn push_element(list: &mut List, element: Element<'_>) {
+    match element {
+        Element::Bytes(bytes) => list.push(End::Right, bytes),
+        Element::Int(value) => list.push(End::Right, itoa::Buffer::new().format(value).as_bytes()),
+    }
+}
+
+fn read_plain_list(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
+    let at = reader.position();
+    let count = reader.count()?;
+    let mut list = List::new();
+    for _ in 0..count {
+        list.push(End::Right, &reader.string()?);
+    }
+    non_empty_list(at, list)
+}
+
+/// QUICKLIST (ziplist nodes) or QUICKLIST_2 (a container kind, then a listpack or one plain
+/// element per node). Empty nodes are skipped as Redis does; an empty list is refused.
+fn read_quicklist(reader: &mut Reader<'_>, version_2: bool, options: &DecodeOptions) -> Result<Value, DecodeError> {
+    let at = reader.position();
+    let nodes = reader.count()?;
+    let mut list = List::new();
+    for _ in 0..nodes {
+        let container = if version_2 { reader.length()? } else { QUICKLIST_PACKED };
+        let node_at = reader.position();
+        let blob = reader.string()?;
+        match container {
+            QUICKLIST_PLAIN => list.push(End::Right, &blob),
+            QUICKLIST_PACKED => {
+                let visit = |element| {
+                    push_element(&mut list, element);
+                    Ok(())
+                };
+                let walked = if version_2 {
+                    listpack::walk(&blob, options.deep, visit)
+                } else {
+                    ziplist::walk(&blob, options.deep, visit)
+                };
+                walked.map_err(|error| blob_error(node_at, error))?;
+            }
+            _ => return Err(DecodeError::new(node_at, "quicklist integrity check failed: unknown container")),
+        }
+    }
+    non_empty_list(at, list)
+}
+
+fn read_plain_set(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<Value, DecodeError> {
+    let at = reader.position();
+    let count = reader.count()?;
+    let mut set = Set::new();
+    for _ in 0..count {
+        let member_at = reader.position();
+        let member = reader.string()?;
+        if !set.add(&member, options.set_intset_entries_max) {
+            return Err(DecodeError::new(member_at, "duplicate set members detected"));
+        }
+    }
+    non_empty(at, Value::Set(Box::new(set)))
+}
+
+fn read_plain_zset(reader: &mut Reader<'_>, binary: bool, options: &DecodeOptions) -> Result<Value, DecodeError> {
+    let at = reader.position();
+    let count = reader.count()?;
+    let mut elements: Vec<(f64, CompactBytes)> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let member = CompactBytes::new(&reader.string()?);
+        let score_at = reader.position();
+        let score = if binary { reader.binary_double()? } else { reader.text_double()? };
+        if score.is_nan() {
+            return Err(DecodeError::new(score_at, "zset with NAN score detected"));
+        }
+        elements.push((score, member));
+    }
+    if has_duplicate_members(&elements) {
+        return Err(DecodeError::new(at, "duplicate zset fields detected"));
+    }
+    non_empty(at, Value::ZSet(Box::new(ZSet::from_elements(elements, options.zset_limits))))
+}
+
+fn has_duplicate_members(elements: &[(f64, CompactBytes)]) -> bool {
+    let mut members: Vec<&[u8]> = elements.iter().map(|(_, member)| member.as_slice()).collect();
+    members.sort_unstable();
+    members.windows(2).any(|pair| pair[0] == pair[1])
+}
+
+/// A sorted set from a listpack or ziplist of (member, score) pairs. Redis keeps the compact
+/// encoding unless there are too many entries.
+fn zset_from_pairs(at: usize, elements: &[Element<'_>], options: &DecodeOptions) -> Result<Value, DecodeError> {
+    if elements.len() % 2 != 0 {
+        return Err(DecodeError::new(at, "zset blob with an odd number of elements"));
+    }
+    let mut pairs: Vec<(f64, CompactBytes)> = Vec::with_capacity(elements.len() / 2);
+    for pair in elements.chunks_exact(2) {
+        let score = match pair[1] {
+            Element::Int(value) => value as f64,
+            Element::Bytes(text) => crate::util::parse_f64(text)
+                .ok_or_else(|| DecodeError::new(at, "zset blob with an invalid score"))?,
+        };
+        if score.is_nan() {
+            return Err(DecodeError::new(at, "zset with NAN score detected"));
+        }
+        pairs.push((score, CompactBytes::from_vec(pair[0].to_vec())));
+    }
+    if has_duplicate_members(&pairs) {
+        if options.deep {
+            return Err(DecodeError::new(at, "zset blob with duplicate members"));
+        }
+        // Without deep checks Redis would keep the corrupt blob; Strata keeps the first.
+        let mut seen = std::collections::HashSet::new();
+        pairs.retain(|(_, member)| seen.insert(member.clone()));
+    }
+    let limits = if pairs.len() > options.zset_limits.entries_max {
+        options.zset_limits
+    } else {
+        UNLIMITED
+    };
+    non_empty(at, Value::ZSet(Box::new(ZSet::from_elements(pairs, limits))))
+}
+
+fn read_plain_hash(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<Value, DecodeError> {
+    let at = reader.position();
+    let count = reader.count()?;
+    let mut hash = Hash::new();
+    for _ in 0..count {
+        let field_at = reader.position();
+        let field = reader.string()?;
+        let value = reader.string()?;
+        if hash.contains(&field) {
+            return Err(DecodeError::new(field_at, "duplicate hash fields detected"));
+        }
+        hash.set(&field, &value, options.hash_limits);
+    }
+    non_empty(at, Value::Hash(Box::new(hash)))
+}
+
+/// A hash from the pairs of a compact blob: a listpack when `fits`, else a hashtable.
+/// Duplicate fields are an error when `refuse_duplicates`, else the first one wins.
+fn hash_from_pairs(
+    at: usize,
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    refuse_duplicates: bool,
+    fits: bool,
+    options: &DecodeOptions,
+) -> Result<Value, DecodeError> {
+    let limits = if fits { UNLIMITED } else { options.hash_limits };
+    let mut hash = Hash::new();
+    for (field, value) in &pairs {
+        if hash.contains(field) {
+            if refuse_duplicates {
+                return Err(DecodeError::new(at, "hash blob with duplicate fields"));
+            }
+            continue;
+        }
+        hash.set(field, value, limits);
+    }
+    non_empty(at, Value::Hash(Box::new(hash)))
+}
