@@ -4,6 +4,7 @@ pub mod args;
 pub mod block;
 pub mod client;
 pub mod connection;
+pub mod dump;
 pub mod exec;
 pub mod hashes;
 pub mod info;
@@ -35,5 +36,6 @@ pub static FAMILIES: &[&[Spec]] = &[
     transactions::COMMANDS,
     sets::COMMANDS,
     zsets::COMMANDS,
+    dump::COMMANDS,
     sort::COMMANDS,
 ];
