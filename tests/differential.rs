@@ -38,6 +38,7 @@ const KNOWN: &[&str] = &[
     "sort",
     "transactions",
     "blocking",
+    "dump",
 ];
 /// A script longer than this is surely a mistake (and would make the run slow).
 const SCRIPT_LINES_MAX: usize = 20_000;
@@ -287,7 +288,8 @@ family_tests!(
     zsets,
     sort,
     transactions,
-    blocking
+    blocking,
+    dump
 );
 
 /// Scripts of families without a test of their own.

@@ -1,8 +1,10 @@
 //! LZF, the compression Redis applies to RDB strings (`rdbcompression yes`).
 //!
-//! The compressor follows Redis's `lzf_c.c` step for step with Redis's settings (`HLOG` 16,
-//! `VERY_FAST`), so for the same input it emits the same bytes as Redis, which keeps DUMP
-//! payloads byte-identical. The decompressor follows `lzf_d.c` but checks every read and
+//! The compressor follows the liblzf 3.6 `lzf_c.c` that Redis 7.0 ships, step for step with
+//! Redis's settings (`HLOG` 16, `VERY_FAST`), so for the same input it emits the same bytes
+//! as Redis, which keeps DUMP payloads byte-identical. (Later copies add an `ip + 4 < in_end`
+//! condition on matches; Redis 7.0.15's output shows it does not have it: a 3-byte match
+//! may end the input.) The decompressor follows `lzf_d.c` but checks every read and
 //! write against its buffers: hostile input gives an error, never a panic or an overrun.
 //!
 //! Format: a control byte `000LLLLL` starts a literal run of L+1 bytes; `LLLooooo oooooooo`
@@ -113,7 +115,6 @@ fn compress_with(input: &[u8], output_max: usize, table: &mut HashTable) -> Opti
         let matched = reference.filter(|&reference| {
             reference < ip
                 && ip - reference - 1 < OFFSET_MAX
-                && ip + 4 < input_end
                 && reference > 0
                 && input[reference..reference + 3] == input[ip..ip + 3]
         });
