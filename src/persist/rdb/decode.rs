@@ -468,7 +468,12 @@ fn read_plain_hash(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<V
         let field = reader.string()?;
         let value = reader.string()?;
         if hash.contains(&field) {
-            return Err(DecodeError::new(field_at, "duplicate hash fields detected"));
+            // Redis checks a hash still small enough for a listpack only when sanitizing
+            // deeply, and keeps the corrupt listpack otherwise (its HGET finds the first).
+            if options.deep || !hash.is_listpack() {
+                return Err(DecodeError::new(field_at, "duplicate hash fields detected"));
+            }
+            continue;
         }
         hash.set(&field, &value, options.hash_limits);
     }
@@ -729,6 +734,10 @@ mod tests {
         assert!(decode(b"\x01\x00").is_err());
         assert!(decode(b"\x02\x02\x01a\x01a").is_err());
         assert!(decode(b"\x04\x02\x01a\x01b\x01a\x01c").is_err());
+        let shallow = DecodeOptions { deep: false, ..DecodeOptions::DEFAULT };
+        let (value, _) = decode_value(b"\x04\x02\x01a\x01b\x01a\x01c", &shallow).unwrap();
+        let Value::Hash(hash) = value else { panic!("a hash") };
+        assert_eq!(hash.get(b"a"), Some(&b"b"[..]));
         assert!(decode(b"\x05\x02\x01a\x00\x00\x00\x00\x00\x00\xf0\x3f\x01a\x00\x00\x00\x00\x00\x00\xf0\x3f").is_err());
         // A NaN score.
         assert!(decode(b"\x05\x01\x01a\x00\x00\x00\x00\x00\x00\xf8\x7f").is_err());
