@@ -125,7 +125,11 @@ fn restore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let now_ms = ctx.now_ms();
     let mut expire_at_ms = None;
     if ttl > 0 {
-        let when = if options.absolute_ttl { ttl } else { ttl.saturating_add(now_ms as i64) };
+        let when = if options.absolute_ttl {
+            ttl
+        } else {
+            ttl.saturating_add(now_ms as i64)
+        };
         expire_at_ms = Some(when);
     }
     if let Some(when) = expire_at_ms {
@@ -190,8 +194,15 @@ mod tests {
     use crate::testing::TestServer;
     use bytes::Bytes;
 
-    fn call(test: &TestServer, session: &mut crate::server::clients::Session, words: &[&[u8]]) -> Reply {
-        let argv: Vec<Bytes> = words.iter().map(|word| Bytes::copy_from_slice(word)).collect();
+    fn call(
+        test: &TestServer,
+        session: &mut crate::server::clients::Session,
+        words: &[&[u8]],
+    ) -> Reply {
+        let argv: Vec<Bytes> = words
+            .iter()
+            .map(|word| Bytes::copy_from_slice(word))
+            .collect();
         crate::command::dispatch(&test.server, session, argv).0
     }
 
@@ -203,7 +214,9 @@ mod tests {
     }
 
     fn error_text(reply: Reply) -> String {
-        String::from_utf8_lossy(&reply.to_bytes(false)).trim_end().to_string()
+        String::from_utf8_lossy(&reply.to_bytes(false))
+            .trim_end()
+            .to_string()
     }
 
     #[test]
@@ -234,14 +247,24 @@ mod tests {
         for key in ["s", "l", "h", "si", "ss", "z"] {
             let payload = payload_of(call(&test, &mut session, &[b"DUMP", key.as_bytes()]));
             let target = format!("{key}-copy");
-            let reply = call(&test, &mut session, &[b"RESTORE", target.as_bytes(), b"0", &payload]);
+            let reply = call(
+                &test,
+                &mut session,
+                &[b"RESTORE", target.as_bytes(), b"0", &payload],
+            );
             assert_eq!(reply, Reply::OK, "{key}");
             let again = payload_of(call(&test, &mut session, &[b"DUMP", target.as_bytes()]));
             assert_eq!(again, payload, "{key}");
         }
-        assert_eq!(test.run(&mut session, "LRANGE l-copy 0 -1"), "*5\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\n1\r\n$2\r\n-5\r\n$3\r\n300\r\n");
+        assert_eq!(
+            test.run(&mut session, "LRANGE l-copy 0 -1"),
+            "*5\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\n1\r\n$2\r\n-5\r\n$3\r\n300\r\n"
+        );
         assert_eq!(test.run(&mut session, "ZSCORE z-copy c"), "$4\r\n-inf\r\n");
-        assert_eq!(test.run(&mut session, "OBJECT ENCODING si-copy"), "$6\r\nintset\r\n");
+        assert_eq!(
+            test.run(&mut session, "OBJECT ENCODING si-copy"),
+            "$6\r\nintset\r\n"
+        );
     }
 
     #[test]
@@ -255,26 +278,65 @@ mod tests {
             words.extend_from_slice(extra);
             error_text(call(&test, session, &words))
         };
-        assert_eq!(restore(&mut session, &[b"foo", b"0", &payload]), "-BUSYKEY Target key name already exists.");
+        assert_eq!(
+            restore(&mut session, &[b"foo", b"0", &payload]),
+            "-BUSYKEY Target key name already exists."
+        );
         // BUSYKEY comes before the TTL check, the TTL before the payload.
-        assert_eq!(restore(&mut session, &[b"foo", b"-1", b"x"]), "-BUSYKEY Target key name already exists.");
-        assert_eq!(restore(&mut session, &[b"new", b"-1", b"x"]), "-ERR Invalid TTL value, must be >= 0");
-        assert_eq!(restore(&mut session, &[b"new", b"x", b"x"]), "-ERR value is not an integer or out of range");
-        assert_eq!(restore(&mut session, &[b"new", b"0", b"x"]), "-ERR DUMP payload version or checksum are wrong");
+        assert_eq!(
+            restore(&mut session, &[b"foo", b"-1", b"x"]),
+            "-BUSYKEY Target key name already exists."
+        );
+        assert_eq!(
+            restore(&mut session, &[b"new", b"-1", b"x"]),
+            "-ERR Invalid TTL value, must be >= 0"
+        );
+        assert_eq!(
+            restore(&mut session, &[b"new", b"x", b"x"]),
+            "-ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            restore(&mut session, &[b"new", b"0", b"x"]),
+            "-ERR DUMP payload version or checksum are wrong"
+        );
         let mut corrupt = payload.clone();
         corrupt[2] ^= 1;
-        assert_eq!(restore(&mut session, &[b"new", b"0", &corrupt]), "-ERR DUMP payload version or checksum are wrong");
-        assert_eq!(restore(&mut session, &[b"new", b"0", &payload, b"bogus"]), "-ERR syntax error");
-        assert_eq!(restore(&mut session, &[b"new", b"0", &payload, b"idletime"]), "-ERR syntax error");
-        assert_eq!(restore(&mut session, &[b"new", b"0", &payload, b"freq", b"1", b"idletime", b"1"]), "-ERR syntax error");
-        assert_eq!(restore(&mut session, &[b"new", b"0", &payload, b"idletime", b"-1"]), "-ERR Invalid IDLETIME value, must be >= 0");
-        assert_eq!(restore(&mut session, &[b"new", b"0", &payload, b"freq", b"256"]), "-ERR Invalid FREQ value, must be >= 0 and <= 255");
+        assert_eq!(
+            restore(&mut session, &[b"new", b"0", &corrupt]),
+            "-ERR DUMP payload version or checksum are wrong"
+        );
+        assert_eq!(
+            restore(&mut session, &[b"new", b"0", &payload, b"bogus"]),
+            "-ERR syntax error"
+        );
+        assert_eq!(
+            restore(&mut session, &[b"new", b"0", &payload, b"idletime"]),
+            "-ERR syntax error"
+        );
+        assert_eq!(
+            restore(
+                &mut session,
+                &[b"new", b"0", &payload, b"freq", b"1", b"idletime", b"1"]
+            ),
+            "-ERR syntax error"
+        );
+        assert_eq!(
+            restore(&mut session, &[b"new", b"0", &payload, b"idletime", b"-1"]),
+            "-ERR Invalid IDLETIME value, must be >= 0"
+        );
+        assert_eq!(
+            restore(&mut session, &[b"new", b"0", &payload, b"freq", b"256"]),
+            "-ERR Invalid FREQ value, must be >= 0 and <= 255"
+        );
         // A sound footer around a value that does not parse.
         let mut bad = b"\x63bar".to_vec();
         bad.extend_from_slice(&10u16.to_le_bytes());
         let crc = crate::persist::rdb::crc64::checksum(&bad);
         bad.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(restore(&mut session, &[b"new", b"0", &bad]), "-ERR Bad data format");
+        assert_eq!(
+            restore(&mut session, &[b"new", b"0", &bad]),
+            "-ERR Bad data format"
+        );
         assert_eq!(test.run(&mut session, "EXISTS new"), ":0\r\n");
     }
 
@@ -284,17 +346,40 @@ mod tests {
         let mut session = test.session();
         test.run(&mut session, "SET foo bar");
         let payload = payload_of(call(&test, &mut session, &[b"DUMP", b"foo"]));
-        assert_eq!(call(&test, &mut session, &[b"RESTORE", b"a", b"1000", &payload]), Reply::OK);
+        assert_eq!(
+            call(&test, &mut session, &[b"RESTORE", b"a", b"1000", &payload]),
+            Reply::OK
+        );
         assert_eq!(test.run(&mut session, "PTTL a"), ":1000\r\n");
         // Already expired: nothing happens unless REPLACE removes an old key.
-        assert_eq!(call(&test, &mut session, &[b"RESTORE", b"b", b"1", &payload, b"ABSTTL"]), Reply::OK);
-        assert_eq!(call(&test, &mut session, &[b"RESTORE", b"foo", b"1", &payload, b"ABSTTL", b"REPLACE"]), Reply::OK);
+        assert_eq!(
+            call(
+                &test,
+                &mut session,
+                &[b"RESTORE", b"b", b"1", &payload, b"ABSTTL"]
+            ),
+            Reply::OK
+        );
+        assert_eq!(
+            call(
+                &test,
+                &mut session,
+                &[b"RESTORE", b"foo", b"1", &payload, b"ABSTTL", b"REPLACE"]
+            ),
+            Reply::OK
+        );
         assert_eq!(test.run(&mut session, "EXISTS b foo"), ":0\r\n");
         let expected_ttl = crate::testing::START_MS + 1000;
         let propagated = test.propagated();
-        let restores: Vec<&String> = propagated.iter().filter(|line| !line.starts_with("SELECT")).collect();
+        let restores: Vec<&String> = propagated
+            .iter()
+            .filter(|line| !line.starts_with("SELECT"))
+            .collect();
         assert_eq!(restores.len(), 3, "{propagated:?}");
-        assert!(restores[1].starts_with(&format!("RESTORE a {expected_ttl} ")), "{restores:?}");
+        assert!(
+            restores[1].starts_with(&format!("RESTORE a {expected_ttl} ")),
+            "{restores:?}"
+        );
         assert!(restores[1].ends_with(" ABSTTL"), "{restores:?}");
         assert_eq!(restores[2], "DEL foo");
     }
@@ -305,7 +390,78 @@ mod tests {
         let mut session = test.session();
         test.run(&mut session, "SET foo bar");
         let payload = payload_of(call(&test, &mut session, &[b"DUMP", b"foo"]));
-        assert_eq!(call(&test, &mut session, &[b"RESTORE", b"a", b"0", &payload, b"IDLETIME", b"100"]), Reply::OK);
+        assert_eq!(
+            call(
+                &test,
+                &mut session,
+                &[b"RESTORE", b"a", b"0", &payload, b"IDLETIME", b"100"]
+            ),
+            Reply::OK
+        );
         assert_eq!(test.run(&mut session, "OBJECT IDLETIME a"), ":100\r\n");
+    }
+
+    #[test]
+    fn freq_sets_the_lfu_counter_under_an_lfu_policy() {
+        let test = TestServer::new();
+        let mut session = test.session();
+        test.run(&mut session, "SET foo bar");
+        let payload = payload_of(call(&test, &mut session, &[b"DUMP", b"foo"]));
+        // Under LRU, FREQ is accepted and ignored.
+        assert_eq!(
+            call(
+                &test,
+                &mut session,
+                &[b"RESTORE", b"a", b"0", &payload, b"FREQ", b"100"]
+            ),
+            Reply::OK
+        );
+        assert_eq!(
+            test.run(&mut session, "CONFIG SET maxmemory-policy allkeys-lfu"),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            call(
+                &test,
+                &mut session,
+                &[b"RESTORE", b"b", b"0", &payload, b"FREQ", b"100"]
+            ),
+            Reply::OK
+        );
+        assert_eq!(test.run(&mut session, "OBJECT FREQ b"), ":100\r\n");
+    }
+
+    #[test]
+    fn sanitization_follows_the_config() {
+        let test = TestServer::new();
+        let mut session = test.session();
+        // A listpack hash with a duplicate field, in a sound payload.
+        let mut writer = crate::persist::rdb::listpack::Writer::new();
+        for element in ["f", "1", "f", "2"] {
+            writer.push(element.as_bytes());
+        }
+        let blob = writer.finish();
+        let mut payload = vec![crate::persist::rdb::TYPE_HASH_LISTPACK, blob.len() as u8];
+        payload.extend_from_slice(&blob);
+        payload.extend_from_slice(&10u16.to_le_bytes());
+        let crc = crate::persist::rdb::crc64::checksum(&payload);
+        payload.extend_from_slice(&crc.to_le_bytes());
+        for (setting, expected) in [
+            ("yes", "-ERR Bad data format"),
+            ("clients", "-ERR Bad data format"),
+            ("no", "+OK"),
+        ] {
+            test.run(
+                &mut session,
+                &format!("CONFIG SET sanitize-dump-payload {setting}"),
+            );
+            let reply = call(
+                &test,
+                &mut session,
+                &[b"RESTORE", b"h", b"0", &payload, b"REPLACE"],
+            );
+            assert_eq!(error_text(reply), expected, "{setting}");
+        }
+        assert_eq!(test.run(&mut session, "HGET h f"), "$1\r\n1\r\n");
     }
 }

@@ -102,7 +102,10 @@ impl<'a> Reader<'a> {
     /// The next `len` bytes; refused before anything is allocated when fewer are left.
     pub fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
         if len > self.remaining() as u64 {
-            return Err(self.error(format!("length {len} exceeds the {} bytes left", self.remaining())));
+            return Err(self.error(format!(
+                "length {len} exceeds the {} bytes left",
+                self.remaining()
+            )));
         }
         let start = self.position;
         self.position += len as usize;
@@ -128,7 +131,12 @@ impl<'a> Reader<'a> {
                 word.copy_from_slice(raw);
                 Ok(u64::from_be_bytes(word))
             }
-            _ => return Err(DecodeError::new(at, format!("unknown length encoding 0x{first:02x}"))),
+            _ => {
+                return Err(DecodeError::new(
+                    at,
+                    format!("unknown length encoding 0x{first:02x}"),
+                ))
+            }
         })
     }
 
@@ -161,7 +169,9 @@ impl<'a> Reader<'a> {
             Err(ENC_INT8) => Ok(Cow::Owned(decimal(self.take(1)?[0] as i8 as i64))),
             Err(ENC_INT16) => {
                 let raw = self.take(2)?;
-                Ok(Cow::Owned(decimal(i16::from_le_bytes([raw[0], raw[1]]) as i64)))
+                Ok(Cow::Owned(decimal(
+                    i16::from_le_bytes([raw[0], raw[1]]) as i64
+                )))
             }
             Err(ENC_INT32) => {
                 let raw = self.take(4)?;
@@ -173,13 +183,21 @@ impl<'a> Reader<'a> {
                 let len = self.length()?;
                 let compressed = self.take(compressed_len)?;
                 if len > (compressed.len() as u64).saturating_mul(lzf::EXPANSION_MAX as u64) {
-                    return Err(DecodeError::new(at, format!("LZF string claims {len} bytes from {compressed_len}")));
+                    return Err(DecodeError::new(
+                        at,
+                        format!("LZF string claims {len} bytes from {compressed_len}"),
+                    ));
                 }
                 lzf::decompress(compressed, len as usize)
                     .map(Cow::Owned)
-                    .map_err(|error| DecodeError::new(at, format!("invalid LZF compressed string: {error}")))
+                    .map_err(|error| {
+                        DecodeError::new(at, format!("invalid LZF compressed string: {error}"))
+                    })
             }
-            Err(other) => Err(DecodeError::new(at, format!("unknown string encoding {other}"))),
+            Err(other) => Err(DecodeError::new(
+                at,
+                format!("unknown string encoding {other}"),
+            )),
         }
     }
 
@@ -193,7 +211,8 @@ impl<'a> Reader<'a> {
             255 => Ok(f64::NEG_INFINITY),
             len => {
                 let text = self.take(len as u64)?;
-                crate::util::parse_f64(text).ok_or_else(|| DecodeError::new(at, "invalid double value"))
+                crate::util::parse_f64(text)
+                    .ok_or_else(|| DecodeError::new(at, "invalid double value"))
             }
         }
     }
@@ -221,7 +240,11 @@ pub fn decode_value(input: &[u8], options: &DecodeOptions) -> Result<(Value, usi
 }
 
 /// Reads a value of RDB type `kind` (Redis's `rdbLoadObject`).
-pub fn decode_body(reader: &mut Reader<'_>, kind: u8, options: &DecodeOptions) -> Result<Value, DecodeError> {
+pub fn decode_body(
+    reader: &mut Reader<'_>,
+    kind: u8,
+    options: &DecodeOptions,
+) -> Result<Value, DecodeError> {
     use super::*;
     let at = reader.position();
     let value = match kind {
@@ -233,10 +256,15 @@ pub fn decode_body(reader: &mut Reader<'_>, kind: u8, options: &DecodeOptions) -
         TYPE_HASH_ZIPMAP => {
             let blob = reader.string()?;
             let pairs = zipmap::pairs(&blob).map_err(|error| blob_error(at, error))?;
-            let pairs: Vec<(Vec<u8>, Vec<u8>)> =
-                pairs.into_iter().map(|(field, value)| (field.to_vec(), value.to_vec())).collect();
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs
+                .into_iter()
+                .map(|(field, value)| (field.to_vec(), value.to_vec()))
+                .collect();
             // Zipmaps convert by count and by length (and always refuse duplicates).
-            let longest = pairs.iter().map(|(field, value)| field.len().max(value.len())).max();
+            let longest = pairs
+                .iter()
+                .map(|(field, value)| field.len().max(value.len()))
+                .max();
             let fits = pairs.len() <= options.hash_limits.entries_max
                 && longest.unwrap_or(0) <= options.hash_limits.value_bytes_max;
             hash_from_pairs(at, pairs, true, fits, options)?
@@ -253,7 +281,8 @@ pub fn decode_body(reader: &mut Reader<'_>, kind: u8, options: &DecodeOptions) -
         }
         TYPE_SET_INTSET => {
             let blob = reader.string()?;
-            let values = intset::values(&blob, options.deep).map_err(|error| blob_error(at, error))?;
+            let values =
+                intset::values(&blob, options.deep).map_err(|error| blob_error(at, error))?;
             let mut set = Set::new();
             for value in values {
                 set.add_member(Member::Int(value), options.set_intset_entries_max);
@@ -269,21 +298,30 @@ pub fn decode_body(reader: &mut Reader<'_>, kind: u8, options: &DecodeOptions) -
             let blob = reader.string()?;
             let elements = blob_elements(at, &blob, kind == TYPE_HASH_LISTPACK, options.deep)?;
             if elements.len() % 2 != 0 {
-                return Err(DecodeError::new(at, "hash blob with an odd number of elements"));
+                return Err(DecodeError::new(
+                    at,
+                    "hash blob with an odd number of elements",
+                ));
             }
-            let pairs: Vec<(Vec<u8>, Vec<u8>)> =
-                elements.chunks_exact(2).map(|pair| (pair[0].to_vec(), pair[1].to_vec())).collect();
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = elements
+                .chunks_exact(2)
+                .map(|pair| (pair[0].to_vec(), pair[1].to_vec()))
+                .collect();
             let fits = pairs.len() <= options.hash_limits.entries_max;
             hash_from_pairs(at, pairs, options.deep, fits, options)?
         }
-        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => read_quicklist(reader, kind == TYPE_LIST_QUICKLIST_2, options)?,
+        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
+            read_quicklist(reader, kind == TYPE_LIST_QUICKLIST_2, options)?
+        }
         TYPE_SET_LISTPACK => {
             let blob = reader.string()?;
             let elements = blob_elements(at, &blob, true, options.deep)?;
             let mut set = Set::new();
             for element in elements {
                 let added = match element {
-                    Element::Int(value) => set.add_member(Member::Int(value), options.set_intset_entries_max),
+                    Element::Int(value) => {
+                        set.add_member(Member::Int(value), options.set_intset_entries_max)
+                    }
                     Element::Bytes(bytes) => set.add(bytes, options.set_intset_entries_max),
                 };
                 if !added && options.deep {
@@ -296,22 +334,44 @@ pub fn decode_body(reader: &mut Reader<'_>, kind: u8, options: &DecodeOptions) -
             super::stream::decode(reader, kind, options)?
         }
         TYPE_MODULE_PRE_GA | TYPE_MODULE_2 => {
-            return Err(DecodeError::unsupported(at, "module values are not supported"))
+            return Err(DecodeError::unsupported(
+                at,
+                "module values are not supported",
+            ))
         }
-        TYPE_HASH_METADATA_PRE_GA | TYPE_HASH_LISTPACK_EX_PRE_GA | TYPE_HASH_METADATA | TYPE_HASH_LISTPACK_EX => {
-            return Err(DecodeError::unsupported(at, "hashes with field expiration (RDB 12) are not supported"))
+        TYPE_HASH_METADATA_PRE_GA
+        | TYPE_HASH_LISTPACK_EX_PRE_GA
+        | TYPE_HASH_METADATA
+        | TYPE_HASH_LISTPACK_EX => {
+            return Err(DecodeError::unsupported(
+                at,
+                "hashes with field expiration (RDB 12) are not supported",
+            ))
         }
-        other => return Err(DecodeError::new(at.saturating_sub(1), format!("unknown RDB value type {other}"))),
+        other => {
+            return Err(DecodeError::new(
+                at.saturating_sub(1),
+                format!("unknown RDB value type {other}"),
+            ))
+        }
     };
     Ok(value)
 }
 
 fn blob_error(at: usize, error: BlobError) -> DecodeError {
-    DecodeError::new(at, format!("{} (offset {} in the blob)", error.reason, error.offset))
+    DecodeError::new(
+        at,
+        format!("{} (offset {} in the blob)", error.reason, error.offset),
+    )
 }
 
 /// Every element of a listpack (`listpack`) or ziplist blob.
-fn blob_elements<'b>(at: usize, blob: &'b [u8], listpack: bool, deep: bool) -> Result<Vec<Element<'b>>, DecodeError> {
+fn blob_elements<'b>(
+    at: usize,
+    blob: &'b [u8],
+    listpack: bool,
+    deep: bool,
+) -> Result<Vec<Element<'b>>, DecodeError> {
     let elements = if listpack {
         listpack::elements(blob, deep)
     } else {
@@ -358,12 +418,20 @@ fn read_plain_list(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
 
 /// QUICKLIST (ziplist nodes) or QUICKLIST_2 (a container kind, then a listpack or one plain
 /// element per node). Empty nodes are skipped as Redis does; an empty list is refused.
-fn read_quicklist(reader: &mut Reader<'_>, version_2: bool, options: &DecodeOptions) -> Result<Value, DecodeError> {
+fn read_quicklist(
+    reader: &mut Reader<'_>,
+    version_2: bool,
+    options: &DecodeOptions,
+) -> Result<Value, DecodeError> {
     let at = reader.position();
     let nodes = reader.count()?;
     let mut list = List::new();
     for _ in 0..nodes {
-        let container = if version_2 { reader.length()? } else { QUICKLIST_PACKED };
+        let container = if version_2 {
+            reader.length()?
+        } else {
+            QUICKLIST_PACKED
+        };
         let node_at = reader.position();
         let blob = reader.string()?;
         match container {
@@ -380,7 +448,12 @@ fn read_quicklist(reader: &mut Reader<'_>, version_2: bool, options: &DecodeOpti
                 };
                 walked.map_err(|error| blob_error(node_at, error))?;
             }
-            _ => return Err(DecodeError::new(node_at, "quicklist integrity check failed: unknown container")),
+            _ => {
+                return Err(DecodeError::new(
+                    node_at,
+                    "quicklist integrity check failed: unknown container",
+                ))
+            }
         }
     }
     non_empty_list(at, list)
@@ -394,20 +467,31 @@ fn read_plain_set(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<Va
         let member_at = reader.position();
         let member = reader.string()?;
         if !set.add(&member, options.set_intset_entries_max) {
-            return Err(DecodeError::new(member_at, "duplicate set members detected"));
+            return Err(DecodeError::new(
+                member_at,
+                "duplicate set members detected",
+            ));
         }
     }
     non_empty(at, Value::Set(Box::new(set)))
 }
 
-fn read_plain_zset(reader: &mut Reader<'_>, binary: bool, options: &DecodeOptions) -> Result<Value, DecodeError> {
+fn read_plain_zset(
+    reader: &mut Reader<'_>,
+    binary: bool,
+    options: &DecodeOptions,
+) -> Result<Value, DecodeError> {
     let at = reader.position();
     let count = reader.count()?;
     let mut elements: Vec<(f64, CompactBytes)> = Vec::with_capacity(count);
     for _ in 0..count {
         let member = CompactBytes::new(&reader.string()?);
         let score_at = reader.position();
-        let score = if binary { reader.binary_double()? } else { reader.text_double()? };
+        let score = if binary {
+            reader.binary_double()?
+        } else {
+            reader.text_double()?
+        };
         if score.is_nan() {
             return Err(DecodeError::new(score_at, "zset with NAN score detected"));
         }
@@ -416,20 +500,33 @@ fn read_plain_zset(reader: &mut Reader<'_>, binary: bool, options: &DecodeOption
     if has_duplicate_members(&elements) {
         return Err(DecodeError::new(at, "duplicate zset fields detected"));
     }
-    non_empty(at, Value::ZSet(Box::new(ZSet::from_elements(elements, options.zset_limits))))
+    non_empty(
+        at,
+        Value::ZSet(Box::new(ZSet::from_elements(elements, options.zset_limits))),
+    )
 }
 
 fn has_duplicate_members(elements: &[(f64, CompactBytes)]) -> bool {
-    let mut members: Vec<&[u8]> = elements.iter().map(|(_, member)| member.as_slice()).collect();
+    let mut members: Vec<&[u8]> = elements
+        .iter()
+        .map(|(_, member)| member.as_slice())
+        .collect();
     members.sort_unstable();
     members.windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// A sorted set from a listpack or ziplist of (member, score) pairs. Redis keeps the compact
 /// encoding unless there are too many entries.
-fn zset_from_pairs(at: usize, elements: &[Element<'_>], options: &DecodeOptions) -> Result<Value, DecodeError> {
+fn zset_from_pairs(
+    at: usize,
+    elements: &[Element<'_>],
+    options: &DecodeOptions,
+) -> Result<Value, DecodeError> {
     if elements.len() % 2 != 0 {
-        return Err(DecodeError::new(at, "zset blob with an odd number of elements"));
+        return Err(DecodeError::new(
+            at,
+            "zset blob with an odd number of elements",
+        ));
     }
     let mut pairs: Vec<(f64, CompactBytes)> = Vec::with_capacity(elements.len() / 2);
     for pair in elements.chunks_exact(2) {
@@ -456,7 +553,10 @@ fn zset_from_pairs(at: usize, elements: &[Element<'_>], options: &DecodeOptions)
     } else {
         UNLIMITED
     };
-    non_empty(at, Value::ZSet(Box::new(ZSet::from_elements(pairs, limits))))
+    non_empty(
+        at,
+        Value::ZSet(Box::new(ZSet::from_elements(pairs, limits))),
+    )
 }
 
 fn read_plain_hash(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<Value, DecodeError> {
@@ -548,28 +648,40 @@ mod tests {
     }
 
     fn hash() -> impl Strategy<Value = Value> {
-        (proptest::collection::btree_map(element(), element(), 1..40), 0usize..3).prop_map(|(pairs, shape)| {
-            // Shape 0: Redis's defaults; 1: a hashtable by count; 2: by value length.
-            let limits = match shape {
-                0 => ListpackLimits::HASH_DEFAULT,
-                1 => ListpackLimits { entries_max: 0, value_bytes_max: 64 },
-                _ => ListpackLimits { entries_max: 512, value_bytes_max: 0 },
-            };
-            let mut hash = Hash::new();
-            for (field, value) in &pairs {
-                hash.set(field, value, limits);
-            }
-            // Keep only shapes the default decoder rebuilds the same way.
-            let any_long = pairs.iter().any(|(field, value)| field.len() > 64 || value.len() > 64);
-            if !hash.is_listpack() && !any_long && pairs.len() <= 512 {
+        (
+            proptest::collection::btree_map(element(), element(), 1..40),
+            0usize..3,
+        )
+            .prop_map(|(pairs, shape)| {
+                // Shape 0: Redis's defaults; 1: a hashtable by count; 2: by value length.
+                let limits = match shape {
+                    0 => ListpackLimits::HASH_DEFAULT,
+                    1 => ListpackLimits {
+                        entries_max: 0,
+                        value_bytes_max: 64,
+                    },
+                    _ => ListpackLimits {
+                        entries_max: 512,
+                        value_bytes_max: 0,
+                    },
+                };
                 let mut hash = Hash::new();
                 for (field, value) in &pairs {
-                    hash.set(field, value, ListpackLimits::HASH_DEFAULT);
+                    hash.set(field, value, limits);
                 }
-                return Value::Hash(Box::new(hash));
-            }
-            Value::Hash(Box::new(hash))
-        })
+                // Keep only shapes the default decoder rebuilds the same way.
+                let any_long = pairs
+                    .iter()
+                    .any(|(field, value)| field.len() > 64 || value.len() > 64);
+                if !hash.is_listpack() && !any_long && pairs.len() <= 512 {
+                    let mut hash = Hash::new();
+                    for (field, value) in &pairs {
+                        hash.set(field, value, ListpackLimits::HASH_DEFAULT);
+                    }
+                    return Value::Hash(Box::new(hash));
+                }
+                Value::Hash(Box::new(hash))
+            })
     }
 
     fn set() -> impl Strategy<Value = Value> {
@@ -586,7 +698,11 @@ mod tests {
                 for member in &members {
                     set.add(member, 512);
                 }
-                if !set.is_intset() && members.iter().all(|member| crate::persist::rdb::canonical_integer(member).is_some()) {
+                if !set.is_intset()
+                    && members
+                        .iter()
+                        .all(|member| crate::persist::rdb::canonical_integer(member).is_some())
+                {
                     // All integers and few: the decoder makes an intset, so make one here.
                     let mut ints = Set::new();
                     for member in &members {
@@ -609,9 +725,14 @@ mod tests {
             Just(-0.0),
         ];
         proptest::collection::btree_map(element(), score, 1..200).prop_map(|pairs| {
-            let elements: Vec<(f64, CompactBytes)> =
-                pairs.into_iter().map(|(member, score)| (score, CompactBytes::from_vec(member))).collect();
-            Value::ZSet(Box::new(ZSet::from_elements(elements, ListpackLimits::ZSET_DEFAULT)))
+            let elements: Vec<(f64, CompactBytes)> = pairs
+                .into_iter()
+                .map(|(member, score)| (score, CompactBytes::from_vec(member)))
+                .collect();
+            Value::ZSet(Box::new(ZSet::from_elements(
+                elements,
+                ListpackLimits::ZSET_DEFAULT,
+            )))
         })
     }
 
@@ -669,9 +790,21 @@ mod tests {
         let values = [
             Value::string(b"hello"),
             Value::string(&[b'a'; 100]),
-            Value::List(Box::new(["a", "1", "long"].iter().map(|text| text.as_bytes()).collect())),
+            Value::List(Box::new(
+                ["a", "1", "long"]
+                    .iter()
+                    .map(|text| text.as_bytes())
+                    .collect(),
+            )),
             Value::ZSet(Box::new(ZSet::from_elements(
-                (0..200).map(|index| (index as f64 / 3.0, CompactBytes::from_vec(format!("m{index}").into_bytes()))).collect(),
+                (0..200)
+                    .map(|index| {
+                        (
+                            index as f64 / 3.0,
+                            CompactBytes::from_vec(format!("m{index}").into_bytes()),
+                        )
+                    })
+                    .collect(),
                 ListpackLimits::ZSET_DEFAULT,
             ))),
         ];
@@ -715,7 +848,10 @@ mod tests {
         listpack.extend_from_slice(&[0xF0, 0xff, 0xff, 0xff, 0xff, b'a', 6, 0xFF]);
         let total = listpack.len() as u32;
         listpack[0..4].copy_from_slice(&total.to_le_bytes());
-        let mut bytes = vec![crate::persist::rdb::TYPE_HASH_LISTPACK, listpack.len() as u8];
+        let mut bytes = vec![
+            crate::persist::rdb::TYPE_HASH_LISTPACK,
+            listpack.len() as u8,
+        ];
         bytes.extend_from_slice(&listpack);
         assert!(decode_value(&bytes, &DecodeOptions::DEFAULT).is_err());
     }
@@ -726,7 +862,10 @@ mod tests {
         assert_eq!(error.offset, 5);
         let error = decode_value(b"\x63", &DecodeOptions::DEFAULT).unwrap_err();
         assert_eq!(error.offset, 0);
-        assert!(error.to_string().contains("unknown RDB value type 99"), "{error}");
+        assert!(
+            error.to_string().contains("unknown RDB value type 99"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -734,11 +873,19 @@ mod tests {
         assert!(decode(b"\x01\x00").is_err());
         assert!(decode(b"\x02\x02\x01a\x01a").is_err());
         assert!(decode(b"\x04\x02\x01a\x01b\x01a\x01c").is_err());
-        let shallow = DecodeOptions { deep: false, ..DecodeOptions::DEFAULT };
+        let shallow = DecodeOptions {
+            deep: false,
+            ..DecodeOptions::DEFAULT
+        };
         let (value, _) = decode_value(b"\x04\x02\x01a\x01b\x01a\x01c", &shallow).unwrap();
-        let Value::Hash(hash) = value else { panic!("a hash") };
+        let Value::Hash(hash) = value else {
+            panic!("a hash")
+        };
         assert_eq!(hash.get(b"a"), Some(&b"b"[..]));
-        assert!(decode(b"\x05\x02\x01a\x00\x00\x00\x00\x00\x00\xf0\x3f\x01a\x00\x00\x00\x00\x00\x00\xf0\x3f").is_err());
+        assert!(decode(
+            b"\x05\x02\x01a\x00\x00\x00\x00\x00\x00\xf0\x3f\x01a\x00\x00\x00\x00\x00\x00\xf0\x3f"
+        )
+        .is_err());
         // A NaN score.
         assert!(decode(b"\x05\x01\x01a\x00\x00\x00\x00\x00\x00\xf8\x7f").is_err());
         assert!(decode(b"\x03\x01\x01a\xfd").is_err());
@@ -751,9 +898,14 @@ mod tests {
         let mut bytes = vec![crate::persist::rdb::TYPE_HASH_LISTPACK, blob.len() as u8];
         bytes.extend_from_slice(&blob);
         assert!(decode(&bytes).is_err());
-        let shallow = DecodeOptions { deep: false, ..DecodeOptions::DEFAULT };
+        let shallow = DecodeOptions {
+            deep: false,
+            ..DecodeOptions::DEFAULT
+        };
         let (value, _) = decode_value(&bytes, &shallow).unwrap();
-        let Value::Hash(hash) = value else { panic!("a hash") };
+        let Value::Hash(hash) = value else {
+            panic!("a hash")
+        };
         assert_eq!(hash.get(b"f"), Some(&b"1"[..]));
         assert_eq!(hash.len(), 1);
     }
@@ -780,33 +932,52 @@ mod tests {
         let blob = ziplist::build(&[Element::Bytes(b"a"), Element::Int(7)]);
         let mut bytes = vec![10u8];
         bytes.extend(string_of(&blob));
-        let Value::List(list) = decode(&bytes).unwrap() else { panic!("a list") };
+        let Value::List(list) = decode(&bytes).unwrap() else {
+            panic!("a list")
+        };
         assert_eq!(list.iter().collect::<Vec<_>>(), vec![&b"a"[..], &b"7"[..]]);
         // A quicklist of two ziplists (type 14).
         let mut bytes = vec![14u8, 2];
         bytes.extend(string_of(&blob));
         bytes.extend(string_of(&ziplist::build(&[Element::Int(-70000)])));
-        let Value::List(list) = decode(&bytes).unwrap() else { panic!("a list") };
+        let Value::List(list) = decode(&bytes).unwrap() else {
+            panic!("a list")
+        };
         assert_eq!(list.len(), 3);
         // A ziplist hash (13) and sorted set (12).
         let blob = ziplist::build(&[Element::Bytes(b"f"), Element::Bytes(b"v")]);
         let mut bytes = vec![13u8];
         bytes.extend(string_of(&blob));
-        let Value::Hash(hash) = decode(&bytes).unwrap() else { panic!("a hash") };
+        let Value::Hash(hash) = decode(&bytes).unwrap() else {
+            panic!("a hash")
+        };
         assert_eq!(hash.get(b"f"), Some(&b"v"[..]));
-        let blob = ziplist::build(&[Element::Bytes(b"m"), Element::Bytes(b"1.5"), Element::Bytes(b"n"), Element::Int(3)]);
+        let blob = ziplist::build(&[
+            Element::Bytes(b"m"),
+            Element::Bytes(b"1.5"),
+            Element::Bytes(b"n"),
+            Element::Int(3),
+        ]);
         let mut bytes = vec![12u8];
         bytes.extend(string_of(&blob));
-        let Value::ZSet(zset) = decode(&bytes).unwrap() else { panic!("a zset") };
+        let Value::ZSet(zset) = decode(&bytes).unwrap() else {
+            panic!("a zset")
+        };
         assert_eq!(zset.score(b"m"), Some(1.5));
         assert_eq!(zset.score(b"n"), Some(3.0));
         // A zipmap hash (9).
         let mut bytes = vec![9u8];
-        bytes.extend(string_of(b"\x02\x03foo\x03\x00bar\x05hello\x05\x00world\xff"));
-        let Value::Hash(hash) = decode(&bytes).unwrap() else { panic!("a hash") };
+        bytes.extend(string_of(
+            b"\x02\x03foo\x03\x00bar\x05hello\x05\x00world\xff",
+        ));
+        let Value::Hash(hash) = decode(&bytes).unwrap() else {
+            panic!("a hash")
+        };
         assert_eq!(hash.get(b"hello"), Some(&b"world"[..]));
         // A plain sorted set with text scores (3).
-        let Value::ZSet(zset) = decode(b"\x03\x02\x01a\x031.5\x01b\xfe").unwrap() else { panic!("a zset") };
+        let Value::ZSet(zset) = decode(b"\x03\x02\x01a\x031.5\x01b\xfe").unwrap() else {
+            panic!("a zset")
+        };
         assert_eq!(zset.score(b"b"), Some(f64::INFINITY));
         // A listpack set (20, Redis 7.2) of integers becomes an intset.
         let mut writer = listpack::Writer::new();
@@ -815,11 +986,15 @@ mod tests {
         let blob = writer.finish();
         let mut bytes = vec![20u8];
         bytes.extend(string_of(&blob));
-        let Value::Set(set) = decode(&bytes).unwrap() else { panic!("a set") };
+        let Value::Set(set) = decode(&bytes).unwrap() else {
+            panic!("a set")
+        };
         assert!(set.is_intset());
         assert_eq!(set.len(), 2);
         // A quicklist 2 plain node.
-        let Value::List(list) = decode(b"\x12\x01\x01\x03abc").unwrap() else { panic!("a list") };
+        let Value::List(list) = decode(b"\x12\x01\x01\x03abc").unwrap() else {
+            panic!("a list")
+        };
         assert_eq!(list.iter().collect::<Vec<_>>(), vec![&b"abc"[..]]);
         assert!(decode(b"\x12\x01\x03\x03abc").is_err());
     }

@@ -60,7 +60,11 @@ pub fn value_type(value: &Value) -> Result<u8, EncodeError> {
 }
 
 /// Appends the type byte and the value (what a DUMP payload holds before its footer).
-pub fn encode_value(out: &mut Vec<u8>, value: &Value, options: &EncodeOptions) -> Result<(), EncodeError> {
+pub fn encode_value(
+    out: &mut Vec<u8>,
+    value: &Value,
+    options: &EncodeOptions,
+) -> Result<(), EncodeError> {
     let kind = value_type(value)?;
     out.push(kind);
     match value {
@@ -306,10 +310,16 @@ mod tests {
         assert_eq!(encoded(&Value::string(b"bar")), b"\x00\x03bar");
         assert_eq!(encoded(&Value::string(b"12")), b"\x00\xc0\x0c");
         assert_eq!(encoded(&Value::string(b"-300")), b"\x00\xc1\xd4\xfe");
-        assert_eq!(encoded(&Value::string(b"100000")), b"\x00\xc2\xa0\x86\x01\x00");
+        assert_eq!(
+            encoded(&Value::string(b"100000")),
+            b"\x00\xc2\xa0\x86\x01\x00"
+        );
         // Not canonical, or too long for the integer encodings: plain.
         assert_eq!(encoded(&Value::string(b"012")), b"\x00\x03012");
-        assert_eq!(encoded(&Value::string(b"12345678901")), b"\x00\x0b12345678901");
+        assert_eq!(
+            encoded(&Value::string(b"12345678901")),
+            b"\x00\x0b12345678901"
+        );
         let long: Vec<u8> = [vec![b'a'; 30], vec![b'b'; 30]].concat();
         assert_eq!(
             encoded(&Value::string(&long)),

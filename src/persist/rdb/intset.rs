@@ -47,7 +47,11 @@ pub fn values(bytes: &[u8], deep: bool) -> Result<Vec<i64>, BlobError> {
         return fail(0, "intset with an unknown width");
     }
     let count = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-    if count.checked_mul(width).and_then(|data| data.checked_add(HEADER_BYTES)) != Some(bytes.len()) {
+    if count
+        .checked_mul(width)
+        .and_then(|data| data.checked_add(HEADER_BYTES))
+        != Some(bytes.len())
+    {
         return fail(4, "intset size does not match its count");
     }
     if count == 0 {
@@ -65,7 +69,10 @@ pub fn values(bytes: &[u8], deep: bool) -> Result<Vec<i64>, BlobError> {
     debug_assert_eq!(values.len(), count);
     if deep {
         if let Some(index) = values.windows(2).position(|pair| pair[0] >= pair[1]) {
-            return fail(HEADER_BYTES + (index + 1) * width, "intset not strictly ascending");
+            return fail(
+                HEADER_BYTES + (index + 1) * width,
+                "intset not strictly ascending",
+            );
         }
     }
     Ok(values)
@@ -78,7 +85,10 @@ mod tests {
 
     #[test]
     fn narrowest_width() {
-        assert_eq!(build(&[1, 2]), b"\x02\x00\x00\x00\x02\x00\x00\x00\x01\x00\x02\x00");
+        assert_eq!(
+            build(&[1, 2]),
+            b"\x02\x00\x00\x00\x02\x00\x00\x00\x01\x00\x02\x00"
+        );
         assert_eq!(build(&[-70000])[0], 4);
         assert_eq!(build(&[1, i64::MAX])[0], 8);
     }

@@ -258,7 +258,11 @@ pub fn walk<'a>(
 
 /// Decodes the entry at `position` (before `end`): the element and the entry's size without
 /// its back length.
-fn read_entry(bytes: &[u8], position: usize, end: usize) -> Result<(Element<'_>, usize), BlobError> {
+fn read_entry(
+    bytes: &[u8],
+    position: usize,
+    end: usize,
+) -> Result<(Element<'_>, usize), BlobError> {
     let available = &bytes[position..end];
     let first = available[0];
     let need = |len: usize| -> Result<&[u8], BlobError> {
@@ -304,7 +308,10 @@ fn read_entry(bytes: &[u8], position: usize, end: usize) -> Result<(Element<'_>,
         }
         0xF1 => {
             let data = need(3)?;
-            Ok((Element::Int(i16::from_le_bytes([data[1], data[2]]) as i64), 3))
+            Ok((
+                Element::Int(i16::from_le_bytes([data[1], data[2]]) as i64),
+                3,
+            ))
         }
         0xF2 => {
             let data = need(4)?;

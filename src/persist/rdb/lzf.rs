@@ -59,7 +59,12 @@ struct HashTable {
 }
 
 thread_local! {
-    static TABLE: RefCell<HashTable> = RefCell::new(HashTable { generation: 0, slots: Vec::new() });
+    static TABLE: RefCell<HashTable> = const {
+        RefCell::new(HashTable {
+            generation: 0,
+            slots: Vec::new(),
+        })
+    };
 }
 
 fn first(input: &[u8], at: usize) -> u32 {
@@ -218,7 +223,10 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
     if expected_len > input.len().saturating_mul(EXPANSION_MAX) {
         return Err(LzfError::TooLong);
     }
-    let mut out: Vec<u8> = Vec::with_capacity(expected_len);
+    let mut out: Vec<u8> = Vec::new();
+    // A refused reservation is an error, not an abort: the length came from the peer.
+    out.try_reserve_exact(expected_len)
+        .map_err(|_| LzfError::TooLong)?;
     let mut ip = 0usize;
     while ip < input.len() {
         let control = input[ip] as usize;
@@ -274,7 +282,8 @@ mod tests {
 
     #[test]
     fn compresses_repetitive_text() {
-        let input = b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let input =
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let compressed = compress(input, input.len() - 4).expect("compressible");
         assert!(compressed.len() < 10);
         assert_eq!(decompress(&compressed, input.len()).unwrap(), input);
@@ -298,7 +307,10 @@ mod tests {
     #[test]
     fn hostile_blocks_give_errors() {
         assert_eq!(decompress(b"\x05ab", 6), Err(LzfError::Truncated));
-        assert_eq!(decompress(b"\x00a\x20\x05", 10), Err(LzfError::BadReference));
+        assert_eq!(
+            decompress(b"\x00a\x20\x05", 10),
+            Err(LzfError::BadReference)
+        );
         assert_eq!(decompress(b"\x00a\xe0", 10), Err(LzfError::Truncated));
         assert_eq!(decompress(b"\x00a\x20\x00", 2), Err(LzfError::TooLong));
         assert_eq!(decompress(b"\x00a", 2), Err(LzfError::TooShort));

@@ -69,7 +69,10 @@ pub fn fuzz_restore_payload(bytes: &[u8]) {
             assert!(consumed <= bytes.len());
             // What decodes must encode again and decode to the same value.
             if let Ok(payload) = create_dump_payload(&value, &EncodeOptions::DEFAULT) {
-                assert!(verify_dump_payload(&payload, false).is_some(), "a fresh payload verifies");
+                assert!(
+                    verify_dump_payload(&payload, false).is_some(),
+                    "a fresh payload verifies"
+                );
                 let again = decode_dump_body(&payload, &options).expect("a fresh payload decodes");
                 assert_eq!(again.type_name(), value.type_name());
             }

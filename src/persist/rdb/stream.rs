@@ -17,14 +17,22 @@ pub fn value_type() -> Result<u8, EncodeError> {
 }
 
 /// Appends a stream's body (after its type byte).
-pub fn encode(_out: &mut Vec<u8>, _stream: &Stream, _options: &EncodeOptions) -> Result<(), EncodeError> {
+pub fn encode(
+    _out: &mut Vec<u8>,
+    _stream: &Stream,
+    _options: &EncodeOptions,
+) -> Result<(), EncodeError> {
     Err(EncodeError {
         reason: NOT_SUPPORTED,
     })
 }
 
 /// Reads a stream body of RDB type `kind` (15, 19 or 21).
-pub fn decode(reader: &mut Reader<'_>, kind: u8, _options: &DecodeOptions) -> Result<Value, DecodeError> {
+pub fn decode(
+    reader: &mut Reader<'_>,
+    kind: u8,
+    _options: &DecodeOptions,
+) -> Result<Value, DecodeError> {
     debug_assert!(matches!(kind, 15 | 19 | 21));
     Err(DecodeError::unsupported(reader.position(), NOT_SUPPORTED))
 }

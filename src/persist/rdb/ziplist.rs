@@ -33,7 +33,9 @@ pub fn walk<'a>(
     if bytes.len() < HEADER_BYTES + 1 {
         return fail(0, "ziplist shorter than its header");
     }
-    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+    let word = |at: usize| {
+        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
+    };
     if word(0) != bytes.len() {
         return fail(0, "ziplist total bytes mismatch");
     }
@@ -58,7 +60,10 @@ pub fn walk<'a>(
             let Some(raw) = bytes.get(position + 1..position + 5) else {
                 return fail(position, "ziplist entry overruns the buffer");
             };
-            (u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize, 5)
+            (
+                u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize,
+                5,
+            )
         };
         if deep && prevlen != previous_bytes {
             return fail(position, "ziplist entry previous length mismatch");
@@ -97,7 +102,10 @@ fn read_body(bytes: &[u8], position: usize, end: usize) -> Result<(Element<'_>, 
         }
     };
     let string = |header: usize, len: usize| -> Result<(Element<'_>, usize), BlobError> {
-        match header.checked_add(len).filter(|&total| total <= available.len()) {
+        match header
+            .checked_add(len)
+            .filter(|&total| total <= available.len())
+        {
             Some(total) => Ok((Element::Bytes(&available[header..total]), total)),
             None => fail(position, "ziplist string overruns the buffer"),
         }

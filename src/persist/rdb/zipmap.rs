@@ -18,7 +18,10 @@ fn read_len(bytes: &[u8], position: usize) -> Result<(usize, usize), BlobError> 
     match bytes.get(position) {
         Some(&first) if first < BIG_LEN => Ok((first as usize, 1)),
         Some(&BIG_LEN) => match bytes.get(position + 1..position + 5) {
-            Some(raw) => Ok((u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize, 5)),
+            Some(raw) => Ok((
+                u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize,
+                5,
+            )),
             None => fail(position, "zipmap length overruns the buffer"),
         },
         _ => fail(position, "zipmap entry overruns the buffer"),
@@ -26,16 +29,22 @@ fn read_len(bytes: &[u8], position: usize) -> Result<(usize, usize), BlobError> 
 }
 
 fn take(bytes: &[u8], position: usize, len: usize) -> Result<&[u8], BlobError> {
-    match position.checked_add(len).and_then(|end| bytes.get(position..end)) {
+    match position
+        .checked_add(len)
+        .and_then(|end| bytes.get(position..end))
+    {
         Some(slice) => Ok(slice),
         None => fail(position, "zipmap string overruns the buffer"),
     }
 }
 
+/// A field and its value.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
 /// The (field, value) pairs of a zipmap. Redis validates zipmaps deeply whatever the
 /// sanitization setting (`zipmapValidateIntegrity(.., 1)`), and so does this: every length
 /// inside the buffer, the terminator exactly at the end, the count byte when it is exact.
-pub fn pairs(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, BlobError> {
+pub fn pairs(bytes: &[u8]) -> Result<Vec<Pair<'_>>, BlobError> {
     if bytes.len() < 2 {
         return fail(0, "zipmap shorter than its header");
     }
@@ -83,7 +92,10 @@ mod tests {
     fn reads_the_documented_example() {
         let bytes = b"\x02\x03foo\x03\x00bar\x05hello\x05\x00world\xff";
         let read = pairs(bytes).unwrap();
-        assert_eq!(read, vec![(&b"foo"[..], &b"bar"[..]), (&b"hello"[..], &b"world"[..])]);
+        assert_eq!(
+            read,
+            vec![(&b"foo"[..], &b"bar"[..]), (&b"hello"[..], &b"world"[..])]
+        );
     }
 
     #[test]
