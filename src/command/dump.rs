@@ -137,7 +137,12 @@ fn restore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             // Already expired: the old key (with REPLACE) goes, the new one never appears.
             if options.replace && ctx.ks.delete(db, key) {
                 ctx.ks.notify(notify::GENERIC, "del", db, key);
-                ctx.propagate(vec![Bytes::from_static(b"DEL"), key.clone()]);
+                let delete: &'static [u8] = if ctx.server.config.bool("lazyfree-lazy-server-del") {
+                    b"UNLINK"
+                } else {
+                    b"DEL"
+                };
+                ctx.propagate(vec![Bytes::from_static(delete), key.clone()]);
             }
             return Ok(Reply::OK);
         }

@@ -203,7 +203,7 @@ impl<'a> Reader<'a> {
 
     /// The text double of RDB_TYPE_ZSET (`rdbLoadDoubleValue`): a length byte, with 253, 254
     /// and 255 meaning NaN, +inf and -inf.
-    fn text_double(&mut self) -> Result<f64, DecodeError> {
+    pub fn text_double(&mut self) -> Result<f64, DecodeError> {
         let at = self.position;
         match self.byte()? {
             253 => Ok(f64::NAN),
@@ -217,7 +217,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn binary_double(&mut self) -> Result<f64, DecodeError> {
+    pub fn binary_double(&mut self) -> Result<f64, DecodeError> {
         let raw = self.take(8)?;
         let mut word = [0u8; 8];
         word.copy_from_slice(raw);
@@ -248,7 +248,10 @@ pub fn decode_body(
     use super::*;
     let at = reader.position();
     let value = match kind {
-        TYPE_STRING => Value::Str(CompactBytes::new(&reader.string()?)),
+        TYPE_STRING => Value::Str(match reader.string()? {
+            Cow::Borrowed(bytes) => CompactBytes::new(bytes),
+            Cow::Owned(bytes) => CompactBytes::from_vec(bytes),
+        }),
         TYPE_LIST => read_plain_list(reader)?,
         TYPE_SET => read_plain_set(reader, options)?,
         TYPE_ZSET | TYPE_ZSET_2 => read_plain_zset(reader, kind == TYPE_ZSET_2, options)?,
