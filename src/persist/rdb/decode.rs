@@ -140,11 +140,13 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// A plain length (`rdbLoadLen`).
+    /// A plain length (`rdbLoadLen`). Like Redis, which ignores the "encoded" flag there, a
+    /// special-encoding byte reads as its low 6 bits.
     pub fn length(&mut self) -> Result<u64, DecodeError> {
-        let at = self.position;
-        self.length_or_encoding()?
-            .map_err(|_| DecodeError::new(at, "an encoded string where a length belongs"))
+        Ok(match self.length_or_encoding()? {
+            Ok(len) => len,
+            Err(low_bits) => low_bits as u64,
+        })
     }
 
     /// A count of items that each take at least one byte: refused when the rest of the
@@ -182,6 +184,11 @@ impl<'a> Reader<'a> {
                 let compressed_len = self.length()?;
                 let len = self.length()?;
                 let compressed = self.take(compressed_len)?;
+                if len == 0 {
+                    // lzf_decompress returns 0 on any error, which Redis compares with the
+                    // declared length: a declared empty string always loads as one.
+                    return Ok(Cow::Owned(Vec::new()));
+                }
                 if len > (compressed.len() as u64).saturating_mul(lzf::EXPANSION_MAX as u64) {
                     return Err(DecodeError::new(
                         at,
@@ -211,8 +218,7 @@ impl<'a> Reader<'a> {
             255 => Ok(f64::NEG_INFINITY),
             len => {
                 let text = self.take(len as u64)?;
-                crate::util::parse_f64(text)
-                    .ok_or_else(|| DecodeError::new(at, "invalid double value"))
+                strtod_prefix(text).ok_or_else(|| DecodeError::new(at, "invalid double value"))
             }
         }
     }
@@ -223,6 +229,69 @@ impl<'a> Reader<'a> {
         word.copy_from_slice(raw);
         Ok(f64::from_le_bytes(word))
     }
+}
+
+/// C's `strtod` on `text`: the longest prefix (after white space) that spells a decimal
+/// number, `inf`/`infinity` or `nan`; `None` when there is none (strtod's "no conversion").
+/// Redis reads listpack scores (`zzlStrtod`) and RDB text doubles (`%lg`) this way, so a
+/// corrupt score loads as whatever its prefix says.
+pub fn strtod_prefix(text: &[u8]) -> Option<f64> {
+    let mut start = 0;
+    while start < text.len() && matches!(text[start], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        start += 1;
+    }
+    let rest = &text[start..];
+    let (negative, unsigned) = match rest.first() {
+        Some(b'-') => (true, &rest[1..]),
+        Some(b'+') => (false, &rest[1..]),
+        _ => (false, rest),
+    };
+    let lower: Vec<u8> = unsigned
+        .iter()
+        .take(8)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    let special = if lower.starts_with(b"inf") {
+        Some(f64::INFINITY)
+    } else if lower.starts_with(b"nan") {
+        Some(f64::NAN)
+    } else {
+        None
+    };
+    if let Some(value) = special {
+        return Some(if negative { -value } else { value });
+    }
+    // Digits, an optional fraction, then an exponent only if it has digits.
+    let digits = |from: usize| {
+        unsigned[from..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count()
+    };
+    let integer = digits(0);
+    let mut end = integer;
+    let mut fraction = 0;
+    if unsigned.get(end) == Some(&b'.') {
+        fraction = digits(end + 1);
+        if integer + fraction > 0 {
+            end += 1 + fraction;
+        }
+    }
+    if integer + fraction == 0 {
+        return None;
+    }
+    if matches!(unsigned.get(end), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(unsigned.get(end + 1), Some(b'+' | b'-')));
+        let exponent = digits(end + 1 + sign);
+        if exponent > 0 {
+            end += 1 + sign + exponent;
+        }
+    }
+    let number = std::str::from_utf8(&unsigned[..end])
+        .ok()?
+        .parse::<f64>()
+        .ok()?;
+    Some(if negative { -number } else { number })
 }
 
 fn decimal(value: i64) -> Vec<u8> {
@@ -535,8 +604,8 @@ fn zset_from_pairs(
     for pair in elements.chunks_exact(2) {
         let score = match pair[1] {
             Element::Int(value) => value as f64,
-            Element::Bytes(text) => crate::util::parse_f64(text)
-                .ok_or_else(|| DecodeError::new(at, "zset blob with an invalid score"))?,
+            // zzlStrtod: at most 127 bytes through strtod; no number at all reads as 0.
+            Element::Bytes(text) => strtod_prefix(&text[..text.len().min(127)]).unwrap_or(0.0),
         };
         if score.is_nan() {
             return Err(DecodeError::new(at, "zset with NAN score detected"));
@@ -857,6 +926,21 @@ mod tests {
         ];
         bytes.extend_from_slice(&listpack);
         assert!(decode_value(&bytes, &DecodeOptions::DEFAULT).is_err());
+    }
+
+    #[test]
+    fn scores_parse_like_strtod() {
+        assert_eq!(strtod_prefix(b"1.5"), Some(1.5));
+        assert_eq!(strtod_prefix(b" -2.5e3xyz"), Some(-2500.0));
+        assert_eq!(strtod_prefix(b"1e"), Some(1.0));
+        assert_eq!(strtod_prefix(b".5"), Some(0.5));
+        assert_eq!(strtod_prefix(b"5."), Some(5.0));
+        assert_eq!(strtod_prefix(b"-inFinity"), Some(f64::NEG_INFINITY));
+        assert!(strtod_prefix(b"nan").is_some_and(f64::is_nan));
+        assert_eq!(strtod_prefix(b"."), None);
+        assert_eq!(strtod_prefix(b"-"), None);
+        assert_eq!(strtod_prefix(b"x1"), None);
+        assert_eq!(strtod_prefix(b""), None);
     }
 
     #[test]
