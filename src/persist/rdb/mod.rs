@@ -143,3 +143,39 @@ pub fn canonical_integer(bytes: &[u8]) -> Option<i64> {
     let mut buffer = itoa::Buffer::new();
     (buffer.format(value).as_bytes() == bytes).then_some(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_integers_only() {
+        assert_eq!(canonical_integer(b"0"), Some(0));
+        assert_eq!(canonical_integer(b"-12"), Some(-12));
+        assert_eq!(canonical_integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(canonical_integer(b"-9223372036854775808"), Some(i64::MIN));
+        for not_canonical in [
+            &b""[..],
+            b"-0",
+            b"012",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+            b"1.0",
+        ] {
+            assert_eq!(canonical_integer(not_canonical), None, "{not_canonical:?}");
+        }
+    }
+
+    #[test]
+    fn errors_render_with_their_offset() {
+        let error = DecodeError::new(17, "listpack without terminator");
+        assert_eq!(
+            error.to_string(),
+            "listpack without terminator at offset 17"
+        );
+        assert!(!error.unsupported);
+        assert!(DecodeError::unsupported(0, "streams").unsupported);
+    }
+}
