@@ -150,7 +150,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A count of items that each take at least one byte: refused when the rest of the
-    /// input cannot hold them, so callers may reserve that many slots.
+    /// input cannot hold them (callers still cap what they reserve at `RESERVE_ITEMS_MAX`).
     pub fn count(&mut self) -> Result<usize, DecodeError> {
         let at = self.position;
         let count = self.length()?;
@@ -555,7 +555,8 @@ fn read_plain_zset(
 ) -> Result<Value, DecodeError> {
     let at = reader.position();
     let count = reader.count()?;
-    let mut elements: Vec<(f64, CompactBytes)> = Vec::with_capacity(count);
+    let mut elements: Vec<(f64, CompactBytes)> =
+        Vec::with_capacity(count.min(super::RESERVE_ITEMS_MAX));
     for _ in 0..count {
         let member = CompactBytes::new(&reader.string()?);
         let score_at = reader.position();

@@ -336,8 +336,7 @@ fn read_entry(
 
 /// Every element of a listpack, checked as `walk` does.
 pub fn elements(bytes: &[u8], deep: bool) -> Result<Vec<Element<'_>>, BlobError> {
-    // Each entry is at least 2 bytes, which bounds the reservation by the input.
-    let mut out = Vec::with_capacity(bytes.len() / 2);
+    let mut out = Vec::with_capacity((bytes.len() / 2).min(super::RESERVE_ITEMS_MAX));
     walk(bytes, deep, |element| {
         out.push(element);
         Ok(())

@@ -80,6 +80,11 @@ pub const ENC_INT16: u8 = 1;
 pub const ENC_INT32: u8 = 2;
 pub const ENC_LZF: u8 = 3;
 
+/// The most slots a decoder reserves up front from a count or size it read: more than this
+/// grows as elements actually arrive, so a hostile count cannot make one allocation many
+/// times the input.
+pub const RESERVE_ITEMS_MAX: usize = 4096;
+
 /// A value that could not be decoded: where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {

@@ -147,7 +147,7 @@ fn read_body(bytes: &[u8], position: usize, end: usize) -> Result<(Element<'_>, 
 
 /// Every element of a ziplist, checked as `walk` does.
 pub fn elements(bytes: &[u8], deep: bool) -> Result<Vec<Element<'_>>, BlobError> {
-    let mut out = Vec::with_capacity(bytes.len() / 2);
+    let mut out = Vec::with_capacity((bytes.len() / 2).min(super::RESERVE_ITEMS_MAX));
     walk(bytes, deep, |element| {
         out.push(element);
         Ok(())
