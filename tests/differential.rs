@@ -48,6 +48,7 @@ const KNOWN: &[&str] = &[
     "geo",
     "pubsub",
     "notifications",
+    "dump",
 ];
 /// A script longer than this is surely a mistake (and would make the run slow).
 const SCRIPT_LINES_MAX: usize = 20_000;
@@ -338,7 +339,8 @@ family_tests!(
     blocking,
     geo,
     pubsub,
-    notifications
+    notifications,
+    dump
 );
 
 /// Scripts of families without a test of their own.

@@ -4,6 +4,7 @@ pub mod args;
 pub mod block;
 pub mod client;
 pub mod connection;
+pub mod dump;
 pub mod exec;
 pub mod geo;
 pub mod hashes;
@@ -39,6 +40,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     transactions::COMMANDS,
     sets::COMMANDS,
     zsets::COMMANDS,
+    dump::COMMANDS,
     sort::COMMANDS,
     persistence::COMMANDS,
     streams::COMMANDS,
