@@ -253,7 +253,7 @@ fn rewrite_compacts_and_the_state_survives_restart() {
     assert_eq!(
         file_names(&dir),
         [
-            "appendonly.aof.2.base.aof",
+            "appendonly.aof.2.base.rdb",
             "appendonly.aof.2.incr.aof",
             "appendonly.aof.manifest"
         ]

@@ -369,6 +369,8 @@ fn memory_section(server: &Server) -> Fields {
 
 fn persistence_section(server: &Server) -> Fields {
     let aof = server.aof.stats();
+    let rdb = &server.rdb;
+    let now_ms = server.clock.now_ms();
     let last_rewrite_seconds = if aof.rewrites.load(Ordering::Relaxed) == 0 {
         -1
     } else {
@@ -383,16 +385,22 @@ fn persistence_section(server: &Server) -> Fields {
         "current_fork_perc" => "0.00",
         "current_save_keys_processed" => 0,
         "current_save_keys_total" => 0,
-        "rdb_changes_since_last_save" => server.stats.dirty.load(Ordering::Relaxed),
-        "rdb_bgsave_in_progress" => 0,
-        "rdb_last_save_time" => server.start_ms / 1000,
-        "rdb_last_bgsave_status" => "ok",
-        "rdb_last_bgsave_time_sec" => -1,
-        "rdb_current_bgsave_time_sec" => -1,
-        "rdb_saves" => 0,
+        "rdb_changes_since_last_save" => rdb.changes_since_save(server.stats.dirty.load(Ordering::Relaxed)),
+        "rdb_bgsave_in_progress" => i64::from(rdb.in_progress.load(Ordering::Relaxed)),
+        "rdb_last_save_time" => rdb.last_save_s.load(Ordering::Relaxed),
+        "rdb_last_bgsave_status" => if rdb.last_bgsave_failed.load(Ordering::Relaxed) { "err" } else { "ok" },
+        "rdb_last_bgsave_time_sec" => match rdb.last_bgsave_ms.load(Ordering::Relaxed) {
+            u64::MAX => -1,
+            ms => (ms / 1000) as i64,
+        },
+        "rdb_current_bgsave_time_sec" => match rdb.current_start_ms.load(Ordering::Relaxed) {
+            0 => -1,
+            start => (now_ms.saturating_sub(start) / 1000) as i64,
+        },
+        "rdb_saves" => rdb.saves.load(Ordering::Relaxed),
         "rdb_last_cow_size" => 0,
-        "rdb_last_load_keys_expired" => 0,
-        "rdb_last_load_keys_loaded" => 0,
+        "rdb_last_load_keys_expired" => rdb.last_load_expired.load(Ordering::Relaxed),
+        "rdb_last_load_keys_loaded" => rdb.last_load_keys.load(Ordering::Relaxed),
         "aof_enabled" => i64::from(server.aof.is_enabled()),
         "aof_rewrite_in_progress" => i64::from(aof.rewrite_in_progress.load(Ordering::Relaxed)),
         "aof_rewrite_scheduled" => 0,

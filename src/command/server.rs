@@ -859,14 +859,25 @@ fn shutdown(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         // Strata stops at once, so there is never a shutdown in progress to abort.
         return Err(NO_SHUTDOWN_IN_PROGRESS.into());
     }
-    if options.save == Some(true) && !options.force {
-        tracing::warn!(
-            "SHUTDOWN SAVE refused: RDB snapshots are not implemented yet, so the dataset cannot be saved (use NOSAVE, or FORCE to stop anyway)"
-        );
-        return Err(SHUTDOWN_FAILED.into());
+    // Redis's prepareForShutdown: save when asked, or by default when save points are
+    // configured; a failed save stops the shutdown unless FORCE.
+    let server = ctx.server;
+    let wanted = options
+        .save
+        .unwrap_or_else(|| crate::server::persistence::save_points_configured(server));
+    if wanted {
+        tracing::info!("Saving the final RDB snapshot before exiting.");
+        if let Err(err) = crate::server::persistence::save(server) {
+            if !options.force {
+                tracing::warn!("Error trying to save the DB, can't exit. ({err})");
+                return Err(SHUTDOWN_FAILED.into());
+            }
+            tracing::warn!("Error trying to save the DB, exiting anyway (FORCE). ({err})");
+        }
     }
     ctx.action = Some(Action::Shutdown {
-        save: options.save,
+        // Saved already (or not wanted): the shutdown itself saves nothing more.
+        save: Some(false),
         now: options.now,
         force: options.force,
     });

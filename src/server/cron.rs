@@ -17,7 +17,8 @@ pub async fn run(server: Arc<Server>) {
         let hz = server.config.int("hz").clamp(1, 500) as u64;
         tokio::time::sleep(Duration::from_millis(1000 / hz)).await;
         if server.shutdown_requested().is_some() {
-            return;
+            // Stopping: nothing more to do (a shutdown whose save fails is withdrawn).
+            continue;
         }
         if server.active_expire_enabled.load(Ordering::Relaxed) {
             let effort = server.config.int("active-expire-effort").clamp(1, 10) as u64;
@@ -36,6 +37,7 @@ pub async fn run(server: Arc<Server>) {
 /// Turns the AOF on or off after CONFIG SET, and starts the automatic rewrite when due. Both
 /// hold the whole keyspace, so they run on a blocking thread, not on the cron's worker.
 async fn persistence_upkeep(server: &Arc<Server>) {
+    super::persistence::save_upkeep(server);
     let toggle = server.config.bool("appendonly") != server.aof.is_enabled();
     let rewrite = !toggle && super::persistence::rewrite_due(server);
     if !toggle && !rewrite {

@@ -104,22 +104,37 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), String> {
     let running = start(config, config_file).await?;
     let server = running.server;
-    let request = tokio::select! {
-        request = server.shutdown_signal() => request,
-        _ = terminate_signal() => {
-            tracing::warn!("Received SIGTERM/SIGINT scheduling shutdown...");
-            ShutdownRequest { save: None }
+    loop {
+        let request = tokio::select! {
+            request = server.shutdown_signal() => request,
+            _ = terminate_signal() => {
+                tracing::warn!("Received SIGTERM/SIGINT scheduling shutdown...");
+                ShutdownRequest { save: None }
+            }
+        };
+        if shutdown(&server, request) {
+            return Ok(());
         }
-    };
-    shutdown(&server, request);
-    Ok(())
+    }
 }
 
 /// Stops: closes clients; saving joins here with the persistence work.
-fn shutdown(server: &Server, request: ShutdownRequest) {
+/// Stops the server: saves when asked (or by default with save points), then closes the
+/// clients and the AOF. False when the save failed and the server must keep running, as
+/// Redis does after a signal it cannot honour.
+fn shutdown(server: &Server, request: ShutdownRequest) -> bool {
     tracing::warn!("User requested shutdown...");
-    if request.save != Some(false) && !server.config.text("save").is_empty() {
-        tracing::warn!("RDB snapshots are not implemented yet; nothing was saved");
+    let save = request
+        .save
+        .unwrap_or_else(|| super::persistence::save_points_configured(server));
+    if save {
+        tracing::info!("Saving the final RDB snapshot before exiting.");
+        if let Err(err) = super::persistence::save(server) {
+            tracing::warn!("Error trying to save the DB, can't exit. ({err})");
+            tracing::warn!("SIGTERM received but errors trying to shut down the server, check the logs for more information");
+            server.clear_shutdown();
+            return false;
+        }
     }
     for client in server.clients.all() {
         client.kill();
@@ -129,6 +144,7 @@ fn shutdown(server: &Server, request: ShutdownRequest) {
         server.aof.close();
     }
     tracing::warn!("Strata is now ready to exit, bye bye...");
+    true
 }
 
 async fn terminate_signal() {

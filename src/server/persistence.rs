@@ -13,7 +13,7 @@ use crate::keyspace::Locked;
 use crate::persist::aof::{load, manifest, rewrite};
 use bytes::{Bytes, BytesMut};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The base file is written in pieces of about this size.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
@@ -28,7 +28,7 @@ pub fn aof_location(server: &Server) -> (PathBuf, String) {
 /// `appendonly yes` (creating it when missing), and opens it for appending.
 pub fn load_at_start(server: &Server) -> Result<(), String> {
     if !server.config.bool("appendonly") {
-        return Ok(());
+        return load_rdb_at_start(server);
     }
     let (dir, prefix) = aof_location(server);
     let fs = server.fs.as_ref();
@@ -179,12 +179,18 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
     let file = fs.create(&temp_path).map_err(|err| {
         format!("Opening the temp file for AOF rewrite in rewriteAppendOnlyFile(): {err}")
     })?;
-    let mut sink = BaseSink {
-        file,
-        out: BytesMut::with_capacity(WRITE_CHUNK_BYTES),
-        db: None,
-        size: 0,
-        failure: None,
+    // `aof-use-rdb-preamble yes` (the default): the base is an RDB file, as Redis 7 writes it.
+    let preamble = server.config.bool("aof-use-rdb-preamble");
+    let mut sink: Box<dyn FileSink> = if preamble {
+        Box::new(RdbSink::new(server, file, &[("aof-base", "1")]))
+    } else {
+        Box::new(BaseSink {
+            file,
+            out: BytesMut::with_capacity(WRITE_CHUNK_BYTES),
+            db: None,
+            size: 0,
+            failure: None,
+        })
     };
     // The instant of the snapshot: writes before it are in the base, after it in the new
     // incr file, which the manifest lists before any of them is acknowledged.
@@ -230,14 +236,20 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
             server.aof.open(&dir, &prefix, during, server.log.offset())
         }
     };
-    let snapshot =
-        crate::keyspace::snapshot::run(&server.keyspace, server.clock.now_ms(), switch, &mut sink);
-    let finished = snapshot.and_then(|()| sink.finish());
-    if let Err(err) = finished {
-        let _ = fs.remove(&temp_path);
-        return Err(err);
-    }
-    let base_name = manifest::base_name(&prefix, base_seq, false);
+    let snapshot = crate::keyspace::snapshot::run(
+        &server.keyspace,
+        server.clock.now_ms(),
+        switch,
+        sink.as_sink(),
+    );
+    let base_size = match snapshot.and_then(|()| sink.finish(server.config.bool("rdbchecksum"))) {
+        Ok(size) => size,
+        Err(err) => {
+            let _ = fs.remove(&temp_path);
+            return Err(err);
+        }
+    };
+    let base_name = manifest::base_name(&prefix, base_seq, preamble);
     fs.rename(&temp_path, &dir.join(&base_name))
         .map_err(|err| {
             format!("Error moving temp append only file on the final destination: {err}")
@@ -266,7 +278,7 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
         .collect();
     persist_manifest(server, &dir, &prefix, &next)?;
     if enabled {
-        server.aof.rewritten(next, sink.size);
+        server.aof.rewritten(next, base_size);
     }
     if !server.config.bool("aof-disable-auto-gc") {
         for info in history {
@@ -325,9 +337,10 @@ impl BaseSink {
         self.out.clear();
         Ok(())
     }
+}
 
-    /// Writes what is left and fsyncs.
-    fn finish(&mut self) -> Result<(), String> {
+impl FileSink for BaseSink {
+    fn finish(&mut self, _checksum: bool) -> Result<u64, String> {
         if let Some(err) = self.failure.take() {
             return Err(err);
         }
@@ -335,8 +348,11 @@ impl BaseSink {
         self.file
             .sync()
             .map_err(|err| format!("Write error writing append only file on disk: {err}"))?;
-        tracing::info!("Successfully created the temporary AOF base file");
-        Ok(())
+        Ok(self.size)
+    }
+
+    fn as_sink(&mut self) -> &mut dyn crate::keyspace::snapshot::Sink {
+        self
     }
 }
 
@@ -393,6 +409,9 @@ pub fn rewrite_due(server: &Server) -> bool {
 
 /// The error write commands get after the AOF failed (Redis's `-MISCONF`).
 pub fn write_refusal(server: &Server) -> Option<String> {
+    if let Some(refusal) = bgsave_refusal(server) {
+        return Some(refusal.to_string());
+    }
     if !server.aof.is_enabled() {
         return None;
     }
@@ -433,7 +452,393 @@ impl load::Replay for ServerReplay<'_> {
         load::Applied::Ok
     }
 
-    fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {
-        Err("RDB base files (aof-use-rdb-preamble) cannot be loaded yet".into())
+    fn load_rdb(&mut self, bytes: &[u8], name: &str) -> Result<(), String> {
+        load_rdb_bytes(self.server, bytes, name, true)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RDB: SAVE, BGSAVE, save points, loading at start
+// ---------------------------------------------------------------------------------------------
+
+/// `MISCONF` for writes after a failed background save (`stop-writes-on-bgsave-error`).
+const BGSAVE_MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+/// Redis's CONFIG_BGSAVE_RETRY_DELAY: after a failed save, save points wait this long.
+const BGSAVE_RETRY_DELAY_MS: u64 = 5_000;
+
+/// RDB state for INFO persistence, LASTSAVE and the save points.
+#[derive(Debug, Default)]
+pub struct RdbState {
+    pub in_progress: AtomicBool,
+    /// Unix seconds of the last successful save (the start time until the first save).
+    pub last_save_s: AtomicU64,
+    pub last_bgsave_failed: AtomicBool,
+    /// Duration of the last background save in ms, or u64::MAX before the first.
+    pub last_bgsave_ms: AtomicU64,
+    /// Unix ms the running save started (0 when none runs).
+    pub current_start_ms: AtomicU64,
+    pub saves: AtomicU64,
+    /// `server.stats.dirty` when the last successful save started.
+    pub dirty_at_save: AtomicU64,
+    /// Unix ms of the last save attempt (for the retry delay after a failure).
+    pub last_attempt_ms: AtomicU64,
+    /// BGSAVE SCHEDULE (or a BGSAVE inside EXEC) waits for the running snapshot to end.
+    pub scheduled: AtomicBool,
+    pub last_load_keys: AtomicU64,
+    pub last_load_expired: AtomicU64,
+}
+
+impl RdbState {
+    pub fn new(now_ms: u64) -> RdbState {
+        let state = RdbState::default();
+        state.last_save_s.store(now_ms / 1000, Ordering::Relaxed);
+        state.last_bgsave_ms.store(u64::MAX, Ordering::Relaxed);
+        state
+    }
+
+    /// INFO's `rdb_changes_since_last_save`.
+    pub fn changes_since_save(&self, dirty: u64) -> u64 {
+        dirty.saturating_sub(self.dirty_at_save.load(Ordering::Relaxed))
+    }
+}
+
+/// The RDB file path (`dir`/`dbfilename`).
+pub fn rdb_path(server: &Server) -> PathBuf {
+    PathBuf::from(server.config.text("dir")).join(server.config.text("dbfilename"))
+}
+
+/// Whether any `save` point is configured.
+pub fn save_points_configured(server: &Server) -> bool {
+    !server.config.text("save").trim().is_empty()
+}
+
+/// The refusal writes get after a failed background save, as Redis's processCommand.
+pub fn bgsave_refusal(server: &Server) -> Option<&'static str> {
+    let failed = server.rdb.last_bgsave_failed.load(Ordering::Relaxed);
+    (failed && save_points_configured(server) && server.config.bool("stop-writes-on-bgsave-error"))
+        .then_some(BGSAVE_MISCONF)
+}
+
+/// Writes the dataset to `dbfilename` from a snapshot, through a temp file, fsync and a
+/// rename: a crash leaves the old file or the new one. SAVE, SHUTDOWN and BGSAVE's thread.
+pub fn save(server: &Server) -> Result<(), String> {
+    let state = &server.rdb;
+    if state.in_progress.swap(true, Ordering::AcqRel) {
+        return Err("Background save already in progress".into());
+    }
+    let started_ms = server.clock.now_ms();
+    state.current_start_ms.store(started_ms, Ordering::Relaxed);
+    state.last_attempt_ms.store(started_ms, Ordering::Relaxed);
+    let outcome = save_inner(server);
+    let elapsed_ms = server.clock.now_ms().saturating_sub(started_ms);
+    state.current_start_ms.store(0, Ordering::Relaxed);
+    state.last_bgsave_ms.store(elapsed_ms, Ordering::Relaxed);
+    state
+        .last_bgsave_failed
+        .store(outcome.is_err(), Ordering::Relaxed);
+    match &outcome {
+        Ok(dirty) => {
+            state.dirty_at_save.store(*dirty, Ordering::Relaxed);
+            state
+                .last_save_s
+                .store(started_ms / 1000, Ordering::Relaxed);
+            state.saves.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("DB saved on disk");
+        }
+        Err(err) => tracing::warn!("Failed saving the DB: {err}"),
+    }
+    state.in_progress.store(false, Ordering::Release);
+    outcome.map(|_| ())
+}
+
+/// The save itself; the dirty counter at the snapshot's instant.
+fn save_inner(server: &Server) -> Result<u64, String> {
+    let fs = server.fs.as_ref();
+    let dir = PathBuf::from(server.config.text("dir"));
+    let path = rdb_path(server);
+    let temp = dir.join(format!("temp-{}.rdb", std::process::id()));
+    let file = fs.create(&temp).map_err(|err| {
+        format!(
+            "Failed opening the temp RDB file {} (in server root dir {}) for saving: {err}",
+            temp.display(),
+            dir.display()
+        )
+    })?;
+    let mut sink = RdbSink::new(server, file, &[]);
+    let mut dirty = 0;
+    let snapshot = crate::keyspace::snapshot::run(
+        &server.keyspace,
+        server.clock.now_ms(),
+        |_| {
+            dirty = server.stats.dirty.load(Ordering::Relaxed);
+            Ok(())
+        },
+        &mut sink,
+    );
+    let finished = snapshot.and_then(|()| sink.finish(server.config.bool("rdbchecksum")));
+    if let Err(err) = finished {
+        let _ = fs.remove(&temp);
+        return Err(err);
+    }
+    fs.rename(&temp, &path).map_err(|err| {
+        format!(
+            "Error moving temp DB file {} on the final destination {}: {err}",
+            temp.display(),
+            path.display()
+        )
+    })?;
+    fs.sync_dir(&dir)
+        .map_err(|err| format!("Failed to fsync directory {}: {err}", dir.display()))?;
+    Ok(dirty)
+}
+
+/// BGSAVE: a save on a thread of its own. The reply text, or the error, as Redis's.
+pub fn start_background_save(
+    server: &Server,
+    schedule: bool,
+) -> Result<&'static str, &'static str> {
+    if server.rdb.in_progress.load(Ordering::Acquire) {
+        return Err("ERR Background save already in progress");
+    }
+    if server.keyspace.snapshot.is_active()
+        || server
+            .aof
+            .stats()
+            .rewrite_in_progress
+            .load(Ordering::Acquire)
+    {
+        if schedule {
+            server.rdb.scheduled.store(true, Ordering::Release);
+            return Ok("Background saving scheduled");
+        }
+        return Err("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.");
+    }
+    let Some(owner) = server.handle() else {
+        return Err("ERR Background saving could not start");
+    };
+    std::thread::Builder::new()
+        .name("rdb-save".into())
+        .spawn(move || {
+            let _ = save(&owner);
+        })
+        .map_err(|_| "ERR Background saving could not start")?;
+    Ok("Background saving started")
+}
+
+/// The cron's part: a scheduled BGSAVE once nothing else snapshots, and the save points.
+pub fn save_upkeep(server: &Server) {
+    let state = &server.rdb;
+    if state.in_progress.load(Ordering::Acquire) || server.keyspace.snapshot.is_active() {
+        return;
+    }
+    if state.scheduled.swap(false, Ordering::AcqRel) {
+        let _ = start_background_save(server, false);
+        return;
+    }
+    let now_ms = server.clock.now_ms();
+    let failed = state.last_bgsave_failed.load(Ordering::Relaxed);
+    if failed && now_ms < state.last_attempt_ms.load(Ordering::Relaxed) + BGSAVE_RETRY_DELAY_MS {
+        return;
+    }
+    let changes = state.changes_since_save(server.stats.dirty.load(Ordering::Relaxed));
+    let since_s = (now_ms / 1000).saturating_sub(state.last_save_s.load(Ordering::Relaxed));
+    let text = server.config.text("save");
+    let words: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    for point in words.chunks(2) {
+        let [seconds, writes] = point else { continue };
+        if changes >= *writes && since_s >= *seconds {
+            tracing::info!("{writes} changes in {seconds} seconds. Saving...");
+            let _ = start_background_save(server, false);
+            return;
+        }
+    }
+}
+
+/// Loads `dbfilename` at start when the AOF is off (Redis's loadDataFromDisk).
+pub fn load_rdb_at_start(server: &Server) -> Result<(), String> {
+    let path = rdb_path(server);
+    if !server.fs.exists(&path) {
+        return Ok(());
+    }
+    let name = path.display().to_string();
+    let bytes = server
+        .fs
+        .read(&path)
+        .map_err(|err| format!("Fatal error loading the DB {name}: {err}. Exiting."))?;
+    let started = std::time::Instant::now();
+    load_rdb_bytes(server, &bytes, &name, false)?;
+    tracing::info!(
+        "DB loaded from disk: {:.3} seconds",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Loads an RDB's keys into the keyspace. `preamble`: an AOF base, whose keys past their
+/// time are kept (the AOF after it may still touch them), as Redis does.
+pub fn load_rdb_bytes(
+    server: &Server,
+    bytes: &[u8],
+    name: &str,
+    preamble: bool,
+) -> Result<(), String> {
+    let options = crate::persist::rdb::DecodeOptions::from_config(
+        &server.config,
+        server.config.word("sanitize-dump-payload") == "yes",
+    );
+    let now_ms = server.clock.now_ms();
+    let mut expired = 0u64;
+    let was_loading = server.keyspace.loading.swap(true, Ordering::AcqRel);
+    let outcome = crate::persist::rdb::file::load(
+        bytes,
+        &options,
+        server.keyspace.databases(),
+        server.config.bool("rdbchecksum"),
+        &mut |key| {
+            if !preamble && key.expire_ms.is_some_and(|at| at < now_ms) {
+                expired += 1;
+                return Ok(());
+            }
+            let mut ks = server.keyspace.lock_keys([key.key], now_ms);
+            if ks.exists(key.db, key.key) {
+                return Err(format!(
+                    "RDB has duplicated key '{}' in DB {}",
+                    String::from_utf8_lossy(key.key),
+                    key.db
+                ));
+            }
+            ks.set(key.db, key.key, key.value, false);
+            if let Some(at) = key.expire_ms {
+                ks.set_expire(key.db, key.key, at);
+            }
+            Ok(())
+        },
+    );
+    server
+        .keyspace
+        .loading
+        .store(was_loading, Ordering::Release);
+    let loaded = outcome.map_err(|err| {
+        format!(
+            "Short read or corrupt RDB file {name} at offset {}: {}",
+            err.offset, err.reason
+        )
+    })?;
+    server
+        .rdb
+        .last_load_keys
+        .store(loaded.keys, Ordering::Relaxed);
+    server
+        .rdb
+        .last_load_expired
+        .store(expired, Ordering::Relaxed);
+    if expired > 0 {
+        tracing::info!(
+            "Done loading RDB, keys loaded: {}, keys expired: {expired}.",
+            loaded.keys
+        );
+    }
+    Ok(())
+}
+
+/// Writes a snapshot as an RDB file into `file`, a chunk at a time.
+struct RdbSink {
+    file: Box<dyn crate::io::WritableFile>,
+    writer: Option<crate::persist::rdb::file::Writer>,
+    size: u64,
+    failure: Option<String>,
+}
+
+impl RdbSink {
+    fn new(
+        server: &Server,
+        file: Box<dyn crate::io::WritableFile>,
+        aux: &[(&str, &str)],
+    ) -> RdbSink {
+        RdbSink {
+            file,
+            writer: Some(crate::persist::rdb::file::Writer::new(
+                crate::persist::rdb::EncodeOptions::from_config(&server.config),
+                server.clock.now_ms(),
+                crate::tier::used_memory() as u64,
+                aux,
+            )),
+            size: 0,
+            failure: None,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.file
+            .write_all(bytes)
+            .map_err(|err| format!("Write error saving DB on disk: {err}"))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+impl crate::keyspace::snapshot::Sink for RdbSink {
+    fn entry(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        value: &crate::types::Value,
+        expire_ms: Option<u64>,
+    ) {
+        if self.failure.is_some() {
+            return;
+        }
+        if let Some(writer) = self.writer.as_mut() {
+            if let Err(err) = writer.entry(db, key, value, expire_ms) {
+                self.failure = Some(format!(
+                    "can't save key '{}': {err}",
+                    String::from_utf8_lossy(key)
+                ));
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        if let Some(err) = self.failure.take() {
+            return Err(err);
+        }
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        if writer.buffered() < WRITE_CHUNK_BYTES {
+            return Ok(());
+        }
+        let bytes = writer.take();
+        self.write(&bytes)
+    }
+}
+
+impl FileSink for RdbSink {
+    fn finish(&mut self, checksum: bool) -> Result<u64, String> {
+        if let Some(err) = self.failure.take() {
+            return Err(err);
+        }
+        let Some(writer) = self.writer.take() else {
+            return Ok(self.size);
+        };
+        let bytes = writer.finish(checksum);
+        self.write(&bytes)?;
+        self.file
+            .sync()
+            .map_err(|err| format!("Write error saving DB on disk: {err}"))?;
+        Ok(self.size)
+    }
+
+    fn as_sink(&mut self) -> &mut dyn crate::keyspace::snapshot::Sink {
+        self
+    }
+}
+
+/// A snapshot sink that ends as a file: its size once complete and fsynced.
+trait FileSink: crate::keyspace::snapshot::Sink {
+    fn finish(&mut self, checksum: bool) -> Result<u64, String>;
+    fn as_sink(&mut self) -> &mut dyn crate::keyspace::snapshot::Sink;
 }

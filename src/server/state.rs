@@ -118,6 +118,8 @@ pub struct Server {
     pub aof: crate::persist::aof::Aof,
     /// Whether the AOF is registered with the propagation log yet.
     pub aof_attached: AtomicBool,
+    /// RDB saves: in progress, last save, save points' bookkeeping.
+    pub rdb: super::persistence::RdbState,
     /// The configuration file's absolute path, empty when started without one.
     pub config_file: String,
     /// Unix ms at start.
@@ -161,6 +163,7 @@ impl Server {
             blocked: super::blocking::Blocked::default(),
             aof: crate::persist::aof::Aof::new(fs.clone(), clock.clone()),
             aof_attached: AtomicBool::new(false),
+            rdb: super::persistence::RdbState::new(start_ms),
             pubsub: super::pubsub::Hub::default(),
             output_limits: parking_lot::RwLock::new([OutputBufferLimit::default(); 3]),
             clock,
@@ -252,6 +255,11 @@ impl Server {
         *self.shutdown.lock() = Some(request);
         self.shutdown_notify.notify_waiters();
         self.shutdown_notify.notify_one();
+    }
+
+    /// Withdraws a shutdown that could not complete (its save failed).
+    pub fn clear_shutdown(&self) {
+        *self.shutdown.lock() = None;
     }
 
     pub fn shutdown_requested(&self) -> Option<ShutdownRequest> {

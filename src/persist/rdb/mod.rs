@@ -16,6 +16,7 @@
 pub mod crc64;
 pub mod decode;
 pub mod encode;
+pub mod file;
 pub mod intset;
 pub mod listpack;
 pub mod lzf;

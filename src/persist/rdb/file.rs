@@ -1,0 +1,355 @@
+//! RDB files: the layout around the values (Redis's rdbSaveRio / rdbLoadRio).
+//!
+//! `REDIS0010`, auxiliary fields (`redis-ver`, `redis-bits`, `ctime`, `used-mem`, and
+//! `aof-base` in an AOF base), then per database `SELECTDB` and `RESIZEDB`, then each key as
+//! `[EXPIRETIME_MS ms] type key value`, then `EOF` and the CRC-64 of everything before it.
+//! The writer is fed entries one at a time (a snapshot's sink) and hands back bytes to write
+//! in pieces, so a save never holds the file in memory; the checksum runs over the pieces.
+//!
+//! The loader reads versions 1 to 12 and every opcode Redis has written. What it cannot hold
+//! (module values and module aux data) stops the load with a clear error; function libraries
+//! are skipped with a warning until scripting exists. Every error names the byte offset.
+
+use super::decode::{decode_body, DecodeOptions, Reader};
+use super::encode::{encode_value, write_len, write_string, EncodeOptions};
+use super::{crc64, DecodeError, RDB_VERSION, RDB_VERSION_READ_MAX};
+use crate::types::Value;
+
+const OPCODE_SLOT_INFO: u8 = 244;
+const OPCODE_FUNCTION2: u8 = 245;
+const OPCODE_FUNCTION_PRE_GA: u8 = 246;
+const OPCODE_MODULE_AUX: u8 = 247;
+const OPCODE_IDLE: u8 = 248;
+const OPCODE_FREQ: u8 = 249;
+const OPCODE_AUX: u8 = 250;
+const OPCODE_RESIZEDB: u8 = 251;
+const OPCODE_EXPIRETIME_MS: u8 = 252;
+const OPCODE_EXPIRETIME: u8 = 253;
+const OPCODE_SELECTDB: u8 = 254;
+const OPCODE_EOF: u8 = 255;
+
+/// Builds an RDB file piece by piece; `take` hands back what is ready to write.
+pub struct Writer {
+    out: Vec<u8>,
+    checksum: crc::Digest<'static, u64, crc::Table<16>>,
+    options: EncodeOptions,
+    db: Option<usize>,
+    scratch: Vec<u8>,
+}
+
+impl Writer {
+    /// Starts a file with Redis's auxiliary fields (`extra` adds more, e.g. `aof-base`).
+    pub fn new(
+        options: EncodeOptions,
+        now_ms: u64,
+        used_memory: u64,
+        extra: &[(&str, &str)],
+    ) -> Writer {
+        let mut writer = Writer {
+            out: Vec::with_capacity(1 << 16),
+            checksum: crc64::digest(),
+            options,
+            db: None,
+            scratch: Vec::new(),
+        };
+        writer
+            .out
+            .extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
+        let bits = (usize::BITS as u64).to_string();
+        let ctime = (now_ms / 1000).to_string();
+        let memory = used_memory.to_string();
+        let mut aux: Vec<(&str, &str)> = vec![
+            ("redis-ver", crate::REDIS_VERSION),
+            ("redis-bits", &bits),
+            ("ctime", &ctime),
+            ("used-mem", &memory),
+        ];
+        aux.extend_from_slice(extra);
+        for (name, value) in aux {
+            writer.out.push(OPCODE_AUX);
+            write_string(&mut writer.out, name.as_bytes(), &writer.options);
+            write_string(&mut writer.out, value.as_bytes(), &writer.options);
+        }
+        writer
+    }
+
+    /// Appends one key; `SELECTDB` goes first when the database changes.
+    pub fn entry(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        value: &Value,
+        expire_ms: Option<u64>,
+    ) -> Result<(), String> {
+        if self.db != Some(db) {
+            self.out.push(OPCODE_SELECTDB);
+            write_len(&mut self.out, db as u64);
+            self.db = Some(db);
+        }
+        self.scratch.clear();
+        encode_value(&mut self.scratch, value, &self.options)
+            .map_err(|err| err.reason.to_string())?;
+        if let Some(at) = expire_ms {
+            self.out.push(OPCODE_EXPIRETIME_MS);
+            self.out.extend_from_slice(&at.to_le_bytes());
+        }
+        // The layout is type, key, value: the encoder wrote the type byte first.
+        self.out.push(self.scratch[0]);
+        write_string(&mut self.out, key, &self.options);
+        self.out.extend_from_slice(&self.scratch[1..]);
+        Ok(())
+    }
+
+    /// Bytes buffered so far.
+    pub fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The bytes ready to be written (checksummed as they leave).
+    pub fn take(&mut self) -> Vec<u8> {
+        let bytes = std::mem::take(&mut self.out);
+        self.checksum.update(&bytes);
+        bytes
+    }
+
+    /// Ends the file: `EOF` and the checksum; the last bytes to write.
+    pub fn finish(mut self, checksum: bool) -> Vec<u8> {
+        self.out.push(OPCODE_EOF);
+        let mut bytes = self.take();
+        let sum = if checksum {
+            self.checksum.finalize()
+        } else {
+            0
+        };
+        bytes.extend_from_slice(&sum.to_le_bytes());
+        bytes
+    }
+}
+
+/// What a load found besides the keys.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub version: u16,
+    pub keys: u64,
+    /// Keys skipped because their time had passed.
+    pub expired: u64,
+    pub aux: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One key as the file holds it.
+pub struct Key<'a> {
+    pub db: usize,
+    pub key: &'a [u8],
+    pub value: Value,
+    pub expire_ms: Option<u64>,
+}
+
+/// Reads a whole RDB file, handing each key to `visit` (which may refuse it with an error
+/// that stops the load). `databases` bounds SELECTDB; `verify_checksum` is `rdbchecksum`.
+pub fn load(
+    bytes: &[u8],
+    options: &DecodeOptions,
+    databases: usize,
+    verify_checksum: bool,
+    visit: &mut dyn FnMut(Key<'_>) -> Result<(), String>,
+) -> Result<Loaded, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let magic = reader.take(9)?;
+    if &magic[..5] != b"REDIS" {
+        return Err(DecodeError::new(
+            0,
+            "Wrong signature trying to load DB from file",
+        ));
+    }
+    let version = std::str::from_utf8(&magic[5..])
+        .ok()
+        .and_then(|text| text.parse::<u16>().ok())
+        .filter(|version| (1..=RDB_VERSION_READ_MAX).contains(version))
+        .ok_or_else(|| {
+            DecodeError::new(
+                5,
+                format!(
+                    "Can't handle RDB format version {}",
+                    String::from_utf8_lossy(&magic[5..])
+                ),
+            )
+        })?;
+    let mut loaded = Loaded {
+        version,
+        ..Loaded::default()
+    };
+    let mut db = 0usize;
+    let mut expire_ms: Option<u64> = None;
+    loop {
+        let at = reader.position();
+        let opcode = reader.byte()?;
+        match opcode {
+            OPCODE_EXPIRETIME_MS => {
+                let raw = reader.take(8)?;
+                expire_ms = Some(u64::from_le_bytes(
+                    raw.try_into().map_err(|_| reader.error("short expire"))?,
+                ));
+            }
+            OPCODE_EXPIRETIME => {
+                let raw = reader.take(4)?;
+                let seconds =
+                    u32::from_le_bytes(raw.try_into().map_err(|_| reader.error("short expire"))?);
+                expire_ms = Some(u64::from(seconds) * 1000);
+            }
+            OPCODE_IDLE => {
+                reader.length()?;
+            }
+            OPCODE_FREQ => {
+                reader.byte()?;
+            }
+            OPCODE_SELECTDB => {
+                let index = reader.length()?;
+                if index >= databases as u64 {
+                    return Err(DecodeError::new(
+                        at,
+                        format!("FATAL: Data file was created with a Redis server configured to handle more than {databases} databases. Exiting"),
+                    ));
+                }
+                db = index as usize;
+            }
+            OPCODE_RESIZEDB => {
+                reader.length()?;
+                reader.length()?;
+            }
+            OPCODE_SLOT_INFO => {
+                reader.length()?;
+                reader.length()?;
+                reader.length()?;
+            }
+            OPCODE_AUX => {
+                let name = reader.string()?.into_owned();
+                let value = reader.string()?.into_owned();
+                loaded.aux.push((name, value));
+            }
+            OPCODE_MODULE_AUX => {
+                return Err(DecodeError::unsupported(
+                    at,
+                    "the RDB holds module aux data, and Strata has no modules",
+                ));
+            }
+            OPCODE_FUNCTION2 => {
+                reader.string()?;
+                tracing::warn!(
+                    "Skipping a function library in the RDB: scripting is not built yet"
+                );
+            }
+            OPCODE_FUNCTION_PRE_GA => {
+                return Err(DecodeError::unsupported(
+                    at,
+                    "pre-release function format in the RDB is not supported",
+                ));
+            }
+            OPCODE_EOF => {
+                let end = reader.position();
+                if version >= 5 {
+                    let raw = reader.take(8)?;
+                    let expected = u64::from_le_bytes(
+                        raw.try_into().map_err(|_| reader.error("short checksum"))?,
+                    );
+                    if verify_checksum && expected != 0 {
+                        let actual = crc64::checksum(&bytes[..end]);
+                        if actual != expected {
+                            return Err(DecodeError::new(
+                                end,
+                                format!("Wrong RDB checksum expected: ({expected:x}) got ({actual:x}). Aborting now."),
+                            ));
+                        }
+                    }
+                }
+                return Ok(loaded);
+            }
+            kind => {
+                let key = match reader.string()? {
+                    std::borrow::Cow::Borrowed(key) => key,
+                    std::borrow::Cow::Owned(_) => {
+                        return Err(DecodeError::new(
+                            at,
+                            "compressed or integer-encoded keys are not supported",
+                        ))
+                    }
+                };
+                let value = decode_body(&mut reader, kind, options)?;
+                let expire = expire_ms.take();
+                visit(Key {
+                    db,
+                    key,
+                    value,
+                    expire_ms: expire,
+                })
+                .map_err(|reason| DecodeError::new(at, reason))?;
+                loaded.keys += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(entries: &[(usize, &[u8], Value, Option<u64>)]) -> Vec<u8> {
+        let mut writer = Writer::new(EncodeOptions::DEFAULT, 1_700_000_000_000, 1000, &[]);
+        let mut bytes = Vec::new();
+        for (db, key, value, expire) in entries {
+            writer.entry(*db, key, value, *expire).expect("encodable");
+            bytes.extend(writer.take());
+        }
+        bytes.extend(writer.finish(true));
+        bytes
+    }
+
+    fn read(bytes: &[u8]) -> Result<Vec<(usize, Vec<u8>, Value, Option<u64>)>, DecodeError> {
+        let mut keys = Vec::new();
+        load(bytes, &DecodeOptions::DEFAULT, 16, true, &mut |key| {
+            keys.push((key.db, key.key.to_vec(), key.value, key.expire_ms));
+            Ok(())
+        })?;
+        Ok(keys)
+    }
+
+    #[test]
+    fn round_trips_keys_databases_and_expiry() {
+        let entries = [
+            (0, &b"a"[..], Value::string(b"1"), None),
+            (
+                0,
+                &b"b"[..],
+                Value::string(&[b'x'; 100]),
+                Some(1_800_000_000_123),
+            ),
+            (3, &b"c"[..], Value::string(b"hello"), None),
+        ];
+        let bytes = file(&entries);
+        assert!(bytes.starts_with(b"REDIS0010"));
+        let keys = read(&bytes).expect("valid");
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys[1].3, Some(1_800_000_000_123));
+        assert_eq!(keys[2].0, 3);
+    }
+
+    #[test]
+    fn damage_is_refused_with_its_offset() {
+        let bytes = file(&[(0, &b"a"[..], Value::string(b"value"), None)]);
+        for cut in 0..bytes.len() {
+            assert!(read(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x40;
+        assert!(read(&flipped).is_err());
+        let mut future = bytes.clone();
+        future[5..9].copy_from_slice(b"0099");
+        let error = read(&future).expect_err("unknown version");
+        assert!(error
+            .reason
+            .contains("Can't handle RDB format version 0099"));
+        let many = file(&[(15, &b"a"[..], Value::string(b"v"), None)]);
+        let error = load(&many, &DecodeOptions::DEFAULT, 4, true, &mut |_| Ok(())).expect_err("db");
+        assert!(error.reason.contains("more than 4 databases"));
+    }
+}
