@@ -1,11 +1,13 @@
 //! Commands: the table, the executor, and one file per family.
 
 pub mod args;
+pub mod bitmaps;
 pub mod block;
 pub mod client;
 pub mod connection;
 pub mod exec;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod info;
 pub mod introspection;
 pub mod keys;
@@ -36,4 +38,6 @@ pub static FAMILIES: &[&[Spec]] = &[
     sets::COMMANDS,
     zsets::COMMANDS,
     sort::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
 ];

@@ -7,6 +7,7 @@
 
 pub mod compact;
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod set;
 pub mod stream;
