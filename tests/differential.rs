@@ -38,6 +38,8 @@ const KNOWN: &[&str] = &[
     "sort",
     "transactions",
     "blocking",
+    "bitmaps",
+    "hyperloglog",
 ];
 /// A script longer than this is surely a mistake (and would make the run slow).
 const SCRIPT_LINES_MAX: usize = 20_000;
@@ -287,7 +289,9 @@ family_tests!(
     zsets,
     sort,
     transactions,
-    blocking
+    blocking,
+    bitmaps,
+    hyperloglog
 );
 
 /// Scripts of families without a test of their own.
