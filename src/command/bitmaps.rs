@@ -813,6 +813,10 @@ fn bitfield_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], read_only: bool) -> C
         let db = ctx.db();
         ctx.ks.signal_modified(db, key);
         ctx.ks.notify(notify::STRING, "setbit", db, key);
+    } else {
+        // Redis counts only the fields that changed: a BITFIELD whose writes all failed
+        // propagates nothing, even when it created or grew the string.
+        ctx.propagate_nothing();
     }
     Ok(Reply::Array(replies))
 }
@@ -900,14 +904,36 @@ mod tests {
         assert_eq!(server.run(&mut session, "BITOP NOT d k"), ":1\r\n");
         assert_eq!(server.run(&mut session, "GET d"), "$1\r\n\x00\r\n");
         let propagated = server.propagated();
-        // The no-op SETBIT is not propagated.
+        // Only what changed is propagated, as Redis 7.0.15 writes its AOF.
+        let server = TestServer::new();
+        let mut session = server.session();
+        let propagated = server.propagated();
+        for line in [
+            "SETBIT k 1 1",
+            "SETBIT k 1 1",
+            "SETBIT k 2 0",
+            "SETBIT k 20 0",
+            "BITFIELD k GET u8 0",
+            "BITFIELD k SET u8 0 64",
+            "BITFIELD k OVERFLOW FAIL INCRBY u2 0 9",
+            "BITFIELD k2 OVERFLOW FAIL SET u2 0 9",
+            "BITFIELD_RO k GET u8 0",
+            "BITOP AND d k",
+            "BITOP AND d nokey",
+            "BITOP AND d nokey",
+        ] {
+            server.run(&mut session, line);
+        }
+        let tail: Vec<String> = server.propagated()[propagated.len()..].to_vec();
         assert_eq!(
-            propagated
-                .iter()
-                .filter(|line| line.to_lowercase().contains("setbit"))
-                .count(),
-            1,
-            "{propagated:?}"
+            tail,
+            [
+                "SELECT 0",
+                "SETBIT k 1 1",
+                "SETBIT k 20 0",
+                "BITOP AND d k",
+                "BITOP AND d nokey"
+            ],
         );
     }
 }

@@ -354,6 +354,36 @@ mod tests {
             server.run(&mut session, "PFADD s x"),
             "-WRONGTYPE Key is not a valid HyperLogLog string value.\r\n"
         );
+        let before = server.propagated().len();
+        for line in [
+            "PFADD h a",
+            "PFADD h a",
+            "PFCOUNT h",
+            "PFCOUNT h",
+            "PFCOUNT h k3",
+            "PFMERGE m h",
+            "PFMERGE m",
+            "PFDEBUG ENCODING m",
+            "PFDEBUG TODENSE m",
+            "PFDEBUG TODENSE m",
+            "PFADD h2 b",
+            "PFDEBUG GETREG h2",
+        ] {
+            server.run(&mut session, line);
+        }
+        // What Redis 7.0.15 writes to its AOF for the same commands.
+        assert_eq!(
+            server.propagated()[before..].to_vec(),
+            [
+                "PFADD h a",
+                "PFCOUNT h",
+                "PFMERGE m h",
+                "PFMERGE m",
+                "PFDEBUG TODENSE m",
+                "PFADD h2 b",
+                "PFDEBUG GETREG h2"
+            ]
+        );
         let propagated = server.propagated();
         assert!(
             propagated.iter().any(|line| line.contains("PFCOUNT")),
