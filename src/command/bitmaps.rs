@@ -110,7 +110,11 @@ pub fn first_bit(bytes: &[u8], bit: bool) -> i64 {
     }
     for (index, &byte) in bytes[skipped_bytes..].iter().enumerate() {
         if byte != skip {
-            let within = if bit { byte.leading_zeros() } else { (!byte).leading_zeros() };
+            let within = if bit {
+                byte.leading_zeros()
+            } else {
+                (!byte).leading_zeros()
+            };
             return ((skipped_bytes + index) * 8) as i64 + within as i64;
         }
     }
@@ -355,7 +359,9 @@ fn bitpos(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if range.start > range.end {
         return Ok(Reply::Integer(-1));
     }
-    Ok(Reply::Integer(bitpos_in_range(&bytes, bit, range, end_given)))
+    Ok(Reply::Integer(bitpos_in_range(
+        &bytes, bit, range, end_given,
+    )))
 }
 
 /// The body of Redis's bitposCommand once the range is known (start <= end).
@@ -376,7 +382,11 @@ fn bitpos_in_range(bytes: &[u8], bit: bool, range: BitRange, end_given: bool) ->
             };
             // A range within one byte masks both edges.
             if last_mask != 0 && count == 1 {
-                edge = if bit { edge & !last_mask } else { edge | last_mask };
+                edge = if bit {
+                    edge & !last_mask
+                } else {
+                    edge | last_mask
+                };
             }
             let found = first_bit(&[edge], bit);
             if count == 1 || (found != -1 && found != 8) {
@@ -445,12 +455,21 @@ fn bitop_compute(operation: BitOperation, sources: &[Option<Bytes>]) -> Vec<u8> 
         let other = source(index);
         match operation {
             BitOperation::And => {
-                result.iter_mut().zip(other.iter()).for_each(|(r, o)| *r &= o);
+                result
+                    .iter_mut()
+                    .zip(other.iter())
+                    .for_each(|(r, o)| *r &= o);
                 // Past its end the source is zeros.
                 result[other.len()..].iter_mut().for_each(|byte| *byte = 0);
             }
-            BitOperation::Or => result.iter_mut().zip(other.iter()).for_each(|(r, o)| *r |= o),
-            BitOperation::Xor => result.iter_mut().zip(other.iter()).for_each(|(r, o)| *r ^= o),
+            BitOperation::Or => result
+                .iter_mut()
+                .zip(other.iter())
+                .for_each(|(r, o)| *r |= o),
+            BitOperation::Xor => result
+                .iter_mut()
+                .zip(other.iter())
+                .for_each(|(r, o)| *r ^= o),
             BitOperation::Not => unreachable!("handled above"),
         }
     }
@@ -597,7 +616,11 @@ fn parse_field_ops(argv: &[Bytes], limit_bytes: i64) -> Result<Vec<FieldOp>, Err
             value,
             overflow,
         });
-        index += if operation == FieldOperation::Get { 3 } else { 4 };
+        index += if operation == FieldOperation::Get {
+            3
+        } else {
+            4
+        };
     }
     Ok(ops)
 }
@@ -872,7 +895,10 @@ mod tests {
         assert_eq!(signed_overflow(120, 10, 8, Overflow::Wrap), Some(-126));
         assert_eq!(signed_overflow(120, 10, 8, Overflow::Sat), Some(127));
         assert_eq!(signed_overflow(-120, -10, 8, Overflow::Sat), Some(-128));
-        assert_eq!(signed_overflow(i64::MAX, 1, 64, Overflow::Wrap), Some(i64::MIN));
+        assert_eq!(
+            signed_overflow(i64::MAX, 1, 64, Overflow::Wrap),
+            Some(i64::MIN)
+        );
         assert_eq!(signed_overflow(0, 5, 64, Overflow::Wrap), None);
     }
 
@@ -894,7 +920,10 @@ mod tests {
         assert_eq!(server.run(&mut session, "SETBIT k 7 1"), ":0\r\n");
         assert_eq!(server.run(&mut session, "SETBIT k 7 1"), ":1\r\n");
         assert_eq!(server.run(&mut session, "GET k"), "$1\r\n\x01\r\n");
-        assert_eq!(server.run(&mut session, "OBJECT ENCODING k"), "$3\r\nraw\r\n");
+        assert_eq!(
+            server.run(&mut session, "OBJECT ENCODING k"),
+            "$3\r\nraw\r\n"
+        );
         assert_eq!(server.run(&mut session, "BITCOUNT k"), ":1\r\n");
         assert_eq!(server.run(&mut session, "BITPOS k 1"), ":7\r\n");
         assert_eq!(
@@ -903,7 +932,6 @@ mod tests {
         );
         assert_eq!(server.run(&mut session, "BITOP NOT d k"), ":1\r\n");
         assert_eq!(server.run(&mut session, "GET d"), "$1\r\n\x00\r\n");
-        let propagated = server.propagated();
         // Only what changed is propagated, as Redis 7.0.15 writes its AOF.
         let server = TestServer::new();
         let mut session = server.session();

@@ -279,7 +279,11 @@ fn selftest(seed: u64, sparse_max: usize, cycles: usize, elements: u64) -> Resul
                 let value = (word & 63) as u8;
                 word >>= 6;
                 *slot = value;
-                hll::dense_set(&mut dense[hll::HEADER_BYTES..], chunk_index * 10 + offset, value);
+                hll::dense_set(
+                    &mut dense[hll::HEADER_BYTES..],
+                    chunk_index * 10 + offset,
+                    value,
+                );
             }
         }
         for (index, &value) in expected.iter().enumerate() {
@@ -348,7 +352,10 @@ mod tests {
             server.run(&mut session, "PFDEBUG DECODE c"),
             "$55\r\nZ:5552 v:6,1 Z:3028 v:1,1 Z:6350 v:3,1 Z:1441 v:2,1 z:9\r\n"
         );
-        assert_eq!(server.run(&mut session, "OBJECT ENCODING c"), "$3\r\nraw\r\n");
+        assert_eq!(
+            server.run(&mut session, "OBJECT ENCODING c"),
+            "$3\r\nraw\r\n"
+        );
         server.run(&mut session, "SET s hello");
         assert_eq!(
             server.run(&mut session, "PFADD s x"),

@@ -189,8 +189,7 @@ pub fn dense_set(registers: &mut [u8], index: usize, value: u8) {
     let first_bit = (index * REGISTER_BITS) & 7;
     let value = value as u32;
     let low = registers[byte] as u32;
-    registers[byte] =
-        ((low & !((REGISTER_MAX as u32) << first_bit)) | (value << first_bit)) as u8;
+    registers[byte] = ((low & !((REGISTER_MAX as u32) << first_bit)) | (value << first_bit)) as u8;
     if let Some(next) = registers.get_mut(byte + 1) {
         let high = *next as u32;
         let shift = 8 - first_bit;
@@ -712,7 +711,10 @@ mod tests {
     fn sparse_bytes_match_redis() {
         // GET after `PFADD a x y z` / `PFADD b q` / `PFMERGE c a b` on Redis 7.0.15.
         let mut hll = new_sparse();
-        add_all(&mut hll, ["x", "y", "z", "q"].iter().map(|s| s.as_bytes().to_vec()));
+        add_all(
+            &mut hll,
+            ["x", "y", "z", "q"].iter().map(|s| s.as_bytes().to_vec()),
+        );
         let expected: &[u8] = b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80U\xaf\x94K\xd3\x80X\xcd\x88E\xa0\x84\x08";
         assert_eq!(hll, expected);
         assert_eq!(count(&hll), Ok(4));
@@ -721,14 +723,19 @@ mod tests {
     #[test]
     fn empty_values() {
         let sparse = new_sparse();
-        assert_eq!(sparse, b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x7f\xff");
+        assert_eq!(
+            sparse,
+            b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x7f\xff"
+        );
         assert!(is_valid(&sparse));
         assert_eq!(count(&sparse), Ok(0));
         let dense = new_dense();
         assert!(is_valid(&dense));
         assert_eq!(count(&dense), Ok(0));
         assert!(!is_valid(&dense[..DENSE_BYTES - 1]));
-        assert!(!is_valid(b"HYLL\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"));
+        assert!(!is_valid(
+            b"HYLL\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+        ));
     }
 
     #[test]
