@@ -168,13 +168,18 @@ fn string_for_bits<'k>(
     Ok((bytes, changed))
 }
 
-/// The string at `key` for a read command, copied out (None when missing).
-fn read_string(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<Bytes>, Error> {
+/// Runs `read` on the string at `key` in place for a read command (counts hits and misses;
+/// no copy, as a bitmap may be 512MB). None when the key is missing; WRONGTYPE otherwise.
+fn with_string<R>(
+    ctx: &mut Ctx<'_, '_>,
+    key: &[u8],
+    read: impl FnOnce(&[u8]) -> R,
+) -> Result<Option<R>, Error> {
     let db = ctx.db();
     match ctx.ks.lookup_read(db, key) {
         None => Ok(None),
         Some(entry) => match &entry.value {
-            Value::Str(bytes) => Ok(Some(Bytes::copy_from_slice(bytes))),
+            Value::Str(bytes) => Ok(Some(read(bytes))),
             #[allow(unreachable_patterns)]
             _ => Err(Error::WrongType),
         },
@@ -283,9 +288,12 @@ fn normalize(mut start: i64, mut end: i64, length: usize, is_bit: bool) -> BitRa
 /// `BITCOUNT key [start end [BYTE|BIT]]`.
 fn bitcount(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     // A missing key answers 0 before the arguments are even looked at, as in Redis.
-    let Some(bytes) = read_string(ctx, &argv[1])? else {
-        return Ok(Reply::Integer(0));
-    };
+    with_string(ctx, &argv[1], |bytes| bitcount_of(bytes, argv))?
+        .unwrap_or(Ok(Reply::Integer(0)))
+}
+
+/// BITCOUNT of an existing string: parses the range (after the type check, as Redis does).
+fn bitcount_of(bytes: &[u8], argv: &[Bytes]) -> CmdResult {
     let range = match argv.len() {
         2 => BitRange {
             start: 0,
@@ -327,9 +335,12 @@ fn bitpos(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         return Err(Error::from(BITPOS_BIT_INVALID));
     }
     let bit = bit == 1;
-    let Some(bytes) = read_string(ctx, &argv[1])? else {
-        return Ok(Reply::Integer(if bit { -1 } else { 0 }));
-    };
+    with_string(ctx, &argv[1], |bytes| bitpos_of(bytes, bit, argv))?
+        .unwrap_or(Ok(Reply::Integer(if bit { -1 } else { 0 })))
+}
+
+/// BITPOS of an existing string: parses the range (after the type check, as Redis does).
+fn bitpos_of(bytes: &[u8], bit: bool, argv: &[Bytes]) -> CmdResult {
     let mut end_given = false;
     let range = match argv.len() {
         3 => BitRange {
@@ -435,45 +446,27 @@ enum BitOperation {
     Not,
 }
 
-/// The result of a BITOP over `sources` (missing keys are empty strings): as long as the
-/// longest source, shorter ones zero padded.
-fn bitop_compute(operation: BitOperation, sources: &[Option<Bytes>]) -> Vec<u8> {
-    let empty = Bytes::new();
-    let source = |index: usize| sources[index].as_ref().unwrap_or(&empty);
-    let length = (0..sources.len())
-        .map(|index| source(index).len())
-        .max()
-        .unwrap_or(0);
-    let mut result = vec![0u8; length];
-    result[..source(0).len()].copy_from_slice(source(0));
-    if operation == BitOperation::Not {
-        debug_assert_eq!(sources.len(), 1);
-        result.iter_mut().for_each(|byte| *byte = !*byte);
-        return result;
-    }
-    for index in 1..sources.len() {
-        let other = source(index);
-        match operation {
-            BitOperation::And => {
-                result
-                    .iter_mut()
-                    .zip(other.iter())
-                    .for_each(|(r, o)| *r &= o);
-                // Past its end the source is zeros.
-                result[other.len()..].iter_mut().for_each(|byte| *byte = 0);
-            }
-            BitOperation::Or => result
-                .iter_mut()
-                .zip(other.iter())
-                .for_each(|(r, o)| *r |= o),
-            BitOperation::Xor => result
-                .iter_mut()
-                .zip(other.iter())
-                .for_each(|(r, o)| *r ^= o),
-            BitOperation::Not => unreachable!("handled above"),
+/// Folds source number `index` (missing keys are empty) into `result`, which is as long as
+/// the longest source: shorter sources count as zero padded. The first source initialises it.
+fn bitop_apply(operation: BitOperation, index: usize, result: &mut [u8], source: &[u8]) {
+    debug_assert!(source.len() <= result.len());
+    if index == 0 {
+        result[..source.len()].copy_from_slice(source);
+        if operation == BitOperation::Not {
+            result.iter_mut().for_each(|byte| *byte = !*byte);
         }
+        return;
     }
-    result
+    let pairs = result.iter_mut().zip(source.iter());
+    match operation {
+        BitOperation::And => {
+            pairs.for_each(|(r, s)| *r &= s);
+            result[source.len()..].iter_mut().for_each(|byte| *byte = 0);
+        }
+        BitOperation::Or => pairs.for_each(|(r, s)| *r |= s),
+        BitOperation::Xor => pairs.for_each(|(r, s)| *r ^= s),
+        BitOperation::Not => unreachable!("NOT has a single source"),
+    }
 }
 
 /// `BITOP AND|OR|XOR|NOT destkey key [key ...]`: the length of the result. An empty result
@@ -494,13 +487,21 @@ fn bitop(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         return Err(Error::from(BITOP_NOT_ARITY));
     }
     let destination = &argv[2];
-    let mut sources = Vec::with_capacity(argv.len() - 3);
+    // First every lookup (types checked before anything is computed, hits counted once),
+    // then the sources are folded in place, without copying them.
+    let mut length = 0;
     for key in &argv[3..] {
-        sources.push(read_string(ctx, key)?);
+        length = length.max(with_string(ctx, key, |bytes| bytes.len())?.unwrap_or(0));
     }
-    let result = bitop_compute(operation, &sources);
-    let length = result.len();
+    let mut result = vec![0u8; length];
     let db = ctx.db();
+    for (index, key) in argv[3..].iter().enumerate() {
+        let source: &[u8] = match ctx.ks.peek(db, key).map(|entry| &entry.value) {
+            Some(Value::Str(bytes)) => bytes,
+            _ => &[],
+        };
+        bitop_apply(operation, index, &mut result, source);
+    }
     if length > 0 {
         ctx.ks.set(
             db,
@@ -803,10 +804,9 @@ fn bitfield_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], read_only: bool) -> C
     let ops = parse_field_ops(argv, proto_max_bulk_len(ctx))?;
     let writes = ops.iter().any(|op| op.operation != FieldOperation::Get);
     if !writes {
-        let bytes = read_string(ctx, key)?.unwrap_or_default();
-        return Ok(Reply::Array(
-            ops.iter().map(|op| apply_get(&bytes, op)).collect(),
-        ));
+        let replies = |bytes: &[u8]| ops.iter().map(|op| apply_get(bytes, op)).collect();
+        let replies = with_string(ctx, key, replies)?.unwrap_or_else(|| replies(&[]));
+        return Ok(Reply::Array(replies));
     }
     if read_only {
         return Err(Error::from(BITFIELD_RO_WRITE));
