@@ -288,8 +288,7 @@ fn normalize(mut start: i64, mut end: i64, length: usize, is_bit: bool) -> BitRa
 /// `BITCOUNT key [start end [BYTE|BIT]]`.
 fn bitcount(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     // A missing key answers 0 before the arguments are even looked at, as in Redis.
-    with_string(ctx, &argv[1], |bytes| bitcount_of(bytes, argv))?
-        .unwrap_or(Ok(Reply::Integer(0)))
+    with_string(ctx, &argv[1], |bytes| bitcount_of(bytes, argv))?.unwrap_or(Ok(Reply::Integer(0)))
 }
 
 /// BITCOUNT of an existing string: parses the range (after the type check, as Redis does).
@@ -371,7 +370,7 @@ fn bitpos_of(bytes: &[u8], bit: bool, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Integer(-1));
     }
     Ok(Reply::Integer(bitpos_in_range(
-        &bytes, bit, range, end_given,
+        bytes, bit, range, end_given,
     )))
 }
 
