@@ -884,6 +884,78 @@ mod tests {
         }
     }
 
+    /// Redis's BITCOUNT/BITPOS range semantics on single bits: the normalised inclusive bit
+    /// range, or None when empty (BYTE ranges cover whole bytes).
+    fn naive_bit_range(length: usize, start: i64, end: i64, is_bit: bool) -> Option<(i64, i64)> {
+        let range = normalize(start, end, length, is_bit);
+        if range.start > range.end {
+            return None;
+        }
+        if is_bit {
+            let (mut first, mut last) = (start, end);
+            let total = length as i64 * 8;
+            if first < 0 {
+                first += total;
+            }
+            if last < 0 {
+                last += total;
+            }
+            Some((first.max(0), last.max(0).min(total - 1)))
+        } else {
+            Some((range.start * 8, range.end * 8 + 7))
+        }
+    }
+
+    fn argv_of(words: &[String]) -> Vec<Bytes> {
+        words.iter().map(|word| Bytes::from(word.clone())).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn bitcount_and_bitpos_match_a_bit_walk(
+            bytes in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xffu8), any::<u8>()], 1..24),
+            start in -200i64..200,
+            end in -200i64..200,
+            is_bit in any::<bool>(),
+            bit in any::<bool>(),
+            end_given in any::<bool>(),
+        ) {
+            let unit = if is_bit { "BIT" } else { "BYTE" };
+            let count_argv = argv_of(&["BITCOUNT".into(), "k".into(), start.to_string(), end.to_string(), unit.into()]);
+            let expected_count = if start < 0 && end < 0 && start > end {
+                0
+            } else {
+                naive_bit_range(bytes.len(), start, end, is_bit)
+                    .map(|(first, last)| (first..=last).filter(|&p| bit_at(&bytes, p as u64)).count())
+                    .unwrap_or(0)
+            };
+            prop_assert_eq!(bitcount_of(&bytes, &count_argv), Ok(Reply::Integer(expected_count as i64)));
+
+            let bit_word = if bit { "1" } else { "0" };
+            let mut words: Vec<String> = vec!["BITPOS".into(), "k".into(), bit_word.into(), start.to_string()];
+            let default_end = if is_bit { bytes.len() as i64 * 8 + 7 } else { bytes.len() as i64 - 1 };
+            let effective_end = if end_given { end } else { default_end };
+            if end_given || is_bit {
+                words.push(effective_end.to_string());
+            }
+            if is_bit {
+                words.push(unit.into());
+            }
+            // Passing the default end explicitly is the same as omitting it, except for the
+            // end-given rule, which the model follows from `words.len()`.
+            let explicit_end = words.len() >= 5;
+            let expected = match naive_bit_range(bytes.len(), start, effective_end, is_bit) {
+                None => -1,
+                Some((first, last)) => match (first..=last).find(|&p| bit_at(&bytes, p as u64) == bit) {
+                    Some(position) => position,
+                    None if bit || explicit_end => -1,
+                    None => last + 1,
+                },
+            };
+            prop_assert_eq!(bitpos_of(&bytes, bit, &argv_of(&words)), Ok(Reply::Integer(expected)));
+        }
+    }
+
     #[test]
     fn overflow_rules() {
         assert_eq!(unsigned_overflow(250, 10, 8, Overflow::Wrap), Some(4));

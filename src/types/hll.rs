@@ -674,7 +674,7 @@ pub fn merge_into(maximum: &mut [u8; REGISTERS], hll: &[u8]) -> Result<(), Corru
     }
 }
 
-/// Every register of a validated value, as bytes (tests and PFDEBUG GETREG on dense values).
+/// Every register of a validated value, one byte each.
 pub fn registers(hll: &[u8]) -> Result<Vec<u8>, Corrupt> {
     let mut maximum = [0u8; REGISTERS];
     merge_into(&mut maximum, hll)?;
@@ -769,6 +769,49 @@ mod tests {
         hll.push(0x10);
         assert_eq!(count(&hll), Err(Corrupt));
         assert_eq!(sparse_to_dense(&mut hll), Err(Corrupt));
+    }
+
+    proptest! {
+        /// Any bytes after a valid header (SET can store anything) never panic: every reader
+        /// either works or reports corruption, and writers keep a value the readers accept.
+        #[test]
+        fn arbitrary_sparse_bytes_never_panic(
+            opcodes in proptest::collection::vec(any::<u8>(), 0..64),
+            elements in proptest::collection::vec(any::<u32>(), 0..8),
+            sparse_max in prop_oneof![Just(0usize), Just(40), Just(SPARSE_MAX)],
+        ) {
+            let mut hll = new_sparse();
+            hll.truncate(HEADER_BYTES);
+            hll.extend_from_slice(&opcodes);
+            prop_assert!(is_valid(&hll));
+            let _ = count(&hll);
+            let _ = sparse_opcodes(&hll);
+            let mut maximum = [0u8; REGISTERS];
+            let _ = merge_into(&mut maximum, &hll);
+            for element in elements {
+                if add(&mut hll, &element.to_le_bytes(), sparse_max) == SetOutcome::Corrupt {
+                    break;
+                }
+                prop_assert!(is_valid(&hll));
+                let _ = count(&hll);
+            }
+            let _ = sparse_to_dense(&mut hll);
+        }
+
+        /// A dense value may hold any register values (up to 63).
+        #[test]
+        fn arbitrary_dense_bytes_never_panic(
+            fill in any::<u8>(),
+            elements in proptest::collection::vec(any::<u32>(), 0..8),
+        ) {
+            let mut hll = new_dense();
+            hll[HEADER_BYTES..].iter_mut().for_each(|byte| *byte = fill);
+            prop_assert!(count(&hll).is_ok());
+            for element in elements {
+                prop_assert_ne!(add(&mut hll, &element.to_le_bytes(), SPARSE_MAX), SetOutcome::Corrupt);
+            }
+            prop_assert_eq!(hll.len(), DENSE_BYTES);
+        }
     }
 
     proptest! {
