@@ -720,6 +720,34 @@ mod tests {
         assert_eq!(count(&hll), Ok(4));
     }
 
+    fn fnv1a(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+            (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// Fixtures captured from Redis 7.0.15: `PFADD key <elements>` then `PFCOUNT key`, the
+    /// length and FNV-1a hash of `GET key`, and the count.
+    #[test]
+    fn dense_and_sparse_bytes_match_redis_fixtures() {
+        let fixtures: [(&str, usize, usize, u64, u64); 2] = [
+            ("b", 3000, DENSE_BYTES, 0xcbc1_e38d_2e49_22bb, 3036),
+            ("e", 500, 1068, 0x4785_b546_f1b4_a8cb, 506),
+        ];
+        for (prefix, elements, length, hash, cardinality) in fixtures {
+            let mut hll = new_sparse();
+            add_all(
+                &mut hll,
+                (0..elements).map(|i| format!("{prefix}{i}").into_bytes()),
+            );
+            assert_eq!(cached_cardinality(&hll), None);
+            let counted = count(&hll).unwrap();
+            set_cached_cardinality(&mut hll, counted);
+            assert_eq!((hll.len(), counted), (length, cardinality));
+            assert_eq!(fnv1a(&hll), hash, "bytes of {prefix}0..{elements}");
+        }
+    }
+
     #[test]
     fn empty_values() {
         let sparse = new_sparse();
