@@ -102,8 +102,11 @@ pub fn first_bit(bytes: &[u8], bit: bool) -> i64 {
     let skip = if bit { 0u8 } else { 0xff };
     let mut chunks = bytes.chunks_exact(8);
     let mut skipped_bytes = 0usize;
+    let skip_word = u64::from_ne_bytes([skip; 8]);
     for chunk in &mut chunks {
-        if chunk.iter().any(|&byte| byte != skip) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if u64::from_ne_bytes(word) != skip_word {
             break;
         }
         skipped_bytes += 8;
