@@ -530,27 +530,27 @@ pub fn raise(hll: &mut Vec<u8>, index: usize, count: u8, sparse_bytes_max: usize
 /// How many registers hold each value (index 0..63); the estimator's only input.
 pub type Histogram = [u32; 64];
 
-/// Every dense register in order: three bytes hold four registers exactly (Redis's
-/// unrolled loop takes twelve bytes at a time for the same reason).
-fn dense_registers(registers: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    debug_assert_eq!(registers.len(), DENSE_BYTES - HEADER_BYTES);
-    registers.chunks_exact(3).flat_map(|group| {
-        let (b0, b1, b2) = (group[0], group[1], group[2]);
-        [
-            b0 & 63,
-            ((b0 >> 6) | (b1 << 2)) & 63,
-            ((b1 >> 4) | (b2 << 4)) & 63,
-            b2 >> 2,
-        ]
-    })
+/// The four registers packed in three dense bytes (Redis's unrolled loop takes twelve bytes
+/// at a time for the same reason: register boundaries realign every three bytes).
+fn unpack(group: &[u8]) -> [u8; 4] {
+    let (b0, b1, b2) = (group[0], group[1], group[2]);
+    [
+        b0 & 63,
+        ((b0 >> 6) | (b1 << 2)) & 63,
+        ((b1 >> 4) | (b2 << 4)) & 63,
+        b2 >> 2,
+    ]
 }
 
 const _: () = assert!((DENSE_BYTES - HEADER_BYTES) % 3 == 0);
 
 /// `hllDenseRegHisto`.
 fn dense_histogram(registers: &[u8], histogram: &mut Histogram) {
-    for register in dense_registers(registers) {
-        histogram[register as usize] += 1;
+    debug_assert_eq!(registers.len(), DENSE_BYTES - HEADER_BYTES);
+    for group in registers.chunks_exact(3) {
+        for register in unpack(group) {
+            histogram[register as usize] += 1;
+        }
     }
 }
 
@@ -653,11 +653,11 @@ pub fn estimate(histogram: &Histogram) -> u64 {
 /// `hllMerge`: `maximum[i] = max(maximum[i], register i)` for a validated value.
 pub fn merge_into(maximum: &mut [u8; REGISTERS], hll: &[u8]) -> Result<(), Corrupt> {
     if hll[ENCODING_OFFSET] == ENCODING_DENSE {
-        for (slot, value) in maximum
-            .iter_mut()
-            .zip(dense_registers(&hll[HEADER_BYTES..]))
-        {
-            *slot = (*slot).max(value);
+        let groups = hll[HEADER_BYTES..].chunks_exact(3);
+        for (slots, group) in maximum.chunks_exact_mut(4).zip(groups) {
+            for (slot, value) in slots.iter_mut().zip(unpack(group)) {
+                *slot = (*slot).max(value);
+            }
         }
         return Ok(());
     }
@@ -791,7 +791,7 @@ mod tests {
         for index in 0..REGISTERS {
             assert_eq!(dense_get(&registers, index), (index * 7 % 64) as u8);
         }
-        let walked: Vec<u8> = dense_registers(&registers).collect();
+        let walked: Vec<u8> = registers.chunks_exact(3).flat_map(unpack).collect();
         let expected: Vec<u8> = (0..REGISTERS).map(|i| (i * 7 % 64) as u8).collect();
         assert_eq!(walked, expected);
     }
