@@ -49,6 +49,8 @@ const KNOWN: &[&str] = &[
     "pubsub",
     "notifications",
     "dump",
+    "bitmaps",
+    "hyperloglog",
 ];
 /// A script longer than this is surely a mistake (and would make the run slow).
 const SCRIPT_LINES_MAX: usize = 20_000;
@@ -340,7 +342,9 @@ family_tests!(
     geo,
     pubsub,
     notifications,
-    dump
+    dump,
+    bitmaps,
+    hyperloglog
 );
 
 /// Scripts of families without a test of their own.

@@ -619,7 +619,9 @@ fn collect_effects(
 ) -> Vec<(usize, Vec<Bytes>)> {
     let dirty = ctx.ks.dirty - dirty_before;
     server.stats.add_dirty(dirty);
-    let wrote = ctx.command.is_write() && (dirty > 0 || ctx.forced);
+    // `forced` also covers a read-only command whose change Redis propagates (PFCOUNT
+    // writing its cached cardinality back: Redis propagates any command that dirtied).
+    let wrote = (ctx.command.is_write() && dirty > 0) || ctx.forced;
     if !server.log.is_active() || (ctx.ks.expired.is_empty() && !wrote) {
         ctx.ks.expired.clear();
         return Vec::new();

@@ -1,6 +1,7 @@
 //! Commands: the table, the executor, and one file per family.
 
 pub mod args;
+pub mod bitmaps;
 pub mod block;
 pub mod client;
 pub mod connection;
@@ -8,6 +9,7 @@ pub mod dump;
 pub mod exec;
 pub mod geo;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod info;
 pub mod introspection;
 pub mod keys;
@@ -46,4 +48,6 @@ pub static FAMILIES: &[&[Spec]] = &[
     streams::COMMANDS,
     geo::COMMANDS,
     pubsub::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
 ];

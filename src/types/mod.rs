@@ -8,6 +8,7 @@
 pub mod compact;
 pub mod geohash;
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod ordered;
 pub mod set;

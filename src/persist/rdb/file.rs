@@ -303,7 +303,10 @@ mod tests {
         bytes
     }
 
-    fn read(bytes: &[u8]) -> Result<Vec<(usize, Vec<u8>, Value, Option<u64>)>, DecodeError> {
+    /// A key as read back: database, name, value, expiry.
+    type Read = (usize, Vec<u8>, Value, Option<u64>);
+
+    fn read(bytes: &[u8]) -> Result<Vec<Read>, DecodeError> {
         let mut keys = Vec::new();
         load(bytes, &DecodeOptions::DEFAULT, 16, true, &mut |key| {
             keys.push((key.db, key.key.to_vec(), key.value, key.expire_ms));
