@@ -58,7 +58,12 @@ fn bit_offset(arg: &[u8], hash_bits: Option<u32>, limit_bytes: i64) -> Result<u6
     Ok(offset as u64)
 }
 
+/// The offset limit: `proto-max-bulk-len`, except for the AOF loader (or a primary), which
+/// replays what was accepted under whatever limit held then (Redis's mustObeyClient).
 fn proto_max_bulk_len(ctx: &Ctx<'_, '_>) -> i64 {
+    if ctx.session.obey {
+        return i64::MAX;
+    }
     ctx.server.config.int("proto-max-bulk-len")
 }
 
