@@ -222,3 +222,70 @@ fn nothing_expires_while_the_aof_loads() {
     assert_eq!(answers[0], answers[1], "strata vs redis");
     assert_eq!(answers[0][1], b"$1\r\n1\r\n");
 }
+
+#[test]
+fn clients_get_loading_while_the_dataset_loads() {
+    // A large AOF written directly, so the load takes long enough to be seen.
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("appendonlydir");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut incr = Vec::with_capacity(64 << 20);
+    for index in 0..600_000 {
+        incr.extend_from_slice(&common::encode_command(&[
+            "SET",
+            &format!("key:{index}"),
+            "value",
+        ]));
+    }
+    std::fs::write(dir.join("appendonly.aof.1.base.aof"), b"").expect("base");
+    std::fs::write(dir.join("appendonly.aof.1.incr.aof"), &incr).expect("incr");
+    std::fs::write(
+        dir.join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+    )
+    .expect("manifest");
+    let port = common::free_port();
+    let port_text = port.to_string();
+    let dir_text = data.path().to_string_lossy().into_owned();
+    let mut child = std::process::Command::new(common::Kind::Strata.program())
+        .args([
+            "--port",
+            &port_text,
+            "--dir",
+            &dir_text,
+            "--appendonly",
+            "yes",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strata");
+    let mut conn = None;
+    for _ in 0..2_000 {
+        if let Ok(connected) = common::Conn::connect(port) {
+            conn = Some(connected);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut conn = conn.expect("the port is open while loading");
+    let first = conn.cmd("GET key:1");
+    let info = String::from_utf8_lossy(&conn.cmd("INFO persistence")).into_owned();
+    let mut loaded = false;
+    for _ in 0..3_000 {
+        if conn.cmd("GET key:599999") == b"$5\r\nvalue\r\n" {
+            loaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        first,
+        b"-LOADING Redis is loading the dataset in memory\r\n"
+    );
+    assert!(info.contains("loading:1"), "{info}");
+    assert!(info.contains("loading_total_bytes:"), "{info}");
+    assert!(loaded, "the dataset finished loading");
+}

@@ -141,6 +141,10 @@ pub fn dispatch(
         let error = Error::from(crate::error::NOAUTH);
         return reject(server, session, &args, error, Some(command));
     }
+    if server.loading.is_active() && !session.obey && !command.has(flags::LOADING) {
+        let error = Error::from("LOADING Redis is loading the dataset in memory");
+        return reject(server, session, &args, error, Some(command));
+    }
     // Redis's processCommand: after a disk error a primary refuses writes, and PING, until
     // persistence works again.
     if command.is_write() || command.fullname == "ping" {

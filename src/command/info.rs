@@ -377,7 +377,7 @@ fn persistence_section(server: &Server) -> Fields {
         (aof.last_rewrite_ms.load(Ordering::Relaxed) / 1000) as i64
     };
     let mut fields = fields![
-        "loading" => 0,
+        "loading" => i64::from(server.loading.is_active()),
         "async_loading" => 0,
         "current_cow_peak" => 0,
         "current_cow_size" => 0,
@@ -414,6 +414,7 @@ fn persistence_section(server: &Server) -> Fields {
         "module_fork_in_progress" => 0,
         "module_fork_last_cow_size" => 0,
     ];
+
     if server.aof.is_enabled() {
         // Redis lists these only while the AOF is on.
         fields.extend(fields![
@@ -424,6 +425,33 @@ fn persistence_section(server: &Server) -> Fields {
             "aof_pending_bio_fsync" => 0,
             "aof_delayed_fsync" => 0,
         ]);
+    }
+    if server.loading.is_active() {
+        // Redis lists these last, while a load runs.
+        let loading = &server.loading;
+        let total = loading.total_bytes.load(Ordering::Relaxed);
+        let loaded = loading.loaded_bytes.load(Ordering::Relaxed);
+        let start = loading.start_s.load(Ordering::Relaxed);
+        let elapsed = (now_ms / 1000).saturating_sub(start);
+        let perc = if total == 0 {
+            0.0
+        } else {
+            loaded as f64 * 100.0 / total as f64
+        };
+        let eta = if loaded == 0 {
+            1
+        } else {
+            (total.saturating_sub(loaded)) * elapsed / loaded.max(1)
+        };
+        let extra = fields![
+            "loading_start_time" => start,
+            "loading_total_bytes" => total,
+            "loading_rdb_used_mem" => 0,
+            "loading_loaded_bytes" => loaded,
+            "loading_loaded_perc" => format!("{perc:.2}"),
+            "loading_eta_seconds" => eta,
+        ];
+        fields.extend(extra);
     }
     fields
 }

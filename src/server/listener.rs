@@ -46,7 +46,8 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
         .map(|path| path.to_string_lossy().into_owned())
         .unwrap_or_default();
     let server = server.into_arc();
-    super::persistence::load_at_start(&server)?;
+    // Clients may connect while the dataset loads; they get `-LOADING` until it is in.
+    server.loading.begin(server.clock.now_ms(), 0);
     let port = server.config.int("port") as u16;
     let mut addrs = Vec::new();
     if port != 0 {
@@ -88,6 +89,15 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
             .bound_port
             .store(addrs[0].port() as u64, Ordering::Relaxed);
     }
+    let loader = server.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let outcome = super::persistence::load_at_start(&loader);
+        loader.loading.end();
+        outcome
+    })
+    .await
+    .map_err(|err| format!("the loader stopped: {err}"))?;
+    loaded?;
     tokio::spawn(cron::run(server.clone()));
     tracing::info!(
         "Strata {} (Redis {} compatible) pid={} dir={}",

@@ -18,6 +18,37 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// The base file is written in pieces of about this size.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
+/// Start-up loading, for INFO's `loading*` fields and the `-LOADING` refusal.
+#[derive(Debug, Default)]
+pub struct LoadingState {
+    pub active: AtomicBool,
+    /// Unix seconds the load started.
+    pub start_s: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub loaded_bytes: AtomicU64,
+}
+
+impl LoadingState {
+    pub fn begin(&self, now_ms: u64, total_bytes: u64) {
+        self.start_s.store(now_ms / 1000, Ordering::Relaxed);
+        self.total_bytes.store(total_bytes, Ordering::Relaxed);
+        self.loaded_bytes.store(0, Ordering::Relaxed);
+        self.active.store(true, Ordering::Release);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.loaded_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn end(&self) {
+        self.active.store(false, Ordering::Release);
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
 /// `<dir>/<appenddirname>` and the file prefix (`appendfilename`).
 pub fn aof_location(server: &Server) -> (PathBuf, String) {
     let dir = PathBuf::from(server.config.text("dir")).join(server.config.text("appenddirname"));
@@ -35,6 +66,12 @@ pub fn load_at_start(server: &Server) -> Result<(), String> {
     let started = std::time::Instant::now();
     match load::read_manifest(fs, &dir, &prefix)? {
         Some(manifest) => {
+            let total: u64 = manifest
+                .replay_order()
+                .filter_map(|info| fs.read(&dir.join(&info.name)).ok())
+                .map(|bytes| bytes.len() as u64)
+                .sum();
+            server.loading.begin(server.clock.now_ms(), total);
             let mut replay = ServerReplay::new(server);
             server.keyspace.loading.store(true, Ordering::Release);
             let report = load::load(
@@ -46,6 +83,8 @@ pub fn load_at_start(server: &Server) -> Result<(), String> {
             );
             server.keyspace.loading.store(false, Ordering::Release);
             replay.finish();
+            server.loading.advance(total);
+            server.loading.end();
             let report = report?;
             tracing::info!(
                 "DB loaded from append only file: {:.3} seconds ({} commands)",
@@ -669,7 +708,13 @@ pub fn load_rdb_at_start(server: &Server) -> Result<(), String> {
         .read(&path)
         .map_err(|err| format!("Fatal error loading the DB {name}: {err}. Exiting."))?;
     let started = std::time::Instant::now();
-    load_rdb_bytes(server, &bytes, &name, false)?;
+    server
+        .loading
+        .begin(server.clock.now_ms(), bytes.len() as u64);
+    let loaded = load_rdb_bytes(server, &bytes, &name, false);
+    server.loading.advance(bytes.len() as u64);
+    server.loading.end();
+    loaded?;
     tracing::info!(
         "DB loaded from disk: {:.3} seconds",
         started.elapsed().as_secs_f64()

@@ -120,6 +120,8 @@ pub struct Server {
     pub aof_attached: AtomicBool,
     /// RDB saves: in progress, last save, save points' bookkeeping.
     pub rdb: super::persistence::RdbState,
+    /// The dataset is loading at start: clients get `-LOADING` for most commands.
+    pub loading: super::persistence::LoadingState,
     /// The configuration file's absolute path, empty when started without one.
     pub config_file: String,
     /// Unix ms at start.
@@ -164,6 +166,7 @@ impl Server {
             aof: crate::persist::aof::Aof::new(fs.clone(), clock.clone()),
             aof_attached: AtomicBool::new(false),
             rdb: super::persistence::RdbState::new(start_ms),
+            loading: super::persistence::LoadingState::default(),
             pubsub: super::pubsub::Hub::default(),
             output_limits: parking_lot::RwLock::new([OutputBufferLimit::default(); 3]),
             clock,
