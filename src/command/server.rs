@@ -29,7 +29,8 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("slowlog|len", slowlog_len, Lock::None),
     Spec::new("slowlog|reset", slowlog_reset, Lock::None),
     Spec::new("slowlog|help", slowlog_help, Lock::None),
-    Spec::new("debug", debug, Lock::Custom(debug_keys)),
+    // Every shard: DEBUG POPULATE writes keys anywhere (DEBUG is rare; the lock is brief).
+    Spec::new("debug", debug, Lock::AllNaming(debug_keys)),
     Spec::new("memory|usage", memory_usage, Lock::Keys),
     Spec::new("memory|help", memory_help, Lock::None),
     Spec::new("shutdown", shutdown, Lock::None),
@@ -610,6 +611,7 @@ fn debug(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         }
         3 if args::is(sub, "object") => debug_object(ctx, &argv[2]),
         3 if args::is(sub, "protocol") => debug_protocol(ctx.session.resp3, &argv[2]),
+        3..=5 if args::is(sub, "populate") => debug_populate(ctx, &argv[2..]),
         3 if args::is(sub, "log") => {
             tracing::warn!("DEBUG LOG: {}", args::text(&argv[2]));
             Ok(Reply::OK)
@@ -619,6 +621,44 @@ fn debug(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             args::text(sub)
         ))),
     }
+}
+
+/// `DEBUG POPULATE count [prefix] [size]`: keys `prefix:N` (default `key`) holding
+/// `value:N`, cut or zero-padded to `size` bytes when given; existing keys are left alone.
+fn debug_populate(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CmdResult {
+    const POSITIVE: &str = "ERR value is out of range, must be positive";
+    let count = args::int(&args[0]).map_err(|_| Error::from(POSITIVE))?;
+    if count < 0 {
+        return Err(POSITIVE.into());
+    }
+    let prefix = args.get(1).map_or(&b"key"[..], |prefix| &prefix[..]);
+    let size = match args.get(2) {
+        Some(size) => {
+            let size = args::int(size).map_err(|_| Error::from(POSITIVE))?;
+            if size < 0 {
+                return Err(POSITIVE.into());
+            }
+            Some(size as usize)
+        }
+        None => None,
+    };
+    let db = ctx.db();
+    let mut key = Vec::with_capacity(prefix.len() + 21);
+    for index in 0..count as u64 {
+        key.clear();
+        key.extend_from_slice(prefix);
+        key.push(b':');
+        key.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+        if ctx.ks.exists(db, &key) {
+            continue;
+        }
+        let mut value = format!("value:{index}").into_bytes();
+        if let Some(size) = size {
+            value.resize(size, 0);
+        }
+        ctx.ks.set(db, &key, Value::Str(CompactBytes::from_vec(value)), false);
+    }
+    Ok(Reply::OK)
 }
 
 /// The double DEBUG PROTOCOL replies with (Redis's `3.141`).
