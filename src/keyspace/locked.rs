@@ -75,21 +75,46 @@ impl<'a> Locked<'a> {
     /// Before a change to `key` while a snapshot runs: copies the entry aside if the saver
     /// has not saved it yet, so the snapshot keeps its start state. One atomic load otherwise.
     fn preserve(&mut self, db: usize, key: &[u8]) {
-        let state = &self.keyspace.snapshot;
-        if !state.is_active() {
+        let global = &self.keyspace.snapshot;
+        if !global.is_active() {
             return;
         }
-        let saved = state.saved_bit();
         let position = self.shard_index(key);
         let Shard { dbs, snapshot, .. } = &mut *self.guards[position].1;
-        if !snapshot.pending.get(db).copied().unwrap_or(false) {
+        if !super::snapshot::watching(global, snapshot, db) {
             return;
         }
         let slice = &mut dbs[db];
         let expire_ms = slice.expire_at(key);
         if let Some(entry) = slice.keys.get_mut(key) {
-            super::snapshot::preserve_entry(snapshot, saved, db, key, entry, expire_ms);
+            super::snapshot::preserve_entry(global, snapshot, db, key, entry, expire_ms);
         }
+    }
+
+    /// Hands a removed entry to a snapshot that still needs it (a move, not a copy).
+    fn preserve_removed(&mut self, db: usize, key: &[u8], mut entry: Entry, expire_ms: Option<u64>) {
+        let global = &self.keyspace.snapshot;
+        let position = self.shard_index(key);
+        let snapshot = &mut self.guards[position].1.snapshot;
+        if super::snapshot::watching(global, snapshot, db) {
+            super::snapshot::preserve_value(
+                global,
+                snapshot,
+                db,
+                key,
+                &mut entry.flags,
+                entry.value,
+                expire_ms,
+            );
+        }
+    }
+
+    /// The expiry of `key`, read only while a snapshot runs (what a removed entry keeps).
+    fn expire_if_snapshot(&mut self, db: usize, key: &[u8]) -> Option<u64> {
+        if !self.keyspace.snapshot.is_active() {
+            return None;
+        }
+        self.db(db, key).expire_at(key)
     }
 
     pub fn keyspace(&self) -> &'a Keyspace {
@@ -236,7 +261,7 @@ impl<'a> Locked<'a> {
 
     /// Redis's `setKey`: creates or overwrites; the TTL is cleared unless `keep_ttl`.
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, keep_ttl: bool) {
-        self.preserve(db, key);
+        let old_expire = self.expire_if_snapshot(db, key);
         let saved = self.keyspace.snapshot.saved_bit();
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
@@ -247,11 +272,26 @@ impl<'a> Locked<'a> {
             0
         };
         let position = self.shard_index(key);
-        let slice = &mut self.guards[position].1.dbs[db];
+        let global = &self.keyspace.snapshot;
+        let Shard { dbs, snapshot, .. } = &mut *self.guards[position].1;
+        let watching = super::snapshot::watching(global, snapshot, db);
+        let slice = &mut dbs[db];
         let mut drop_ttl = false;
         match slice.lookup_live(key, expire_ms) {
             Live::Found(entry) => {
-                entry.value = value;
+                let old = std::mem::replace(&mut entry.value, value);
+                if watching {
+                    // The overwritten value moves aside for the snapshot: no copy.
+                    super::snapshot::preserve_value(
+                        global,
+                        snapshot,
+                        db,
+                        key,
+                        &mut entry.flags,
+                        old,
+                        old_expire,
+                    );
+                }
                 entry.flags = (entry.flags & (FLAG_EXPIRES | FLAG_SNAPSHOT)) | shared;
                 entry.touch(now_ms, mode);
                 drop_ttl = !keep_ttl && entry.has_expire();
@@ -292,12 +332,13 @@ impl<'a> Locked<'a> {
     /// Deletes a key; true if it existed (an expired key counts as absent).
     pub fn delete(&mut self, db: usize, key: &[u8]) -> bool {
         self.expire_if_needed(db, key);
-        self.preserve(db, key);
-        let removed = self.db(db, key).remove(key).is_some();
-        if removed {
-            self.signal_modified(db, key);
-        }
-        removed
+        let expire_ms = self.expire_if_snapshot(db, key);
+        let Some((_, entry)) = self.db(db, key).remove(key) else {
+            return false;
+        };
+        self.preserve_removed(db, key, entry, expire_ms);
+        self.signal_modified(db, key);
+        true
     }
 
     /// Removes a key and hands back its entry (RENAME, MOVE, GETDEL).
@@ -315,10 +356,12 @@ impl<'a> Locked<'a> {
     /// Installs an entry taken elsewhere (RENAME, MOVE, COPY), replacing any existing key.
     pub fn put(&mut self, db: usize, key: &[u8], mut entry: Entry, expire_at_ms: Option<u64>) {
         self.expire_if_needed(db, key);
-        self.preserve(db, key);
+        let old_expire = self.expire_if_snapshot(db, key);
+        if let Some((_, replaced)) = self.db(db, key).remove(key) {
+            self.preserve_removed(db, key, replaced, old_expire);
+        }
         let saved = self.keyspace.snapshot.saved_bit();
         let slice = self.db(db, key);
-        slice.remove(key);
         // Born after any snapshot in progress started: never part of it.
         entry.flags = (entry.flags & !(FLAG_EXPIRES | FLAG_SNAPSHOT)) | saved;
         slice.keys.insert_new(CompactBytes::new(key), entry);
@@ -529,10 +572,10 @@ impl<'a> Locked<'a> {
         debug_assert!(self.all, "SWAPDB must hold every shard");
         self.touch_all_watched(a, b);
         self.touch_all_watched(b, a);
-        let snapshot = self.keyspace.snapshot.is_active();
-        let saved = self.keyspace.snapshot.saved_bit();
+        let global = &self.keyspace.snapshot;
+        let active = global.is_active();
         for shard in self.shards() {
-            if snapshot {
+            if active {
                 // The saver walks tables by database index: what it has not saved of the two
                 // databases is copied aside under the index it had at the start.
                 for db in [a, b] {
@@ -547,7 +590,7 @@ impl<'a> Locked<'a> {
                         } else {
                             None
                         };
-                        super::snapshot::preserve_entry(snapshot, saved, db, key, entry, expire_ms);
+                        super::snapshot::preserve_entry(global, snapshot, db, key, entry, expire_ms);
                     });
                 }
             }

@@ -8,8 +8,10 @@
 //! - every entry carries a parity bit (`FLAG_SNAPSHOT`); a snapshot flips the keyspace's
 //!   parity, so at its start every entry is "not yet saved";
 //! - the saver saves an entry not yet saved and flips its bit;
-//! - a writer about to change or delete an entry not yet saved first copies it aside
-//!   (`preserved`) and flips its bit: the saver saves the copy, never the new value;
+//! - a writer about to change or delete an entry not yet saved first sets it aside
+//!   (`preserved`) and flips its bit: the saver saves that, never the new value. An entry
+//!   overwritten or deleted moves aside (no copy); only an in-place change copies it. The
+//!   saver drains what was set aside between its batches, so it does not accumulate;
 //! - an entry created after the start is born with the new parity: never saved;
 //! - FLUSHDB/FLUSHALL retire the whole table aside instead of dropping it (a move, not a
 //!   copy); SWAPDB copies the two databases' unsaved entries aside.
@@ -24,7 +26,7 @@ use super::entry::{Entry, FLAG_SNAPSHOT};
 use super::shards::{Keyspace, SHARDS};
 use super::Locked;
 use crate::types::{CompactBytes, Value};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// Dict buckets the saver walks per lock hold: short enough that writers to that shard
 /// barely notice, long enough that locking is not the cost.
@@ -36,11 +38,38 @@ pub struct State {
     active: AtomicBool,
     /// 0 or 1: the bit value that means "saved in the current snapshot".
     parity: AtomicU32,
+    /// Entries copied aside and not yet saved, across shards: the saver drains them between
+    /// batches so they do not pile up for the whole save.
+    preserved: AtomicUsize,
+    /// Their bytes, and the bound past which writers wait for the saver ([`State::throttle`]).
+    preserved_bytes: AtomicUsize,
+    preserved_bytes_max: AtomicUsize,
 }
 
 impl State {
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Bytes set aside for the saver right now.
+    pub fn preserved_bytes(&self) -> usize {
+        self.preserved_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Writers call this before taking any lock: while what they set aside exceeds the bound,
+    /// they wait for the saver to write it out, so a save's extra memory stays bounded even
+    /// when writers overwrite faster than the disk takes the snapshot (backpressure, as
+    /// Dragonfly applies). Bounded wait: a stuck saver slows writers, never stops them.
+    pub fn throttle(&self) {
+        const PAUSE: std::time::Duration = std::time::Duration::from_micros(200);
+        const PAUSES_MAX: u32 = 5_000;
+        let max = self.preserved_bytes_max.load(Ordering::Relaxed);
+        for _ in 0..PAUSES_MAX {
+            if !self.is_active() || self.preserved_bytes.load(Ordering::Relaxed) <= max {
+                return;
+            }
+            std::thread::sleep(PAUSE);
+        }
     }
 
     /// The `FLAG_SNAPSHOT` value a saved (or new) entry carries now.
@@ -105,6 +134,9 @@ pub fn run(
             shard.snapshot.pending = vec![true; shard.dbs.len()];
             debug_assert!(shard.snapshot.preserved.is_empty() && shard.snapshot.retired.is_empty());
         }
+        // A thirty-second of what the keyspace holds now (at least 8 MB) may wait aside.
+        let bound = (crate::tier::used_memory() / 32).max(8 << 20);
+        state.preserved_bytes_max.store(bound, Ordering::Relaxed);
         state.active.store(true, Ordering::Release);
     }
     let outcome = walk(keyspace, sink);
@@ -133,6 +165,7 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
                 }
                 if cursor != 0 {
                     drop(shard);
+                    drain_preserved(keyspace, sink);
                     sink.flush()?;
                     continue;
                 }
@@ -150,6 +183,8 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
                 for item in &mine {
                     sink.entry(db, &item.key, &item.value, item.expire_ms);
                 }
+                release(&keyspace.snapshot, &mine);
+                drain_preserved(keyspace, sink);
                 for (_, mut table) in retired {
                     let mut cursor = 0;
                     loop {
@@ -165,6 +200,21 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Saves what writers copied aside so far, in every shard, and frees it: the copies live
+/// only from one batch to the next, not for the whole save.
+fn drain_preserved(keyspace: &Keyspace, sink: &mut dyn Sink) {
+    if keyspace.snapshot.preserved.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    for shard_index in 0..SHARDS {
+        let items = std::mem::take(&mut keyspace.lock_shard_raw(shard_index).snapshot.preserved);
+        for item in &items {
+            sink.entry(item.db, &item.key, &item.value, item.expire_ms);
+        }
+        release(&keyspace.snapshot, &items);
+    }
 }
 
 /// Saves the entries of one scan step of `slice` not yet saved; the next cursor.
@@ -204,28 +254,86 @@ fn abandon(keyspace: &Keyspace) {
         shard.snapshot.preserved.clear();
         shard.snapshot.retired.clear();
     }
+    keyspace.snapshot.preserved.store(0, Ordering::Relaxed);
+    keyspace.snapshot.preserved_bytes.store(0, Ordering::Relaxed);
 }
 
 /// Copies an entry aside before its first change in a snapshot, if it needs it. `entry` is
 /// the live entry, `expire_ms` its expiry.
 pub fn preserve_entry(
+    global: &State,
     state: &mut ShardState,
-    saved: u32,
     db: usize,
     key: &[u8],
     entry: &mut Entry,
     expire_ms: Option<u64>,
 ) {
+    let saved = global.saved_bit();
     if entry.flags & FLAG_SNAPSHOT == saved {
         return;
     }
     entry.flags = (entry.flags & !FLAG_SNAPSHOT) | saved;
+    keep(global, state, db, key, entry.value.clone(), expire_ms);
+}
+
+/// Keeps for the saver an entry being removed or overwritten, if it has not been saved yet:
+/// its value moves aside, nothing is copied. `entry` is the removed entry (or the live one,
+/// with `value` the one it held).
+pub fn preserve_value(
+    global: &State,
+    state: &mut ShardState,
+    db: usize,
+    key: &[u8],
+    entry_flags: &mut u32,
+    value: Value,
+    expire_ms: Option<u64>,
+) {
+    let saved = global.saved_bit();
+    if *entry_flags & FLAG_SNAPSHOT == saved {
+        return;
+    }
+    *entry_flags = (*entry_flags & !FLAG_SNAPSHOT) | saved;
+    keep(global, state, db, key, value, expire_ms);
+}
+
+fn keep(
+    global: &State,
+    state: &mut ShardState,
+    db: usize,
+    key: &[u8],
+    value: Value,
+    expire_ms: Option<u64>,
+) {
+    global
+        .preserved_bytes
+        .fetch_add(item_bytes(key.len(), &value), Ordering::Relaxed);
     state.preserved.push(Preserved {
         db,
         key: CompactBytes::new(key),
-        value: entry.value.clone(),
+        value,
         expire_ms,
     });
+    global.preserved.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What a set-aside entry costs.
+fn item_bytes(key_len: usize, value: &Value) -> usize {
+    std::mem::size_of::<Preserved>() + key_len + value.heap_bytes()
+}
+
+/// Forgets set-aside entries the saver wrote out (or dropped).
+fn release(global: &State, items: &[Preserved]) {
+    let bytes: usize = items
+        .iter()
+        .map(|item| item_bytes(item.key.len(), &item.value))
+        .sum();
+    global.preserved.fetch_sub(items.len(), Ordering::Relaxed);
+    global.preserved_bytes.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+/// Whether a change to an entry of `db` in this shard must keep the old entry first.
+pub fn watching(global: &State, state: &ShardState, db: usize) -> bool {
+    global.is_active() && state.pending.get(db).copied().unwrap_or(false)
 }
 
 #[cfg(test)]
