@@ -110,6 +110,8 @@ struct Run {
     clock: Arc<SimClock>,
     disk: SimDisk,
     policy: Fsync,
+    /// `aof-use-rdb-preamble`: whether rewrites write an RDB base or commands.
+    preamble: bool,
     history: Arc<Mutex<History>>,
     /// History offsets acknowledged, with the simulated time of the acknowledgement.
     acknowledged: Vec<(usize, u64)>,
@@ -143,8 +145,10 @@ pub fn run(options: Options) -> Outcome {
             capacity_bytes: random.gen_range(200_000..2_000_000),
         }
     };
+    let preamble = random.gen_bool(0.5);
     let clock = Arc::new(SimClock(AtomicU64::new(START_MS)));
     let mut run = Run {
+        preamble,
         disk: SimDisk::new(options.seed, faults),
         options,
         random,
@@ -159,7 +163,11 @@ pub fn run(options: Options) -> Outcome {
         start_attempts: 0,
         trace: DefaultHasher::new(),
         outcome: Outcome {
-            policy: format!("{policy:?}").to_lowercase(),
+            policy: format!(
+                "{}, {} base",
+                format!("{policy:?}").to_lowercase(),
+                if preamble { "rdb" } else { "aof" }
+            ),
             ..Outcome::default()
         },
     };
@@ -184,9 +192,10 @@ impl Run {
             Fsync::Everysec => "everysec",
             Fsync::No => "no",
         };
+        let preamble = if self.preamble { "yes" } else { "no" };
         let text = format!(
             "dir /sim\nappendonly yes\nappendfsync {policy}\naof-load-truncated yes\n\
-             auto-aof-rewrite-percentage 0\n"
+             auto-aof-rewrite-percentage 0\naof-use-rdb-preamble {preamble}\n"
         );
         if let Err(report) = config.load_text(&text) {
             panic!("simulation config: {report}");
