@@ -2,7 +2,8 @@
 # Side-by-side comparison of Strata with real Redis on this machine, in one run.
 #
 # Throughput: redis-benchmark (50 clients) for SET, GET, INCR, MSET, LPUSH, LPOP, SADD, HSET,
-# ZADD and LRANGE_100 at -P 1 and -P 16, interleaved (redis then strata, ROUNDS times) so
+# ZADD, LRANGE_100, and XADD, PUBLISH, SETBIT, PFADD (as `COMMAND args`) at -P 1 and -P 16,
+# interleaved (redis then strata, ROUNDS times) so
 # machine noise hits both alike; the median of the rounds is reported, with strata/redis as a
 # ratio. The tests run in that order on the same servers, so both see the same data: LPOP
 # pops what LPUSH pushed (as many requests, so the list never runs dry), and LRANGE_100 first
@@ -29,7 +30,7 @@ REQUESTS_P16=${REQUESTS_P16:-1000000}
 LRANGE_REQUESTS_P1=${LRANGE_REQUESTS_P1:-50000}
 LRANGE_REQUESTS_P16=${LRANGE_REQUESTS_P16:-200000}
 MEMORY_KEYS=${MEMORY_KEYS:-1000000}
-TESTS=${TESTS:-set get incr mset lpush lpop sadd hset zadd lrange_100}
+TESTS=${TESTS:-set get incr mset lpush lpop sadd hset zadd lrange_100 xadd publish setbit pfadd}
 if [[ "${QUICK:-0}" == "1" ]]; then
     ROUNDS=1
     REQUESTS_P1=20000
@@ -125,6 +126,21 @@ start_servers() {
 # (a command the server does not have yet, say), so the table still prints.
 bench_rps() {
     local port=$1 test=$2 pipeline=$3 requests=$4 rps
+    # Tests redis-benchmark has no -t for run as `COMMAND args` (issue 4 families).
+    local custom=()
+    case "$test" in
+        xadd) custom=(XADD stream '*' field __rand_int__) ;;
+        publish) custom=(PUBLISH channel message) ;;
+        setbit) custom=(SETBIT bitmap:__rand_int__ 7 1) ;;
+        pfadd) custom=(PFADD hll element:__rand_int__) ;;
+    esac
+    if ((${#custom[@]} > 0)); then
+        rps=$(timeout 120 redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" -P "$pipeline" \
+            -r 100000 --csv "${custom[@]}" 2>/dev/null |
+            awk -F'","' 'NR == 2 { print $2; exit }' | tr -d '"') || true
+        echo "${rps:-0}"
+        return
+    fi
     rps=$(timeout 120 redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" -P "$pipeline" \
         -d "$VALUE_BYTES" -r 100000 -t "$test" --csv 2>/dev/null |
         awk -F'","' -v name="${test^^}" 'NR > 1 {
