@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Extra memory during a background save under write load: Strata's snapshot vs Redis's fork.
 #
-# Each server gets the same dataset (redis-benchmark SETs of VALUE_BYTES-byte values over KEYS
-# keys, about 1 GB by default), then BGSAVE while a second redis-benchmark keeps overwriting
-# those keys. RSS is sampled every 20 ms until the save ends. Extra memory is the peak minus
+# Each server gets the same dataset (KEYS keys named as redis-benchmark names them, with
+# VALUE_BYTES-byte values: about 1 GB by default), then BGSAVE while redis-benchmark keeps
+# overwriting those keys. RSS is sampled every 20 ms until the save ends. Extra memory is the peak minus
 # the RSS just before the save: for Redis, the parent's RSS plus the fork child's private
 # (copy-on-write) pages; for Strata, its one process. Also prints Redis's own
 # `rdb_last_cow_size`. The requirement for Strata: extra memory under 10% of the dataset.
@@ -37,7 +37,14 @@ private_kb() {
 
 measure() {
     local name=$1 port=$2 pid=$3
-    redis-benchmark -p "$port" -t set -n $((KEYS * 2)) -r "$KEYS" -d "$VALUE_BYTES" -P 32 -c 20 -q >/dev/null 2>&1
+    # Every key redis-benchmark's -r will name exists first, so the overwrite load below
+    # never grows the dataset: what grows during the save is the save's own cost.
+    awk -v count="$KEYS" -v size="$VALUE_BYTES" 'BEGIN {
+        value = sprintf("%*s", size, ""); gsub(/ /, "x", value)
+        for (i = 0; i < count; i++) {
+            printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$%d\r\n%s\r\n", i, size, value
+        }
+    }' | redis-cli -p "$port" --pipe >/dev/null
     local used
     used=$(redis-cli -p "$port" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
     local keys

@@ -656,7 +656,8 @@ fn debug_populate(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CmdResult {
         if let Some(size) = size {
             value.resize(size, 0);
         }
-        ctx.ks.set(db, &key, Value::Str(CompactBytes::from_vec(value)), false);
+        ctx.ks
+            .set(db, &key, Value::Str(CompactBytes::from_vec(value)), false);
     }
     Ok(Reply::OK)
 }

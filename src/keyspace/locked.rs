@@ -92,7 +92,13 @@ impl<'a> Locked<'a> {
     }
 
     /// Hands a removed entry to a snapshot that still needs it (a move, not a copy).
-    fn preserve_removed(&mut self, db: usize, key: &[u8], mut entry: Entry, expire_ms: Option<u64>) {
+    fn preserve_removed(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        mut entry: Entry,
+        expire_ms: Option<u64>,
+    ) {
         let global = &self.keyspace.snapshot;
         let position = self.shard_index(key);
         let snapshot = &mut self.guards[position].1.snapshot;
@@ -590,7 +596,9 @@ impl<'a> Locked<'a> {
                         } else {
                             None
                         };
-                        super::snapshot::preserve_entry(global, snapshot, db, key, entry, expire_ms);
+                        super::snapshot::preserve_entry(
+                            global, snapshot, db, key, entry, expire_ms,
+                        );
                     });
                 }
             }
