@@ -146,3 +146,64 @@ fn real_redis_and_strata_load_each_others_rdb() {
     let strata = Server::start_in(Kind::Strata, data.path(), &[]).expect("strata");
     assert_eq!(snapshot(&strata), written, "Strata loads Redis's dump.rdb");
 }
+
+/// Runs a checker program; its exit success and output.
+fn run_checker(program: &str, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("running {program}: {err}"));
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[test]
+fn strata_check_and_redis_check_accept_what_strata_writes() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    workload(&server, 17, 1_500);
+    server.connect().cmd("SAVE");
+    common::persistence::shutdown(server);
+    let rdb = data.path().join("dump.rdb");
+    let rdb = rdb.to_string_lossy();
+    let aof_dir = data.path().join("appendonlydir");
+    let aof_dir_text = aof_dir.to_string_lossy().into_owned();
+    let check = env!("CARGO_BIN_EXE_strata-check");
+    let (ok, text) = run_checker(check, &["rdb", &rdb]);
+    assert!(ok && text.contains("RDB looks OK"), "{text}");
+    let (ok, text) = run_checker(check, &["aof", &aof_dir_text]);
+    assert!(ok, "{text}");
+    if common::require_tool("redis-check-rdb") {
+        let (ok, text) = run_checker("redis-check-rdb", &[&rdb]);
+        assert!(ok && text.contains("RDB looks OK"), "{text}");
+        let manifest = aof_dir.join("appendonly.aof.manifest");
+        let (ok, text) = run_checker("redis-check-aof", &[&manifest.to_string_lossy()]);
+        assert!(ok, "{text}");
+    }
+    // A torn tail: reported, then cut off by --fix; a flipped byte in the RDB: the offset.
+    let incr = std::fs::read_dir(&aof_dir)
+        .expect("dir")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .find(|path| path.to_string_lossy().ends_with(".incr.aof"))
+        .expect("an incr file");
+    let mut torn = std::fs::read(&incr).expect("incr");
+    let whole = torn.len();
+    torn.extend_from_slice(b"*2\r\n$3\r\nDEL\r\n$5\r\nab");
+    std::fs::write(&incr, &torn).expect("write");
+    let (ok, text) = run_checker(check, &["aof", &aof_dir_text]);
+    assert!(!ok && text.contains(&format!("ok_up_to={whole}")), "{text}");
+    let (ok, text) = run_checker(check, &["aof", &aof_dir_text, "--fix"]);
+    assert!(ok, "{text}");
+    assert_eq!(std::fs::read(&incr).expect("incr").len(), whole);
+    let mut bytes = std::fs::read(data.path().join("dump.rdb")).expect("rdb");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(data.path().join("dump.rdb"), &bytes).expect("write");
+    let (ok, text) = run_checker(check, &["rdb", &rdb]);
+    assert!(
+        !ok && text.contains("RDB ERROR DETECTED") && text.contains("[offset"),
+        "{text}"
+    );
+}

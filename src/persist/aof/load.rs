@@ -165,6 +165,39 @@ pub fn replay_bytes(bytes: &[u8], replay: &mut dyn Replay) -> Result<(), String>
     })
 }
 
+/// What checking one AOF file found (`strata-check`, redis-check-aof's analysis).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// Every byte is whole commands: how many.
+    Valid { commands: u64 },
+    /// Whole commands up to `valid`, then a cut-off command or an open MULTI.
+    Truncated { commands: u64, valid: u64 },
+    /// Not RESP at `offset`.
+    Corrupt { commands: u64, offset: u64 },
+}
+
+/// Checks an AOF file's commands without running them (an RDB preamble is skipped: check it
+/// as an RDB).
+pub fn check(bytes: &[u8], start: usize) -> Checked {
+    struct Count;
+    impl Replay for Count {
+        fn apply(&mut self, _argv: Vec<Bytes>) -> Applied {
+            Applied::Ok
+        }
+        fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let mut commands = 0;
+    match replay_commands(&bytes[start..], start as u64, &mut Count, &mut commands) {
+        Ok(()) => Checked::Valid { commands },
+        Err(Stop::Truncated { valid, .. }) => Checked::Truncated { commands, valid },
+        Err(Stop::Corrupt { offset }) | Err(Stop::Unknown { offset, .. }) => {
+            Checked::Corrupt { commands, offset }
+        }
+    }
+}
+
 enum Stop {
     /// The bytes end inside a command (or an open MULTI): `valid` is where to cut.
     Truncated {
