@@ -230,9 +230,7 @@ impl Server {
             if self.log().contains(READY_LINE) {
                 return Ok(());
             }
-            if started.elapsed() > probe_after
-                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            {
+            if started.elapsed() > probe_after && answers_ping(self.port) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -305,6 +303,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// True when a server on `port` answers PING with PONG (not `-LOADING` while its dataset
+/// loads).
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    matches!(stream.read(&mut reply), Ok(n) if reply[..n].starts_with(b"+PONG"))
 }
 
 /// Runs strata-server with `args` in `cwd` until it exits (it is expected to fail at start-up),
