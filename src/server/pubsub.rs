@@ -107,6 +107,8 @@ pub struct Hub {
     channels: RwLock<HashMap<Bytes, Subscribers>>,
     patterns: RwLock<HashMap<Bytes, Subscribers>>,
     shard_channels: RwLock<HashMap<Bytes, Subscribers>>,
+    /// Subscriptions of every kind: while 0, a PUBLISH (or a keyspace event) touches no lock.
+    subscriptions: std::sync::atomic::AtomicUsize,
 }
 
 impl Hub {
@@ -145,6 +147,8 @@ impl Hub {
         let subscribers = map.entry(channel.clone()).or_default();
         debug_assert!(subscribers.iter().all(|known| known.id != client.id));
         subscribers.push(client.clone());
+        self.subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn remove(&self, kind: Kind, channel: &[u8], id: u64) {
@@ -157,6 +161,8 @@ impl Hub {
         debug_assert!(position.is_some(), "a subscriber the hub does not know");
         if let Some(position) = position {
             subscribers.swap_remove(position);
+            self.subscriptions
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         // Forgotten with its last subscriber, so abandoned channels cost nothing.
         if subscribers.is_empty() {
@@ -167,6 +173,9 @@ impl Hub {
     /// Delivers `message` on `channel` to its subscribers and to the pattern subscribers whose
     /// pattern matches; returns how many received it (PUBLISH's reply).
     pub fn publish(&self, server: &Server, channel: &[u8], message: &[u8]) -> usize {
+        if self.subscriptions.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return 0;
+        }
         let limit = server.output_limit(OutputClass::PubSub);
         let now_ms = server.clock.now_ms();
         let mut receivers = 0;
@@ -196,6 +205,9 @@ impl Hub {
 
     /// SPUBLISH: shard channels have no patterns.
     pub fn publish_shard(&self, server: &Server, channel: &[u8], message: &[u8]) -> usize {
+        if self.subscriptions.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return 0;
+        }
         let limit = server.output_limit(OutputClass::PubSub);
         let now_ms = server.clock.now_ms();
         let shard_channels = self.shard_channels.read();
