@@ -6,6 +6,14 @@
 //! and where the encodings carry a deterministic order (everything but hashtables) the DUMP
 //! payloads are byte-identical.
 //!
+//! Streams too: built with explicit IDs (so both servers hold the same entries and nodes),
+//! read back with XRANGE, XINFO STREAM FULL (times normalized: the servers' clocks differ),
+//! XINFO GROUPS and XPENDING. Keys `x:timed:*` hold consumers and deliveries, whose times
+//! differ between the servers, so their payloads are compared only after a round trip
+//! (Redis's payload restored into Strata dumps back to Redis's bytes). Keys `x:deleted:*`
+//! hold entries XDEL or XTRIM marked deleted: Strata keeps no tombstones, so their bytes
+//! differ from Redis's (same contents).
+//!
 //! Needs redis-server: skipped loudly when it is missing, a failure when CI=true.
 
 mod common;
@@ -172,7 +180,209 @@ fn setup_commands() -> Vec<Vec<Vec<u8>>> {
         b"1".to_vec(),
         b"short".to_vec(),
     ]);
+    add_streams(&mut add, &text, &pseudo_random);
     commands
+}
+
+/// Streams of several shapes, every ID explicit so both servers agree.
+fn add_streams(
+    add: &mut impl FnMut(Vec<Vec<u8>>),
+    text: &impl Fn(&[&str]) -> Vec<Vec<u8>>,
+    pseudo_random: &impl Fn(usize, u64) -> Vec<u8>,
+) {
+    // Emptied by XDEL: no nodes left, the counters kept.
+    add(text(&["XADD", "x:empty-after-xdel", "1-1", "f", "v"]));
+    add(text(&["XDEL", "x:empty-after-xdel", "1-1"]));
+    // Created empty by a group.
+    add(text(&[
+        "XGROUP",
+        "CREATE",
+        "x:mkstream",
+        "g",
+        "$",
+        "MKSTREAM",
+    ]));
+    // Entries with the master's fields, other fields, other orders, integers, long values.
+    for (id, pairs) in [
+        ("1-0", vec!["a", "1", "b", "2"]),
+        ("1-1", vec!["a", "3", "b", "4"]),
+        ("2-0", vec!["b", "1", "a", "2"]),
+        ("3-0", vec!["a", ""]),
+        (
+            "4-0",
+            vec!["num", "-9223372036854775808", "n2", "4096", "1", "x"],
+        ),
+        ("5-0", vec!["a", "1", "b", "2", "c", "3"]),
+        ("7-5", vec!["a", "12", "b", "-4"]),
+    ] {
+        let mut command = text(&["XADD", "x:fields", id]);
+        command.extend(text(&pairs));
+        add(command);
+    }
+    add(vec![
+        b"XADD".to_vec(),
+        b"x:fields".to_vec(),
+        b"9-0".to_vec(),
+        b"a".to_vec(),
+        vec![b'y'; 5000],
+        b"b".to_vec(),
+        pseudo_random(300, 7),
+    ]);
+    // Many nodes: split by entry count, and by bytes.
+    for index in 1..=250u64 {
+        let value = if index % 3 == 0 {
+            format!("value-{index}")
+        } else {
+            (index * 7919).to_string()
+        };
+        add(text(&[
+            "XADD",
+            "x:multi",
+            &format!("{index}-0"),
+            "n",
+            &value,
+        ]));
+    }
+    for index in 1..=20u64 {
+        add(vec![
+            b"XADD".to_vec(),
+            b"x:bytes".to_vec(),
+            format!("{index}-{index}").into_bytes(),
+            b"blob".to_vec(),
+            pseudo_random(900, index),
+        ]);
+    }
+    // Approximate trimming removes whole nodes only: no tombstones.
+    for index in 1..=250u64 {
+        add(text(&[
+            "XADD",
+            "x:trimmed",
+            &format!("{index}-1"),
+            "f",
+            "v",
+        ]));
+    }
+    add(text(&["XTRIM", "x:trimmed", "MAXLEN", "~", "120"]));
+    // Groups without consumers (a consumer's seen time is the server's clock).
+    for index in 1..=5u64 {
+        add(text(&[
+            "XADD",
+            "x:groups",
+            &format!("{index}-0"),
+            "f",
+            &index.to_string(),
+        ]));
+    }
+    add(text(&["XGROUP", "CREATE", "x:groups", "g1", "0"]));
+    add(text(&["XGROUP", "CREATE", "x:groups", "g2", "$"]));
+    add(text(&[
+        "XGROUP",
+        "CREATE",
+        "x:groups",
+        "12",
+        "3-0",
+        "ENTRIESREAD",
+        "3",
+    ]));
+    // XSETID's counters.
+    add(text(&["XADD", "x:setid", "1-0", "f", "v"]));
+    add(text(&[
+        "XSETID",
+        "x:setid",
+        "100-5",
+        "ENTRIESADDED",
+        "50",
+        "MAXDELETEDID",
+        "20-0",
+    ]));
+    // Pending entries, claims, acknowledgements: delivery and seen times are the servers'.
+    for index in 1..=10u64 {
+        add(text(&[
+            "XADD",
+            "x:timed:pel",
+            &format!("{index}-0"),
+            "f",
+            &index.to_string(),
+        ]));
+    }
+    add(text(&["XGROUP", "CREATE", "x:timed:pel", "g", "0"]));
+    add(text(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "alice",
+        "COUNT",
+        "3",
+        "STREAMS",
+        "x:timed:pel",
+        ">",
+    ]));
+    add(text(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "bob",
+        "COUNT",
+        "2",
+        "STREAMS",
+        "x:timed:pel",
+        ">",
+    ]));
+    add(text(&["XACK", "x:timed:pel", "g", "1-0"]));
+    add(text(&["XCLAIM", "x:timed:pel", "g", "bob", "0", "2-0"]));
+    add(text(&[
+        "XGROUP",
+        "CREATECONSUMER",
+        "x:timed:pel",
+        "g",
+        "carol",
+    ]));
+    add(text(&["XGROUP", "CREATE", "x:timed:pel", "other", "0"]));
+    add(text(&[
+        "XREADGROUP",
+        "GROUP",
+        "other",
+        "7",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "x:timed:pel",
+        ">",
+    ]));
+    // Tombstones: XDEL in the middle of a node, and exact trimming inside the first node.
+    for index in 1..=8u64 {
+        add(text(&[
+            "XADD",
+            "x:deleted:xdel",
+            &format!("{index}-0"),
+            "f",
+            &index.to_string(),
+        ]));
+    }
+    add(text(&["XDEL", "x:deleted:xdel", "3-0", "5-0"]));
+    add(text(&["XTRIM", "x:deleted:xdel", "MINID", "2"]));
+    for index in 1..=150u64 {
+        add(text(&[
+            "XADD",
+            "x:deleted:trim",
+            &format!("{index}-0"),
+            "f",
+            "v",
+        ]));
+    }
+    add(text(&["XTRIM", "x:deleted:trim", "MAXLEN", "120"]));
+    add(text(&["XGROUP", "CREATE", "x:deleted:trim", "g", "0"]));
+    add(text(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "COUNT",
+        "2",
+        "STREAMS",
+        "x:deleted:trim",
+        ">",
+    ]));
 }
 
 /// The payload of a DUMP reply (`$len\r\n<bytes>\r\n`).
@@ -237,13 +447,114 @@ fn read_key(conn: &mut Conn, key: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
             members
         }
         b"+zset\r\n" => array(&conn.command(&[&b"ZRANGE"[..], key, b"0", b"-1", b"WITHSCORES"])),
+        b"+stream\r\n" => read_stream(conn, key),
         other => panic!("unexpected type {:?}", String::from_utf8_lossy(other)),
     };
     (kind, encoding, contents)
 }
 
+/// The keys the setup builds, each once, in order (XGROUP names its key third).
 fn keys_of(commands: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
-    commands.iter().map(|command| command[1].clone()).collect()
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for command in commands {
+        let key = match command[0].as_slice() {
+            b"XGROUP" => &command[2],
+            b"XREADGROUP" => continue,
+            _ => &command[1],
+        };
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+    keys
+}
+
+/// A parsed RESP2 reply, enough for XINFO.
+#[derive(Debug, Clone, PartialEq)]
+enum Resp {
+    Simple(Vec<u8>),
+    Error(Vec<u8>),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Resp>>),
+}
+
+fn parse_resp(bytes: &[u8]) -> Resp {
+    let (value, used) = parse_resp_at(bytes, 0);
+    assert_eq!(used, bytes.len(), "one reply");
+    value
+}
+
+fn parse_resp_at(bytes: &[u8], start: usize) -> (Resp, usize) {
+    let line_end = start
+        + bytes[start..]
+            .windows(2)
+            .position(|pair| pair == b"\r\n")
+            .expect("a RESP line");
+    let line = &bytes[start + 1..line_end];
+    let number = || -> i64 { std::str::from_utf8(line).unwrap().parse().unwrap() };
+    let next = line_end + 2;
+    match bytes[start] {
+        b'+' => (Resp::Simple(line.to_vec()), next),
+        b'-' => (Resp::Error(line.to_vec()), next),
+        b':' => (Resp::Integer(number()), next),
+        b'$' if number() < 0 => (Resp::Bulk(None), next),
+        b'$' => {
+            let end = next + number() as usize;
+            (Resp::Bulk(Some(bytes[next..end].to_vec())), end + 2)
+        }
+        b'*' if number() < 0 => (Resp::Array(None), next),
+        b'*' => {
+            let mut items = Vec::new();
+            let mut position = next;
+            for _ in 0..number() {
+                let (item, after) = parse_resp_at(bytes, position);
+                items.push(item);
+                position = after;
+            }
+            (Resp::Array(Some(items)), position)
+        }
+        other => panic!("unexpected RESP type {:?}", other as char),
+    }
+}
+
+/// Replaces every integer that can only be a Unix time in ms (seen times, delivery times)
+/// with 0: the two servers built their streams at different moments.
+fn without_times(reply: Resp) -> Resp {
+    const UNIX_MS_MIN: i64 = 1_000_000_000_000;
+    match reply {
+        Resp::Integer(value) if value >= UNIX_MS_MIN => Resp::Integer(0),
+        Resp::Array(Some(items)) => {
+            Resp::Array(Some(items.into_iter().map(without_times).collect()))
+        }
+        other => other,
+    }
+}
+
+/// A stream's contents and metadata, comparable across servers.
+fn read_stream(conn: &mut Conn, key: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![conn.command(&[&b"XRANGE"[..], key, b"-", b"+"])];
+    let full = parse_resp(&conn.command(&[&b"XINFO"[..], b"STREAM", key, b"FULL"]));
+    out.push(format!("{:?}", without_times(full)).into_bytes());
+    let groups_reply = conn.command(&[&b"XINFO"[..], b"GROUPS", key]);
+    out.push(groups_reply.clone());
+    let Resp::Array(Some(groups)) = parse_resp(&groups_reply) else {
+        panic!("XINFO GROUPS is an array");
+    };
+    for group in groups {
+        let Resp::Array(Some(fields)) = group else {
+            panic!("a group is an array");
+        };
+        let name = fields
+            .chunks(2)
+            .find(|pair| pair[0] == Resp::Bulk(Some(b"name".to_vec())))
+            .map(|pair| pair[1].clone());
+        let Some(Resp::Bulk(Some(name))) = name else {
+            panic!("a group has a name");
+        };
+        out.push(conn.command(&[&b"XPENDING"[..], key, &name]));
+    }
+    out
 }
 
 #[test]
@@ -256,7 +567,14 @@ fn dump_restore_both_ways() {
 #[test]
 fn dump_restore_both_ways_under_other_settings() {
     check_both_ways(&["--rdbcompression", "no", "--list-max-listpack-size", "5"]);
-    check_both_ways(&["--list-max-listpack-size", "-1"]);
+    check_both_ways(&[
+        "--list-max-listpack-size",
+        "-1",
+        "--stream-node-max-entries",
+        "7",
+        "--stream-node-max-bytes",
+        "300",
+    ]);
     check_both_ways(&["--list-max-listpack-size", "-5", "--rdbcompression", "no"]);
 }
 
@@ -349,8 +667,20 @@ fn check_both_ways(settings: &[&str]) {
                 "{name} restored into Redis"
             );
 
-            // Same encoding with a deterministic order: the same bytes.
-            if expected.1 != b"$9\r\nhashtable\r\n" && strata_payload != redis_payload {
+            // Same encoding with a deterministic order: the same bytes (see the module doc
+            // for the stream keys that cannot be).
+            let ordered = expected.1 != b"$9\r\nhashtable\r\n";
+            let tombstones = key.starts_with(b"x:deleted:");
+            let timed = key.starts_with(b"x:timed:");
+            if ordered && !tombstones {
+                let copy = [b"from-redis:".as_slice(), &key].concat();
+                let again = bulk(&strata.command(&[&b"DUMP"[..], &copy]));
+                assert!(
+                    again == redis_payload,
+                    "{name}: Redis's payload restored into Strata dumps back differently"
+                );
+            }
+            if ordered && !tombstones && !timed && strata_payload != redis_payload {
                 let first_difference = strata_payload
                     .iter()
                     .zip(&redis_payload)
