@@ -322,10 +322,7 @@ fn read_nodes(
         let loaded = read_node(&blob, key_at, master, options.deep).map_err(|error| {
             DecodeError::new(
                 blob_at,
-                format!(
-                    "Stream listpack integrity check failed: {} (offset {} in the listpack)",
-                    error.reason, error.offset
-                ),
+                format!("Stream listpack integrity check failed: {error}"),
             )
         })?;
         nodes.push(loaded);
@@ -333,16 +330,39 @@ fn read_nodes(
     Ok(nodes)
 }
 
-/// A cursor over a node's listpack elements; errors name the element's index as offset.
+/// Why a node's listpack was refused: a malformed listpack (with the byte offset inside it)
+/// or a well-formed one that is not a stream node (with the element's index).
+#[derive(Debug)]
+enum NodeError {
+    Listpack(BlobError),
+    Element { index: usize, reason: &'static str },
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeError::Listpack(error) => write!(
+                formatter,
+                "{} (byte {} of the listpack)",
+                error.reason, error.offset
+            ),
+            NodeError::Element { index, reason } => {
+                write!(formatter, "{reason} (element {index} of the listpack)")
+            }
+        }
+    }
+}
+
+/// A cursor over a node's listpack elements; errors name the element's index.
 struct Elements<'a> {
     elements: Vec<Element<'a>>,
     position: usize,
 }
 
 impl<'a> Elements<'a> {
-    fn fail<T>(&self, reason: &'static str) -> Result<T, BlobError> {
-        Err(BlobError {
-            offset: self.position,
+    fn fail<T>(&self, reason: &'static str) -> Result<T, NodeError> {
+        Err(NodeError::Element {
+            index: self.position,
             reason,
         })
     }
@@ -351,7 +371,7 @@ impl<'a> Elements<'a> {
         self.elements.len() - self.position
     }
 
-    fn next(&mut self) -> Result<Element<'a>, BlobError> {
+    fn next(&mut self) -> Result<Element<'a>, NodeError> {
         match self.elements.get(self.position) {
             Some(element) => {
                 self.position += 1;
@@ -362,7 +382,7 @@ impl<'a> Elements<'a> {
     }
 
     /// An integer element (`lpGetIntegerIfValid`: an integer, or a string spelling one).
-    fn int(&mut self) -> Result<i64, BlobError> {
+    fn int(&mut self) -> Result<i64, NodeError> {
         let value = match self.next()? {
             Element::Int(value) => Some(value),
             Element::Bytes(bytes) => super::canonical_integer(bytes),
@@ -377,7 +397,7 @@ impl<'a> Elements<'a> {
     }
 
     /// A count of elements that follow: not negative, not more than what is left.
-    fn count(&mut self) -> Result<usize, BlobError> {
+    fn count(&mut self) -> Result<usize, NodeError> {
         let value = self.int()?;
         match usize::try_from(value) {
             Ok(count) if count <= self.remaining() => Ok(count),
@@ -396,8 +416,8 @@ fn read_node(
     at: usize,
     master: StreamId,
     deep: bool,
-) -> Result<LoadedNode, BlobError> {
-    let elements = listpack::elements(blob, deep)?;
+) -> Result<LoadedNode, NodeError> {
+    let elements = listpack::elements(blob, deep).map_err(NodeError::Listpack)?;
     let mut cursor = Elements {
         elements,
         position: 0,
