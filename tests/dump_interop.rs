@@ -823,6 +823,81 @@ fn restore_errors_match() {
     }
 }
 
+/// Corrupt stream payloads: what Redis always refuses, Strata refuses; what Redis refuses
+/// only with `sanitize-dump-payload yes` (the listpack's inner structure), Strata refuses
+/// then too. (Without sanitization Redis accepts a corrupt node, or a pending entry no
+/// consumer owns, and would trip over it later; Strata refuses them always, since it must
+/// parse every entry and give every pending entry an owner to hold the stream.)
+#[test]
+fn corrupt_stream_payloads_are_refused_as_redis_does() {
+    let (strata, Some(redis)) = Server::pair(&[]) else {
+        return;
+    };
+    let mut strata = strata.connect();
+    let mut redis = redis.connect();
+    let with_footer = |mut body: Vec<u8>| {
+        body.extend_from_slice(&10u16.to_le_bytes());
+        let crc = crc64_redis(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body
+    };
+    // An empty stream whose group's consumer owns an ID missing from the group's PEL.
+    let mut orphan =
+        b"\x13\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x01g\x00\x00\x00\x00\x01\x01c".to_vec();
+    orphan.extend_from_slice(&[0; 8]);
+    orphan.push(1);
+    orphan.extend_from_slice(&[0; 15]);
+    orphan.push(1);
+    let orphan = with_footer(orphan);
+    // The same with the entry in the PEL and owned twice (by two consumers).
+    let mut twice = b"\x13\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x01g\x00\x00\x00\x01".to_vec();
+    twice.extend_from_slice(&[0; 15]);
+    twice.push(1);
+    twice.extend_from_slice(&[0; 8]);
+    twice.push(1);
+    twice.push(2);
+    for name in [b'c', b'd'] {
+        twice.extend_from_slice(&[1, name]);
+        twice.extend_from_slice(&[0; 8]);
+        twice.push(1);
+        twice.extend_from_slice(&[0; 15]);
+        twice.push(1);
+    }
+    let twice = with_footer(twice);
+    // A node whose only entry's lp-count is wrong.
+    redis.cmd("XADD s 1-0 f v");
+    let good = bulk(&redis.command(&["DUMP", "s"]));
+    let body = &good[..good.len() - 10];
+    let at = body
+        .windows(3)
+        .position(|window| window == b"\x04\x01\xff")
+        .expect("the lp-count 4 before the listpack's end");
+    let mut bad_count = body.to_vec();
+    bad_count[at] = 5;
+    let bad_count = with_footer(bad_count);
+    let cases: Vec<Vec<&[u8]>> = vec![
+        vec![b"RESTORE", b"x1", b"0", &orphan],
+        vec![b"RESTORE", b"x2", b"0", &twice],
+        vec![b"CONFIG", b"SET", b"sanitize-dump-payload", b"yes"],
+        vec![b"RESTORE", b"x1", b"0", &orphan],
+        vec![b"RESTORE", b"x2", b"0", &twice],
+        vec![b"RESTORE", b"x3", b"0", &bad_count],
+        vec![b"RESTORE", b"x4", b"0", &good],
+        vec![b"XRANGE", b"x4", b"-", b"+"],
+        vec![b"EXISTS", b"x1", b"x2", b"x3"],
+    ];
+    for case in &cases {
+        let from_redis = redis.command(case);
+        let from_strata = strata.command(case);
+        assert_eq!(
+            String::from_utf8_lossy(&from_strata),
+            String::from_utf8_lossy(&from_redis),
+            "{:?}",
+            String::from_utf8_lossy(&case[0])
+        );
+    }
+}
+
 /// Redis's CRC-64 (bitwise; the tests stay independent of the crate's implementation).
 fn crc64_redis(bytes: &[u8]) -> u64 {
     const POLY: u64 = 0x95ac9329ac4bc9b5;
