@@ -893,7 +893,7 @@ fn corrupt_stream_payloads_are_refused_as_redis_does() {
             String::from_utf8_lossy(&from_strata),
             String::from_utf8_lossy(&from_redis),
             "{:?}",
-            String::from_utf8_lossy(&case[0])
+            String::from_utf8_lossy(case[0])
         );
     }
 }
