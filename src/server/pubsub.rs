@@ -173,7 +173,11 @@ impl Hub {
     /// Delivers `message` on `channel` to its subscribers and to the pattern subscribers whose
     /// pattern matches; returns how many received it (PUBLISH's reply).
     pub fn publish(&self, server: &Server, channel: &[u8], message: &[u8]) -> usize {
-        if self.subscriptions.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        if self
+            .subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
             return 0;
         }
         let limit = server.output_limit(OutputClass::PubSub);
@@ -205,7 +209,11 @@ impl Hub {
 
     /// SPUBLISH: shard channels have no patterns.
     pub fn publish_shard(&self, server: &Server, channel: &[u8], message: &[u8]) -> usize {
-        if self.subscriptions.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        if self
+            .subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
             return 0;
         }
         let limit = server.output_limit(OutputClass::PubSub);

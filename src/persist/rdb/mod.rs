@@ -11,7 +11,7 @@
 //! the byte offset. `DecodeOptions::deep` adds Redis's `sanitize-dump-payload` checks
 //! (duplicates, back lengths, header counts) on top of what memory safety already needs.
 //!
-//! Streams (types 15, 19, 21) belong in `stream.rs`, which the streams work fills in.
+//! Streams (types 15, 19, 21) are in `stream.rs`.
 
 pub mod crc64;
 pub mod decode;
@@ -93,7 +93,7 @@ pub struct DecodeError {
     /// the blob; the reason names the offset inside it).
     pub offset: usize,
     pub reason: Cow<'static, str>,
-    /// Well formed, but a kind of value Strata cannot hold yet (streams, modules, hash field
+    /// Well formed, but a kind of value Strata cannot hold yet (modules, hash field
     /// TTLs), as opposed to corrupt bytes.
     pub unsupported: bool,
 }
