@@ -8,6 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A consumer of the encoded command stream.
@@ -61,9 +62,20 @@ impl PropagationLog {
     }
 
     /// Appends effects, each `(db, argv)`; returns the offset after them.
+    ///
+    /// The commands are encoded before the lock is taken (the lock is shared by every
+    /// writer); under it only the database selection is decided and the bytes handed over.
     pub fn append(&self, effects: &[(usize, Vec<Bytes>)]) -> u64 {
         if !self.is_active() {
             return 0;
+        }
+        let mut encoded: SmallVec<[(usize, BytesMut); 2]> = SmallVec::new();
+        for (db, argv) in effects {
+            let size: usize = argv.iter().map(|arg| arg.len() + 16).sum::<usize>() + 16;
+            let mut out = BytesMut::with_capacity(size);
+            let parts: SmallVec<[&[u8]; 8]> = argv.iter().map(|arg| &arg[..]).collect();
+            encode_command(&mut out, &parts);
+            encoded.push((*db, out));
         }
         let mut inner = self.inner.lock();
         if inner.sinks.is_empty() {
@@ -71,14 +83,13 @@ impl PropagationLog {
         }
         let mut out = std::mem::take(&mut inner.scratch);
         out.clear();
-        for (db, argv) in effects {
+        for (db, command) in &encoded {
             if inner.selected != Some(*db) {
                 let db_text = db.to_string();
                 encode_command(&mut out, &[b"SELECT", db_text.as_bytes()]);
                 inner.selected = Some(*db);
             }
-            let parts: Vec<&[u8]> = argv.iter().map(|arg| &arg[..]).collect();
-            encode_command(&mut out, &parts);
+            out.extend_from_slice(command);
         }
         inner.offset += out.len() as u64;
         let end = inner.offset;
