@@ -272,7 +272,7 @@ const DIRECTIVES: &[Directive] = &[
     d("masterauth", Str, "", NONE),
     d("masteruser", Str, "", NONE),
     d("maxclients", Int(1, 4294967295), "10000", LIVE),
-    d("maxmemory", Memory(0, 9223372036854775807), "0", NONE),
+    d("maxmemory", Memory(0, 9223372036854775807), "0", LIVE),
     d("maxmemory-clients", MemoryOrPercent, "0", NONE),
     d("maxmemory-eviction-tenacity", Int(0, 100), "10", NONE),
     d(

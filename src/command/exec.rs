@@ -145,6 +145,13 @@ pub fn dispatch(
         let error = Error::from("LOADING Redis is loading the dataset in memory");
         return reject(server, session, &args, error, Some(command));
     }
+    // Redis's processCommand: over `maxmemory`, evict first; refuse what may grow memory if
+    // that was not enough.
+    if !session.obey {
+        if let Err(oom) = crate::tier::evict::enforce(server, command.has(flags::DENYOOM)) {
+            return reject(server, session, &args, Error::from(oom), Some(command));
+        }
+    }
     // Redis's processCommand: after a disk error a primary refuses writes, and PING, until
     // persistence works again.
     if command.is_write() || command.fullname == "ping" {
