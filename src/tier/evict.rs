@@ -64,7 +64,7 @@ pub fn enforce(server: &Server, denyoom: bool) -> Result<(), &'static str> {
     if super::used_memory() <= limit {
         return Ok(());
     }
-    let chosen = policy(&server.config.word("maxmemory-policy"));
+    let chosen = policy(server.config.word("maxmemory-policy"));
     if let Some((pool, order)) = chosen {
         for _ in 0..EVICTIONS_PER_CALL_MAX {
             if super::used_memory() <= limit {
