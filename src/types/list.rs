@@ -63,6 +63,19 @@ impl Chunk {
         chunk
     }
 
+    /// A chunk holding `element`, with room for a full chunk when `full_size`.
+    fn starting(element: &[u8], full_size: bool) -> Chunk {
+        if !full_size || element.len() > CHUNK_BYTES_MAX {
+            return Chunk::single(element);
+        }
+        let mut chunk = Chunk {
+            data: Vec::with_capacity(CHUNK_BYTES_MAX),
+            ends: Vec::with_capacity(CHUNK_ELEMENTS_MAX.min(CHUNK_BYTES_MAX / 16)),
+        };
+        chunk.push_back(element);
+        chunk
+    }
+
     fn count(&self) -> usize {
         self.ends.len()
     }
@@ -288,14 +301,17 @@ impl List {
     }
 
     pub fn push(&mut self, end: End, element: &[u8]) {
+        // A list that has filled a chunk keeps growing at that end: its new chunk gets its
+        // full size at once instead of doubling its way there. A small list stays small.
+        let growing = !self.chunks.is_empty();
         match end {
             End::Left => match self.chunks.front_mut() {
                 Some(chunk) if chunk.has_room(element.len()) => chunk.insert(0, element),
-                _ => self.chunks.push_front(Chunk::single(element)),
+                _ => self.chunks.push_front(Chunk::starting(element, growing)),
             },
             End::Right => match self.chunks.back_mut() {
                 Some(chunk) if chunk.has_room(element.len()) => chunk.push_back(element),
-                _ => self.chunks.push_back(Chunk::single(element)),
+                _ => self.chunks.push_back(Chunk::starting(element, growing)),
             },
         }
         self.len += 1;
