@@ -38,12 +38,8 @@ const CHUNK_BYTES_MAX: usize = 12;
 const CHUNK_ELEMENTS_MAX: usize = 4;
 
 const _: () = assert!(CHUNK_ELEMENTS_MAX >= 2 && CHUNK_BYTES_MAX >= 2);
-/// Offsets reserved in a full-size chunk: room for elements of 16 bytes and up.
-const ENDS_PREALLOCATED: usize = if CHUNK_ELEMENTS_MAX < CHUNK_BYTES_MAX / 16 {
-    CHUNK_ELEMENTS_MAX
-} else {
-    CHUNK_BYTES_MAX / 16
-};
+/// Offsets reserved in a full-size chunk: room for elements of 64 bytes (more grow the Vec).
+const ENDS_PREALLOCATED: usize = CHUNK_BYTES_MAX / 64 + 1;
 const _: () = assert!(CHUNK_BYTES_MAX <= u32::MAX as usize);
 
 /// Which end of a list an operation works on (Redis's LIST_HEAD / LIST_TAIL).
