@@ -264,20 +264,14 @@ pub fn load(
                 return Ok(loaded);
             }
             kind => {
-                let key = match reader.string()? {
-                    std::borrow::Cow::Borrowed(key) => key,
-                    std::borrow::Cow::Owned(_) => {
-                        return Err(DecodeError::new(
-                            at,
-                            "compressed or integer-encoded keys are not supported",
-                        ))
-                    }
-                };
+                // Redis (and `Writer`) store a key like any string: "12345" as an integer,
+                // a long key LZF-compressed.
+                let key = reader.string()?;
                 let value = decode_body(&mut reader, kind, options)?;
                 let expire = expire_ms.take();
                 visit(Key {
                     db,
-                    key,
+                    key: &key,
                     value,
                     expire_ms: expire,
                 })
@@ -333,6 +327,20 @@ mod tests {
         assert_eq!(keys.len(), 3);
         assert_eq!(keys[1].3, Some(1_800_000_000_123));
         assert_eq!(keys[2].0, 3);
+    }
+
+    #[test]
+    fn integer_and_compressed_keys_load() {
+        let long_key = [b'k'; 100];
+        let entries = [
+            (0, &b"12345"[..], Value::string(b"integer key"), None),
+            (0, &b"-7"[..], Value::string(b"negative"), None),
+            (0, &long_key[..], Value::string(b"compressed key"), None),
+        ];
+        let bytes = file(&entries);
+        let keys = read(&bytes).expect("valid");
+        let names: Vec<&[u8]> = keys.iter().map(|key| key.1.as_slice()).collect();
+        assert_eq!(names, [&b"12345"[..], b"-7", &long_key[..]]);
     }
 
     #[test]
