@@ -159,7 +159,7 @@ impl RequestParser {
         limits: Limits,
     ) -> Result<Option<bool>, ProtocolError> {
         let Some(newline) = find_crlf(buf) else {
-            if buf.len() > INLINE_BYTES_MAX {
+            if line_too_long(buf) {
                 return Err(ProtocolError::new("too big mbulk count string"));
             }
             return Ok(None);
@@ -195,7 +195,7 @@ impl RequestParser {
         limits: Limits,
     ) -> Result<Option<usize>, ProtocolError> {
         let Some(newline) = find_crlf(buf) else {
-            if buf.len() > INLINE_BYTES_MAX {
+            if line_too_long(buf) {
                 return Err(ProtocolError::new("too big bulk count string"));
             }
             return Ok(None);
@@ -344,6 +344,15 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// Whether a buffer without a whole "\r\n" can no longer hold a line within the limit. A
+/// '\r' that arrived last ends the line once its '\n' arrives, as Redis sees it, so only a
+/// buffer without one is too long: otherwise the verdict would depend on how the bytes were
+/// split into reads.
+fn line_too_long(buf: &[u8]) -> bool {
+    debug_assert!(find_crlf(buf).is_none());
+    buf.len() > INLINE_BYTES_MAX && buf.last() != Some(&b'\r')
+}
+
 /// Redis's `string2ll`: optional '-', digits, no leading zeros (except "0"), no '+', no spaces.
 pub fn parse_i64(digits: &[u8]) -> Option<i64> {
     let (negative, body) = match digits.split_first() {
@@ -443,6 +452,25 @@ mod tests {
         assert!(parser.in_progress());
         assert!(buf.capacity() < 4096, "capacity {}", buf.capacity());
         assert!(parser.args.capacity() <= ARGS_PREALLOC_MAX);
+    }
+
+    #[test]
+    fn a_line_ending_at_the_limit_does_not_depend_on_the_split() {
+        // The '\r' lands at the limit and arrives last in its read: as in Redis, the line is
+        // incomplete (its '\n' is on the way), not too long.
+        for prefix in [&b"*"[..], b"*1\r\n$"] {
+            let mut line = prefix.to_vec();
+            line.resize(prefix.len() + INLINE_BYTES_MAX - 1, b'1');
+            line.push(b'\r');
+            let mut parser = RequestParser::new();
+            let mut buf = BytesMut::from(&line[..]);
+            assert_eq!(parser.parse(&mut buf, Limits::default()), Ok(None));
+            buf.extend_from_slice(b"\n");
+            let split = parser.parse(&mut buf, Limits::default()).unwrap_err();
+            line.extend_from_slice(b"\n");
+            let whole = parse_all(&line).unwrap_err();
+            assert_eq!(split, whole);
+        }
     }
 
     #[test]
