@@ -385,6 +385,64 @@ pub fn parse_i64(digits: &[u8]) -> Option<i64> {
     }
 }
 
+/// Most cut points a fuzz input may ask for: enough to split every line of a small request.
+const FUZZ_CUTS_MAX: usize = 7;
+
+/// Entry point for a fuzz target: any bytes must parse without panicking, and the requests
+/// must not depend on how the bytes arrive. The first byte picks how many cut points follow
+/// (two bytes each, little endian, taken modulo the body's length); the rest is the body.
+/// The body is parsed whole and then fed piece by piece: the requests, and the error that
+/// ends them, must be the same. It is also parsed once with the unauthenticated limits.
+pub fn fuzz_requests(bytes: &[u8]) {
+    let Some((&first, rest)) = bytes.split_first() else {
+        return;
+    };
+    let cut_count = (first as usize % (FUZZ_CUTS_MAX + 1)).min(rest.len() / 2);
+    let (cut_bytes, body) = rest.split_at(cut_count * 2);
+    let mut cuts: Vec<usize> = cut_bytes
+        .chunks_exact(2)
+        .map(|pair| usize::from(u16::from_le_bytes([pair[0], pair[1]])) % (body.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    let whole = fuzz_feed(body, &[], Limits::default());
+    let split = fuzz_feed(body, &cuts, Limits::default());
+    assert_eq!(whole, split, "cut at {cuts:?}");
+    let unauthenticated = Limits {
+        authenticated: false,
+        ..Limits::default()
+    };
+    let _ = fuzz_feed(body, &[], unauthenticated);
+}
+
+/// Feeds `body` cut at `cuts` (sorted), collecting requests until the first error.
+fn fuzz_feed(
+    body: &[u8],
+    cuts: &[usize],
+    limits: Limits,
+) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+    let mut parser = RequestParser::new();
+    let mut buf = BytesMut::new();
+    let mut requests = Vec::new();
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&body.len())) {
+        assert!(start <= end && end <= body.len());
+        buf.extend_from_slice(&body[start..end]);
+        start = end;
+        // Each request consumes at least one byte, so this loop ends within the body.
+        loop {
+            match parser.parse(&mut buf, limits) {
+                Ok(Some(args)) => {
+                    assert!(!args.is_empty(), "an empty request is skipped");
+                    requests.push(args);
+                }
+                Ok(None) => break,
+                Err(error) => return (requests, Some(error)),
+            }
+        }
+    }
+    (requests, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
