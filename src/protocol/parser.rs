@@ -250,7 +250,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_c_space(line[i]) {
             i += 1;
         }
         if i >= line.len() {
@@ -282,7 +282,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     });
                 } else if c == b'"' {
                     // The closing quote must be followed by a space or the end.
-                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < line.len() && !is_c_space(line[i + 1]) {
                         return None;
                     }
                     in_double = false;
@@ -297,7 +297,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     i += 1;
                     current.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < line.len() && !is_c_space(line[i + 1]) {
                         return None;
                     }
                     in_single = false;
@@ -309,7 +309,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             } else {
                 match line.get(i) {
                     None => break,
-                    Some(c) if c.is_ascii_whitespace() => break,
+                    Some(b' ' | b'\n' | b'\r' | b'\t') => break,
                     Some(b'"') => in_double = true,
                     Some(b'\'') => in_single = true,
                     Some(&c) => current.push(c),
@@ -320,6 +320,13 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         debug_assert!(!in_double && !in_single);
         args.push(current);
     }
+}
+
+/// C's `isspace`, which `sdssplitargs` uses between words and after a closing quote: it
+/// includes '\v' and '\f', which Rust's `is_ascii_whitespace` leaves out (0x0b) or a word
+/// does not end on (0x0c: inside an unquoted word only ' ', '\n', '\r' and '\t' end it).
+fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 fn hex_value(c: u8) -> u8 {
@@ -467,6 +474,24 @@ mod tests {
             reqs[2],
             vec![Bytes::from("set"), Bytes::from("a b"), Bytes::from("c")]
         );
+    }
+
+    #[test]
+    fn inline_spaces_are_sdssplitargs_spaces() {
+        // Checked against Redis 7.0.15: '\v' and '\f' separate words only where `isspace`
+        // is asked (before a word, after a closing quote); an unquoted word keeps them.
+        let words = |line: &[u8]| split_args(line).map(|words| words.len());
+        assert_eq!(split_args(b"\x0bECHO x"), Some(vec![b"ECHO".to_vec(), b"x".to_vec()]));
+        assert_eq!(
+            split_args(b"SET\x0cfk v"),
+            Some(vec![b"SET\x0cfk".to_vec(), b"v".to_vec()])
+        );
+        assert_eq!(
+            split_args(b"ECHO a\x0b"),
+            Some(vec![b"ECHO".to_vec(), b"a\x0b".to_vec()])
+        );
+        assert_eq!(words(b"ECHO \"a\"\x0c"), Some(2));
+        assert_eq!(words(b"ECHO 'a'\x0bb"), Some(3));
     }
 
     #[test]
