@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// A fuzz target's entry point: any bytes, never a panic.
+type Entry = fn(&[u8]);
+
 /// A target's name (its directory under `fuzz/corpus` and `fuzz/regressions`) and its entry.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Entry)] = &[
     ("resp", strata::protocol::parser::fuzz_requests),
     ("restore", strata::persist::fuzz_restore_payload),
     ("rdb_file", strata::persist::rdb::file::fuzz_rdb_file),
@@ -146,7 +149,8 @@ fn real_redis_aof_files_parse() {
     struct Names(Vec<String>);
     impl Replay for Names {
         fn apply(&mut self, argv: Vec<bytes::Bytes>) -> Applied {
-            self.0.push(String::from_utf8_lossy(&argv[0]).to_ascii_lowercase());
+            self.0
+                .push(String::from_utf8_lossy(&argv[0]).to_ascii_lowercase());
             Applied::Ok
         }
         fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {

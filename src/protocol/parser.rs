@@ -481,7 +481,10 @@ mod tests {
         // Checked against Redis 7.0.15: '\v' and '\f' separate words only where `isspace`
         // is asked (before a word, after a closing quote); an unquoted word keeps them.
         let words = |line: &[u8]| split_args(line).map(|words| words.len());
-        assert_eq!(split_args(b"\x0bECHO x"), Some(vec![b"ECHO".to_vec(), b"x".to_vec()]));
+        assert_eq!(
+            split_args(b"\x0bECHO x"),
+            Some(vec![b"ECHO".to_vec(), b"x".to_vec()])
+        );
         assert_eq!(
             split_args(b"SET\x0cfk v"),
             Some(vec![b"SET\x0cfk".to_vec(), b"v".to_vec()])
