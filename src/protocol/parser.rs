@@ -159,7 +159,7 @@ impl RequestParser {
         limits: Limits,
     ) -> Result<Option<bool>, ProtocolError> {
         let Some(newline) = find_crlf(buf) else {
-            if buf.len() > INLINE_BYTES_MAX {
+            if line_too_long(buf) {
                 return Err(ProtocolError::new("too big mbulk count string"));
             }
             return Ok(None);
@@ -195,7 +195,7 @@ impl RequestParser {
         limits: Limits,
     ) -> Result<Option<usize>, ProtocolError> {
         let Some(newline) = find_crlf(buf) else {
-            if buf.len() > INLINE_BYTES_MAX {
+            if line_too_long(buf) {
                 return Err(ProtocolError::new("too big bulk count string"));
             }
             return Ok(None);
@@ -250,7 +250,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_c_space(line[i]) {
             i += 1;
         }
         if i >= line.len() {
@@ -282,7 +282,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     });
                 } else if c == b'"' {
                     // The closing quote must be followed by a space or the end.
-                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < line.len() && !is_c_space(line[i + 1]) {
                         return None;
                     }
                     in_double = false;
@@ -297,7 +297,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     i += 1;
                     current.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < line.len() && !is_c_space(line[i + 1]) {
                         return None;
                     }
                     in_single = false;
@@ -309,7 +309,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             } else {
                 match line.get(i) {
                     None => break,
-                    Some(c) if c.is_ascii_whitespace() => break,
+                    Some(b' ' | b'\n' | b'\r' | b'\t') => break,
                     Some(b'"') => in_double = true,
                     Some(b'\'') => in_single = true,
                     Some(&c) => current.push(c),
@@ -320,6 +320,13 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         debug_assert!(!in_double && !in_single);
         args.push(current);
     }
+}
+
+/// C's `isspace`, which `sdssplitargs` uses between words and after a closing quote: it
+/// includes '\v' and '\f', which Rust's `is_ascii_whitespace` leaves out (0x0b) or a word
+/// does not end on (0x0c: inside an unquoted word only ' ', '\n', '\r' and '\t' end it).
+fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 fn hex_value(c: u8) -> u8 {
@@ -342,6 +349,15 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     } else {
         None
     }
+}
+
+/// Whether a buffer without a whole "\r\n" can no longer hold a line within the limit. A
+/// '\r' that arrived last ends the line once its '\n' arrives, as Redis sees it, so only a
+/// buffer without one is too long: otherwise the verdict would depend on how the bytes were
+/// split into reads.
+fn line_too_long(buf: &[u8]) -> bool {
+    debug_assert!(find_crlf(buf).is_none());
+    buf.len() > INLINE_BYTES_MAX && buf.last() != Some(&b'\r')
 }
 
 /// Redis's `string2ll`: optional '-', digits, no leading zeros (except "0"), no '+', no spaces.
@@ -376,6 +392,64 @@ pub fn parse_i64(digits: &[u8]) -> Option<i64> {
     }
 }
 
+/// Most cut points a fuzz input may ask for: enough to split every line of a small request.
+const FUZZ_CUTS_MAX: usize = 7;
+
+/// Entry point for a fuzz target: any bytes must parse without panicking, and the requests
+/// must not depend on how the bytes arrive. The first byte picks how many cut points follow
+/// (two bytes each, little endian, taken modulo the body's length); the rest is the body.
+/// The body is parsed whole and then fed piece by piece: the requests, and the error that
+/// ends them, must be the same. It is also parsed once with the unauthenticated limits.
+pub fn fuzz_requests(bytes: &[u8]) {
+    let Some((&first, rest)) = bytes.split_first() else {
+        return;
+    };
+    let cut_count = (first as usize % (FUZZ_CUTS_MAX + 1)).min(rest.len() / 2);
+    let (cut_bytes, body) = rest.split_at(cut_count * 2);
+    let mut cuts: Vec<usize> = cut_bytes
+        .chunks_exact(2)
+        .map(|pair| usize::from(u16::from_le_bytes([pair[0], pair[1]])) % (body.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    let whole = fuzz_feed(body, &[], Limits::default());
+    let split = fuzz_feed(body, &cuts, Limits::default());
+    assert_eq!(whole, split, "cut at {cuts:?}");
+    let unauthenticated = Limits {
+        authenticated: false,
+        ..Limits::default()
+    };
+    let _ = fuzz_feed(body, &[], unauthenticated);
+}
+
+/// Feeds `body` cut at `cuts` (sorted), collecting requests until the first error.
+fn fuzz_feed(
+    body: &[u8],
+    cuts: &[usize],
+    limits: Limits,
+) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+    let mut parser = RequestParser::new();
+    let mut buf = BytesMut::new();
+    let mut requests = Vec::new();
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&body.len())) {
+        assert!(start <= end && end <= body.len());
+        buf.extend_from_slice(&body[start..end]);
+        start = end;
+        // Each request consumes at least one byte, so this loop ends within the body.
+        loop {
+            match parser.parse(&mut buf, limits) {
+                Ok(Some(args)) => {
+                    assert!(!args.is_empty(), "an empty request is skipped");
+                    requests.push(args);
+                }
+                Ok(None) => break,
+                Err(error) => return (requests, Some(error)),
+            }
+        }
+    }
+    (requests, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +474,27 @@ mod tests {
             reqs[2],
             vec![Bytes::from("set"), Bytes::from("a b"), Bytes::from("c")]
         );
+    }
+
+    #[test]
+    fn inline_spaces_are_sdssplitargs_spaces() {
+        // Checked against Redis 7.0.15: '\v' and '\f' separate words only where `isspace`
+        // is asked (before a word, after a closing quote); an unquoted word keeps them.
+        let words = |line: &[u8]| split_args(line).map(|words| words.len());
+        assert_eq!(
+            split_args(b"\x0bECHO x"),
+            Some(vec![b"ECHO".to_vec(), b"x".to_vec()])
+        );
+        assert_eq!(
+            split_args(b"SET\x0cfk v"),
+            Some(vec![b"SET\x0cfk".to_vec(), b"v".to_vec()])
+        );
+        assert_eq!(
+            split_args(b"ECHO a\x0b"),
+            Some(vec![b"ECHO".to_vec(), b"a\x0b".to_vec()])
+        );
+        assert_eq!(words(b"ECHO \"a\"\x0c"), Some(2));
+        assert_eq!(words(b"ECHO 'a'\x0bb"), Some(3));
     }
 
     #[test]
@@ -443,6 +538,25 @@ mod tests {
         assert!(parser.in_progress());
         assert!(buf.capacity() < 4096, "capacity {}", buf.capacity());
         assert!(parser.args.capacity() <= ARGS_PREALLOC_MAX);
+    }
+
+    #[test]
+    fn a_line_ending_at_the_limit_does_not_depend_on_the_split() {
+        // The '\r' lands at the limit and arrives last in its read: as in Redis, the line is
+        // incomplete (its '\n' is on the way), not too long.
+        for prefix in [&b"*"[..], b"*1\r\n$"] {
+            let mut line = prefix.to_vec();
+            line.resize(prefix.len() + INLINE_BYTES_MAX - 1, b'1');
+            line.push(b'\r');
+            let mut parser = RequestParser::new();
+            let mut buf = BytesMut::from(&line[..]);
+            assert_eq!(parser.parse(&mut buf, Limits::default()), Ok(None));
+            buf.extend_from_slice(b"\n");
+            let split = parser.parse(&mut buf, Limits::default()).unwrap_err();
+            line.extend_from_slice(b"\n");
+            let whole = parse_all(&line).unwrap_err();
+            assert_eq!(split, whole);
+        }
     }
 
     #[test]

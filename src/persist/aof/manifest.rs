@@ -107,6 +107,13 @@ impl Manifest {
                 return Err(invalid());
             }
             let info = FileInfo { name, seq, kind };
+            // What is read must be writable back: quoting makes a byte up to four long, and
+            // a rewrite that wrote a line this parse refuses would stop the next start.
+            if render_line(&info).len() > LINE_BYTES_MAX {
+                return Err(format!(
+                    "Reading the manifest file, at line {number}: The AOF manifest file contains too long line"
+                ));
+            }
             match kind {
                 FileKind::Base => {
                     if manifest.base.is_some() {
@@ -144,12 +151,7 @@ impl Manifest {
             .chain(self.history.iter())
             .chain(self.incr.iter());
         for info in files {
-            out.push_str(&format!(
-                "file {} seq {} type {}\n",
-                quote_if_needed(&info.name),
-                info.seq,
-                info.kind.letter()
-            ));
+            out.push_str(&render_line(info));
         }
         out
     }
@@ -158,6 +160,16 @@ impl Manifest {
     pub fn replay_order(&self) -> impl Iterator<Item = &FileInfo> {
         self.base.iter().chain(self.incr.iter())
     }
+}
+
+/// One file's line, as Redis's `aofInfoFormat` writes it.
+fn render_line(info: &FileInfo) -> String {
+    format!(
+        "file {} seq {} type {}\n",
+        quote_if_needed(&info.name),
+        info.seq,
+        info.kind.letter()
+    )
 }
 
 /// `sdscatrepr` quoting for names with spaces, quotes or control bytes.
@@ -262,6 +274,14 @@ mod tests {
             let found = Manifest::parse(text).expect_err("invalid");
             assert!(found.contains(error), "{found:?} for {text:?}");
         }
+        // Short enough as read, too long once written back with its bytes quoted.
+        let mut quoted = b"file ".to_vec();
+        quoted.extend_from_slice(&[0x01; 400]);
+        quoted.extend_from_slice(b" seq 1 type b\n");
+        assert!(quoted.len() <= LINE_BYTES_MAX);
+        assert!(Manifest::parse(&quoted)
+            .expect_err("too long written back")
+            .contains("too long line"));
         let long = format!("file {} seq 1 type b\n", "a".repeat(2000));
         assert!(Manifest::parse(long.as_bytes())
             .expect_err("too long")
