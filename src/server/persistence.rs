@@ -561,10 +561,16 @@ pub fn bgsave_refusal(server: &Server) -> Option<&'static str> {
 /// Writes the dataset to `dbfilename` from a snapshot, through a temp file, fsync and a
 /// rename: a crash leaves the old file or the new one. SAVE, SHUTDOWN and BGSAVE's thread.
 pub fn save(server: &Server) -> Result<(), String> {
-    let state = &server.rdb;
-    if state.in_progress.swap(true, Ordering::AcqRel) {
+    if server.rdb.in_progress.swap(true, Ordering::AcqRel) {
         return Err("Background save already in progress".into());
     }
+    save_claimed(server)
+}
+
+/// `save` once this caller has set `in_progress` (BGSAVE sets it before its thread starts, so
+/// INFO never shows a started save as not running); clears it when done.
+fn save_claimed(server: &Server) -> Result<(), String> {
+    let state = &server.rdb;
     let started_ms = server.clock.now_ms();
     state.current_start_ms.store(started_ms, Ordering::Relaxed);
     state.last_attempt_ms.store(started_ms, Ordering::Relaxed);
@@ -655,12 +661,18 @@ pub fn start_background_save(
     let Some(owner) = server.handle() else {
         return Err("ERR Background saving could not start");
     };
-    std::thread::Builder::new()
+    if server.rdb.in_progress.swap(true, Ordering::AcqRel) {
+        return Err("ERR Background save already in progress");
+    }
+    let spawned = std::thread::Builder::new()
         .name("rdb-save".into())
         .spawn(move || {
-            let _ = save(&owner);
-        })
-        .map_err(|_| "ERR Background saving could not start")?;
+            let _ = save_claimed(&owner);
+        });
+    if spawned.is_err() {
+        server.rdb.in_progress.store(false, Ordering::Release);
+        return Err("ERR Background saving could not start");
+    }
     Ok("Background saving started")
 }
 
