@@ -13,23 +13,9 @@ use strata::types::Value;
 /// The digest of every database of `keyspace` as of `now_ms`, and the number of live keys.
 pub fn digest(keyspace: &Keyspace, now_ms: u64) -> (u64, usize) {
     let mut keys: Vec<(usize, Vec<u8>, u64)> = Vec::new();
-    let mut ks = keyspace.lock_all(now_ms);
-    for db in 0..keyspace.databases() {
-        for slice in ks.slices(db) {
-            let expires = &slice.expires;
-            slice.keys.for_each(|key, entry| {
-                let expire = if entry.has_expire() {
-                    expires.get(key.as_slice()).copied()
-                } else {
-                    None
-                };
-                let mut hasher = DefaultHasher::new();
-                expire.hash(&mut hasher);
-                value_digest(&entry.value, &mut hasher);
-                keys.push((db, key.to_vec(), hasher.finish()));
-            });
-        }
-    }
+    walk(keyspace, now_ms, |db, key, digest, _| {
+        keys.push((db, key.to_vec(), digest))
+    });
     keys.sort();
     let mut hasher = DefaultHasher::new();
     keys.hash(&mut hasher);
@@ -42,6 +28,23 @@ pub fn per_key(
     now_ms: u64,
 ) -> std::collections::BTreeMap<(usize, Vec<u8>), (u64, String)> {
     let mut keys = std::collections::BTreeMap::new();
+    walk(keyspace, now_ms, |db, key, digest, (expire, value)| {
+        let text = format!("{expire:?} {value:?}");
+        let text = match text.find("groups") {
+            Some(at) => text[at..].chars().take(700).collect(),
+            None => text.chars().take(400).collect(),
+        };
+        keys.insert((db, key.to_vec()), (digest, text));
+    });
+    keys
+}
+
+/// Every key of every database with its digest (value and exact expiry).
+fn walk(
+    keyspace: &Keyspace,
+    now_ms: u64,
+    mut visit: impl FnMut(usize, &[u8], u64, (Option<u64>, &Value)),
+) {
     let mut ks = keyspace.lock_all(now_ms);
     for db in 0..keyspace.databases() {
         for slice in ks.slices(db) {
@@ -55,16 +58,10 @@ pub fn per_key(
                 let mut hasher = DefaultHasher::new();
                 expire.hash(&mut hasher);
                 value_digest(&entry.value, &mut hasher);
-                let text = format!("{expire:?} {:?}", entry.value);
-                let text = match text.find("groups") {
-                    Some(at) => text[at..].chars().take(700).collect(),
-                    None => text.chars().take(400).collect(),
-                };
-                keys.insert((db, key.to_vec()), (hasher.finish(), text));
+                visit(db, key.as_slice(), hasher.finish(), (expire, &entry.value));
             });
         }
     }
-    keys
 }
 
 fn value_digest(value: &Value, hasher: &mut DefaultHasher) {

@@ -101,90 +101,10 @@ fn radius_keys(argv: &[Bytes], options_start: usize) -> Vec<usize> {
 // Argument helpers
 // ---------------------------------------------------------------------------------------------
 
-/// C's `strtod` over the whole of `text`: decimal, `inf`/`infinity` and hexadecimal forms with
-/// an optional sign. Returns the value and whether it overflowed or underflowed to zero
-/// (`ERANGE`). NaN is rejected. (The same parser as the sorted-set family's, which keeps its
-/// copy private.)
-fn strtod_whole(text: &[u8]) -> Option<(f64, bool)> {
-    const TEXT_BYTES_MAX: usize = 5000;
-    if text.len() > TEXT_BYTES_MAX {
-        return None;
-    }
-    let text = std::str::from_utf8(text).ok()?;
-    let (negative, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let lower = body.to_ascii_lowercase();
-    let (magnitude, out_of_range) = if lower == "inf" || lower == "infinity" {
-        (f64::INFINITY, false)
-    } else if let Some(hex) = lower.strip_prefix("0x") {
-        parse_hex_float(hex)?
-    } else {
-        let (mantissa, _) = lower.split_once('e').unwrap_or((&lower, ""));
-        let valid = lower
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'-' | b'+'))
-            && mantissa.bytes().any(|byte| byte.is_ascii_digit())
-            && !mantissa.contains(['+', '-']);
-        if !valid {
-            return None;
-        }
-        let value: f64 = lower.parse().ok()?;
-        let nonzero_digits = mantissa.bytes().any(|byte| matches!(byte, b'1'..=b'9'));
-        (
-            value,
-            value.is_infinite() || (value == 0.0 && nonzero_digits),
-        )
-    };
-    if magnitude.is_nan() {
-        return None;
-    }
-    Some((if negative { -magnitude } else { magnitude }, out_of_range))
-}
-
-/// The part of a C hexadecimal float after `0x`.
-fn parse_hex_float(text: &str) -> Option<(f64, bool)> {
-    let (digits, exponent) = match text.split_once('p') {
-        Some((digits, exponent)) => (digits, exponent.parse::<i32>().ok()?),
-        None => (text, 0),
-    };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
-    }
-    let mut value = 0.0f64;
-    for digit in whole.chars() {
-        value = value * 16.0 + f64::from(digit.to_digit(16)?);
-    }
-    let mut scale = 1.0 / 16.0;
-    for digit in fraction.chars() {
-        value += f64::from(digit.to_digit(16)?) * scale;
-        scale /= 16.0;
-    }
-    let result = value * 2f64.powi(exponent);
-    Some((
-        result,
-        result.is_infinite() || (result == 0.0 && value != 0.0),
-    ))
-}
-
-/// A double as Redis's `getDoubleFromObject` reads it: no leading space, no overflow, not NaN.
-fn parse_double(text: &[u8]) -> Option<f64> {
-    if text.first().is_some_and(u8::is_ascii_whitespace) {
-        return None;
-    }
-    match strtod_whole(text)? {
-        (_, true) => None,
-        (value, false) => Some(value),
-    }
-}
-
 /// Redis's `extractLongLatOrReply`: two doubles within the indexable coordinates.
 fn parse_long_lat(longitude: &[u8], latitude: &[u8]) -> Result<[f64; 2], Error> {
-    let longitude = parse_double(longitude).ok_or(Error::NotFloat)?;
-    let latitude = parse_double(latitude).ok_or(Error::NotFloat)?;
+    let longitude = args::double(longitude).ok_or(Error::NotFloat)?;
+    let latitude = args::double(latitude).ok_or(Error::NotFloat)?;
     if !(geohash::LONGITUDE_MIN..=geohash::LONGITUDE_MAX).contains(&longitude)
         || !(geohash::LATITUDE_MIN..=geohash::LATITUDE_MAX).contains(&latitude)
     {
@@ -212,7 +132,7 @@ fn parse_unit(unit: &[u8]) -> Result<f64, Error> {
 
 /// Redis's `extractDistanceOrReply`: `radius unit` as (meters per unit, radius).
 fn parse_radius(radius: &[u8], unit: &[u8]) -> Result<(f64, f64), Error> {
-    let radius = parse_double(radius).ok_or(Error::from(NEED_NUMERIC_RADIUS))?;
+    let radius = args::double(radius).ok_or(Error::from(NEED_NUMERIC_RADIUS))?;
     if radius < 0.0 {
         return Err(RADIUS_NEGATIVE.into());
     }
@@ -221,8 +141,8 @@ fn parse_radius(radius: &[u8], unit: &[u8]) -> Result<(f64, f64), Error> {
 
 /// Redis's `extractBoxOrReply`: `width height unit` as (meters per unit, width, height).
 fn parse_box(width: &[u8], height: &[u8], unit: &[u8]) -> Result<(f64, f64, f64), Error> {
-    let width = parse_double(width).ok_or(Error::from(NEED_NUMERIC_WIDTH))?;
-    let height = parse_double(height).ok_or(Error::from(NEED_NUMERIC_HEIGHT))?;
+    let width = args::double(width).ok_or(Error::from(NEED_NUMERIC_WIDTH))?;
+    let height = args::double(height).ok_or(Error::from(NEED_NUMERIC_HEIGHT))?;
     if height < 0.0 || width < 0.0 {
         return Err(BOX_NEGATIVE.into());
     }

@@ -214,87 +214,6 @@ fn store(
     count as i64
 }
 
-/// C's `strtod` over the whole of `text` (no trailing bytes): decimal, `inf`/`infinity` and
-/// hexadecimal (`0x1p4`) forms with an optional sign. Returns the value and whether it
-/// overflowed or underflowed to zero (`ERANGE`). NaN is rejected.
-fn strtod_whole(text: &[u8]) -> Option<(f64, bool)> {
-    const TEXT_BYTES_MAX: usize = 5000;
-    if text.len() > TEXT_BYTES_MAX {
-        return None;
-    }
-    let text = std::str::from_utf8(text).ok()?;
-    let (negative, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let lower = body.to_ascii_lowercase();
-    let (magnitude, out_of_range) = if lower == "inf" || lower == "infinity" {
-        (f64::INFINITY, false)
-    } else if let Some(hex) = lower.strip_prefix("0x") {
-        parse_hex_float(hex)?
-    } else {
-        let (mantissa, _) = lower.split_once('e').unwrap_or((&lower, ""));
-        let valid = lower
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'-' | b'+'))
-            && mantissa.bytes().any(|byte| byte.is_ascii_digit())
-            && !mantissa.contains(['+', '-']);
-        if !valid {
-            return None;
-        }
-        let value: f64 = lower.parse().ok()?;
-        let nonzero_digits = mantissa.bytes().any(|byte| matches!(byte, b'1'..=b'9'));
-        (
-            value,
-            value.is_infinite() || (value == 0.0 && nonzero_digits),
-        )
-    };
-    if magnitude.is_nan() {
-        return None;
-    }
-    Some((if negative { -magnitude } else { magnitude }, out_of_range))
-}
-
-/// The part of a C hexadecimal float after `0x`: digits, an optional fraction, an optional
-/// binary exponent `p[+-]digits`.
-fn parse_hex_float(text: &str) -> Option<(f64, bool)> {
-    let (digits, exponent) = match text.split_once('p') {
-        Some((digits, exponent)) => (digits, exponent.parse::<i32>().ok()?),
-        None => (text, 0),
-    };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
-    }
-    let mut value = 0.0f64;
-    for digit in whole.chars() {
-        value = value * 16.0 + f64::from(digit.to_digit(16)?);
-    }
-    let mut scale = 1.0 / 16.0;
-    for digit in fraction.chars() {
-        value += f64::from(digit.to_digit(16)?) * scale;
-        scale /= 16.0;
-    }
-    let result = value * 2f64.powi(exponent);
-    Some((
-        result,
-        result.is_infinite() || (result == 0.0 && value != 0.0),
-    ))
-}
-
-/// A score argument as Redis's `getDoubleFromObject` reads it (ZADD, ZINCRBY, WEIGHTS): no
-/// surrounding space, no overflow, not NaN.
-fn parse_score(text: &[u8]) -> Option<f64> {
-    if text.first().is_some_and(u8::is_ascii_whitespace) {
-        return None;
-    }
-    match strtod_whole(text)? {
-        (_, true) => None,
-        (value, false) => Some(value),
-    }
-}
-
 /// A score as Redis's `strtod`-based range parser reads it: leading whitespace allowed, the
 /// empty string is 0, overflow is infinity, NaN rejected.
 fn parse_range_score(text: &[u8]) -> Option<f64> {
@@ -305,7 +224,7 @@ fn parse_range_score(text: &[u8]) -> Option<f64> {
     if trimmed.is_empty() {
         return Some(0.0);
     }
-    strtod_whole(trimmed).map(|(value, _)| value)
+    args::strtod_whole(trimmed).map(|(value, _)| value)
 }
 
 /// `min max` of ZRANGEBYSCORE and friends, with `(` for an exclusive bound.
@@ -590,7 +509,7 @@ fn add_generic(ctx: &mut Ctx<'_, '_>, key: &Bytes, flags: AddFlags, rest: &[Byte
     }
     let mut pairs = Vec::with_capacity(rest.len() / 2);
     for pair in rest.chunks_exact(2) {
-        pairs.push((parse_score(&pair[0]).ok_or(Error::NotFloat)?, &pair[1][..]));
+        pairs.push((args::double(&pair[0]).ok_or(Error::NotFloat)?, &pair[1][..]));
     }
     let limits = limits(ctx);
     let db = ctx.db();
@@ -1416,7 +1335,7 @@ fn set_operation(
         let option = &argv[index];
         if op != SetOp::Diff && remaining > numkeys && args::is(option, "weights") {
             for (offset, source) in sources.iter_mut().enumerate() {
-                source.weight = parse_score(&argv[index + 1 + offset])
+                source.weight = args::double(&argv[index + 1 + offset])
                     .ok_or_else(|| Error::from(WEIGHT_NOT_FLOAT))?;
             }
             index += 1 + numkeys;
@@ -1771,15 +1690,15 @@ mod tests {
 
     #[test]
     fn scores_parse_like_strtod() {
-        assert_eq!(parse_score(b"0x10"), Some(16.0));
-        assert_eq!(parse_score(b"-0x1.8p1"), Some(-3.0));
-        assert_eq!(parse_score(b"1e400"), None);
-        assert_eq!(parse_score(b"1e-400"), None);
-        assert_eq!(parse_score(b" 1"), None);
-        assert_eq!(parse_score(b"nan"), None);
-        assert_eq!(parse_score(b"-Infinity"), Some(f64::NEG_INFINITY));
-        assert_eq!(parse_score(b".5"), Some(0.5));
-        assert_eq!(parse_score(b"1e"), None);
+        assert_eq!(args::double(b"0x10"), Some(16.0));
+        assert_eq!(args::double(b"-0x1.8p1"), Some(-3.0));
+        assert_eq!(args::double(b"1e400"), None);
+        assert_eq!(args::double(b"1e-400"), None);
+        assert_eq!(args::double(b" 1"), None);
+        assert_eq!(args::double(b"nan"), None);
+        assert_eq!(args::double(b"-Infinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(args::double(b".5"), Some(0.5));
+        assert_eq!(args::double(b"1e"), None);
         assert_eq!(parse_range_score(b" 1"), Some(1.0));
         assert_eq!(parse_range_score(b""), Some(0.0));
         assert_eq!(parse_range_score(b"1e400"), Some(f64::INFINITY));

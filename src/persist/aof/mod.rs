@@ -225,6 +225,23 @@ impl Aof {
         self.manifest.lock().clone()
     }
 
+    /// The last incr file `manifest` names, opened for appending.
+    fn open_last_incr(
+        &self,
+        dir: &Path,
+        manifest: &manifest::Manifest,
+    ) -> Result<Box<dyn WritableFile>, String> {
+        let incr = manifest
+            .incr
+            .last()
+            .ok_or("the AOF manifest names no incr file")?;
+        let path = dir.join(&incr.name);
+        self.shared
+            .fs
+            .append(&path)
+            .map_err(|err| format!("Can't open the append-only file {}: {err}", path.display()))
+    }
+
     /// Starts appending to `incr` (the last incr file of `manifest`) from log offset
     /// `offset`, and starts the writer thread if it is not running.
     pub fn open(
@@ -234,15 +251,7 @@ impl Aof {
         manifest: manifest::Manifest,
         offset: u64,
     ) -> Result<(), String> {
-        let incr = manifest
-            .incr
-            .last()
-            .ok_or("the AOF manifest names no incr file")?;
-        let path = dir.join(&incr.name);
-        let file =
-            self.shared.fs.append(&path).map_err(|err| {
-                format!("Can't open the append-only file {}: {err}", path.display())
-            })?;
+        let file = self.open_last_incr(dir, &manifest)?;
         let incr_size: u64 = manifest
             .incr
             .iter()
@@ -345,15 +354,7 @@ impl Aof {
     /// Switches appending to a new incr file, at a rewrite's instant (the caller holds every
     /// shard, so no write is fed meanwhile); `manifest` already lists the new file.
     pub fn switch(&self, dir: &Path, manifest: manifest::Manifest) -> Result<(), String> {
-        let incr = manifest
-            .incr
-            .last()
-            .ok_or("the AOF manifest names no incr file")?;
-        let path = dir.join(&incr.name);
-        let file =
-            self.shared.fs.append(&path).map_err(|err| {
-                format!("Can't open the append-only file {}: {err}", path.display())
-            })?;
+        let file = self.open_last_incr(dir, &manifest)?;
         *self.shared.file.lock() = Some(file);
         *self.manifest.lock() = manifest;
         self.shared
