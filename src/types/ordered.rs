@@ -208,18 +208,7 @@ impl Tree {
             }
             return Some(self.split_leaf(node));
         }
-        let Node::Inner {
-            children,
-            separators,
-            ..
-        } = &self.nodes[node as usize]
-        else {
-            unreachable!("height above 0 is an inner node");
-        };
-        let slot = separators.partition_point(|(separator_score, separator)| {
-            compare(*separator_score, separator, score, &member) != Ordering::Greater
-        });
-        let child = children[slot];
+        let (slot, child) = self.route(node, score, &member);
         let split = self.insert_below(child, height - 1, score, member);
         let moved = split.as_ref().map(|split| self.subtree_len(split.node));
         let Node::Inner {
@@ -241,6 +230,22 @@ impl Tree {
             return None;
         }
         Some(self.split_inner(node))
+    }
+
+    /// The child of inner node `node` whose range holds (score, member), and its slot.
+    fn route(&self, node: u32, score: f64, member: &[u8]) -> (usize, u32) {
+        let Node::Inner {
+            children,
+            separators,
+            ..
+        } = &self.nodes[node as usize]
+        else {
+            unreachable!("height above 0 is an inner node");
+        };
+        let slot = separators.partition_point(|(separator_score, separator)| {
+            compare(*separator_score, separator, score, member) != Ordering::Greater
+        });
+        (slot, children[slot])
     }
 
     fn split_leaf(&mut self, node: u32) -> Split {
@@ -326,18 +331,7 @@ impl Tree {
                 Err(_) => false,
             };
         }
-        let Node::Inner {
-            children,
-            separators,
-            ..
-        } = &self.nodes[node as usize]
-        else {
-            unreachable!("height above 0 is an inner node");
-        };
-        let slot = separators.partition_point(|(separator_score, separator)| {
-            compare(*separator_score, separator, score, member) != Ordering::Greater
-        });
-        let child = children[slot];
+        let (slot, child) = self.route(node, score, member);
         if !self.remove_below(child, height - 1, score, member) {
             return false;
         }
