@@ -99,7 +99,10 @@ fn a_torn_tail_is_cut_off_and_corruption_stops_the_load() {
     assert!(server
         .log()
         .contains("!!! Truncating the AOF appendonly.aof.1.incr.aof at offset"));
-    assert_eq!(std::fs::read(&incr).expect("incr").len(), whole.len());
+    // Cut back to the last whole command; appending then starts a new checksum range.
+    let after = std::fs::read(&incr).expect("incr");
+    assert_eq!(&after[..whole.len()], &whole[..]);
+    assert_eq!(&after[whole.len()..], b"#CRC64:reset\r\n");
     let mut conn = server.connect();
     assert_eq!(conn.cmd("GET a"), b"$1\r\n1\r\n");
     assert_eq!(conn.cmd("EXISTS b"), b":0\r\n");
@@ -288,4 +291,61 @@ fn clients_get_loading_while_the_dataset_loads() {
     assert!(info.contains("loading:1"), "{info}");
     assert!(info.contains("loading_total_bytes:"), "{info}");
     assert!(loaded, "the dataset finished loading");
+}
+
+#[test]
+fn a_flipped_byte_inside_a_value_is_caught_by_the_checksum_annotations() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server =
+        Server::start_in(Kind::Strata, data.path(), &["--appendonly", "yes"]).expect("strata");
+    let mut conn = server.connect();
+    let value = "v".repeat(100);
+    for index in 0..3_000 {
+        conn.command(&["SET", &format!("key:{index}"), &value]);
+    }
+    shutdown(server);
+    let incr = data.path().join("appendonlydir/appendonly.aof.1.incr.aof");
+    let whole = std::fs::read(&incr).expect("incr");
+    assert!(
+        whole.windows(7).any(|w| w == b"#CRC64:"),
+        "the writer annotates"
+    );
+    // Real Redis still loads the annotated file.
+    if common::require_tool("redis-server") {
+        let copy = tempfile::tempdir().expect("tempdir");
+        let dir = copy.path().join("appendonlydir");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for entry in std::fs::read_dir(data.path().join("appendonlydir")).expect("dir") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
+        }
+        let redis =
+            Server::start_in(Kind::Redis, copy.path(), &["--appendonly", "yes"]).expect("redis");
+        assert_eq!(redis.connect().cmd("DBSIZE"), b":3000\r\n");
+    }
+    // A flip inside a value: still valid RESP, so only the checksum can tell.
+    let mut flipped = whole.clone();
+    let at = whole
+        .windows(100)
+        .position(|window| window == value.as_bytes())
+        .expect("a value")
+        + 40;
+    flipped[at] = b'w';
+    std::fs::write(&incr, &flipped).expect("write");
+    let (_, stderr) = common::run_strata_to_exit(
+        &[
+            "--port",
+            "0",
+            "--dir",
+            &data.path().to_string_lossy(),
+            "--appendonly",
+            "yes",
+        ],
+        data.path(),
+        Duration::from_secs(10),
+    );
+    assert!(
+        stderr.contains("appendonly.aof.1.incr.aof") && stderr.contains("checksum annotation"),
+        "{stderr}"
+    );
 }

@@ -368,7 +368,15 @@ impl crate::keyspace::snapshot::Sink for BaseSink {
 }
 
 impl BaseSink {
+    /// Writes the buffered commands and a checksum annotation covering them.
     fn write_out(&mut self) -> Result<(), String> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let mut range = crate::persist::aof::checksum::Range::new();
+        // `add` hands back the annotation itself once the range is long enough.
+        let line = range.add(&self.out).unwrap_or_else(|| range.annotation());
+        self.out.extend_from_slice(&line);
         self.file
             .write_all(&self.out)
             .map_err(|err| format!("Write error writing append only file on disk: {err}"))?;

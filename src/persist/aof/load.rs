@@ -141,6 +141,12 @@ pub fn load(
                     info.name
                 ));
             }
+            Err(Stop::Checksum { offset }) => {
+                return Err(format!(
+                    "Corrupt append only file {}: the commands from offset {offset} do not match their checksum annotation",
+                    info.name
+                ));
+            }
             Err(Stop::Unknown { name, offset }) => {
                 return Err(format!(
                     "Unknown command '{name}' reading the append only file {} at offset {offset}",
@@ -161,6 +167,7 @@ pub fn replay_bytes(bytes: &[u8], replay: &mut dyn Replay) -> Result<(), String>
             format!("the stream ends inside a command (valid up to {valid})")
         }
         Stop::Corrupt { offset } => format!("not RESP at offset {offset}"),
+        Stop::Checksum { offset } => format!("checksum mismatch for the range at offset {offset}"),
         Stop::Unknown { name, offset } => format!("unknown command '{name}' at offset {offset}"),
     })
 }
@@ -192,9 +199,9 @@ pub fn check(bytes: &[u8], start: usize) -> Checked {
     match replay_commands(&bytes[start..], start as u64, &mut Count, &mut commands) {
         Ok(()) => Checked::Valid { commands },
         Err(Stop::Truncated { valid, .. }) => Checked::Truncated { commands, valid },
-        Err(Stop::Corrupt { offset }) | Err(Stop::Unknown { offset, .. }) => {
-            Checked::Corrupt { commands, offset }
-        }
+        Err(Stop::Corrupt { offset })
+        | Err(Stop::Checksum { offset })
+        | Err(Stop::Unknown { offset, .. }) => Checked::Corrupt { commands, offset },
     }
 }
 
@@ -203,6 +210,10 @@ enum Stop {
     Truncated {
         valid: u64,
         in_multi: bool,
+    },
+    /// The commands from `offset` to a `#CRC64` annotation do not match it.
+    Checksum {
+        offset: u64,
     },
     Corrupt {
         offset: u64,
@@ -221,6 +232,7 @@ fn replay_commands(
     count: &mut u64,
 ) -> Result<(), Stop> {
     let mut position = 0usize;
+    let mut verifier = super::checksum::Verifier::new(base);
     // Where the file is valid up to if it ends inside the open MULTI.
     let mut before_multi: Option<usize> = None;
     while position < bytes.len() {
@@ -228,6 +240,10 @@ fn replay_commands(
         if bytes[position] == b'#' {
             match find_line_end(bytes, position) {
                 Some(end) => {
+                    let next = base + (end + 2) as u64;
+                    if let Err(offset) = verifier.annotation(&bytes[position..end], next) {
+                        return Err(Stop::Checksum { offset });
+                    }
                     position = end + 2;
                     continue;
                 }
@@ -252,6 +268,7 @@ fn replay_commands(
                 })
             }
         };
+        verifier.add(&bytes[start..position]);
         let name = argv[0].to_ascii_lowercase();
         if name == b"multi" {
             before_multi = Some(start);

@@ -14,6 +14,7 @@
 //! acknowledged, until a rewrite has written everything in memory to fresh files.
 //! All file access goes through [`crate::io::FileSystem`], so the simulator can fail it.
 
+pub mod checksum;
 pub mod load;
 pub mod manifest;
 pub mod rewrite;
@@ -104,6 +105,9 @@ struct Shared {
     /// The open incr file; held by the writer while it writes or syncs, by a rewrite while
     /// it switches files.
     file: Mutex<Option<Box<dyn WritableFile>>>,
+    /// The CRC-64 of the incr file's bytes since its last `#CRC64` annotation (held with
+    /// `file`).
+    checksum: Mutex<checksum::Range>,
     /// Log offset fsynced; clients under `always` wait on it before their replies leave.
     durable: tokio::sync::watch::Sender<u64>,
     /// Log offset written to the file.
@@ -147,6 +151,7 @@ impl Aof {
                 }),
                 wake: Condvar::new(),
                 file: Mutex::new(None),
+                checksum: Mutex::new(checksum::Range::new()),
                 durable,
                 written: AtomicU64::new(0),
                 synced: AtomicU64::new(0),
@@ -225,6 +230,28 @@ impl Aof {
         self.manifest.lock().clone()
     }
 
+    /// Covers the commands after the last checksum annotation with one more, so a file closed
+    /// cleanly is checked to its end on the next load.
+    fn annotate_tail(&self) {
+        let mut guard = self.shared.file.lock();
+        let Some(file) = guard.as_mut() else {
+            return;
+        };
+        if self.shared.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let line = {
+            let mut range = self.shared.checksum.lock();
+            if range.is_empty() {
+                return;
+            }
+            range.annotation()
+        };
+        if let Err(err) = file.write_all(&line).and_then(|()| file.sync()) {
+            tracing::warn!("Error writing to the AOF file: {err}");
+        }
+    }
+
     /// The last incr file `manifest` names, opened for appending.
     fn open_last_incr(
         &self,
@@ -251,7 +278,13 @@ impl Aof {
         manifest: manifest::Manifest,
         offset: u64,
     ) -> Result<(), String> {
-        let file = self.open_last_incr(dir, &manifest)?;
+        let mut file = self.open_last_incr(dir, &manifest)?;
+        // What the file holds was just loaded and accepted; checksums start over from here.
+        // A full or failing disk does not stop the start (Redis starts too): the AOF is then
+        // failed at once, so writes are refused until a rewrite, and nothing is appended
+        // after a range the next load could not check.
+        let marked = file.write_all(checksum::RESET);
+        *self.shared.checksum.lock() = checksum::Range::new();
         let incr_size: u64 = manifest
             .incr
             .iter()
@@ -285,6 +318,12 @@ impl Aof {
         *self.manifest.lock() = manifest;
         self.shared.failed.store(false, Ordering::Release);
         *self.shared.failure.lock() = None;
+        if let Err(err) = marked {
+            fail(
+                &self.shared,
+                format!("Error writing to the AOF file: {err}"),
+            );
+        }
         self.shared.enabled.store(true, Ordering::Release);
         let mut writer = self.writer.lock();
         if writer.is_none() && !self.shared.manual.load(Ordering::Relaxed) {
@@ -356,6 +395,7 @@ impl Aof {
     pub fn switch(&self, dir: &Path, manifest: manifest::Manifest) -> Result<(), String> {
         let file = self.open_last_incr(dir, &manifest)?;
         *self.shared.file.lock() = Some(file);
+        *self.shared.checksum.lock() = checksum::Range::new();
         *self.manifest.lock() = manifest;
         self.shared
             .stats
@@ -386,6 +426,7 @@ impl Aof {
         if let Err(err) = self.flush_and_sync() {
             tracing::warn!("{err}");
         }
+        self.annotate_tail();
         self.shared.enabled.store(false, Ordering::Release);
         {
             let mut pending = self.shared.pending.lock();
@@ -454,13 +495,17 @@ fn write_and_count(
     }
     file.write_all(bytes)?;
     shared.written.store(end, Ordering::Release);
+    let mut written = bytes.len() as u64;
+    let annotation = shared.checksum.lock().add(bytes);
+    if let Some(line) = annotation {
+        file.write_all(&line)?;
+        written += line.len() as u64;
+    }
     let stats = &shared.stats;
-    stats
-        .incr_size
-        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    stats.incr_size.fetch_add(written, Ordering::Relaxed);
     stats
         .incr_since_switch
-        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        .fetch_add(written, Ordering::Relaxed);
     Ok(())
 }
 
