@@ -38,25 +38,44 @@ pub async fn run(server: Arc<Server>) {
 /// hold the whole keyspace, so they run on a blocking thread, not on the cron's worker.
 async fn persistence_upkeep(server: &Arc<Server>) {
     super::persistence::save_upkeep(server);
-    let toggle = server.config.bool("appendonly") != server.aof.is_enabled();
-    let rewrite = !toggle && super::persistence::rewrite_due(server);
-    if !toggle && !rewrite {
+    if server.config.bool("appendonly") != server.aof.is_enabled() {
+        let owner = server.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            super::persistence::apply_appendonly(&owner);
+        })
+        .await;
         return;
     }
-    let server = server.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        if toggle {
-            super::persistence::apply_appendonly(&server);
-        } else {
-            tracing::info!(
-                "Starting automatic rewriting of AOF on {}% growth",
-                server.config.int("auto-aof-rewrite-percentage")
-            );
-            let _ = super::persistence::rewrite(&server);
-        }
-    })
-    .await;
+    let now_ms = server.clock.now_ms();
+    // After a write or fsync error the AOF refuses writes until everything in memory is in
+    // fresh files: try a rewrite once a second (Redis retries its writes as often).
+    let recover = server.aof.is_enabled()
+        && server.aof.write_error().is_some()
+        && now_ms
+            >= server.aof.stats().last_recovery_ms.load(Ordering::Relaxed) + RECOVERY_INTERVAL_MS;
+    let grown = super::persistence::rewrite_due(server);
+    if !recover && !grown {
+        return;
+    }
+    if recover {
+        server
+            .aof
+            .stats()
+            .last_recovery_ms
+            .store(now_ms, Ordering::Relaxed);
+        tracing::warn!("Rewriting the AOF to recover from the last write error");
+    } else {
+        tracing::info!(
+            "Starting automatic rewriting of AOF on {}% growth",
+            server.config.int("auto-aof-rewrite-percentage")
+        );
+    }
+    // In the background: the cron goes on (a rewrite already running makes this a no-op).
+    let _ = super::persistence::start_background_rewrite(server);
 }
+
+/// How often a failed AOF is retried.
+const RECOVERY_INTERVAL_MS: u64 = 1_000;
 
 fn close_idle_clients(server: &Server) {
     let timeout_s = server.config.int("timeout");

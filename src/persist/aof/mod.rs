@@ -81,6 +81,8 @@ pub struct Stats {
     pub last_rewrite_failed: AtomicBool,
     pub rewrite_in_progress: AtomicBool,
     pub pending_bytes: AtomicU64,
+    /// When the cron last tried a rewrite to recover from a write error (unix ms).
+    pub last_recovery_ms: AtomicU64,
 }
 
 impl Stats {
