@@ -317,7 +317,6 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
         .map(|(command, args)| (*command, &args[..]))
         .collect();
     let watched_keys: Vec<&[u8]> = watched.iter().map(|watched| &watched.key[..]).collect();
-    server.keyspace.snapshot.throttle();
     let mut ks = lock_for(server, &plan, &watched_keys, now_ms);
     let broken = super::transactions::watches_broken(&mut ks, &watched);
     super::transactions::release_watches(&mut ks, &watched);
@@ -438,9 +437,6 @@ fn run(
     command: &'static Command,
     args: &[Bytes],
 ) -> (Reply, Option<Action>) {
-    if command.is_write() {
-        server.keyspace.snapshot.throttle();
-    }
     let now_ms = server.clock.now_ms();
     let keyspace = &server.keyspace;
     let ks = match command.lock {

@@ -41,7 +41,8 @@ pub struct State {
     /// Entries copied aside and not yet saved, across shards: the saver drains them between
     /// batches so they do not pile up for the whole save.
     preserved: AtomicUsize,
-    /// Their bytes, and the bound past which writers wait for the saver ([`State::throttle`]).
+    /// Their bytes, and the bound past which writers wait for the saver
+    /// ([`State::over_allowance`]).
     preserved_bytes: AtomicUsize,
     preserved_bytes_max: AtomicUsize,
 }
@@ -56,20 +57,14 @@ impl State {
         self.preserved_bytes.load(Ordering::Relaxed)
     }
 
-    /// Writers call this before taking any lock: while what they set aside exceeds the bound,
-    /// they wait for the saver to write it out, so a save's extra memory stays bounded even
+    /// Whether writers should wait before writing: what they set aside exceeds the bound,
+    /// so the saver must write it out first. This keeps a save's extra memory bounded even
     /// when writers overwrite faster than the disk takes the snapshot (backpressure, as
-    /// Dragonfly applies). Bounded wait: a stuck saver slows writers, never stops them.
-    pub fn throttle(&self) {
-        const PAUSE: std::time::Duration = std::time::Duration::from_micros(200);
-        const PAUSES_MAX: u32 = 5_000;
-        let max = self.preserved_bytes_max.load(Ordering::Relaxed);
-        for _ in 0..PAUSES_MAX {
-            if !self.is_active() || self.preserved_bytes.load(Ordering::Relaxed) <= max {
-                return;
-            }
-            std::thread::sleep(PAUSE);
-        }
+    /// Dragonfly applies). The connection waits asynchronously, before taking any lock.
+    pub fn over_allowance(&self) -> bool {
+        self.is_active()
+            && self.preserved_bytes.load(Ordering::Relaxed)
+                > self.preserved_bytes_max.load(Ordering::Relaxed)
     }
 
     /// The `FLAG_SNAPSHOT` value a saved (or new) entry carries now.

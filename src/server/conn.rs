@@ -304,6 +304,7 @@ async fn process_requests(
             }
         };
         wait_if_paused(server, &args).await;
+        wait_for_snapshot(server, &args).await;
         let (reply, action) = dispatch(server, session, args);
         if let Some(Action::Sleep(duration)) = &action {
             tokio::time::sleep(*duration).await;
@@ -375,6 +376,30 @@ fn note_activity(server: &Server, session: &Session) {
     info.last_interaction_ms = server.clock.now_ms();
     info.db = session.db;
     info.resp = if session.resp3 { 3 } else { 2 };
+}
+
+/// A save in progress has more set aside than it allows: writes (and EXEC) wait for the saver
+/// to catch up, without holding a runtime thread, and for at most about a second.
+async fn wait_for_snapshot(server: &Server, args: &[Bytes]) {
+    const PAUSE: std::time::Duration = std::time::Duration::from_micros(500);
+    const PAUSES_MAX: u32 = 2_000;
+    let snapshot = &server.keyspace.snapshot;
+    if !snapshot.over_allowance() {
+        return;
+    }
+    let writes = args[0].eq_ignore_ascii_case(b"exec")
+        || crate::command::table()
+            .get(&args[0])
+            .is_some_and(|command| command.is_write());
+    if !writes {
+        return;
+    }
+    for _ in 0..PAUSES_MAX {
+        if !snapshot.over_allowance() {
+            return;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
 }
 
 /// CLIENT PAUSE: holds the client while a pause is in force (for writes only, or all).
