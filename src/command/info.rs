@@ -403,7 +403,7 @@ fn persistence_section(server: &Server) -> Fields {
         "rdb_last_load_keys_loaded" => rdb.last_load_keys.load(Ordering::Relaxed),
         "aof_enabled" => i64::from(server.aof.is_enabled()),
         "aof_rewrite_in_progress" => i64::from(aof.rewrite_in_progress.load(Ordering::Relaxed)),
-        "aof_rewrite_scheduled" => 0,
+        "aof_rewrite_scheduled" => i64::from(aof.rewrite_scheduled.load(Ordering::Relaxed)),
         "aof_last_rewrite_time_sec" => last_rewrite_seconds,
         "aof_current_rewrite_time_sec" => -1,
         "aof_last_bgrewrite_status" => if aof.last_rewrite_failed.load(Ordering::Relaxed) { "err" } else { "ok" },

@@ -54,8 +54,7 @@ fn lastsave(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
 /// BGREWRITEAOF: a new base written from a snapshot on a thread of its own, while clients
 /// go on; the reply is Redis's and comes at once.
 fn bgrewriteaof(ctx: &mut Ctx<'_, '_>, _argv: &[Bytes]) -> CmdResult {
-    crate::server::persistence::start_background_rewrite(ctx.server).map_err(Error::from)?;
-    Ok(Reply::Status(
-        "Background append only file rewriting started".into(),
-    ))
+    let status =
+        crate::server::persistence::start_background_rewrite(ctx.server).map_err(Error::from)?;
+    Ok(Reply::Status(status.into()))
 }

@@ -131,11 +131,27 @@ pub fn apply_appendonly(server: &Server) {
 }
 
 /// Starts BGREWRITEAOF on its own thread; the error text when one cannot start now.
-pub fn start_background_rewrite(server: &Server) -> Result<(), &'static str> {
+pub fn start_background_rewrite(server: &Server) -> Result<&'static str, &'static str> {
     const CANNOT_START: &str = "ERR Can't execute an AOF background rewriting. Please check the server logs for more information.";
     let Some(server) = server.handle() else {
         return Err(CANNOT_START);
     };
+    // A save holds the one snapshot: the rewrite follows it, as Redis schedules it after a
+    // running BGSAVE child.
+    if server.rdb.in_progress.load(Ordering::Acquire)
+        && !server
+            .aof
+            .stats()
+            .rewrite_in_progress
+            .load(Ordering::Acquire)
+    {
+        server
+            .aof
+            .stats()
+            .rewrite_scheduled
+            .store(true, Ordering::Release);
+        return Ok("Background append only file rewriting scheduled");
+    }
     if server
         .aof
         .stats()
@@ -150,14 +166,16 @@ pub fn start_background_rewrite(server: &Server) -> Result<(), &'static str> {
         .spawn(move || {
             let _ = rewrite_claimed(&owner);
         });
-    spawned.map(|_| ()).map_err(|_| {
-        server
-            .aof
-            .stats()
-            .rewrite_in_progress
-            .store(false, Ordering::Release);
-        CANNOT_START
-    })
+    spawned
+        .map(|_| "Background append only file rewriting started")
+        .map_err(|_| {
+            server
+                .aof
+                .stats()
+                .rewrite_in_progress
+                .store(false, Ordering::Release);
+            CANNOT_START
+        })
 }
 
 /// The AOF rewrite, as Redis 7 does it with a fork but on a snapshot: at one instant the AOF
@@ -688,6 +706,15 @@ pub fn start_background_save(
 pub fn save_upkeep(server: &Server) {
     let state = &server.rdb;
     if state.in_progress.load(Ordering::Acquire) || server.keyspace.snapshot.is_active() {
+        return;
+    }
+    if server
+        .aof
+        .stats()
+        .rewrite_scheduled
+        .swap(false, Ordering::AcqRel)
+    {
+        let _ = start_background_rewrite(server);
         return;
     }
     if state.scheduled.swap(false, Ordering::AcqRel) {

@@ -80,6 +80,8 @@ pub struct Stats {
     /// 1 when the last rewrite failed.
     pub last_rewrite_failed: AtomicBool,
     pub rewrite_in_progress: AtomicBool,
+    /// BGREWRITEAOF asked while a save ran: it starts when the save ends.
+    pub rewrite_scheduled: AtomicBool,
     pub pending_bytes: AtomicU64,
     /// When the cron last tried a rewrite to recover from a write error (unix ms).
     pub last_recovery_ms: AtomicU64,
