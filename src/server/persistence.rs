@@ -249,21 +249,12 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
             failure: None,
         })
     };
-    // The instant of the snapshot: writes before it are in the base, after it in the new
-    // incr file, which the manifest lists before any of them is acknowledged.
-    let switch = |_ks: &mut Locked<'_>| -> Result<(), String> {
-        if !enabled {
-            return Ok(());
-        }
-        // Whether the files so far hold everything acknowledged: if the AOF failed, they do
-        // not, and writes are refused until this rewrite ends.
-        let mut chain_sound = true;
-        if server.aof.is_enabled() {
-            if let Err(err) = server.aof.flush_and_sync() {
-                tracing::warn!("{err}");
-                chain_sound = false;
-            }
-        }
+    // Before the instant, with no lock held: the new incr file exists, fsynced, and while
+    // the old files are sound the manifest already lists it after them, so a crash before
+    // the rewrite ends loses nothing written from the instant on. (Listed early it only adds
+    // an empty file to a load.) If the AOF has failed, the old files end in an unknown state
+    // and stay last in the chain a crash would load; nothing is acknowledged meanwhile.
+    let during = if enabled {
         let mut incr = fs
             .create(&dir.join(&incr_name))
             .map_err(|err| format!("Can't open the append-only file {incr_name}: {err}"))?;
@@ -277,14 +268,28 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
             kind: manifest::FileKind::Incr,
         });
         during.incr_seq = incr_seq;
-        if chain_sound {
-            // Listed at once, so a crash before the rewrite ends loses nothing written
-            // from now on.
+        if server.aof.write_error().is_none() {
             persist_manifest(server, &dir, &prefix, &during)?;
         }
-        // Otherwise the old files end in an unknown state and must stay last in the chain
-        // a crash would load (its torn tail is then cut off); nothing is acknowledged until
-        // the new base replaces them all.
+        Some(during)
+    } else {
+        None
+    };
+    // The instant of the snapshot, every shard held: writes before it are in the base (and
+    // flushed to the old file), writes after it go to the new file. A flush that fails here
+    // leaves the AOF failed, so nothing reaches the new file, and a load accepts a torn old
+    // file followed only by files without commands.
+    let (switch_dir, switch_prefix) = (dir.clone(), prefix.clone());
+    let switch = move |_ks: &mut Locked<'_>| -> Result<(), String> {
+        let (dir, prefix) = (switch_dir, switch_prefix);
+        let Some(during) = during else {
+            return Ok(());
+        };
+        if server.aof.is_enabled() {
+            if let Err(err) = server.aof.flush_and_sync() {
+                tracing::warn!("{err}");
+            }
+        }
         // The new incr file must start by selecting its database, as Redis's does.
         server.log.forget_selected_db();
         if server.aof.is_enabled() {

@@ -114,7 +114,11 @@ pub fn load(
                     "!!! Warning: short read while loading the AOF file {}!!!",
                     info.name
                 );
-                if !last {
+                // A torn file may only be cut if nothing after it depends on what is lost:
+                // it is the last file, or every later one holds no command (a rewrite lists
+                // its new incr file before the old one is flushed; if that flush failed,
+                // nothing was written after it).
+                if !last && !later_files_hold_no_commands(fs, dir, &files[index + 1..]) {
                     return Err(format!(
                         "Fatal error: the truncated file is not the last file ({} at offset {valid})",
                         info.name
@@ -170,6 +174,20 @@ pub fn replay_bytes(bytes: &[u8], replay: &mut dyn Replay) -> Result<(), String>
         Stop::Checksum { offset } => format!("checksum mismatch for the range at offset {offset}"),
         Stop::Unknown { name, offset } => format!("unknown command '{name}' at offset {offset}"),
     })
+}
+
+/// True when none of `files` holds a command (absent, empty or annotations only).
+fn later_files_hold_no_commands(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    files: &[&manifest::FileInfo],
+) -> bool {
+    files
+        .iter()
+        .all(|info| match fs.read(&dir.join(&info.name)) {
+            Ok(bytes) => matches!(check(&bytes, 0), Checked::Valid { commands: 0 }),
+            Err(_) => false,
+        })
 }
 
 /// What checking one AOF file found (`strata-check`, redis-check-aof's analysis).
