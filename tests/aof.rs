@@ -8,6 +8,15 @@ use common::persistence::{file_names, shutdown, snapshot, wait_rewrite, workload
 use common::{Kind, Server};
 use std::time::Duration;
 
+/// Starts strata on `data` with the AOF on (plus `extra`), expecting it to refuse to start;
+/// its stderr.
+fn refused_start(data: &std::path::Path, extra: &[&str]) -> String {
+    let dir = data.to_string_lossy();
+    let mut args = vec!["--port", "0", "--dir", &dir, "--appendonly", "yes"];
+    args.extend_from_slice(extra);
+    common::run_strata_to_exit(&args, data, Duration::from_secs(10)).1
+}
+
 #[test]
 fn acknowledged_writes_survive_kill_9_under_always() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -72,26 +81,13 @@ fn a_torn_tail_is_cut_off_and_corruption_stops_the_load() {
     torn.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$2\r\n2");
     std::fs::write(&incr, &torn).expect("write");
 
-    let refused = common::run_strata_to_exit(
-        &[
-            "--port",
-            "0",
-            "--dir",
-            &data.path().to_string_lossy(),
-            "--appendonly",
-            "yes",
-            "--aof-load-truncated",
-            "no",
-        ],
-        data.path(),
-        Duration::from_secs(10),
-    );
+    let refused = refused_start(data.path(), &["--aof-load-truncated", "no"]);
     assert!(
-        refused.1.contains(
+        refused.contains(
             "Unexpected end of file reading the append only file appendonly.aof.1.incr.aof"
         ),
         "{}",
-        refused.1
+        refused
     );
 
     let server =
@@ -112,18 +108,7 @@ fn a_torn_tail_is_cut_off_and_corruption_stops_the_load() {
     let mut corrupt = b"+garbage\r\n".to_vec();
     corrupt.extend_from_slice(&whole);
     std::fs::write(&incr, &corrupt).expect("write");
-    let (_, stderr) = common::run_strata_to_exit(
-        &[
-            "--port",
-            "0",
-            "--dir",
-            &data.path().to_string_lossy(),
-            "--appendonly",
-            "yes",
-        ],
-        data.path(),
-        Duration::from_secs(10),
-    );
+    let stderr = refused_start(data.path(), &[]);
     assert!(
         stderr.contains(
             "Bad file format reading the append only file appendonly.aof.1.incr.aof at offset 0"
@@ -332,18 +317,7 @@ fn a_flipped_byte_inside_a_value_is_caught_by_the_checksum_annotations() {
         + 40;
     flipped[at] = b'w';
     std::fs::write(&incr, &flipped).expect("write");
-    let (_, stderr) = common::run_strata_to_exit(
-        &[
-            "--port",
-            "0",
-            "--dir",
-            &data.path().to_string_lossy(),
-            "--appendonly",
-            "yes",
-        ],
-        data.path(),
-        Duration::from_secs(10),
-    );
+    let stderr = refused_start(data.path(), &[]);
     assert!(
         stderr.contains("appendonly.aof.1.incr.aof") && stderr.contains("checksum annotation"),
         "{stderr}"

@@ -9,26 +9,6 @@ use std::time::{Duration, Instant};
 const QUIET: Duration = Duration::from_millis(200);
 const ANSWER: Duration = Duration::from_secs(5);
 
-fn blocked_clients(conn: &mut Conn) -> usize {
-    let info = String::from_utf8(conn.cmd("INFO clients")).expect("utf8");
-    info.lines()
-        .find_map(|line| line.strip_prefix("blocked_clients:"))
-        .and_then(|count| count.trim().parse().ok())
-        .expect("blocked_clients field")
-}
-
-/// Waits until `count` clients are blocked, so the order of blocking is known.
-fn wait_blocked(conn: &mut Conn, count: usize) {
-    let deadline = Instant::now() + ANSWER;
-    while blocked_clients(conn) != count {
-        assert!(
-            Instant::now() < deadline,
-            "never reached {count} blocked clients"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn silent(conn: &mut Conn) {
     assert!(
         conn.read_reply_within(QUIET).is_err(),
@@ -43,7 +23,7 @@ fn clients_are_served_first_come_first_served() {
     let mut waiters: Vec<Conn> = (0..3).map(|_| strata.connect()).collect();
     for (index, waiter) in waiters.iter_mut().enumerate() {
         waiter.send(b"BLPOP queue 0\r\n");
-        wait_blocked(&mut control, index + 1);
+        common::wait_blocked(&mut control, index + 1);
     }
     assert_eq!(control.cmd("RPUSH queue first second"), b":2\r\n");
     assert_eq!(
@@ -61,7 +41,10 @@ fn clients_are_served_first_come_first_served() {
         waiters[2].read_reply_within(ANSWER).expect("third"),
         b"*2\r\n$5\r\nqueue\r\n$5\r\nthird\r\n"
     );
-    assert_eq!(blocked_clients(&mut control), 0);
+    assert_eq!(
+        common::info_number(&mut control, "clients", "blocked_clients"),
+        0
+    );
 }
 
 #[test]
@@ -84,7 +67,7 @@ fn rename_and_exec_wake_blocked_clients() {
     let mut control = strata.connect();
     let mut by_rename = strata.connect();
     by_rename.send(b"BLPOP target 0\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     control.cmd("RPUSH staging moved");
     assert_eq!(control.cmd("RENAME staging target"), b"+OK\r\n");
     assert_eq!(
@@ -93,7 +76,7 @@ fn rename_and_exec_wake_blocked_clients() {
     );
     let mut by_exec = strata.connect();
     by_exec.send(b"BZPOPMAX scores 0\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     control.send(b"MULTI\r\nZADD scores 1 low 2 high\r\nEXEC\r\n");
     for _ in 0..3 {
         control.read_reply().expect("transaction replies");
@@ -111,9 +94,9 @@ fn blmove_chains_wake_the_next_waiter() {
     let mut mover = strata.connect();
     let mut reader = strata.connect();
     mover.send(b"BLMOVE inbox outbox LEFT RIGHT 0\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     reader.send(b"BLPOP outbox 0\r\n");
-    wait_blocked(&mut control, 2);
+    common::wait_blocked(&mut control, 2);
     control.cmd("RPUSH inbox job");
     assert_eq!(
         mover.read_reply_within(ANSWER).expect("moved"),
@@ -134,14 +117,14 @@ fn client_unblock_and_disconnect_leave_nothing_behind() {
     let id = String::from_utf8(waiter.cmd("CLIENT ID")).expect("utf8");
     let id = id.trim_start_matches(':').trim().to_string();
     waiter.send(b"BLPOP k 0\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     assert_eq!(control.cmd(&format!("CLIENT UNBLOCK {id}")), b":1\r\n");
     assert_eq!(
         waiter.read_reply_within(ANSWER).expect("timeout reply"),
         b"*-1\r\n"
     );
     waiter.send(b"BLPOP k 0\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     assert_eq!(
         control.cmd(&format!("CLIENT UNBLOCK {id} ERROR")),
         b":1\r\n"
@@ -152,9 +135,9 @@ fn client_unblock_and_disconnect_leave_nothing_behind() {
     );
     assert_eq!(control.cmd(&format!("CLIENT UNBLOCK {id}")), b":0\r\n");
     waiter.send(b"BLPOP k 0\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     drop(waiter);
-    wait_blocked(&mut control, 0);
+    common::wait_blocked(&mut control, 0);
     // Nothing was left queued on the key: a push is kept, not handed to a departed client.
     control.cmd("RPUSH k kept");
     assert_eq!(control.cmd("LLEN k"), b":1\r\n");
@@ -166,7 +149,7 @@ fn a_key_of_another_type_keeps_clients_waiting() {
     let mut control = strata.connect();
     let mut waiter = strata.connect();
     waiter.send(b"BLPOP k 0\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     control.cmd("SET k string");
     silent(&mut waiter);
     control.cmd("DEL k");
@@ -183,7 +166,7 @@ fn commands_sent_while_blocked_run_after_the_reply() {
     let mut control = strata.connect();
     let mut waiter = strata.connect();
     waiter.send(b"BLPOP k 0\r\nPING\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     silent(&mut waiter);
     control.cmd("RPUSH k v");
     assert_eq!(

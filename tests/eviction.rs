@@ -6,19 +6,11 @@ mod common;
 
 use common::Server;
 
-fn info_field(conn: &mut common::Conn, section: &str, field: &str) -> u64 {
-    let text = String::from_utf8_lossy(&conn.cmd(&format!("INFO {section}"))).into_owned();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {text}"))
-}
-
 #[test]
 fn allkeys_lru_stays_under_the_limit_and_keeps_the_hot_keys() {
     let server = Server::strata(&[]);
     let mut conn = server.connect();
-    let baseline = info_field(&mut conn, "memory", "used_memory");
+    let baseline = common::info_number(&mut conn, "memory", "used_memory");
     let limit = baseline + 8 * 1024 * 1024;
     conn.cmd(&format!("CONFIG SET maxmemory {limit}"));
     conn.cmd("CONFIG SET maxmemory-policy allkeys-lru");
@@ -33,12 +25,12 @@ fn allkeys_lru_stays_under_the_limit_and_keeps_the_hot_keys() {
             }
         }
     }
-    let used = info_field(&mut conn, "memory", "used_memory");
+    let used = common::info_number(&mut conn, "memory", "used_memory");
     assert!(
         used <= limit + 1024 * 1024,
         "used {used} over the limit {limit}"
     );
-    assert!(info_field(&mut conn, "stats", "evicted_keys") > 20_000);
+    assert!(common::info_number(&mut conn, "stats", "evicted_keys") > 20_000);
     let hot_kept = (0..20)
         .filter(|hot| conn.cmd(&format!("EXISTS hot:{hot}")) == b":1\r\n")
         .count();

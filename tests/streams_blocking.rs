@@ -11,26 +11,6 @@ use std::time::{Duration, Instant};
 const QUIET: Duration = Duration::from_millis(200);
 const ANSWER: Duration = Duration::from_secs(5);
 
-fn blocked_clients(conn: &mut Conn) -> usize {
-    let info = String::from_utf8(conn.cmd("INFO clients")).expect("utf8");
-    info.lines()
-        .find_map(|line| line.strip_prefix("blocked_clients:"))
-        .and_then(|count| count.trim().parse().ok())
-        .expect("blocked_clients field")
-}
-
-/// Waits until `count` clients are blocked, so the order of blocking is known.
-fn wait_blocked(conn: &mut Conn, count: usize) {
-    let deadline = Instant::now() + ANSWER;
-    while blocked_clients(conn) != count {
-        assert!(
-            Instant::now() < deadline,
-            "never reached {count} blocked clients"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// A client's reply, or `(silent)` if it is still blocked.
 fn reply_or_silence(conn: &mut Conn, wait: Duration) -> Vec<u8> {
     conn.read_reply_within(wait)
@@ -63,7 +43,7 @@ fn group_consumers_in_arrival_order(server: &Server) -> Vec<Vec<u8>> {
         consumer.send(
             format!("XREADGROUP GROUP workers c{index} BLOCK 0 STREAMS jobs >\r\n").as_bytes(),
         );
-        wait_blocked(&mut control, index + 1);
+        common::wait_blocked(&mut control, index + 1);
     }
     let mut replies = vec![control.cmd("XADD jobs 1-1 task one")];
     replies.push(reply_or_silence(&mut consumers[0], ANSWER));
@@ -75,7 +55,10 @@ fn group_consumers_in_arrival_order(server: &Server) -> Vec<Vec<u8>> {
     replies.push(reply_or_silence(&mut consumers[2], ANSWER));
     replies.push(control.cmd("XPENDING jobs workers"));
     replies.push(control.cmd("XINFO GROUPS jobs"));
-    assert_eq!(blocked_clients(&mut control), 0);
+    assert_eq!(
+        common::info_number(&mut control, "clients", "blocked_clients"),
+        0
+    );
     replies
 }
 
@@ -97,7 +80,7 @@ fn xread_dollar_sees_only_new_entries(server: &Server) -> Vec<Vec<u8>> {
     let mut readers: Vec<Conn> = (0..3).map(|_| server.connect()).collect();
     for (index, reader) in readers.iter_mut().enumerate() {
         reader.send(b"XREAD BLOCK 0 STREAMS other feed $ $\r\n");
-        wait_blocked(&mut control, index + 1);
+        common::wait_blocked(&mut control, index + 1);
     }
     let mut replies = vec![control.cmd("XADD unrelated 1-1 a b")];
     replies.push(reply_or_silence(&mut readers[0], QUIET));
@@ -108,11 +91,11 @@ fn xread_dollar_sees_only_new_entries(server: &Server) -> Vec<Vec<u8>> {
     // A blocked read with COUNT gets at most that many of a burst (MULTI adds two at once).
     let mut counted = server.connect();
     counted.send(b"XREAD COUNT 1 BLOCK 0 STREAMS feed $\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     // COUNT 0 means no limit, and a blocked read then gets Redis's default of 1000.
     let mut unlimited = server.connect();
     unlimited.send(b"XREAD COUNT 0 BLOCK 0 STREAMS feed $\r\n");
-    wait_blocked(&mut control, 2);
+    common::wait_blocked(&mut control, 2);
     control.cmd("MULTI");
     control.cmd("XADD feed 3-1 a b");
     control.cmd("XADD feed 4-1 c d");
@@ -143,20 +126,20 @@ fn group_or_key_removed(server: &Server) -> Vec<Vec<u8>> {
     control.cmd("XGROUP CREATE gone g $ MKSTREAM");
     let mut first = server.connect();
     first.send(b"XREADGROUP GROUP g c BLOCK 0 STREAMS gone >\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     let mut replies = vec![control.cmd("XGROUP DESTROY gone g")];
     replies.push(reply_or_silence(&mut first, ANSWER));
     control.cmd("XGROUP CREATE gone g $");
     let mut second = server.connect();
     second.send(b"XREADGROUP GROUP g c BLOCK 0 STREAMS gone >\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     replies.push(control.cmd("DEL gone"));
     replies.push(reply_or_silence(&mut second, ANSWER));
     // A plain XREAD keeps waiting when its key is deleted.
     control.cmd("XADD kept 1-1 a b");
     let mut reader = server.connect();
     reader.send(b"XREAD BLOCK 0 STREAMS kept $\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     replies.push(control.cmd("DEL kept"));
     replies.push(reply_or_silence(&mut reader, QUIET));
     replies.push(control.cmd("XADD kept 2-1 c d"));
@@ -195,7 +178,10 @@ fn timeouts_have_millisecond_precision() {
     );
     assert!(started.elapsed() >= Duration::from_millis(120));
     // A timed-out client is no longer blocked: a later XADD does not reach it.
-    assert_eq!(blocked_clients(&mut conn), 0);
+    assert_eq!(
+        common::info_number(&mut conn, "clients", "blocked_clients"),
+        0
+    );
     assert_eq!(conn.cmd("XADD s 1-1 a b"), b"$3\r\n1-1\r\n");
 }
 
@@ -206,14 +192,14 @@ fn one_stream_per_wake_up_and_rename(server: &Server) -> Vec<Vec<u8>> {
     control.cmd("XADD twice 1-1 old entry");
     let mut reader = server.connect();
     reader.send(b"XREAD BLOCK 0 STREAMS twice twice twice $ $ $\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     let mut replies = vec![control.cmd("XADD twice 2-1 new entry")];
     replies.push(reply_or_silence(&mut reader, ANSWER));
 
     control.cmd("XGROUP CREATE target g $ MKSTREAM");
     let mut consumer = server.connect();
     consumer.send(b"XREADGROUP GROUP g alice BLOCK 0 STREAMS target >\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     control.cmd("XADD source 1-1 moved here");
     control.cmd("XGROUP CREATE source g 0");
     replies.push(control.cmd("RENAME source target"));
@@ -222,7 +208,7 @@ fn one_stream_per_wake_up_and_rename(server: &Server) -> Vec<Vec<u8>> {
     control.cmd("XGROUP CREATE other g $ MKSTREAM");
     let mut orphan = server.connect();
     orphan.send(b"XREADGROUP GROUP g bob BLOCK 0 STREAMS other >\r\n");
-    wait_blocked(&mut control, 1);
+    common::wait_blocked(&mut control, 1);
     control.cmd("XADD groupless 1-1 a b");
     replies.push(control.cmd("RENAME groupless other"));
     replies.push(reply_or_silence(&mut orphan, ANSWER));

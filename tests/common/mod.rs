@@ -653,6 +653,28 @@ pub fn split_line(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 }
 
 /// Checks the helpers themselves; runs in every test binary that includes this module.
+/// A field of INFO `section` as a number (`blocked_clients`, `used_memory`, ...).
+pub fn info_number(conn: &mut Conn, section: &str, field: &str) -> u64 {
+    let text = String::from_utf8_lossy(&conn.cmd(&format!("INFO {section}"))).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}: {text}"))
+}
+
+/// Waits (up to `REPLY_TIMEOUT`) until `count` clients are blocked, so the order in which
+/// clients blocked is known before the next step.
+pub fn wait_blocked(conn: &mut Conn, count: usize) {
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    while info_number(conn, "clients", "blocked_clients") != count as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "never reached {count} blocked clients"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod self_tests {
     use super::*;
