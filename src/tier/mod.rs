@@ -1,10 +1,12 @@
-//! Memory accounting, the base of tiering: how many bytes the process has allocated.
+//! Memory accounting, eviction and the memory tier.
 //!
-//! The spill/promote policy and segment files arrive with the tiering work; what exists now is
-//! the honest number they will steer by (INFO's `used_memory`) and Redis's eviction policies
-//! under `maxmemory` (`evict`), whose sampling the spilling will share.
+//! `alloc` counts what the process has allocated (INFO's `used_memory`, what `maxmemory`
+//! bounds); `evict` applies Redis's eviction policies under `maxmemory`; `cold` is the pointer a
+//! spilled value leaves behind.
 
 pub mod alloc;
+pub mod cold;
 pub mod evict;
 
 pub use alloc::{used_memory, CountingAllocator};
+pub use cold::ColdRef;
