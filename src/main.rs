@@ -43,6 +43,14 @@ fn main() {
         }
     };
     let _log_guard = init_logging(&config);
+    // A cold value that cannot be read unwinds to its command as an error reply (and is
+    // logged by the tier): not a crash report.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.payload().is::<strata::tier::memory::ReadFault>() {
+            report(info);
+        }
+    }));
     for warning in warnings {
         tracing::warn!("{warning}");
     }

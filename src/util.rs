@@ -224,6 +224,10 @@ impl Counter {
         self.cells[counter_cell()].0.fetch_add(value, ordering)
     }
 
+    pub fn incr(&self) {
+        self.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn load(&self, ordering: std::sync::atomic::Ordering) -> u64 {
         self.cells
             .iter()

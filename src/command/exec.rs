@@ -11,6 +11,7 @@ use crate::keyspace::Locked;
 use crate::protocol::Reply;
 use crate::server::{Server, Session};
 use bytes::Bytes;
+use smallvec::SmallVec;
 use std::time::Instant;
 
 /// A command's handler: parses its arguments, runs on the locked keyspace, returns a reply.
@@ -151,6 +152,9 @@ pub fn dispatch(
         if let Err(oom) = crate::tier::evict::enforce(server, command.has(flags::DENYOOM)) {
             return reject(server, session, &args, Error::from(oom), Some(command));
         }
+    } else {
+        // Loading an AOF larger than memory spills as it goes (and never evicts or refuses).
+        crate::tier::spill::relieve_if_over(server);
     }
     // Redis's processCommand: after a disk error a primary refuses writes, and PING, until
     // persistence works again.
@@ -438,8 +442,40 @@ fn run(
     args: &[Bytes],
 ) -> (Reply, Option<Action>) {
     let now_ms = server.clock.now_ms();
+    let ks = lock_command(server, command, args, now_ms);
+    let ks = match warm(server, ks, session.db, command, args, now_ms) {
+        Ok(ks) => ks,
+        Err(error) => {
+            server.stats.record_call(command, 0, true);
+            server.stats.record_error(&error, None);
+            return (error.into_reply(), None);
+        }
+    };
+    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
+    // Published while the shards are still locked, so the log's order is the keyspace's.
+    if let Some(offset) = publish(
+        server,
+        wrap_in_transaction(std::mem::take(&mut outcome.effects)),
+    ) {
+        session.write_offset = offset;
+    }
+    let ready = std::mem::take(&mut outcome.ks.ready);
+    drop(outcome.ks);
+    if !ready.is_empty() {
+        crate::server::blocking::serve_ready(server, ready);
+    }
+    (outcome.reply, outcome.action)
+}
+
+/// Locks the shards one command needs.
+fn lock_command<'a>(
+    server: &'a Server,
+    command: &'static Command,
+    args: &[Bytes],
+    now_ms: u64,
+) -> Locked<'a> {
     let keyspace = &server.keyspace;
-    let ks = match command.lock {
+    match command.lock {
         Lock::None => keyspace.lock_none(now_ms),
         Lock::All | Lock::AllNaming(_) => keyspace.lock_all(now_ms),
         Lock::Keys => {
@@ -461,21 +497,82 @@ fn run(
                 .map(|k| &k[..]);
             keyspace.lock_keys(keys, now_ms)
         }
-    };
-    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
-    // Published while the shards are still locked, so the log's order is the keyspace's.
-    if let Some(offset) = publish(
-        server,
-        wrap_in_transaction(std::mem::take(&mut outcome.effects)),
-    ) {
-        session.write_offset = offset;
     }
-    let ready = std::mem::take(&mut outcome.ks.ready);
-    drop(outcome.ks);
-    if !ready.is_empty() {
-        crate::server::blocking::serve_ready(server, ready);
+}
+
+/// Commands that look only at keys' metadata: a cold value stays on disk for them.
+const METADATA_ONLY: &[&str] = &[
+    "del",
+    "unlink",
+    "exists",
+    "type",
+    "ttl",
+    "pttl",
+    "expiretime",
+    "pexpiretime",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "persist",
+    "touch",
+    "object|freq",
+    "object|idletime",
+    "memory|usage",
+];
+
+/// Reads attempts per command before leaving a cold key to the locked fallback.
+const WARM_ATTEMPTS: usize = 3;
+
+/// Brings the command's cold keys back into RAM with the locks released: no disk read happens
+/// while a shard is held. The entries are re-checked after relocking (a pointer still in
+/// place means the value did not change meanwhile); a key that changed is looked at again.
+/// A record that fails its checks fails the command, before it ran, with the reason.
+fn warm<'a>(
+    server: &'a Server,
+    mut ks: Locked<'a>,
+    db: usize,
+    command: &'static Command,
+    args: &[Bytes],
+    now_ms: u64,
+) -> Result<Locked<'a>, Error> {
+    let tier = &server.keyspace.tier;
+    if !tier.is_open()
+        || !matches!(command.lock, Lock::Keys | Lock::Custom(_))
+        || METADATA_ONLY.contains(&command.fullname.as_str())
+    {
+        return Ok(ks);
     }
-    (outcome.reply, outcome.action)
+    for _ in 0..WARM_ATTEMPTS {
+        let positions = command.key_positions(args);
+        let keys = positions.iter().filter_map(|&i| args.get(i)).map(|k| &k[..]);
+        let cold = ks.cold_refs(db, keys);
+        if cold.is_empty() {
+            return Ok(ks);
+        }
+        drop(ks);
+        let read: SmallVec<[_; 2]> = cold
+            .into_iter()
+            .map(|(key, pointer)| (key, pointer, tier.read(pointer)))
+            .collect();
+        ks = lock_command(server, command, args, now_ms);
+        for (key, pointer, value) in read {
+            match value {
+                Ok(value) => {
+                    ks.install_warm(db, key, pointer, value);
+                }
+                // Compacted meanwhile: the entry holds a newer pointer; the next round reads it.
+                Err(crate::tier::store::TierError::Gone) => {}
+                Err(err) => {
+                    return Err(Error::err(format!(
+                        "can't read the value of '{}' from the disk tier: {err}",
+                        String::from_utf8_lossy(key)
+                    )))
+                }
+            }
+        }
+    }
+    Ok(ks)
 }
 
 /// Re-runs a blocked client's command for it; returns the reply, whether it must keep
@@ -558,6 +655,10 @@ fn invoke<'a>(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&mut ctx, args)));
     let result = match outcome {
         Ok(result) => result,
+        Err(panic) if panic.is::<crate::tier::memory::ReadFault>() => {
+            let fault = panic.downcast_ref::<crate::tier::memory::ReadFault>();
+            Err(Error::err(fault.map(|fault| fault.0.clone()).unwrap_or_default()))
+        }
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()

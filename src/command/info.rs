@@ -29,6 +29,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("server", "Server"),
     ("clients", "Clients"),
     ("memory", "Memory"),
+    ("tiering", "Tiering"),
     ("persistence", "Persistence"),
     ("stats", "Stats"),
     ("replication", "Replication"),
@@ -46,6 +47,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "server",
     "clients",
     "memory",
+    "tiering",
     "persistence",
     "stats",
     "replication",
@@ -140,6 +142,7 @@ pub fn render(
             "server" => server_section(server, now_ms),
             "clients" => clients_section(server),
             "memory" => memory_section(server),
+            "tiering" => tiering_section(server, counts),
             "persistence" => persistence_section(server),
             "stats" => stats_section(server, now_ms),
             "replication" => replication_section(server),
@@ -158,6 +161,7 @@ pub fn render(
 }
 
 type Fields = Vec<(String, String)>;
+
 
 /// Builds a field list from `name => value` pairs.
 macro_rules! fields {
@@ -689,6 +693,35 @@ pub fn reset_stats(server: &Server) {
     }
     PEAK_MEMORY_BYTES.store(0, Ordering::Relaxed);
     *RATES.lock() = None;
+}
+
+/// Strata's memory tier: where the values are, and what moved.
+fn tiering_section(server: &Server, counts: &[(usize, usize)]) -> Fields {
+    let tier = &server.keyspace.tier;
+    let store = tier.store().map(|store| store.stats()).unwrap_or_default();
+    let keys: u64 = counts.iter().map(|(keys, _)| *keys as u64).sum();
+    let cold = tier.stats.cold_keys.load(Ordering::Relaxed).max(0) as u64;
+    let stats = &tier.stats;
+    let load = |counter: &crate::util::Counter| counter.load(Ordering::Relaxed);
+    fields![
+        "tiering_enabled" => u8::from(tier.is_open()),
+        "tiering_effective_maxmemory" => crate::tier::spill::effective_limit(server),
+        "tiering_hot_keys" => keys.saturating_sub(cold),
+        "tiering_cold_keys" => cold,
+        "tiering_ram_bytes" => crate::tier::used_memory(),
+        "tiering_disk_bytes" => store.disk_bytes,
+        "tiering_live_bytes" => store.live_bytes,
+        "tiering_buffered_bytes" => store.buffered_bytes,
+        "tiering_segments" => store.segments,
+        "tiering_spills" => load(&stats.spills),
+        "tiering_promotions" => load(&stats.promotions),
+        "tiering_cold_reads" => store.cold_reads,
+        "tiering_locked_reads" => load(&stats.locked_reads),
+        "tiering_compactions" => load(&stats.compactions),
+        "tiering_spill_failures" => load(&stats.spill_failures),
+        "tiering_disk_errors" => store.disk_errors,
+        "tiering_read_errors" => load(&stats.read_errors),
+    ]
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ fn del(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 fn exists(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let found = argv[1..]
         .iter()
-        .filter(|key| ctx.ks.peek_read(ctx.session.db, key).is_some())
+        .filter(|key| ctx.ks.peek_meta_read(ctx.session.db, key).is_some())
         .count();
     Ok(Reply::Integer(found as i64))
 }
@@ -112,7 +112,7 @@ fn exists(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 fn type_command(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let name = ctx
         .ks
-        .peek_read(ctx.session.db, &argv[1])
+        .peek_meta_read(ctx.session.db, &argv[1])
         .map_or("none", |entry| entry.value.type_name());
     Ok(Reply::Simple(name))
 }
@@ -122,7 +122,10 @@ fn touch(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let touched = argv[1..]
         .iter()
-        .filter(|key| ctx.ks.lookup_read(db, key).is_some())
+        // Counted as a read, touched as an access; a cold value stays on disk.
+        .filter(|key| {
+            ctx.ks.peek_meta_read(db, key).is_some() && ctx.ks.lookup_meta(db, key).is_some()
+        })
         .count();
     Ok(Reply::Integer(touched as i64))
 }
@@ -223,7 +226,7 @@ fn expire_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], seconds: bool, base_ms:
     let when_ms = absolute_expire_ms(value, seconds, base_ms, &ctx.command.fullname)?;
     let db = ctx.db();
     let key = &argv[1];
-    if ctx.ks.lookup(db, key).is_none() {
+    if ctx.ks.lookup_meta(db, key).is_none() {
         return Ok(Reply::Integer(0));
     }
     let current_ms = ctx.ks.expire_at(db, key).map(|when| when as i64);
@@ -285,7 +288,7 @@ fn pexpiretime(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 
 /// `TTL key` and siblings: -2 for a missing key, -1 without expiry (Redis's `ttlGenericCommand`).
 fn ttl_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], output: TtlOutput) -> CmdResult {
-    if ctx.ks.peek_read(ctx.session.db, &argv[1]).is_none() {
+    if ctx.ks.peek_meta_read(ctx.session.db, &argv[1]).is_none() {
         return Ok(Reply::Integer(-2));
     }
     let db = ctx.db();
@@ -309,7 +312,7 @@ fn ttl_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], output: TtlOutput) -> CmdR
 /// `PERSIST key`: 1 if a TTL was removed.
 fn persist(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db();
-    if ctx.ks.lookup(db, &argv[1]).is_none() {
+    if ctx.ks.lookup_meta(db, &argv[1]).is_none() {
         return Ok(Reply::Integer(0));
     }
     let removed = ctx.ks.persist(db, &argv[1]);
@@ -383,7 +386,7 @@ fn scan(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             // As Redis 7.0: the lookup expires the key, so a key that just expired is "none".
             let name = ctx
                 .ks
-                .peek_read(ctx.session.db, &key)
+                .peek_meta_read(ctx.session.db, &key)
                 .map_or("none", |entry| entry.value.type_name());
             if !wanted.eq_ignore_ascii_case(name.as_bytes()) {
                 continue;
@@ -662,7 +665,7 @@ fn object_freq(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             .clamp(0, u32::MAX as i64) as u32,
     };
     let now_ms = ctx.now_ms();
-    let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
+    let Some(entry) = ctx.ks.peek_meta_read(ctx.session.db, &argv[2]) else {
         return Ok(Reply::Null);
     };
     if !lfu {
@@ -677,7 +680,7 @@ fn object_freq(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 fn object_idletime(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let lfu = lfu_policy(ctx);
     let now_ms = ctx.now_ms();
-    let Some(entry) = ctx.ks.peek_read(ctx.session.db, &argv[2]) else {
+    let Some(entry) = ctx.ks.peek_meta_read(ctx.session.db, &argv[2]) else {
         return Ok(Reply::Null);
     };
     if lfu {

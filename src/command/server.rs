@@ -565,6 +565,34 @@ fn debug_keys(argv: &[Bytes]) -> Vec<usize> {
     }
 }
 
+/// `DEBUG SPILL [key ...]` (Strata): moves the named keys' values (every key's, without
+/// names) to the disk tier now; replies with how many went. For tests and experiments.
+fn debug_spill(ctx: &mut Ctx<'_, '_>, keys: &[Bytes]) -> CmdResult {
+    let tier = ctx.server.keyspace.tier.clone();
+    if !tier.is_open() {
+        return Err(Error::err("tiering is off"));
+    }
+    let db = ctx.db();
+    let names: Vec<Vec<u8>> = if keys.is_empty() {
+        let mut all = Vec::new();
+        for slice in ctx.ks.slices(db) {
+            slice
+                .keys
+                .for_each_mut(|key, _| all.push(key.as_slice().to_vec()));
+        }
+        all
+    } else {
+        keys.iter().map(|key| key.to_vec()).collect()
+    };
+    let mut spilled = 0;
+    for key in names {
+        if crate::tier::spill::spill_key(&tier, &mut ctx.ks, db, &key).map_err(Error::err)? {
+            spilled += 1;
+        }
+    }
+    Ok(Reply::Integer(spilled))
+}
+
 /// Redis's `islocalClient`: the peer is a loopback address.
 fn is_local(ctx: &Ctx<'_, '_>) -> bool {
     ctx.session
@@ -612,6 +640,7 @@ fn debug(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         3 if args::is(sub, "object") => debug_object(ctx, &argv[2]),
         3 if args::is(sub, "protocol") => debug_protocol(ctx.session.resp3, &argv[2]),
         3..=5 if args::is(sub, "populate") => debug_populate(ctx, &argv[2..]),
+        _ if args::is(sub, "spill") => debug_spill(ctx, &argv[2..]),
         3 if args::is(sub, "log") => {
             tracing::warn!("DEBUG LOG: {}", args::text(&argv[2]));
             Ok(Reply::OK)

@@ -4,7 +4,10 @@
 
 use super::dict::{Dict, Hasher};
 use super::entry::{Entry, FLAG_EXPIRES};
+use crate::tier::memory::Tier;
 use crate::types::CompactBytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// What `lookup_live` found.
 pub enum Live<'a> {
@@ -20,14 +23,17 @@ pub struct Db {
     pub expires: Dict<u64>,
     /// Where the active expiry cycle continues its walk of `expires`.
     pub expire_cursor: u64,
+    /// The memory tier, told when a cold value leaves the table.
+    tier: Arc<Tier>,
 }
 
 impl Db {
-    pub fn new(hasher: &Hasher) -> Db {
+    pub fn new(hasher: &Hasher, tier: Arc<Tier>) -> Db {
         Db {
             keys: Dict::new(hasher.clone()),
             expires: Dict::new(hasher.clone()),
             expire_cursor: 0,
+            tier,
         }
     }
 
@@ -103,6 +109,7 @@ impl Db {
     /// Removes a key and its expiry.
     pub fn remove(&mut self, key: &[u8]) -> Option<(CompactBytes, Entry)> {
         let (stored, entry) = self.keys.remove(key)?;
+        self.tier.release(&entry.value);
         if entry.has_expire() {
             let removed = self.expires.remove(key);
             debug_assert!(removed.is_some());
@@ -112,18 +119,32 @@ impl Db {
 
     /// Moves the contents out, leaving this table empty (FLUSHDB during a snapshot).
     pub fn take_contents(&mut self) -> Db {
+        // The snapshot still reads the cold values it takes; their records stay on disk until
+        // it ends (no compaction while one runs), so they count as released now.
+        self.release_cold();
         let empty = Db {
             keys: self.keys.empty_like(),
             expires: self.expires.empty_like(),
             expire_cursor: 0,
+            tier: self.tier.clone(),
         };
         std::mem::replace(self, empty)
     }
 
     pub fn clear(&mut self) {
+        self.release_cold();
         self.keys.clear();
         self.expires.clear();
         self.expire_cursor = 0;
+    }
+
+    /// Tells the tier every cold value here is gone (a walk only while any value is cold).
+    fn release_cold(&mut self) {
+        if self.tier.stats.cold_keys.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let tier = &self.tier;
+        self.keys.for_each_mut(|_, entry| tier.release(&entry.value));
     }
 
     pub fn len(&self) -> usize {

@@ -191,8 +191,114 @@ impl<'a> Locked<'a> {
         Some(entry)
     }
 
-    /// The live entry (deleting it first if it is due), without recording an access.
+    /// The live entry (deleting it first if it is due), without recording an access, its
+    /// value brought back into RAM if it was cold: what commands work on.
     fn live_entry(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        let tier = &*self.keyspace.tier;
+        let entry = self.live_entry_raw(db, key)?;
+        if let Value::Cold(cold) = entry.value {
+            // The executor warms a command's keys before locking for it; a key it could not
+            // name in advance (a script's, SORT's BY/GET patterns) is read here, lock held.
+            tier.stats.locked_reads.incr();
+            match tier.read(cold) {
+                Ok(value) => {
+                    entry.value = value;
+                    tier.release_cold(cold);
+                    tier.stats.promotions.incr();
+                }
+                Err(err) => std::panic::panic_any(crate::tier::memory::ReadFault(format!(
+                    "can't read the value of '{}' from the disk tier: {err}",
+                    String::from_utf8_lossy(key)
+                ))),
+            }
+        }
+        Some(entry)
+    }
+
+    /// The live entry as stored: a cold value stays a pointer. For what only needs the
+    /// metadata (EXISTS, TYPE, TTL, OBJECT FREQ, MEMORY USAGE): those never read the disk.
+    pub fn peek_meta(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        self.live_entry_raw(db, key)
+    }
+
+    /// `peek_read` for metadata: counts the hit or miss, leaves a cold value on disk.
+    pub fn peek_meta_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        let stats = &self.keyspace.stats;
+        if self.notifies_key_miss() && self.live_entry_raw(db, key).is_none() {
+            count_hit(stats, false);
+            self.notify(notify::KEY_MISS, "keymiss", db, key);
+            return None;
+        }
+        let found = self.live_entry_raw(db, key);
+        count_hit(stats, found.is_some());
+        found
+    }
+
+    /// `lookup` for metadata writes (EXPIRE, PERSIST): records the access, leaves a cold
+    /// value on disk.
+    pub fn lookup_meta(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        if self.writing {
+            self.preserve(db, key);
+        }
+        let mode = self.keyspace.access_mode();
+        let now_ms = self.now_ms;
+        let entry = self.live_entry_raw(db, key)?;
+        entry.touch(now_ms, mode);
+        Some(entry)
+    }
+
+    /// A cold key among `keys` of `db` (not due to expire), and its pointer.
+    pub fn cold_refs<'k>(
+        &mut self,
+        db: usize,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> SmallVec<[(&'k [u8], crate::tier::ColdRef); 2]> {
+        let mut found = SmallVec::new();
+        if self.keyspace.tier.stats.cold_keys.load(Ordering::Relaxed) <= 0 {
+            return found;
+        }
+        let expire_ms = self.expire_ms;
+        for key in keys {
+            let slice = self.db(db, key);
+            if let Some(Entry {
+                value: Value::Cold(cold),
+                ..
+            }) = slice.keys.get(key)
+            {
+                let cold = *cold;
+                if !slice.is_expired(key, expire_ms) {
+                    found.push((key, cold));
+                }
+            }
+        }
+        found
+    }
+
+    /// Installs a value read from the disk tier while the lock was released, if the entry
+    /// still holds the pointer it was read from (records are never reused: equal pointers
+    /// mean no change). True if installed.
+    pub fn install_warm(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        cold: crate::tier::ColdRef,
+        value: Value,
+    ) -> bool {
+        let tier = &*self.keyspace.tier;
+        let Some(entry) = self.db(db, key).keys.get_mut(key) else {
+            return false;
+        };
+        if entry.value != Value::Cold(cold) {
+            return false;
+        }
+        entry.value = value;
+        tier.release_cold(cold);
+        tier.stats.promotions.incr();
+        true
+    }
+
+    /// The live entry (deleting it first if it is due), without recording an access.
+    fn live_entry_raw(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         let expire_ms = self.expire_ms;
         let position = self.shard_index(key);
         let keyspace = self.keyspace;
@@ -262,7 +368,7 @@ impl<'a> Locked<'a> {
     }
 
     pub fn exists(&mut self, db: usize, key: &[u8]) -> bool {
-        self.peek(db, key).is_some()
+        self.live_entry_raw(db, key).is_some()
     }
 
     /// Redis's `setKey`: creates or overwrites; the TTL is cleared unless `keep_ttl`.
@@ -286,6 +392,7 @@ impl<'a> Locked<'a> {
         match slice.lookup_live(key, expire_ms) {
             Live::Found(entry) => {
                 let old = std::mem::replace(&mut entry.value, value);
+                self.keyspace.tier.release(&old);
                 if watching {
                     // The overwritten value moves aside for the snapshot: no copy.
                     super::snapshot::preserve_value(
@@ -350,6 +457,9 @@ impl<'a> Locked<'a> {
     /// Removes a key and hands back its entry (RENAME, MOVE, GETDEL).
     pub fn take(&mut self, db: usize, key: &[u8]) -> Option<(Entry, Option<u64>)> {
         self.expire_if_needed(db, key);
+        // A taken entry moves under another name, which a record's header would not know:
+        // bring the value back first (records name their owner for compaction).
+        self.live_entry(db, key);
         self.preserve(db, key);
         let slice = self.db(db, key);
         let when = slice.expire_at(key);

@@ -4,7 +4,9 @@ use super::db::Db;
 use super::dict::Hasher;
 use super::entry::AccessMode;
 use super::locked::Locked;
+use crate::tier::memory::Tier;
 use crate::types::CompactBytes;
+use std::sync::Arc;
 use crate::util::Counter;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
@@ -70,6 +72,8 @@ pub struct Keyspace {
     /// True while the AOF or an RDB loads: nothing expires then, as in Redis, so replaying a
     /// command on a key whose time has passed does what it did when first run.
     pub loading: AtomicBool,
+    /// The memory tier: where cold values live and how they come back.
+    pub tier: Arc<Tier>,
 }
 
 impl Keyspace {
@@ -79,10 +83,13 @@ impl Keyspace {
         assert!(databases >= 1);
         super::dict::seed_collection_hasher(seed);
         let dict_hasher = Hasher::with_seeds(seed, seed ^ 0x9e37_79b9, seed.rotate_left(17), 7);
+        let tier = Arc::new(Tier::default());
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    dbs: (0..databases).map(|_| Db::new(&dict_hasher)).collect(),
+                    dbs: (0..databases)
+                        .map(|_| Db::new(&dict_hasher, tier.clone()))
+                        .collect(),
                     watched: (0..databases).map(|_| HashMap::new()).collect(),
                     blocked: (0..databases).map(|_| HashMap::new()).collect(),
                     snapshot: super::snapshot::ShardState::default(),
@@ -101,6 +108,7 @@ impl Keyspace {
             notify_flags: AtomicU32::new(0),
             snapshot: super::snapshot::State::default(),
             loading: AtomicBool::new(false),
+            tier,
         }
     }
 

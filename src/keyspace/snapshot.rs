@@ -145,6 +145,7 @@ pub fn run(
 
 fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
     let saved = keyspace.snapshot.saved_bit();
+    let mut deferred = Vec::new();
     for db in 0..keyspace.databases() {
         for shard_index in 0..SHARDS {
             let mut cursor = 0u64;
@@ -153,7 +154,7 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
                 let slice = &mut shard.dbs[db];
                 let mut buckets = 0;
                 loop {
-                    cursor = save_step(slice, cursor, db, saved, sink);
+                    cursor = save_step(slice, cursor, db, saved, sink, &mut deferred);
                     buckets += 1;
                     if cursor == 0 || buckets >= BUCKETS_PER_BATCH {
                         break;
@@ -161,7 +162,8 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
                 }
                 if cursor != 0 {
                     drop(shard);
-                    drain_preserved(keyspace, sink);
+                    emit_deferred(keyspace, sink, &mut deferred)?;
+                    drain_preserved(keyspace, sink)?;
                     sink.flush()?;
                     continue;
                 }
@@ -176,15 +178,18 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
                     state.retired.drain(..).partition(|(index, _)| *index == db);
                 state.retired = kept;
                 drop(shard);
-                for item in &mine {
-                    sink.entry(db, &item.key, &item.value, item.expire_ms);
-                }
+                emit_deferred(keyspace, sink, &mut deferred)?;
+                let emitted: Result<(), String> = mine.iter().try_for_each(|item| {
+                    emit(keyspace, sink, db, &item.key, &item.value, item.expire_ms)
+                });
                 release(&keyspace.snapshot, &mine);
-                drain_preserved(keyspace, sink);
+                emitted?;
+                drain_preserved(keyspace, sink)?;
                 for (_, mut table) in retired {
                     let mut cursor = 0;
                     loop {
-                        cursor = save_step(&mut table, cursor, db, saved, sink);
+                        cursor = save_step(&mut table, cursor, db, saved, sink, &mut deferred);
+                        emit_deferred(keyspace, sink, &mut deferred)?;
                         if cursor == 0 {
                             break;
                         }
@@ -200,21 +205,98 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
 
 /// Saves what writers copied aside so far, in every shard, and frees it: the copies live
 /// only from one batch to the next, not for the whole save.
-fn drain_preserved(keyspace: &Keyspace, sink: &mut dyn Sink) {
+fn drain_preserved(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
     if keyspace.snapshot.preserved.load(Ordering::Relaxed) == 0 {
-        return;
+        return Ok(());
     }
     for shard_index in 0..SHARDS {
         let items = std::mem::take(&mut keyspace.lock_shard_raw(shard_index).snapshot.preserved);
-        for item in &items {
-            sink.entry(item.db, &item.key, &item.value, item.expire_ms);
-        }
+        let emitted: Result<(), String> = items.iter().try_for_each(|item| {
+            emit(keyspace, sink, item.db, &item.key, &item.value, item.expire_ms)
+        });
         release(&keyspace.snapshot, &items);
+        emitted?;
+    }
+    Ok(())
+}
+
+/// A cold entry met under a shard lock: its value is read from the disk tier once the lock
+/// is released.
+struct Deferred {
+    db: usize,
+    key: CompactBytes,
+    cold: crate::tier::ColdRef,
+    expire_ms: Option<u64>,
+}
+
+/// Hands an entry to the sink, reading it from the disk tier first if it is cold. Called with
+/// no shard lock held. The records a snapshot reads stay on disk until it ends (compaction
+/// does not retire segments meanwhile).
+fn emit(
+    keyspace: &Keyspace,
+    sink: &mut dyn Sink,
+    db: usize,
+    key: &[u8],
+    value: &Value,
+    expire_ms: Option<u64>,
+) -> Result<(), String> {
+    match value {
+        Value::Cold(cold) => emit_cold(keyspace, sink, db, key, *cold, expire_ms),
+        value => {
+            sink.entry(db, key, value, expire_ms);
+            Ok(())
+        }
     }
 }
 
-/// Saves the entries of one scan step of `slice` not yet saved; the next cursor.
-fn save_step(slice: &mut Db, cursor: u64, db: usize, saved: u32, sink: &mut dyn Sink) -> u64 {
+fn emit_cold(
+    keyspace: &Keyspace,
+    sink: &mut dyn Sink,
+    db: usize,
+    key: &[u8],
+    cold: crate::tier::ColdRef,
+    expire_ms: Option<u64>,
+) -> Result<(), String> {
+    let tier = &keyspace.tier;
+    let value = tier.read(cold).map_err(|err| {
+        format!(
+            "can't read the value of '{}' from the disk tier: {err}",
+            String::from_utf8_lossy(key)
+        )
+    })?;
+    tier.stats.cold_reads.incr();
+    sink.entry(db, key, &value, expire_ms);
+    Ok(())
+}
+
+fn emit_deferred(
+    keyspace: &Keyspace,
+    sink: &mut dyn Sink,
+    deferred: &mut Vec<Deferred>,
+) -> Result<(), String> {
+    for item in deferred.drain(..) {
+        emit_cold(
+            keyspace,
+            sink,
+            item.db,
+            item.key.as_slice(),
+            item.cold,
+            item.expire_ms,
+        )?;
+    }
+    Ok(())
+}
+
+/// Saves the entries of one scan step of `slice` not yet saved; the next cursor. Cold entries
+/// go to `deferred`, for the caller to read with the lock released.
+fn save_step(
+    slice: &mut Db,
+    cursor: u64,
+    db: usize,
+    saved: u32,
+    sink: &mut dyn Sink,
+    deferred: &mut Vec<Deferred>,
+) -> u64 {
     let Db { keys, expires, .. } = slice;
     keys.scan_mut(cursor, |key, entry| {
         if entry.flags & FLAG_SNAPSHOT == saved {
@@ -228,7 +310,15 @@ fn save_step(slice: &mut Db, cursor: u64, db: usize, saved: u32, sink: &mut dyn 
         };
         // A key past its time but not yet reclaimed is saved too, with that time (as Redis's
         // RDB saves it): whoever loads it lets it expire, exactly as the writers' log does.
-        sink.entry(db, key.as_slice(), &entry.value, expire_ms);
+        match &entry.value {
+            Value::Cold(cold) => deferred.push(Deferred {
+                db,
+                key: key.clone(),
+                cold: *cold,
+                expire_ms,
+            }),
+            value => sink.entry(db, key.as_slice(), value, expire_ms),
+        }
     })
 }
 

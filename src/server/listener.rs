@@ -45,6 +45,7 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
         .and_then(|path| std::fs::canonicalize(path).ok())
         .map(|path| path.to_string_lossy().into_owned())
         .unwrap_or_default();
+    crate::tier::memory::open_store(&server)?;
     let server = server.into_arc();
     // Clients may connect while the dataset loads; they get `-LOADING` until it is in.
     server.loading.begin(server.clock.now_ms(), 0);

@@ -788,6 +788,7 @@ pub fn load_rdb_bytes(
     );
     let now_ms = server.clock.now_ms();
     let mut expired = 0u64;
+    let mut loaded_keys = 0u64;
     let was_loading = server.keyspace.loading.swap(true, Ordering::AcqRel);
     let outcome = crate::persist::rdb::file::load(
         bytes,
@@ -810,6 +811,12 @@ pub fn load_rdb_bytes(
             ks.set(key.db, key.key, key.value, false);
             if let Some(at) = key.expire_ms {
                 ks.set_expire(key.db, key.key, at);
+            }
+            drop(ks);
+            // A dataset larger than memory spills as it loads.
+            loaded_keys += 1;
+            if loaded_keys % 256 == 0 {
+                crate::tier::spill::relieve_if_over(server);
             }
             Ok(())
         },

@@ -217,6 +217,7 @@ impl Server {
             self.config.output_buffer_limit("slave"),
             self.config.output_buffer_limit("pubsub"),
         ];
+        crate::tier::memory::apply_config(self);
         self.auth_required.store(
             !self.config.text("requirepass").is_empty(),
             Ordering::Relaxed,

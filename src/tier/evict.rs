@@ -56,12 +56,17 @@ fn policy(word: &str) -> Option<(Pool, Order)> {
 /// Evicts until memory is under `maxmemory` (or nothing more can go); Err with Redis's OOM
 /// text when a `denyoom` command must be refused.
 pub fn enforce(server: &Server, denyoom: bool) -> Result<(), &'static str> {
-    let limit = crate::config_int!(server.config, "maxmemory");
-    if limit <= 0 {
+    let limit = super::spill::effective_limit(server);
+    if limit == 0 || super::used_memory() <= limit {
         return Ok(());
     }
-    let limit = limit as usize;
-    if super::used_memory() <= limit {
+    // Tiering: spill instead of deleting or refusing; the policy applies only when the disk
+    // tier cannot take more.
+    if super::spill::relieve(server, limit) {
+        return Ok(());
+    }
+    // With `maxmemory 0`, as in Redis, nothing is ever evicted or refused.
+    if crate::config_int!(server.config, "maxmemory") <= 0 {
         return Ok(());
     }
     let chosen = policy(server.config.word("maxmemory-policy"));

@@ -60,6 +60,10 @@ pub enum Value {
     ZSet(Box<ZSet>),
     /// Unlike the other collections, a stream may be empty (XDEL, XTRIM leave the key).
     Stream(Box<Stream>),
+    /// Spilled to the memory tier's segments (`crate::tier`): only the pointer stays in RAM.
+    /// The keyspace's accessors bring it back before a command sees it, so command code never
+    /// meets this variant; only whole-keyspace walks (snapshots, SCAN-like metadata) do.
+    Cold(crate::tier::ColdRef),
 }
 
 /// Keep a keyspace entry small: a value is 24 bytes, so a dict node is 64 with its key.
@@ -82,7 +86,25 @@ impl Value {
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
             Value::Stream(_) => "stream",
+            Value::Cold(cold) => Kind::from_code(cold.kind).name(),
         }
+    }
+
+    /// The type as a number, what a cold pointer keeps of it.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) => Kind::Str,
+            Value::List(_) => Kind::List,
+            Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
+            Value::Stream(_) => Kind::Stream,
+            Value::Cold(cold) => Kind::from_code(cold.kind),
+        }
+    }
+
+    pub fn is_cold(&self) -> bool {
+        matches!(self, Value::Cold(_))
     }
 
     pub fn as_str(&self) -> Option<&[u8]> {
@@ -114,6 +136,8 @@ impl Value {
             Value::Set(set) => set.encoding(),
             Value::ZSet(zset) => zset.encoding(),
             Value::Stream(stream) => stream.encoding(),
+            // Callers bring a value back before asking; a pointer has no encoding of its own.
+            Value::Cold(_) => "cold",
         }
     }
 
@@ -126,6 +150,45 @@ impl Value {
             Value::Set(set) => std::mem::size_of::<Set>() + set.heap_bytes(),
             Value::ZSet(zset) => std::mem::size_of::<ZSet>() + zset.heap_bytes(),
             Value::Stream(stream) => std::mem::size_of::<Stream>() + stream.heap_bytes(),
+            Value::Cold(_) => 0,
+        }
+    }
+}
+
+/// A value's type, as a cold pointer records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str = 0,
+    List = 1,
+    Hash = 2,
+    Set = 3,
+    ZSet = 4,
+    Stream = 5,
+}
+
+impl Kind {
+    pub fn from_code(code: u8) -> Kind {
+        match code {
+            0 => Kind::Str,
+            1 => Kind::List,
+            2 => Kind::Hash,
+            3 => Kind::Set,
+            4 => Kind::ZSet,
+            _ => {
+                debug_assert_eq!(code, Kind::Stream as u8, "unknown kind code");
+                Kind::Stream
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "string",
+            Kind::List => "list",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+            Kind::Stream => "stream",
         }
     }
 }

@@ -44,6 +44,10 @@ impl EncodeOptions {
     }
 }
 
+const COLD: EncodeError = EncodeError {
+    reason: "a cold value reached the encoder unread",
+};
+
 /// The RDB type number `value` is written with.
 pub fn value_type(value: &Value) -> Result<u8, EncodeError> {
     Ok(match value {
@@ -56,6 +60,8 @@ pub fn value_type(value: &Value) -> Result<u8, EncodeError> {
         Value::ZSet(zset) if zset.encoding() == "listpack" => TYPE_ZSET_LISTPACK,
         Value::ZSet(_) => TYPE_ZSET_2,
         Value::Stream(_) => return super::stream::value_type(),
+        // The snapshot walk and DUMP bring cold values back before encoding them.
+        Value::Cold(_) => return Err(COLD),
     })
 }
 
@@ -74,6 +80,7 @@ pub fn encode_value(
         Value::Set(set) => write_set(out, set, options),
         Value::ZSet(zset) => write_zset(out, zset, options),
         Value::Stream(stream) => super::stream::encode(out, stream, options)?,
+        Value::Cold(_) => return Err(COLD),
     }
     Ok(())
 }

@@ -1,0 +1,179 @@
+//! Which values go to disk, and when (Redis's eviction, with spilling instead of deleting).
+//!
+//! While the memory in use is over the limit, the coldest values are spilled: candidates are
+//! sampled (`maxmemory-samples` per database slice, as Redis samples for eviction) from a few
+//! shards at a time, and the coldest of each shard's sample goes. "Coldest" is the lowest
+//! heat: the decayed LFU counter in LFU mode, a logarithm of the idle time in LRU mode. A
+//! burst of writes of new keys therefore does not push out what is read often: in LFU mode a
+//! new key starts at Redis's initial counter, below anything read repeatedly.
+//!
+//! Spilling appends to the store's in-memory tail while the shard is locked (no I/O); the
+//! tail is written out after the lock is released.
+
+use super::memory::Tier;
+use crate::keyspace::entry::{AccessMode, Entry};
+use crate::keyspace::shards::SHARDS;
+use crate::server::state::Server;
+use crate::types::Value;
+use rand::Rng;
+use std::sync::atomic::Ordering;
+
+/// Values spilled per call at most, so one command never spends unbounded time on it.
+const SPILLS_PER_CALL_MAX: usize = 4096;
+/// Values spilled from one shard's sample before moving on.
+const SPILLS_PER_SHARD_MAX: usize = 4;
+
+/// How hot an entry is, 0..=255: what spilling (lowest first) and promotion compare.
+pub fn heat(entry: &Entry, now_ms: u64, mode: AccessMode) -> u32 {
+    match mode {
+        AccessMode::Lfu { decay_minutes, .. } => entry.lfu_counter(now_ms, decay_minutes),
+        AccessMode::Lru => {
+            let idle = entry.idle_seconds(now_ms);
+            // 255 when just used, falling with the logarithm of the idle time.
+            255u32.saturating_sub(16 * (64 - idle.leading_zeros()))
+        }
+    }
+}
+
+/// Whether a value is worth a pointer: tiny strings stay (the pointer would save little).
+fn worth_spilling(value: &Value, min_bytes: usize) -> bool {
+    match value {
+        Value::Cold(_) => false,
+        Value::Str(bytes) => bytes.len() >= min_bytes.max(1),
+        _ => true,
+    }
+}
+
+/// The memory limit spilling keeps to: `maxmemory`, or with `maxmemory 0` the automatic
+/// share of the machine's memory (0 when there is none: tiering off).
+pub fn effective_limit(server: &Server) -> usize {
+    let maxmemory = crate::config_int!(server.config, "maxmemory");
+    if maxmemory > 0 {
+        return maxmemory as usize;
+    }
+    let tier = &server.keyspace.tier;
+    if tier.is_open() {
+        tier.auto_limit.load(Ordering::Relaxed)
+    } else {
+        0
+    }
+}
+
+/// Spills if memory is over the limit (loading, the cron); true when under it afterwards.
+pub fn relieve_if_over(server: &Server) -> bool {
+    let limit = effective_limit(server);
+    if limit == 0 || super::used_memory() <= limit {
+        return true;
+    }
+    relieve(server, limit)
+}
+
+/// Spills until memory is at most `limit`; true when it is (false: nothing more could go,
+/// or the disk tier refused).
+pub fn relieve(server: &Server, limit: usize) -> bool {
+    let tier = &*server.keyspace.tier;
+    if !tier.is_open() {
+        return false;
+    }
+    let mut spilled = 0;
+    let mut dry_shards = 0;
+    let mut rng = crate::util::random();
+    let mut shard = rng.gen_range(0..SHARDS);
+    let outcome = loop {
+        if super::used_memory() <= limit {
+            break true;
+        }
+        if spilled >= SPILLS_PER_CALL_MAX || dry_shards >= SHARDS {
+            break false;
+        }
+        match spill_from_shard(server, tier, shard, &mut rng) {
+            Ok(0) => dry_shards += 1,
+            Ok(count) => {
+                dry_shards = 0;
+                spilled += count;
+            }
+            Err(()) => break false,
+        }
+        shard = (shard + 1) % SHARDS;
+        // The tail is written with no shard held.
+        tier.flush_if_needed();
+    };
+    tier.flush_if_needed();
+    outcome
+}
+
+/// Samples one shard and spills its coldest values; how many, or Err when the tier refused.
+fn spill_from_shard(
+    server: &Server,
+    tier: &Tier,
+    shard: usize,
+    rng: &mut impl Rng,
+) -> Result<usize, ()> {
+    let samples = (crate::config_int!(server.config, "maxmemory-samples").clamp(1, 64) as usize) * 2;
+    let min_bytes = tier.min_value_bytes.load(Ordering::Relaxed);
+    let now_ms = server.clock.now_ms();
+    let mode = server.keyspace.access_mode();
+    let mut ks = server.keyspace.lock_shard(shard, now_ms);
+    let mut spilled = 0;
+    for db in 0..server.keyspace.databases() {
+        let Some(slice) = ks.slices(db).next() else {
+            continue;
+        };
+        if slice.keys.is_empty() {
+            continue;
+        }
+        // The coldest few of the sample, by heat.
+        let mut picked: Vec<(u32, Vec<u8>)> = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let Some((key, entry)) = slice.keys.random(rng) else {
+                break;
+            };
+            if !worth_spilling(&entry.value, min_bytes) {
+                continue;
+            }
+            let key = key.as_slice();
+            if picked.iter().any(|(_, seen)| seen == key) {
+                continue;
+            }
+            picked.push((heat(entry, now_ms, mode), key.to_vec()));
+        }
+        picked.sort_unstable_by_key(|(heat, _)| *heat);
+        for (heat, key) in picked.into_iter().take(SPILLS_PER_SHARD_MAX) {
+            let Some(entry) = slice.keys.get_mut(&key[..]) else {
+                continue;
+            };
+            match tier.spill(db, &key, &entry.value) {
+                Ok(cold) => {
+                    entry.value = Value::Cold(cold);
+                    tier.spill_heat.store(heat, Ordering::Relaxed);
+                    spilled += 1;
+                }
+                Err(err) => {
+                    tracing::debug!("tiering: spill refused: {err}");
+                    return Err(());
+                }
+            }
+        }
+    }
+    Ok(spilled)
+}
+
+/// Spills one named key now (DEBUG SPILL, tests); false if it is absent or already cold.
+pub fn spill_key(
+    tier: &Tier,
+    ks: &mut crate::keyspace::Locked<'_>,
+    db: usize,
+    key: &[u8],
+) -> Result<bool, String> {
+    let Some(entry) = ks.peek_meta(db, key) else {
+        return Ok(false);
+    };
+    if entry.value.is_cold() {
+        return Ok(false);
+    }
+    let cold = tier
+        .spill(db, key, &entry.value)
+        .map_err(|err| err.to_string())?;
+    entry.value = Value::Cold(cold);
+    Ok(true)
+}
