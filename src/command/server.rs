@@ -565,27 +565,29 @@ fn debug_keys(argv: &[Bytes]) -> Vec<usize> {
     }
 }
 
-/// `DEBUG SPILL [key ...]` (Strata): moves the named keys' values (every key's, without
-/// names) to the disk tier now; replies with how many went. For tests and experiments.
+/// `DEBUG SPILL [key ...]` (Strata): moves the named keys' values of the current database
+/// (without names: every value of every database) to the disk tier now; replies with how
+/// many went. For tests and experiments.
 fn debug_spill(ctx: &mut Ctx<'_, '_>, keys: &[Bytes]) -> CmdResult {
     let tier = ctx.server.keyspace.tier.clone();
     if !tier.is_open() {
         return Err(Error::err("tiering is off"));
     }
-    let db = ctx.db();
-    let names: Vec<Vec<u8>> = if keys.is_empty() {
-        let mut all = Vec::new();
-        for slice in ctx.ks.slices(db) {
-            slice
-                .keys
-                .for_each_mut(|key, _| all.push(key.as_slice().to_vec()));
+    let mut targets: Vec<(usize, Vec<u8>)> = Vec::new();
+    if keys.is_empty() {
+        for db in 0..ctx.server.keyspace.databases() {
+            for slice in ctx.ks.slices(db) {
+                slice
+                    .keys
+                    .for_each_mut(|key, _| targets.push((db, key.as_slice().to_vec())));
+            }
         }
-        all
     } else {
-        keys.iter().map(|key| key.to_vec()).collect()
-    };
+        let db = ctx.db();
+        targets.extend(keys.iter().map(|key| (db, key.to_vec())));
+    }
     let mut spilled = 0;
-    for key in names {
+    for (db, key) in targets {
         if crate::tier::spill::spill_key(&tier, &mut ctx.ks, db, &key).map_err(Error::err)? {
             spilled += 1;
         }

@@ -118,7 +118,7 @@ impl Tier {
                 tracing::error!("tiering: {err}");
             }
         })?;
-        let decoded = decode::decode_value(&payload, &decode::DecodeOptions::DEFAULT);
+        let decoded = decode::decode_value_exact(&payload);
         match decoded {
             Ok((value, used)) if used == payload.len() && !value.is_cold() => Ok(value),
             _ => {

@@ -205,7 +205,7 @@ impl Hash {
     }
 
     /// Listpack to hashtable (Redis's `hashTypeConvertListpack`); never the other way.
-    fn convert(&mut self) {
+    pub fn convert(&mut self) {
         let Encoding::Listpack(pairs) = &mut self.encoding else {
             return;
         };

@@ -259,7 +259,7 @@ impl Set {
     }
 
     /// Redis's `setTypeConvert(OBJ_ENCODING_HT)`.
-    fn convert_to_table(&mut self) {
+    pub fn convert_to_table(&mut self) {
         let Encoding::Ints(ints) = &self.encoding else {
             return;
         };

@@ -317,7 +317,7 @@ impl ZSet {
     }
 
     /// Moves every element into the skiplist form (never undone).
-    fn convert(&mut self) {
+    pub fn convert(&mut self) {
         if let Repr::Listpack(entries) = &mut self.repr {
             let mut indexed = Indexed::new();
             for (score, member) in entries.drain(..) {

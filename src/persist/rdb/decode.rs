@@ -308,6 +308,40 @@ pub fn decode_value(input: &[u8], options: &DecodeOptions) -> Result<(Value, usi
     Ok((value, reader.position()))
 }
 
+/// Reads back a value this process encoded (the memory tier's records): the encoding comes
+/// back exactly as the type byte names it, whatever the size thresholds say, so a value that
+/// went to disk and returned is indistinguishable from one that never left (OBJECT ENCODING,
+/// listpack score texts).
+pub fn decode_value_exact(input: &[u8]) -> Result<(Value, usize), DecodeError> {
+    use super::*;
+    const NONE: ListpackLimits = ListpackLimits {
+        entries_max: 0,
+        value_bytes_max: 0,
+    };
+    let kind = *input.first().ok_or_else(|| DecodeError::new(0, "empty value"))?;
+    // The large encodings are built directly (a detour through the compact one would
+    // normalize what it cannot hold, such as a -0 score).
+    let large = |wanted: u8| kind == wanted;
+    let options = DecodeOptions {
+        deep: false,
+        hash_limits: if large(TYPE_HASH) { NONE } else { UNLIMITED },
+        zset_limits: if large(TYPE_ZSET) || large(TYPE_ZSET_2) {
+            NONE
+        } else {
+            UNLIMITED
+        },
+        set_intset_entries_max: if large(TYPE_SET) { 0 } else { usize::MAX },
+    };
+    let (mut value, used) = decode_value(input, &options)?;
+    match (&mut value, kind) {
+        (Value::Hash(hash), TYPE_HASH) => hash.convert(),
+        (Value::Set(set), TYPE_SET) => set.convert_to_table(),
+        (Value::ZSet(zset), TYPE_ZSET | TYPE_ZSET_2) => zset.convert(),
+        _ => {}
+    }
+    Ok((value, used))
+}
+
 /// Reads a value of RDB type `kind` (Redis's `rdbLoadObject`).
 pub fn decode_body(
     reader: &mut Reader<'_>,
