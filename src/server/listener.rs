@@ -100,6 +100,7 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
     .map_err(|err| format!("the loader stopped: {err}"))?;
     loaded?;
     tokio::spawn(cron::run(server.clone()));
+    crate::tier::compact::start(&server);
     tracing::info!(
         "Strata {} (Redis {} compatible) pid={} dir={}",
         env!("CARGO_PKG_VERSION"),

@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod cold;
+pub mod compact;
 pub mod evict;
 pub mod memory;
 pub mod spill;
