@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Tiering (issue 6): a dataset ten times maxmemory, side by side with real Redis, in one run.
+# - loads KEYS values of SIZE bytes (default 2,000,000 x 1 KiB, about 2 GiB) into Strata
+#   under `maxmemory MAXMEMORY` (default 200mb); checks every key reads back correctly;
+#   reports peak RSS (VmHWM) against maxmemory + the key index (measured: the same keys with
+#   1-byte values on a server without a limit);
+# - GET throughput with 90% of reads on a 10% hot set (two redis-benchmark runs at once,
+#   9:1 requests, 45:5 clients), against the same server without a memory limit, as a ratio;
+# - p50/p99/p99.9 of cold GETs (1 client, random keys) after dropping the page cache of the
+#   segment files;
+# - real Redis with the same maxmemory: what noeviction refuses and what allkeys-lru loses.
+#
+# Usage: benches/tiering.sh   (about 10 minutes; needs ~5 GB of disk in $TMPDIR).
+# Knobs: KEYS, SIZE, MAXMEMORY, GETS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEYS=${KEYS:-2000000}
+SIZE=${SIZE:-1024}
+MAXMEMORY=${MAXMEMORY:-200mb}
+GETS=${GETS:-1000000}
+HOT=$((KEYS / 10))
+
+cargo build --release --bin strata-server >&2
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ping() {
+    for _ in $(seq 1 600); do
+        [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == "PONG" ]] && return
+        sleep 0.1
+    done
+    echo "server on $1 did not answer" >&2
+    exit 1
+}
+
+# start <redis|strata> <dir> <args...>: prints "port pid"
+start() {
+    local kind=$1 dir=$2
+    shift 2
+    local port
+    port=$(free_port)
+    mkdir -p "$dir"
+    if [[ "$kind" == redis ]]; then
+        redis-server --port "$port" --dir "$dir" --logfile "$dir/log" --save "" "$@" &
+    else
+        target/release/strata-server --port "$port" --dir "$dir" --logfile "$dir/log" --save "" "$@" &
+    fi
+    local pid=$!
+    PIDS+=("$pid")
+    wait_ping "$port"
+    echo "$port $pid"
+}
+
+stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; sleep 0.5; }
+
+info() { redis-cli -p "$1" info "$2" | tr -d '\r' | awk -F: -v k="$3" '$1 == k { print $2 }'; }
+
+peak_rss_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+load() { # load <port> [size]: prints redis-cli --pipe's summary line
+    python3 benches/tiering_data.py load "$KEYS" "${2:-$SIZE}" | redis-cli -p "$1" --pipe 2>&1 | tail -1
+}
+
+# get_mix <port>: requests/s of GETs, 90% on the hot tenth
+get_mix() {
+    local port=$1 start end
+    start=$(date +%s.%N)
+    redis-benchmark -p "$port" -c 45 -n $((GETS * 9 / 10)) -r "$HOT" -t get -q >/dev/null 2>&1 &
+    local hot=$!
+    redis-benchmark -p "$port" -c 5 -n $((GETS / 10)) -r "$KEYS" -t get -q >/dev/null 2>&1
+    wait "$hot"
+    end=$(date +%s.%N)
+    awk -v n="$GETS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+echo "== key index: $KEYS keys with 1-byte values, no limit"
+read -r port pid < <(start strata "$WORK/index" --tiering no)
+load "$port" 1 >/dev/null
+index_mb=$(( $(info "$port" memory used_memory) / 1048576 ))
+echo "used_memory: ${index_mb} MB"
+stop "$port"
+
+echo "== Strata, maxmemory $MAXMEMORY: load $KEYS x $SIZE bytes"
+read -r port pid < <(start strata "$WORK/tiered" --maxmemory "$MAXMEMORY")
+t0=$(date +%s.%N)
+echo "load: $(load "$port")"
+t1=$(date +%s.%N)
+echo "load time: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }')"
+redis-cli -p "$port" info tiering | tr -d '\r' | grep -E "cold_keys|hot_keys|disk_bytes|live_bytes|spills|segments"
+echo "dbsize: $(redis-cli -p "$port" dbsize)"
+python3 benches/tiering_data.py check "$port" "$KEYS" "$SIZE"
+limit_mb=$(( $(info "$port" tiering tiering_effective_maxmemory) / 1048576 ))
+echo "peak RSS: $(peak_rss_mb "$pid") MB (bound: maxmemory $limit_mb + index $index_mb + 20% = $(( (limit_mb + index_mb) * 12 / 10 )) MB)"
+
+echo "== GET, 90% of reads on the hot $HOT keys"
+get_mix "$port" >/dev/null # warm-up: the hot set settles in RAM
+tiered_rps=$(get_mix "$port")
+echo "tiered: $tiered_rps req/s; promotions $(info "$port" tiering tiering_promotions), cold reads $(info "$port" tiering tiering_cold_reads)"
+
+echo "== cold GETs with the segment files' page cache dropped"
+if ! (sync && echo 1 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+    python3 benches/tiering_data.py evict-fadvise "$WORK/tiered/tier"
+fi
+redis-benchmark -p "$port" -c 1 -n 20000 -r "$KEYS" -t get --precision 3 2>/dev/null |
+    tr '\r' '\n' | grep -E "^ *(50\.000|99\.000|99\.900|99\.9[0-9]*)% <= " | sed 's/^ */  /' | head -4 || true
+redis-benchmark -p "$port" -c 1 -n 20000 -r "$KEYS" -t get --csv 2>/dev/null | tail -1
+echo "peak RSS after the reads: $(peak_rss_mb "$pid") MB"
+stop "$port"
+
+echo "== Strata without a limit (the same data in RAM)"
+read -r port pid < <(start strata "$WORK/ram" --tiering no)
+load "$port" >/dev/null
+get_mix "$port" >/dev/null
+ram_rps=$(get_mix "$port")
+echo "in RAM: $ram_rps req/s; peak RSS $(peak_rss_mb "$pid") MB"
+stop "$port"
+echo "GET ratio tiered / in RAM: $(ratio "$tiered_rps" "$ram_rps")"
+
+for policy in noeviction allkeys-lru; do
+    echo "== real Redis, maxmemory $MAXMEMORY, $policy"
+    read -r port pid < <(start redis "$WORK/redis-$policy" --maxmemory "$MAXMEMORY" --maxmemory-policy "$policy")
+    echo "load: $(load "$port")"
+    echo "keys kept: $(redis-cli -p "$port" dbsize) of $KEYS; evicted: $(info "$port" stats evicted_keys)"
+    stop "$port"
+done
