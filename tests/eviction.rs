@@ -1,6 +1,6 @@
 //! `maxmemory` with Redis's eviction policies: memory stays under the limit by evicting,
 //! LRU keeps what is used, and with nothing to evict writes get Redis's `-OOM` while reads
-//! go on.
+//! go on. Tiering is off here: with it on, values spill to disk instead (tests/tiering.rs).
 
 mod common;
 
@@ -8,7 +8,7 @@ use common::Server;
 
 #[test]
 fn allkeys_lru_stays_under_the_limit_and_keeps_the_hot_keys() {
-    let server = Server::strata(&[]);
+    let server = Server::strata(&["--tiering", "no"]);
     let mut conn = server.connect();
     let baseline = common::info_number(&mut conn, "memory", "used_memory");
     let limit = baseline + 8 * 1024 * 1024;
@@ -39,7 +39,7 @@ fn allkeys_lru_stays_under_the_limit_and_keeps_the_hot_keys() {
 
 #[test]
 fn with_nothing_to_evict_writes_get_oom_as_in_redis() {
-    let (strata, redis) = Server::pair(&[]);
+    let (strata, redis) = (Server::strata(&["--tiering", "no"]), Server::redis(&[]));
     let mut servers = vec![strata];
     servers.extend(redis);
     let mut answers = Vec::new();

@@ -21,6 +21,10 @@ pub const FLAG_EMBSTR: u32 = 1 << 2;
 pub const FLAG_SHARED: u32 = 1 << 3;
 /// The snapshot parity the entry was last saved under (see `keyspace::snapshot`).
 pub const FLAG_SNAPSHOT: u32 = 1 << 4;
+/// Read since it was last written (set by read lookups, cleared by a write of the whole
+/// value): in LRU mode, spilling takes values nobody has read first, so a burst of writes of
+/// new keys does not push out what is being read.
+pub const FLAG_READ: u32 = 1 << 5;
 /// Redis shares the integers below this (OBJ_SHARED_INTEGERS).
 pub const SHARED_INTEGERS: i64 = 10_000;
 /// OBJECT REFCOUNT of a shared object (OBJ_SHARED_REFCOUNT).

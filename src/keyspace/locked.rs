@@ -338,7 +338,10 @@ impl<'a> Locked<'a> {
         }
         let found = self.lookup(db, key);
         count_hit(stats, found.is_some());
-        found
+        found.map(|entry| {
+            entry.flags |= super::entry::FLAG_READ;
+            entry
+        })
     }
 
     /// Whether `keymiss` events are wanted: only then do reads look a key up twice (once to

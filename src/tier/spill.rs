@@ -5,7 +5,8 @@
 //! shards at a time, and the coldest of each shard's sample goes. "Coldest" is the lowest
 //! heat: the decayed LFU counter in LFU mode, a logarithm of the idle time in LRU mode. A
 //! burst of writes of new keys therefore does not push out what is read often: in LFU mode a
-//! new key starts at Redis's initial counter, below anything read repeatedly.
+//! new key starts at Redis's initial counter, below anything read repeatedly; in LRU mode a
+//! value not read since it was written has no heat at all (`FLAG_READ`).
 //!
 //! Spilling appends to the store's in-memory tail while the shard is locked (no I/O); the
 //! tail is written out after the lock is released.
@@ -27,6 +28,9 @@ const SPILLS_PER_SHARD_MAX: usize = 4;
 pub fn heat(entry: &Entry, now_ms: u64, mode: AccessMode) -> u32 {
     match mode {
         AccessMode::Lfu { decay_minutes, .. } => entry.lfu_counter(now_ms, decay_minutes),
+        // Written but not read since: the first to go (a burst of new keys must not push
+        // out what is being read).
+        AccessMode::Lru if entry.flags & crate::keyspace::entry::FLAG_READ == 0 => 0,
         AccessMode::Lru => {
             let idle = entry.idle_seconds(now_ms);
             // 255 when just used, falling with the logarithm of the idle time.

@@ -724,3 +724,16 @@ mod self_tests {
         assert!(split(r#""a"b"#).is_none());
     }
 }
+
+/// Waits (up to 30 s) until `ready` holds; panics otherwise.
+#[allow(dead_code)]
+pub fn wait_for(mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,232 @@
+//! The memory tier end to end, against the real server: a dataset over `maxmemory` spills to
+//! segment files and reads back whole; metadata commands never read the disk; snapshots and
+//! restarts carry cold values; a corrupt record fails only its key's command; a full disk tier
+//! falls back to the eviction policy without losing anything stored. (Every command family on
+//! cold keys, against real Redis, is `tests/differential.rs`'s `cold::*`.)
+
+mod common;
+
+use common::{info_number, Conn, Server};
+
+const VALUE_BYTES: usize = 1000;
+
+fn value(index: usize) -> String {
+    let head = format!("value:{index}:");
+    format!("{head}{}", "x".repeat(VALUE_BYTES - head.len()))
+}
+
+/// Writes `count` values, pipelined.
+fn fill(conn: &mut Conn, count: usize) {
+    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+        let mut bytes = Vec::new();
+        for index in chunk {
+            let key = format!("key:{index}");
+            bytes.extend(common::encode_command(&["SET", key.as_str(), &value(*index)]));
+        }
+        conn.send(&bytes);
+        for _ in chunk {
+            let reply = conn.read_reply().expect("SET reply");
+            assert_eq!(reply, b"+OK\r\n");
+        }
+    }
+}
+
+fn bulk(text: &str) -> Vec<u8> {
+    format!("${}\r\n{text}\r\n", text.len()).into_bytes()
+}
+
+fn tiered(extra: &[&str]) -> Server {
+    let mut args = vec!["--maxmemory", "24mb", "--enable-debug-command", "yes"];
+    args.extend_from_slice(extra);
+    Server::strata(&args)
+}
+
+#[test]
+fn a_dataset_over_maxmemory_spills_and_reads_back_whole() {
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    let count = 40_000; // about 40 MB of values under a 24 MB limit
+    fill(&mut conn, count);
+    let cold = info_number(&mut conn, "tiering", "tiering_cold_keys");
+    assert!(cold > 10_000, "only {cold} cold keys");
+    let used = info_number(&mut conn, "memory", "used_memory");
+    assert!(
+        used < 30 << 20,
+        "used_memory {used} far over the 24 MB limit"
+    );
+    assert_eq!(conn.cmd("DBSIZE"), format!(":{count}\r\n").into_bytes());
+    for index in (0..count).step_by(7) {
+        assert_eq!(
+            conn.command(&["GET", &format!("key:{index}")]),
+            bulk(&value(index)),
+            "key:{index}"
+        );
+    }
+    assert!(info_number(&mut conn, "tiering", "tiering_disk_bytes") > 0);
+    assert_eq!(info_number(&mut conn, "tiering", "tiering_read_errors"), 0);
+}
+
+#[test]
+fn metadata_commands_never_read_the_disk() {
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    fill(&mut conn, 200);
+    conn.cmd("EXPIRE key:2 1000");
+    assert_eq!(conn.cmd("DEBUG SPILL"), b":200\r\n");
+    let reads = info_number(&mut conn, "tiering", "tiering_cold_reads");
+    let promotions = info_number(&mut conn, "tiering", "tiering_promotions");
+    for line in [
+        "DBSIZE",
+        "EXISTS key:1 key:2",
+        "TYPE key:1",
+        "TTL key:2",
+        "PTTL key:1",
+        "EXPIRE key:3 500",
+        "PERSIST key:3",
+        "TOUCH key:4",
+        "OBJECT FREQ key:4",
+        "MEMORY USAGE key:5",
+        "SCAN 0 COUNT 1000",
+        "KEYS key:1*",
+        "RANDOMKEY",
+        "DEL key:6",
+        "UNLINK key:7",
+    ] {
+        let reply = conn.cmd(line);
+        assert!(
+            !reply.starts_with(b"-") || line.starts_with("OBJECT FREQ"),
+            "{line}: {}",
+            common::escape(&reply)
+        );
+    }
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_cold_reads"),
+        reads
+    );
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_promotions"),
+        promotions
+    );
+    assert_eq!(conn.cmd("TYPE key:1"), b"+string\r\n");
+    assert_eq!(conn.cmd("DBSIZE"), b":198\r\n");
+    // A value read comes back into RAM.
+    assert_eq!(conn.cmd("GET key:8"), bulk(&value(8)));
+    assert!(info_number(&mut conn, "tiering", "tiering_promotions") > promotions);
+}
+
+#[test]
+fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "--maxmemory",
+        "24mb",
+        "--enable-debug-command",
+        "yes",
+        "--appendonly",
+        "yes",
+    ];
+    let count = 30_000;
+    {
+        let server = Server::start_in(common::Kind::Strata, data.path(), &args).expect("strata");
+        let mut conn = server.connect();
+        fill(&mut conn, count);
+        conn.cmd("DEBUG SPILL");
+        assert!(info_number(&mut conn, "tiering", "tiering_cold_keys") > 20_000);
+        // An AOF rewrite and an RDB snapshot stream the cold values from the segments.
+        assert_eq!(conn.cmd("SAVE"), b"+OK\r\n");
+        conn.cmd("BGREWRITEAOF");
+        common::wait_for(|| {
+            info_number(&mut conn, "persistence", "aof_rewrite_in_progress") == 0
+                && info_number(&mut conn, "persistence", "aof_rewrites") > 0
+        });
+        assert_eq!(
+            info_number(&mut conn, "persistence", "aof_last_bgrewrite_status_ok"),
+            1
+        );
+        conn.cmd("SHUTDOWN NOSAVE");
+    }
+    let segments = std::fs::read_dir(data.path().join("tier"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert!(segments > 0, "no segment files were written");
+    let server = Server::start_in(common::Kind::Strata, data.path(), &args).expect("strata");
+    let mut conn = server.connect();
+    assert_eq!(conn.cmd("DBSIZE"), format!(":{count}\r\n").into_bytes());
+    for index in (0..count).step_by(11) {
+        assert_eq!(conn.command(&["GET", &format!("key:{index}")]), bulk(&value(index)));
+    }
+    // The previous run's segments were removed at start: what is there now is this run's.
+    assert!(server.log().contains("stale") || info_number(&mut conn, "tiering", "tiering_segments") > 0);
+    // The RDB written from cold values loads in real Redis, byte for byte the same values.
+    if let Some(redis) = Server::start_in(common::Kind::Redis, data.path(), &["--appendonly", "no"]) {
+        let mut redis_conn = redis.connect();
+        assert_eq!(redis_conn.cmd("DBSIZE"), format!(":{count}\r\n").into_bytes());
+        assert_eq!(redis_conn.cmd("GET key:12345"), bulk(&value(12345)));
+    }
+}
+
+#[test]
+fn a_corrupt_record_fails_its_key_only_and_names_segment_and_offset() {
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    fill(&mut conn, 50);
+    assert_eq!(conn.cmd("DEBUG SPILL"), b":50\r\n");
+    // Let the upkeep write the tail out, then damage one value's bytes on disk.
+    common::wait_for(|| info_number(&mut conn, "tiering", "tiering_buffered_bytes") == 0);
+    let tier = server.dir().join("tier");
+    let segment = std::fs::read_dir(&tier)
+        .expect("tier dir")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .next()
+        .expect("a segment file");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    let needle = value(17);
+    let at = bytes
+        .windows(needle.len())
+        .position(|window| window == needle.as_bytes())
+        .expect("the value is in the segment");
+    bytes[at + 500] ^= 0x55;
+    // Written in place: the server's mapping sees the change.
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open segment");
+    file.seek(SeekFrom::Start((at + 500) as u64)).expect("seek");
+    file.write_all(&bytes[at + 500..at + 501]).expect("write");
+    drop(file);
+    let reply = conn.cmd("GET key:17");
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    assert!(text.starts_with("-ERR"), "corrupt value served: {text}");
+    assert!(text.contains("segment") && text.contains("offset"), "{text}");
+    // Every other key is intact and the server goes on.
+    for index in (0..50).filter(|index| *index != 17) {
+        assert_eq!(conn.command(&["GET", &format!("key:{index}")]), bulk(&value(index)));
+    }
+    assert!(info_number(&mut conn, "tiering", "tiering_read_errors") >= 1);
+    assert!(server.log().contains("offset"));
+}
+
+#[test]
+fn a_full_disk_tier_falls_back_to_the_policy_and_loses_nothing() {
+    let server = tiered(&["--tiering-max-disk", "4mb"]);
+    let mut conn = server.connect();
+    let mut written = 0;
+    let mut refused = false;
+    for index in 0..60_000 {
+        let reply = conn.command(&["SET", &format!("key:{index}"), &value(index)]);
+        if reply.starts_with(b"-OOM") {
+            refused = true;
+            break;
+        }
+        assert_eq!(reply, b"+OK\r\n");
+        written += 1;
+    }
+    assert!(refused, "noeviction never refused a write");
+    assert!(info_number(&mut conn, "tiering", "tiering_spill_failures") > 0);
+    // Reads go on, and everything acknowledged is there.
+    for index in (0..written).step_by(13) {
+        assert_eq!(conn.command(&["GET", &format!("key:{index}")]), bulk(&value(index)));
+    }
+    assert_eq!(conn.cmd("DBSIZE"), format!(":{written}\r\n").into_bytes());
+}
