@@ -7,6 +7,8 @@
 pub mod alloc;
 pub mod cold;
 pub mod evict;
+pub mod segment;
+pub mod store;
 
 pub use alloc::{used_memory, CountingAllocator};
 pub use cold::ColdRef;
