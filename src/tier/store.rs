@@ -905,3 +905,883 @@ impl Store {
         self.inner.lock().check_invariants();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{StdFileSystem, WritableFile};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+
+    /// A fault the in-memory disk injects into segment writes and creations.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Fault {
+        None,
+        /// Writes store half of their bytes, then fail "No space left on device".
+        DiskFull,
+        /// Writes and creations fail with an I/O error.
+        IoError,
+    }
+
+    /// An in-memory file system for the store's tests: segment files only, with injectable
+    /// write faults, byte corruption, and counted `release_pages`.
+    #[derive(Clone)]
+    struct MemFs {
+        files: Arc<Mutex<BTreeMap<PathBuf, Arc<MemSegment>>>>,
+        fault: Arc<Mutex<Fault>>,
+        released: Arc<AtomicU64>,
+    }
+
+    struct MemSegment {
+        bytes: Mutex<Vec<u8>>,
+        capacity: u64,
+        fault: Arc<Mutex<Fault>>,
+        released: Arc<AtomicU64>,
+        removed: AtomicBool,
+    }
+
+    impl MemFs {
+        fn new() -> MemFs {
+            MemFs {
+                files: Arc::new(Mutex::new(BTreeMap::new())),
+                fault: Arc::new(Mutex::new(Fault::None)),
+                released: Arc::new(AtomicU64::new(0)),
+            }
+        }
+
+        fn set_fault(&self, fault: Fault) {
+            *self.fault.lock() = fault;
+        }
+
+        fn file(&self, path: &Path) -> Option<Arc<MemSegment>> {
+            self.files.lock().get(path).cloned()
+        }
+
+        fn names(&self) -> Vec<String> {
+            self.files
+                .lock()
+                .keys()
+                .filter_map(|path| Some(path.file_name()?.to_str()?.to_string()))
+                .collect()
+        }
+
+        fn flip(&self, path: &Path, offset: usize) {
+            let file = self.file(path).expect("segment file");
+            file.bytes.lock()[offset] ^= 0x10;
+        }
+    }
+
+    fn unsupported() -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, "MemFs holds segments only")
+    }
+
+    impl SegmentFile for MemSegment {
+        fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+            assert!(
+                !self.removed.load(Ordering::Relaxed),
+                "write to a removed file"
+            );
+            assert!(offset + bytes.len() as u64 <= self.capacity);
+            let mut data = self.bytes.lock();
+            assert!(offset as usize <= data.len(), "append-only");
+            data.truncate(offset as usize);
+            match *self.fault.lock() {
+                Fault::None => {
+                    data.extend_from_slice(bytes);
+                    Ok(())
+                }
+                Fault::DiskFull => {
+                    data.extend_from_slice(&bytes[..bytes.len() / 2]);
+                    Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        "No space left on device",
+                    ))
+                }
+                Fault::IoError => Err(io::Error::other("Input/output error")),
+            }
+        }
+
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            let data = self.bytes.lock();
+            let range = offset as usize..offset as usize + buf.len();
+            let bytes = data.get(range).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the written end")
+            })?;
+            buf.copy_from_slice(bytes);
+            Ok(())
+        }
+
+        fn release_pages(&self) {
+            self.released.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl FileSystem for MemFs {
+        fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn create(&self, _path: &Path) -> io::Result<Box<dyn WritableFile>> {
+            Err(unsupported())
+        }
+        fn append(&self, _path: &Path) -> io::Result<Box<dyn WritableFile>> {
+            Err(unsupported())
+        }
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            let file = self.file(path).ok_or_else(unsupported)?;
+            let bytes = file.bytes.lock().clone();
+            Ok(bytes)
+        }
+        fn rename(&self, _from: &Path, _to: &Path) -> io::Result<()> {
+            Err(unsupported())
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            let file = self.files.lock().remove(path);
+            let file = file.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            file.removed.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.files.lock().contains_key(path)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+            Ok(self
+                .files
+                .lock()
+                .keys()
+                .filter(|path| path.parent() == Some(dir))
+                .cloned()
+                .collect())
+        }
+        fn truncate(&self, _path: &Path, _len: u64) -> io::Result<()> {
+            Err(unsupported())
+        }
+        fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn create_segment(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn SegmentFile>> {
+            if *self.fault.lock() == Fault::IoError {
+                return Err(io::Error::other("Input/output error"));
+            }
+            let segment = Arc::new(MemSegment {
+                bytes: Mutex::new(Vec::new()),
+                capacity,
+                fault: self.fault.clone(),
+                released: self.released.clone(),
+                removed: AtomicBool::new(false),
+            });
+            self.files
+                .lock()
+                .insert(path.to_path_buf(), segment.clone());
+            Ok(segment)
+        }
+    }
+
+    fn tier_dir() -> PathBuf {
+        PathBuf::from("/data/tier")
+    }
+
+    fn mem_store(segment_bytes: u32, compression: Compression) -> (MemFs, Store) {
+        let fs = MemFs::new();
+        let config = StoreConfig {
+            segment_bytes,
+            compression,
+            ..StoreConfig::new(tier_dir())
+        };
+        let store = Store::open(Arc::new(fs.clone()), config).expect("open");
+        (fs, store)
+    }
+
+    fn payload(seed: usize, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|index| ((seed * 31 + index / 5) % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn records_are_readable_from_the_tail_and_after_a_flush() {
+        let (fs, store) = mem_store(SEGMENT_BYTES_DEFAULT, Compression::Zstd(1));
+        let first = store.append(0, b"a", 1, &payload(1, 1000)).expect("append");
+        let second = store.append(2, b"b", 3, b"short").expect("append");
+        assert_eq!(first.segment, second.segment);
+        assert_eq!(second.offset, first.length);
+        assert_eq!(store.read(first).expect("read"), payload(1, 1000));
+        let stats = store.stats();
+        assert_eq!(
+            stats.buffered_bytes,
+            u64::from(first.length + second.length)
+        );
+        assert_eq!(stats.disk_bytes, 0);
+        assert_eq!(stats.live_bytes, stats.buffered_bytes);
+        assert!(fs.names().is_empty(), "append does no I/O");
+        assert!(!store.needs_flush());
+
+        store.flush().expect("flush");
+        assert_eq!(fs.names(), vec![segment_file_name(first.segment)]);
+        assert_eq!(store.read(first).expect("read"), payload(1, 1000));
+        assert_eq!(store.read(second).expect("read"), b"short");
+        let stats = store.stats();
+        assert_eq!(stats.buffered_bytes, 0);
+        assert_eq!(stats.disk_bytes, u64::from(first.length + second.length));
+        assert_eq!(stats.cold_reads, 3);
+        assert_eq!(stats.segments, 1);
+
+        store.free(first);
+        assert_eq!(store.stats().live_bytes, u64::from(second.length));
+        store.check_invariants();
+    }
+
+    #[test]
+    fn a_full_segment_is_sealed_and_the_next_opened_even_for_a_large_record() {
+        let (fs, store) = mem_store(256, Compression::None);
+        let mut refs = Vec::new();
+        for index in 0..10 {
+            refs.push(store.append(0, b"k", 0, &payload(index, 100)).expect("a"));
+        }
+        // 123-byte records: two per 256-byte segment.
+        assert_eq!(refs.iter().map(|r| r.segment).max(), Some(5));
+        assert!(refs.iter().all(|r| r.offset + r.length <= 256));
+        let large = store.append(0, b"big", 0, &payload(99, 1000)).expect("a");
+        assert_eq!(
+            large.offset, 0,
+            "a record larger than a segment gets its own"
+        );
+        assert_eq!(
+            store.append(0, b"k", 0, b"x").expect("a").segment,
+            large.segment + 1
+        );
+        store.flush().expect("flush");
+        assert_eq!(fs.names().len(), 7);
+        assert_eq!(store.read(large).expect("read"), payload(99, 1000));
+        for (index, cold) in refs.iter().enumerate() {
+            assert_eq!(store.read(*cold).expect("read"), payload(index, 100));
+        }
+        store.check_invariants();
+    }
+
+    #[test]
+    fn appends_refuse_past_the_disk_limit_until_it_is_raised() {
+        let (_fs, store) = mem_store(4096, Compression::None);
+        store.set_max_disk_bytes(1000);
+        let mut appended = 0u64;
+        let full = loop {
+            match store.append(0, b"k", 0, &[7u8; 100]) {
+                Ok(cold) => appended += u64::from(cold.length),
+                Err(error) => break error,
+            }
+        };
+        assert!(matches!(full, TierError::Full), "{full}");
+        assert!(appended <= 1000 && appended + 123 > 1000);
+        store.flush().expect("flush");
+        assert!(matches!(
+            store.append(0, b"k", 0, &[7u8; 100]),
+            Err(TierError::Full)
+        ));
+        store.set_max_disk_bytes(0);
+        store.append(0, b"k", 0, &[7u8; 100]).expect("unlimited");
+    }
+
+    #[test]
+    fn the_unflushed_tail_is_bounded() {
+        let (_fs, store) = mem_store(SEGMENT_BYTES_DEFAULT, Compression::None);
+        let value = vec![1u8; 64 << 10];
+        let mut count = 0u64;
+        let error = loop {
+            match store.append(0, b"k", 0, &value) {
+                Ok(_) => count += 1,
+                Err(error) => break error,
+            }
+            assert!(count < 1000, "never refused");
+        };
+        assert!(matches!(error, TierError::Io(_)), "{error}");
+        assert!(store.needs_flush());
+        let buffered = store.stats().buffered_bytes;
+        assert!((TAIL_BYTES_MAX..TAIL_BYTES_MAX + (65 << 10)).contains(&buffered));
+        store.flush().expect("flush");
+        assert!(!store.needs_flush());
+        store.append(0, b"k", 0, &value).expect("room again");
+    }
+
+    #[test]
+    fn a_failed_flush_loses_nothing_and_refuses_appends_until_one_succeeds() {
+        for fault in [Fault::DiskFull, Fault::IoError] {
+            let (fs, store) = mem_store(512, Compression::None);
+            let mut refs: Vec<(ColdRef, Vec<u8>)> = Vec::new();
+            for index in 0..3 {
+                let value = payload(index, 150);
+                refs.push((store.append(0, b"k", 0, &value).expect("a"), value));
+            }
+            store.flush().expect("flush");
+            for index in 3..8 {
+                let value = payload(index, 150);
+                refs.push((store.append(0, b"k", 0, &value).expect("a"), value));
+            }
+            fs.set_fault(fault);
+            let error = store.flush().expect_err("the disk fails");
+            assert!(matches!(error, TierError::Io(_)), "{error}");
+            assert!(error.to_string().contains("segment-"), "{error}");
+            for (cold, value) in &refs {
+                assert_eq!(&store.read(*cold).expect("nothing is lost"), value);
+            }
+            let refused = store.append(0, b"k", 0, b"v").expect_err("refused");
+            assert!(matches!(refused, TierError::Io(_)));
+            assert!(store.needs_flush());
+            assert_eq!(store.stats().disk_errors, 1);
+            assert!(store.stats().buffered_bytes > 0);
+            store.check_invariants();
+
+            // Still failing: still refused, still readable.
+            assert!(store.flush().is_err());
+            assert_eq!(store.stats().disk_errors, 2);
+
+            fs.set_fault(Fault::None);
+            store.flush().expect("healed");
+            assert_eq!(store.stats().buffered_bytes, 0);
+            let value = payload(100, 150);
+            refs.push((
+                store.append(0, b"k", 0, &value).expect("append again"),
+                value,
+            ));
+            store.flush().expect("flush");
+            for (cold, value) in &refs {
+                assert_eq!(&store.read(*cold).expect("read"), value);
+            }
+            // What the files hold is exactly the records, nothing left of the failed writes.
+            let on_disk: u64 = fs
+                .names()
+                .iter()
+                .map(|name| fs.read(&tier_dir().join(name)).expect("read").len() as u64)
+                .sum();
+            assert_eq!(on_disk, store.stats().disk_bytes);
+            store.check_invariants();
+        }
+    }
+
+    #[test]
+    fn a_corrupt_byte_is_an_error_naming_segment_and_offset_never_data() {
+        let (fs, store) = mem_store(SEGMENT_BYTES_DEFAULT, Compression::Zstd(1));
+        let first = store.append(0, b"a", 1, &payload(1, 500)).expect("a");
+        let second = store.append(0, b"b", 1, &payload(2, 500)).expect("a");
+        store.flush().expect("flush");
+        fs.flip(
+            &store.segment_path(second.segment),
+            second.offset as usize + 30,
+        );
+        let error = store.read(second).expect_err("corrupt");
+        match &error {
+            TierError::Corrupt {
+                segment, offset, ..
+            } => assert_eq!((*segment, *offset), (second.segment, second.offset)),
+            other => panic!("{other}"),
+        }
+        let text = error.to_string();
+        assert!(text.contains(&segment_file_name(second.segment)), "{text}");
+        assert!(
+            text.contains(&format!("offset {}", second.offset)),
+            "{text}"
+        );
+        assert!(store.read_raw(second).is_err());
+        assert_eq!(store.read(first).expect("others read"), payload(1, 500));
+        assert_eq!(store.stats().corrupt_records, 2);
+
+        // A ref whose kind disagrees with the record's is corrupt too.
+        let wrong_kind = ColdRef { kind: 9, ..first };
+        assert!(matches!(
+            store.read(wrong_kind),
+            Err(TierError::Corrupt { .. })
+        ));
+        // A ref past the segment's end.
+        let past = ColdRef {
+            offset: second.offset + second.length,
+            ..second
+        };
+        assert!(matches!(store.read(past), Err(TierError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_corrupt_segment_fails_its_walk_and_is_not_offered_again() {
+        let (fs, store) = mem_store(256, Compression::None);
+        let first = store.append(0, b"a", 1, &[1u8; 100]).expect("a");
+        let second = store.append(0, b"b", 1, &[2u8; 100]).expect("a");
+        store
+            .append(0, b"c", 1, &[3u8; 100])
+            .expect("seals the first");
+        store.flush().expect("flush");
+        store.free(first);
+        store.free(second);
+        assert_eq!(store.compaction_candidate(), Some(first.segment));
+        fs.flip(
+            &store.segment_path(second.segment),
+            second.offset as usize + 40,
+        );
+        match store.records(first.segment) {
+            Err(TierError::Corrupt { offset, .. }) => assert_eq!(offset, second.offset),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.compaction_candidate(), None);
+    }
+
+    #[test]
+    fn open_removes_stale_segment_files_only() {
+        let fs = MemFs::new();
+        let stale = tier_dir().join(segment_file_name(7));
+        fs.create_segment(&stale, 64).expect("create");
+        let other = tier_dir().join("notes.txt");
+        fs.create_segment(&other, 64).expect("create");
+        let elsewhere = PathBuf::from("/data").join(segment_file_name(8));
+        fs.create_segment(&elsewhere, 64).expect("create");
+        let store = Store::open(Arc::new(fs.clone()), StoreConfig::new(tier_dir())).expect("open");
+        assert!(!fs.exists(&stale));
+        assert!(fs.exists(&other) && fs.exists(&elsewhere));
+        assert_eq!(store.stats().segments, 0);
+        assert!(is_segment_file_name(&segment_file_name(u32::MAX)));
+        assert!(!is_segment_file_name("segment-.tier"));
+        assert!(!is_segment_file_name("segment-12a.tier"));
+
+        let tiny = StoreConfig {
+            segment_bytes: SEGMENT_BYTES_MIN - 1,
+            ..StoreConfig::new(tier_dir())
+        };
+        assert!(Store::open(Arc::new(fs), tiny).is_err());
+    }
+
+    #[test]
+    fn compaction_moves_live_records_and_retire_makes_old_refs_gone() {
+        let (fs, store) = mem_store(512, Compression::None);
+        let refs: Vec<ColdRef> = (0..8)
+            .map(|index| store.append(index, b"key", 2, &payload(index as usize, 100)))
+            .collect::<Result<_, _>>()
+            .expect("append");
+        store.flush().expect("flush");
+        assert_eq!(store.compaction_candidate(), None, "all live");
+        // Free three of the first segment's four records.
+        let first = refs[0].segment;
+        let in_first: Vec<ColdRef> = refs
+            .iter()
+            .copied()
+            .filter(|r| r.segment == first)
+            .collect();
+        assert_eq!(in_first.len(), 4);
+        for cold in &in_first[..3] {
+            store.free(*cold);
+        }
+        assert_eq!(store.compaction_candidate(), Some(first));
+        let records = store.records(first).expect("walk");
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[1].db, 1);
+        assert_eq!(records[1].key, b"key");
+        assert_eq!(records[1].cold, in_first[1]);
+        let survivor = in_first[3];
+        let raw = store.read_raw(survivor).expect("raw");
+        let moved = store.append_raw(&raw).expect("move");
+        assert_eq!(moved.kind, 2);
+        assert_ne!(moved.segment, first);
+        store.free(survivor);
+        store.retire(first);
+        assert!(matches!(store.read(survivor), Err(TierError::Gone)));
+        assert!(!fs.exists(&store.segment_path(first)));
+        assert_eq!(store.read(moved).expect("moved"), payload(3, 100));
+        let stats = store.stats();
+        assert_eq!(stats.compactions, 1);
+        assert_eq!(stats.segments, 2);
+        store.free(survivor); // a ref of a retired segment: ignored
+        store.check_invariants();
+    }
+
+    #[test]
+    fn compaction_can_run_on_a_full_tier() {
+        let (_fs, store) = mem_store(256, Compression::None);
+        store.set_max_disk_bytes(4 * 123);
+        let refs: Vec<ColdRef> = (0..4)
+            .map(|index| store.append(0, b"k", 0, &payload(index, 100)))
+            .collect::<Result<_, _>>()
+            .expect("append");
+        assert!(matches!(
+            store.append(0, b"k", 0, &payload(9, 100)),
+            Err(TierError::Full)
+        ));
+        store.flush().expect("flush");
+        store.free(refs[0]);
+        let raw = store.read_raw(refs[1]).expect("raw");
+        let moved = store
+            .append_raw(&raw)
+            .expect("compaction may pass the limit");
+        store.free(refs[1]);
+        store.retire(refs[0].segment);
+        assert_eq!(store.read(moved).expect("read"), payload(1, 100));
+    }
+
+    #[test]
+    fn clear_drops_every_segment_and_the_tail() {
+        let (fs, store) = mem_store(256, Compression::None);
+        let old = store.append(0, b"k", 0, &[1u8; 200]).expect("a");
+        store.flush().expect("flush");
+        store.append(0, b"k", 0, &[2u8; 200]).expect("a");
+        store.clear();
+        assert!(fs.names().is_empty());
+        let stats = store.stats();
+        assert_eq!(
+            (
+                stats.segments,
+                stats.disk_bytes,
+                stats.live_bytes,
+                stats.buffered_bytes
+            ),
+            (0, 0, 0, 0)
+        );
+        assert!(matches!(store.read(old), Err(TierError::Gone)));
+        store.free(old);
+        let fresh = store.append(0, b"k", 0, b"v").expect("a");
+        assert!(fresh.segment > old.segment, "ids are not reused");
+        store.flush().expect("flush");
+        assert_eq!(store.read(fresh).expect("read"), b"v");
+        store.check_invariants();
+    }
+
+    #[test]
+    fn reads_through_the_maps_release_their_pages_every_32_mib() {
+        let (fs, store) = mem_store(4 << 20, Compression::None);
+        let cold = store.append(0, b"k", 0, &vec![5u8; 1 << 20]).expect("a");
+        store.flush().expect("flush");
+        for _ in 0..31 {
+            store.read(cold).expect("read");
+        }
+        assert_eq!(fs.released.load(Ordering::Relaxed), 0);
+        store.read(cold).expect("read");
+        store.read(cold).expect("read");
+        assert_eq!(fs.released.load(Ordering::Relaxed), 1);
+    }
+
+    /// A ref and the payload it was written with.
+    type Written = (ColdRef, Vec<u8>);
+
+    #[test]
+    fn readers_and_a_flusher_run_concurrently() {
+        let (_fs, store) = mem_store(4096, Compression::Zstd(1));
+        let store = Arc::new(store);
+        let refs: Arc<Mutex<Vec<Written>>> = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let (store, refs, done) = (store.clone(), refs.clone(), done.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let sample: Vec<Written> = refs.lock().iter().rev().take(8).cloned().collect();
+                    for (cold, value) in sample {
+                        assert_eq!(store.read(cold).expect("read"), value);
+                        reads += 1;
+                    }
+                }
+                reads
+            }));
+        }
+        {
+            let (store, done) = (store.clone(), done.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut flushes = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    store.flush().expect("flush");
+                    flushes += 1;
+                }
+                flushes
+            }));
+        }
+        for index in 0..2000 {
+            let value = payload(index, 50 + index % 300);
+            let cold = store.append(0, b"key", 0, &value).expect("append");
+            refs.lock().push((cold, value));
+        }
+        done.store(true, Ordering::Relaxed);
+        for thread in threads {
+            thread.join().expect("thread");
+        }
+        store.flush().expect("flush");
+        for (cold, value) in refs.lock().iter() {
+            assert_eq!(&store.read(*cold).expect("read"), value);
+        }
+        store.check_invariants();
+    }
+
+    #[test]
+    fn real_files_roll_over_read_back_and_retire() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path().join("tier");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(segment_file_name(3)), b"stale").expect("stale file");
+        let config = StoreConfig {
+            segment_bytes: 4096,
+            ..StoreConfig::new(dir.clone())
+        };
+        let store = Store::open(Arc::new(StdFileSystem), config).expect("open");
+        assert!(
+            !dir.join(segment_file_name(3)).exists(),
+            "stale file removed"
+        );
+        let mut refs = Vec::new();
+        for index in 0..40 {
+            let value = payload(index, 500 + index);
+            refs.push((
+                store
+                    .append(0, format!("k{index}").as_bytes(), 0, &value)
+                    .expect("a"),
+                value,
+            ));
+            if index % 7 == 6 {
+                store.flush().expect("flush");
+            }
+        }
+        // Some records are in the tail, some in sealed files, some in the active file.
+        assert!(store.stats().buffered_bytes > 0);
+        for (cold, value) in &refs {
+            assert_eq!(&store.read(*cold).expect("read"), value);
+        }
+        store.flush().expect("flush");
+        let files = std::fs::read_dir(&dir).expect("list").count();
+        assert!(files >= 4, "{files} segment files");
+        assert_eq!(files as u64, store.stats().segments);
+        for (cold, value) in &refs {
+            assert_eq!(&store.read(*cold).expect("read"), value);
+        }
+        // Bytes on disk match the record through the std file too.
+        let (first, _) = &refs[0];
+        let file = std::fs::read(store.segment_path(first.segment)).expect("read file");
+        assert_eq!(file.len(), 4096, "sized to its capacity (sparse)");
+        let raw = store.read_raw(*first).expect("raw");
+        assert_eq!(&file[..first.length as usize], &raw[..]);
+
+        // Empty the first segment and retire it.
+        let segment = first.segment;
+        for (cold, _) in refs.iter().filter(|(cold, _)| cold.segment == segment) {
+            store.free(*cold);
+        }
+        assert_eq!(store.compaction_candidate(), Some(segment));
+        assert!(store.records(segment).expect("walk").len() > 1);
+        store.retire(segment);
+        assert!(!store.segment_path(segment).exists());
+        assert!(matches!(store.read(*first), Err(TierError::Gone)));
+        assert_eq!(store.stats().compactions, 1);
+
+        // A corrupted byte in a real file (the map sees it: one page cache).
+        let (second, _) = refs
+            .iter()
+            .find(|(cold, _)| cold.segment != segment)
+            .expect("r");
+        let path = store.segment_path(second.segment);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[second.offset as usize + 25] ^= 1;
+        std::os::unix::fs::FileExt::write_all_at(
+            &std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open"),
+            &bytes[second.offset as usize..second.offset as usize + 32],
+            u64::from(second.offset),
+        )
+        .expect("corrupt");
+        assert!(matches!(
+            store.read(*second),
+            Err(TierError::Corrupt { .. })
+        ));
+
+        store.clear();
+        assert_eq!(std::fs::read_dir(&dir).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn a_real_segment_refuses_reads_past_its_written_end() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let file = StdFileSystem
+            .create_segment(&temp.path().join("s"), 8192)
+            .expect("create");
+        file.write_at(0, b"hello").expect("write");
+        let mut buf = [0u8; 5];
+        file.read_at(0, &mut buf).expect("read");
+        assert_eq!(&buf, b"hello");
+        assert!(file.read_at(1, &mut buf).is_err());
+        assert!(file.write_at(8190, b"toolong").is_err());
+        file.release_pages();
+        file.read_at(0, &mut buf).expect("read after release");
+        assert_eq!(&buf, b"hello");
+        assert!(StdFileSystem
+            .create_segment(&temp.path().join("z"), 0)
+            .is_err());
+    }
+
+    /// One step of the model test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append {
+            db: u32,
+            key: u8,
+            len: usize,
+            seed: u8,
+        },
+        Flush,
+        Read(usize),
+        Free(usize),
+        Compact,
+        Fail(Fault),
+        SetLimit(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u32..4, any::<u8>(), 0usize..400, any::<u8>())
+                .prop_map(|(db, key, len, seed)| Op::Append { db, key, len, seed }),
+            2 => Just(Op::Flush),
+            3 => any::<usize>().prop_map(Op::Read),
+            3 => any::<usize>().prop_map(Op::Free),
+            1 => Just(Op::Compact),
+            1 => prop_oneof![Just(Fault::None), Just(Fault::DiskFull), Just(Fault::IoError)]
+                .prop_map(Op::Fail),
+            1 => prop_oneof![Just(0u64), 2000u64..20_000].prop_map(Op::SetLimit),
+        ]
+    }
+
+    /// The live refs as the model sees them, and the refs compaction moved out of segments
+    /// since retired.
+    struct Model {
+        live: Vec<(ColdRef, Vec<u8>)>,
+        retired: Vec<ColdRef>,
+    }
+
+    impl Model {
+        fn live_bytes(&self) -> u64 {
+            self.live
+                .iter()
+                .map(|(cold, _)| u64::from(cold.length))
+                .sum()
+        }
+    }
+
+    fn compact(store: &Store, model: &mut Model) {
+        let Some(segment) = store.compaction_candidate() else {
+            return;
+        };
+        let records = store.records(segment).expect("walk");
+        let index: HashMap<ColdRef, usize> = model
+            .live
+            .iter()
+            .enumerate()
+            .map(|(position, (cold, _))| (*cold, position))
+            .collect();
+        for info in records {
+            // The owner check: only records the model still references move.
+            let Some(&position) = index.get(&info.cold) else {
+                continue;
+            };
+            let raw = store.read_raw(info.cold).expect("raw");
+            let Ok(moved) = store.append_raw(&raw) else {
+                return; // refused (a failing disk): this segment is not retired
+            };
+            store.free(info.cold);
+            model.live[position].0 = moved;
+            model.retired.push(info.cold);
+        }
+        store.retire(segment);
+        assert!(!store
+            .records(segment)
+            .is_ok_and(|records| !records.is_empty()));
+    }
+
+    fn run_model(ops: Vec<Op>, segment_bytes: u32, compression: Compression) {
+        let (fs, store) = mem_store(segment_bytes, compression);
+        let mut model = Model {
+            live: Vec::new(),
+            retired: Vec::new(),
+        };
+        let mut limit = 0u64;
+        let mut failing = false;
+        // A flush failed and none succeeded since: appends are refused.
+        let mut poisoned = false;
+        for op in ops {
+            match op {
+                Op::Append { db, key, len, seed } => {
+                    let value = payload(seed as usize, len);
+                    let before = store.stats();
+                    match store.append(db, &[key], key % 7, &value) {
+                        Ok(cold) => {
+                            assert_eq!(cold.kind, key % 7);
+                            model.live.push((cold, value));
+                        }
+                        Err(TierError::Full) => {
+                            let record = segment::encode(db, &[key], 0, &value, compression)
+                                .expect("encode")
+                                .len() as u64;
+                            assert!(limit != 0);
+                            assert!(before.disk_bytes + before.buffered_bytes + record > limit);
+                        }
+                        Err(TierError::Io(_)) => assert!(poisoned),
+                        Err(other) => panic!("append: {other}"),
+                    }
+                }
+                Op::Flush => {
+                    let buffered = store.stats().buffered_bytes;
+                    let flushed = store.flush();
+                    assert_eq!(flushed.is_err(), failing && buffered > 0);
+                    poisoned = flushed.is_err();
+                    assert_eq!(store.needs_flush(), poisoned);
+                }
+                Op::Read(pick) if !model.live.is_empty() => {
+                    let (cold, value) = &model.live[pick % model.live.len()];
+                    assert_eq!(&store.read(*cold).expect("read"), value);
+                }
+                Op::Free(pick) if !model.live.is_empty() => {
+                    let (cold, _) = model.live.swap_remove(pick % model.live.len());
+                    store.free(cold);
+                }
+                Op::Compact => compact(&store, &mut model),
+                Op::Fail(fault) => {
+                    failing = fault != Fault::None;
+                    fs.set_fault(fault);
+                }
+                Op::SetLimit(bytes) => {
+                    limit = bytes;
+                    store.set_max_disk_bytes(bytes);
+                }
+                Op::Read(_) | Op::Free(_) => {}
+            }
+            store.check_invariants();
+            assert_eq!(store.stats().live_bytes, model.live_bytes());
+        }
+        for (cold, value) in &model.live {
+            assert_eq!(&store.read(*cold).expect("read"), value);
+        }
+        for retired in &model.retired {
+            assert!(!fs.exists(&store.segment_path(retired.segment)));
+            assert!(matches!(store.read(*retired), Err(TierError::Gone)));
+        }
+        fs.set_fault(Fault::None);
+        store.flush().expect("healed");
+        for (cold, value) in &model.live {
+            assert_eq!(&store.read(*cold).expect("read"), value);
+        }
+        let stats = store.stats();
+        assert_eq!(stats.buffered_bytes, 0);
+        // Every byte on disk is in a file that exists.
+        let on_disk: u64 = fs
+            .names()
+            .iter()
+            .map(|name| fs.read(&tier_dir().join(name)).expect("read").len() as u64)
+            .sum();
+        assert_eq!(on_disk, stats.disk_bytes);
+        assert_eq!(fs.names().len() as u64, stats.segments);
+        store.check_invariants();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn the_store_matches_a_model(
+            ops in proptest::collection::vec(op(), 1..200),
+            segment_bytes in prop_oneof![Just(256u32), Just(1024), Just(8192)],
+            zstd in any::<bool>(),
+        ) {
+            let compression = if zstd { Compression::Zstd(1) } else { Compression::None };
+            run_model(ops, segment_bytes, compression);
+        }
+    }
+}
