@@ -89,7 +89,7 @@ impl StoreConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TierError {
     /// tiering-max-disk reached (also: a record too large for a segment, which no limit lets
     /// in: the value stays in RAM, as it does when the tier is full).
@@ -278,6 +278,16 @@ pub struct Store {
     mapped_read_bytes: AtomicU64,
     cold_reads: AtomicU64,
     corrupt_records: AtomicU64,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("segment_bytes", &self.segment_bytes)
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 impl Store {
@@ -505,36 +515,11 @@ impl Store {
         TierError::Io(what)
     }
 
+    /// Writes one segment's tail: its file (created at its first flush), the tail moved to the
+    /// slot, the write with no mutex held, then the outcome recorded.
     fn flush_segment(&self, id: u32) -> Result<(), TierError> {
-        let file = {
-            let inner = self.inner.lock();
-            let Some(segment) = inner.segments.get(&id) else {
-                return Ok(()); // cleared meanwhile
-            };
-            segment.file.clone().ok_or(segment.capacity)
-        };
-        let file = match file {
-            Ok(file) => file,
-            Err(capacity) => {
-                let path = self.segment_path(id);
-                let file = self
-                    .fs
-                    .create_segment(&path, u64::from(capacity))
-                    .map_err(|error| {
-                        self.write_failed(format!("creating {}: {error}", path.display()))
-                    })?;
-                let mut inner = self.inner.lock();
-                match inner.segments.get_mut(&id) {
-                    Some(segment) => segment.file = Some(file.clone()),
-                    None => {
-                        // `clear` ran while the file was being created and could not see it.
-                        drop(inner);
-                        self.remove_file(id);
-                        return Ok(());
-                    }
-                }
-                file
-            }
+        let Some(file) = self.segment_file(id)? else {
+            return Ok(()); // cleared meanwhile
         };
         let (offset, bytes) = {
             let mut guard = self.inner.lock();
@@ -556,6 +541,50 @@ impl Store {
             (offset, bytes)
         };
         let outcome = file.write_at(u64::from(offset), &bytes);
+        self.written(id, offset, bytes, outcome)
+    }
+
+    /// Segment `id`'s file, created if this is its first flush; None if the segment is gone.
+    fn segment_file(&self, id: u32) -> Result<Option<Arc<dyn SegmentFile>>, TierError> {
+        let capacity = {
+            let inner = self.inner.lock();
+            let Some(segment) = inner.segments.get(&id) else {
+                return Ok(None);
+            };
+            if let Some(file) = &segment.file {
+                return Ok(Some(file.clone()));
+            }
+            segment.capacity
+        };
+        let path = self.segment_path(id);
+        let file = self
+            .fs
+            .create_segment(&path, u64::from(capacity))
+            .map_err(|error| self.write_failed(format!("creating {}: {error}", path.display())))?;
+        let mut inner = self.inner.lock();
+        match inner.segments.get_mut(&id) {
+            Some(segment) => {
+                debug_assert!(segment.file.is_none(), "one flush at a time");
+                segment.file = Some(file.clone());
+                Ok(Some(file))
+            }
+            None => {
+                // `clear` ran while the file was being created, and could not see it.
+                drop(inner);
+                self.remove_file(id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records the outcome of writing the slot's `bytes` at `offset` of segment `id`.
+    fn written(
+        &self,
+        id: u32,
+        offset: u32,
+        bytes: Arc<Vec<u8>>,
+        outcome: io::Result<()>,
+    ) -> Result<(), TierError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         inner.writing = None;
@@ -587,11 +616,18 @@ impl Store {
 
     /// A record's payload, decompressed, crc-checked, from the tail or the mapped file.
     pub fn read(&self, cold: ColdRef) -> Result<Vec<u8>, TierError> {
-        let bytes = self.record_bytes(cold)?;
+        let mut bytes = self.record_bytes(cold)?;
         let record = self.verify(cold, &bytes)?;
-        let payload = record
-            .payload()
-            .map_err(|error| self.corrupt(cold.segment, cold.offset, error))?;
+        let payload = if record.compressed {
+            record
+                .payload()
+                .map_err(|error| self.corrupt(cold.segment, cold.offset, error))?
+        } else {
+            // The payload is the record's end: keep the buffer rather than copy it again.
+            let start = bytes.len() - record.stored.len();
+            bytes.drain(..start);
+            bytes
+        };
         self.cold_reads.fetch_add(1, Ordering::Relaxed);
         Ok(payload)
     }
@@ -624,57 +660,53 @@ impl Store {
 
     /// The `length` bytes at `offset` of a segment, wherever they are.
     fn record_bytes(&self, cold: ColdRef) -> Result<Vec<u8>, TierError> {
-        let (segment, offset, length) = (cold.segment, cold.offset, cold.length);
-        let source = {
-            let inner = self.inner.lock();
-            let Some(state) = inner.segments.get(&segment) else {
-                return Err(TierError::Gone);
-            };
-            let end = u64::from(offset) + u64::from(length);
-            let writing = inner
-                .writing
-                .as_ref()
-                .filter(|writing| writing.segment == segment);
-            let tail_start = state.written + inner.writing_len(segment);
-            if end > u64::from(state.appended) {
-                None
-            } else if end <= u64::from(state.written) {
-                state.file.clone().map(Source::File)
-            } else if let Some(writing) = writing
-                .filter(|w| offset >= w.offset && end <= u64::from(w.offset) + w.bytes.len() as u64)
-            {
-                Some(Source::Writing(
-                    writing.bytes.clone(),
-                    (offset - writing.offset) as usize,
-                ))
-            } else if offset >= tail_start {
-                let start = (offset - tail_start) as usize;
-                state
-                    .tail
-                    .get(start..start + length as usize)
-                    .map(|bytes| Source::Copied(bytes.to_vec()))
-            } else {
-                None
-            }
-        };
-        let source = source.ok_or_else(|| {
+        let (offset, length) = (cold.offset, cold.length as usize);
+        let source = self.locate(cold)?.ok_or_else(|| {
             self.corrupt(
-                segment,
+                cold.segment,
                 offset,
                 format!("{length} bytes there are not one record of the segment"),
             )
         })?;
         match source {
             Source::Copied(bytes) => Ok(bytes),
-            Source::Writing(bytes, start) => Ok(bytes[start..start + length as usize].to_vec()),
+            Source::Writing(bytes, start) => Ok(bytes[start..start + length].to_vec()),
             Source::File(file) => {
-                let mut bytes = vec![0u8; length as usize];
+                let mut bytes = vec![0u8; length];
                 file.read_at(u64::from(offset), &mut bytes)
-                    .map_err(|error| self.corrupt(segment, offset, error))?;
-                self.count_mapped_read(u64::from(length));
+                    .map_err(|error| self.corrupt(cold.segment, offset, error))?;
+                self.count_mapped_read(length as u64);
                 Ok(bytes)
             }
         }
+    }
+
+    /// Finds where a record's bytes are, under the mutex: Gone for a segment that no longer
+    /// exists, None for a range that is not wholly in one place (not a record).
+    fn locate(&self, cold: ColdRef) -> Result<Option<Source>, TierError> {
+        let (id, offset, length) = (cold.segment, cold.offset, cold.length);
+        let inner = self.inner.lock();
+        let segment = inner.segments.get(&id).ok_or(TierError::Gone)?;
+        let end = u64::from(offset) + u64::from(length);
+        let writing = inner.writing.as_ref().filter(|w| {
+            w.segment == id
+                && offset >= w.offset
+                && end <= u64::from(w.offset) + w.bytes.len() as u64
+        });
+        let tail_start = segment.written + inner.writing_len(id);
+        Ok(if end > u64::from(segment.appended) {
+            None
+        } else if end <= u64::from(segment.written) {
+            segment.file.clone().map(Source::File)
+        } else if let Some(writing) = writing {
+            let start = (offset - writing.offset) as usize;
+            Some(Source::Writing(writing.bytes.clone(), start))
+        } else if offset >= tail_start {
+            let start = (offset - tail_start) as usize;
+            (segment.tail.get(start..start + length as usize)).map(|b| Source::Copied(b.to_vec()))
+        } else {
+            None
+        })
     }
 
     /// Every `RELEASE_PAGES_EVERY_BYTES` read through the maps, drops their resident pages.
@@ -1502,6 +1534,49 @@ mod tests {
             assert_eq!(&store.read(*cold).expect("read"), value);
         }
         store.check_invariants();
+    }
+
+    #[test]
+    fn clear_racing_flushes_leaves_no_file_behind() {
+        let (fs, store) = mem_store(1024, Compression::None);
+        let store = Arc::new(store);
+        let done = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    store.flush().expect("flush");
+                }
+            })
+        };
+        let clearer = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    store.clear();
+                    std::thread::yield_now();
+                }
+            })
+        };
+        for index in 0..3000 {
+            let value = payload(index, 200);
+            let cold = store.append(0, b"k", 0, &value).expect("append");
+            match store.read(cold) {
+                Ok(read) => assert_eq!(read, value),
+                Err(TierError::Gone) => {}
+                Err(other) => panic!("{other}"),
+            }
+            if index % 3 == 0 {
+                store.free(cold);
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        flusher.join().expect("flusher");
+        clearer.join().expect("clearer");
+        store.check_invariants();
+        store.clear();
+        assert!(fs.names().is_empty(), "{:?}", fs.names());
+        assert!(fs.files.lock().is_empty());
     }
 
     #[test]
