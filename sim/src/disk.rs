@@ -8,6 +8,11 @@
 //! - `sync` may fail (the unsynced bytes are then as good as lost), and the disk may fill up:
 //!   a write past the capacity writes what fits and fails with "No space left on device".
 //!
+//! Segment files of the memory tier (`create_segment`) are inodes too: never synced, so a
+//! crash may drop or tear them like any unsynced file; their writes count against the same
+//! capacity (a write past it stores what fits and fails "No space left on device"), and reads
+//! copy the inode's bytes, as the real map does, never past what was written.
+//!
 //! Files are inodes named by paths, so an open file keeps working across a rename, as on
 //! Linux. Everything is driven by one seeded generator: a seed gives the same faults.
 
@@ -17,6 +22,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use strata::io::fs::SegmentFile;
 use strata::io::{FileSystem, WritableFile};
 
 /// Sector size for torn writes.
@@ -209,6 +215,75 @@ impl WritableFile for SimFile {
     }
 }
 
+/// A segment file on the simulated disk.
+struct SimSegment {
+    disk: SimDisk,
+    inode: usize,
+    capacity: u64,
+}
+
+impl SegmentFile for SimSegment {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(bytes.len() as u64)
+            .filter(|&end| end <= self.capacity)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "segment write past its capacity",
+                )
+            })?;
+        let mut state = self.disk.lock();
+        let offset = offset as usize;
+        let data_len = state.inodes[self.inode].data.len();
+        if offset > data_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "segment write past its end",
+            ));
+        }
+        // A retry after a short write rewrites from `offset`: drop what the failed one left.
+        state.inodes[self.inode].data.truncate(offset);
+        let room = state
+            .faults
+            .capacity_bytes
+            .saturating_sub(state.used_bytes());
+        let fits = bytes.len().min(room);
+        state.inodes[self.inode]
+            .data
+            .extend_from_slice(&bytes[..fits]);
+        if fits < bytes.len() {
+            state.faults_injected += 1;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device",
+            ));
+        }
+        debug_assert_eq!(state.inodes[self.inode].data.len() as u64, end);
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let state = self.disk.lock();
+        let data = &state.inodes[self.inode].data;
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(buf.len())?))
+            .filter(|range| range.end <= data.len())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment read past its written length",
+                )
+            })?;
+        buf.copy_from_slice(&data[range]);
+        Ok(())
+    }
+
+    /// Nothing is resident apart from the inode itself.
+    fn release_pages(&self) {}
+}
+
 impl FileSystem for SimDisk {
     fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
         Ok(())
@@ -307,6 +382,26 @@ impl FileSystem for SimDisk {
         inode.durable_len = inode.durable_len.min(inode.data.len());
         Ok(())
     }
+
+    fn create_segment(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        if capacity == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "segment capacity 0",
+            ));
+        }
+        let inode = {
+            let mut state = self.lock();
+            state.inodes.push(Inode::default());
+            state.inodes.len() - 1
+        };
+        self.link(path, inode);
+        Ok(Arc::new(SimSegment {
+            disk: self.clone(),
+            inode,
+            capacity,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -342,5 +437,43 @@ mod tests {
             lost_file |= !disk.exists(&dir.join("b"));
         }
         assert!(lost_file && torn_tail, "the seeds cover both faults");
+    }
+
+    #[test]
+    fn segments_read_what_was_written_and_fill_the_disk() {
+        let faults = Faults {
+            sync_failure: 0.0,
+            capacity_bytes: 100,
+        };
+        let disk = SimDisk::new(1, faults);
+        let segment = disk
+            .create_segment(Path::new("/d/tier/segment"), 64)
+            .expect("create");
+        segment.write_at(0, b"hello").expect("write");
+        let mut buf = [0u8; 5];
+        segment.read_at(0, &mut buf).expect("read");
+        assert_eq!(&buf, b"hello");
+        assert!(
+            segment.read_at(1, &mut buf).is_err(),
+            "past the written end"
+        );
+        assert!(
+            segment.write_at(5, &[0u8; 60]).is_err(),
+            "past the capacity"
+        );
+        disk.create(Path::new("/d/other"))
+            .expect("create")
+            .write_all(&[1u8; 90])
+            .expect("fits");
+        let full = segment.write_at(5, &[2u8; 10]).expect_err("disk full");
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        disk.heal();
+        segment
+            .write_at(5, &[2u8; 10])
+            .expect("a retry at the same offset");
+        let mut all = [0u8; 15];
+        segment.read_at(0, &mut all).expect("read");
+        assert_eq!(&all[5..], &[2u8; 10]);
+        segment.release_pages();
     }
 }

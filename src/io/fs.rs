@@ -5,9 +5,17 @@
 //! write not yet synced; `rename` is atomic and durable once the directory is synced; after a
 //! failed `sync` the file's unsynced contents are unknown and the caller must not acknowledge
 //! anything that depended on them.
+//!
+//! Segment files of the memory tier ([`SegmentFile`]) have a weaker contract: they are never
+//! synced, because they are a memory tier and not durable data (after a restart the data comes
+//! back from the AOF or RDB, and stale segment files are removed). A segment is written only at
+//! its end, by positioned writes, and read through a memory map that stays valid until the last
+//! handle is dropped, even after the file is removed.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A file opened for appending or rewriting.
 pub trait WritableFile: Send {
@@ -19,6 +27,18 @@ pub trait WritableFile: Send {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+}
+
+/// A segment file of the memory tier: written by positioned writes, read through a memory map.
+pub trait SegmentFile: Send + Sync {
+    /// Writes `bytes` at `offset` (always the current end: segments are append-only). A failed
+    /// write may have stored part of `bytes`; the caller retries at the same offset.
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()>;
+    /// Copies `buf.len()` bytes at `offset` out of the mapping into `buf`. Fails, without
+    /// reading, for a range past what was written.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Drops the mapping's resident pages (the page cache keeps them): RSS stays bounded.
+    fn release_pages(&self);
 }
 
 /// Directory and file operations.
@@ -37,6 +57,8 @@ pub trait FileSystem: Send + Sync {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Makes a directory's entries (creations, renames) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Creates (truncating) a segment file of `capacity` bytes, mapped for reading.
+    fn create_segment(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn SegmentFile>>;
 }
 
 /// The real file system.
@@ -109,5 +131,117 @@ impl FileSystem for StdFileSystem {
         let file = std::fs::OpenOptions::new().write(true).open(path)?;
         file.set_len(len)?;
         file.sync_all()
+    }
+
+    fn create_segment(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        Ok(Arc::new(StdSegment::create(path, capacity)?))
+    }
+}
+
+/// A real segment file: sparse at `capacity`, written with `pwrite`, read through one shared
+/// read-only mapping made at creation and kept for the file's lifetime. A shared mapping of a
+/// file sees `pwrite`s at once (one page cache), so no remapping is ever needed.
+struct StdSegment {
+    file: std::fs::File,
+    map: memmap2::Mmap,
+    /// Bytes written from offset 0; reads never go past it (the sparse rest is not data).
+    written: AtomicU64,
+}
+
+impl StdSegment {
+    fn create(path: &Path, capacity: u64) -> io::Result<StdSegment> {
+        let map_len = usize::try_from(capacity)
+            .ok()
+            .filter(|&len| len > 0)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("segment capacity {capacity} cannot be mapped"),
+                )
+            })?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        // Sparse: blocks are allocated as writes reach them, so an unfilled segment costs
+        // only what was written.
+        file.set_len(capacity)?;
+        let map = Self::map(&file, map_len)?;
+        Ok(StdSegment {
+            file,
+            map,
+            written: AtomicU64::new(0),
+        })
+    }
+
+    #[allow(unsafe_code)]
+    fn map(file: &std::fs::File, len: usize) -> io::Result<memmap2::Mmap> {
+        // SAFETY: a mapped file changing or shrinking under the map is what makes mapping
+        // unsafe. This file was just created (truncated) by this process under the tier's
+        // private directory, its length is set before mapping and never reduced while mapped
+        // (it is only ever removed, which keeps the mapping valid), and the only writes to it
+        // are `write_at`'s appends past every byte a reader may look at (`read_at` stays below
+        // `written`, which advances only after a write completes).
+        unsafe { memmap2::MmapOptions::new().len(len).map(file) }
+    }
+}
+
+impl SegmentFile for StdSegment {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(bytes.len() as u64)
+            .filter(|&end| end <= self.map.len() as u64)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "segment write of {} bytes at {offset} passes its capacity {}",
+                        bytes.len(),
+                        self.map.len()
+                    ),
+                )
+            })?;
+        // Append-only: a retry after a failed write rewrites from where the data ends.
+        debug_assert!(offset <= self.written.load(Ordering::Acquire));
+        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, offset)?;
+        // Release: a reader that sees the new length also sees the bytes under it.
+        self.written.fetch_max(end, Ordering::Release);
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let written = self.written.load(Ordering::Acquire);
+        let range = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&end| end <= written)
+            .map(|end| offset as usize..end as usize)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "segment read of {} bytes at {offset} passes its written length {written}",
+                        buf.len()
+                    ),
+                )
+            })?;
+        buf.copy_from_slice(&self.map[range]);
+        Ok(())
+    }
+
+    #[allow(unsafe_code)]
+    fn release_pages(&self) {
+        // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only drops this process's
+        // page table entries: the next access faults the same bytes back in from the page cache
+        // (or the file), so no reader can observe a change. (It would zero a private anonymous
+        // mapping, which this is not.)
+        let advised = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+        if let Err(error) = advised {
+            tracing::debug!("madvise(DONTNEED) on a tier segment failed: {error}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod cold;
 pub mod compact;
 pub mod evict;
 pub mod memory;
+pub mod segment;
 pub mod spill;
 pub mod store;
 
