@@ -436,11 +436,21 @@ const DIRECTIVES: &[Directive] = &[
     d("tcp-keepalive", Int(0, 2147483647), "300", LIVE),
     // Strata's memory tier (not in Redis): see `crate::tier`.
     d("tiering", Bool, "yes", IMMUTABLE | LIVE),
-    d("tiering-auto-memory-percent", Int(1, 100), "80", IMMUTABLE | LIVE),
+    d(
+        "tiering-auto-memory-percent",
+        Int(1, 100),
+        "80",
+        IMMUTABLE | LIVE,
+    ),
     d("tiering-compression", Enum(&["none", "zstd"]), "none", LIVE),
     d("tiering-compression-level", Int(1, 22), "1", LIVE),
     d("tiering-dir", Str, "", IMMUTABLE | LIVE),
-    d("tiering-max-disk", Memory(0, 9223372036854775807), "0", LIVE),
+    d(
+        "tiering-max-disk",
+        Memory(0, 9223372036854775807),
+        "0",
+        LIVE,
+    ),
     d("tiering-min-value-size", Memory(0, 2147483647), "64", LIVE),
     d("timeout", Int(0, 2147483647), "0", LIVE),
     d(

@@ -271,7 +271,12 @@ fn run_script(path: &Path, cold: bool) -> Vec<String> {
             } => {
                 if let Some(spiller) = spiller.as_mut() {
                     let reply = spiller.command(&[b"DEBUG".as_slice(), b"SPILL"]);
-                    assert_eq!(reply.first(), Some(&b':'), "DEBUG SPILL: {}", escape(&reply));
+                    assert_eq!(
+                        reply.first(),
+                        Some(&b':'),
+                        "DEBUG SPILL: {}",
+                        escape(&reply)
+                    );
                 }
                 let expected = redis.run(args);
                 let actual = strata.run(args);

@@ -21,7 +21,11 @@ fn fill(conn: &mut Conn, count: usize) {
         let mut bytes = Vec::new();
         for index in chunk {
             let key = format!("key:{index}");
-            bytes.extend(common::encode_command(&["SET", key.as_str(), &value(*index)]));
+            bytes.extend(common::encode_command(&[
+                "SET",
+                key.as_str(),
+                &value(*index),
+            ]));
         }
         conn.send(&bytes);
         for _ in chunk {
@@ -127,7 +131,8 @@ fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
     ];
     let count = 30_000;
     {
-        let server = Server::start_in(common::Kind::Strata, data.path(), &args).expect("strata");
+        let mut server =
+            Server::start_in(common::Kind::Strata, data.path(), &args).expect("strata");
         let mut conn = server.connect();
         fill(&mut conn, count);
         conn.cmd("DEBUG SPILL");
@@ -139,11 +144,13 @@ fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
             info_number(&mut conn, "persistence", "aof_rewrite_in_progress") == 0
                 && info_number(&mut conn, "persistence", "aof_rewrites") > 0
         });
-        assert_eq!(
-            info_number(&mut conn, "persistence", "aof_last_bgrewrite_status_ok"),
-            1
+        let persistence = String::from_utf8_lossy(&conn.cmd("INFO persistence")).into_owned();
+        assert!(
+            persistence.contains("aof_last_bgrewrite_status:ok"),
+            "{persistence}"
         );
-        conn.cmd("SHUTDOWN NOSAVE");
+        conn.send_command(&["SHUTDOWN", "NOSAVE"]);
+        server.wait_exit(std::time::Duration::from_secs(20));
     }
     let segments = std::fs::read_dir(data.path().join("tier"))
         .map(|entries| entries.count())
@@ -153,14 +160,22 @@ fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
     let mut conn = server.connect();
     assert_eq!(conn.cmd("DBSIZE"), format!(":{count}\r\n").into_bytes());
     for index in (0..count).step_by(11) {
-        assert_eq!(conn.command(&["GET", &format!("key:{index}")]), bulk(&value(index)));
+        assert_eq!(
+            conn.command(&["GET", &format!("key:{index}")]),
+            bulk(&value(index))
+        );
     }
-    // The previous run's segments were removed at start: what is there now is this run's.
-    assert!(server.log().contains("stale") || info_number(&mut conn, "tiering", "tiering_segments") > 0);
+    // The data came back from the AOF (the previous run's segments are removed at start: the
+    // store's own tests check that), spilling as it loaded: the AOF is larger than maxmemory.
+    assert!(info_number(&mut conn, "tiering", "tiering_cold_keys") > 0);
     // The RDB written from cold values loads in real Redis, byte for byte the same values.
-    if let Some(redis) = Server::start_in(common::Kind::Redis, data.path(), &["--appendonly", "no"]) {
+    if let Some(redis) = Server::start_in(common::Kind::Redis, data.path(), &["--appendonly", "no"])
+    {
         let mut redis_conn = redis.connect();
-        assert_eq!(redis_conn.cmd("DBSIZE"), format!(":{count}\r\n").into_bytes());
+        assert_eq!(
+            redis_conn.cmd("DBSIZE"),
+            format!(":{count}\r\n").into_bytes()
+        );
         assert_eq!(redis_conn.cmd("GET key:12345"), bulk(&value(12345)));
     }
 }
@@ -198,10 +213,16 @@ fn a_corrupt_record_fails_its_key_only_and_names_segment_and_offset() {
     let reply = conn.cmd("GET key:17");
     let text = String::from_utf8_lossy(&reply).into_owned();
     assert!(text.starts_with("-ERR"), "corrupt value served: {text}");
-    assert!(text.contains("segment") && text.contains("offset"), "{text}");
+    assert!(
+        text.contains("segment") && text.contains("offset"),
+        "{text}"
+    );
     // Every other key is intact and the server goes on.
     for index in (0..50).filter(|index| *index != 17) {
-        assert_eq!(conn.command(&["GET", &format!("key:{index}")]), bulk(&value(index)));
+        assert_eq!(
+            conn.command(&["GET", &format!("key:{index}")]),
+            bulk(&value(index))
+        );
     }
     assert!(info_number(&mut conn, "tiering", "tiering_read_errors") >= 1);
     assert!(server.log().contains("offset"));
@@ -226,7 +247,10 @@ fn a_full_disk_tier_falls_back_to_the_policy_and_loses_nothing() {
     assert!(info_number(&mut conn, "tiering", "tiering_spill_failures") > 0);
     // Reads go on, and everything acknowledged is there.
     for index in (0..written).step_by(13) {
-        assert_eq!(conn.command(&["GET", &format!("key:{index}")]), bulk(&value(index)));
+        assert_eq!(
+            conn.command(&["GET", &format!("key:{index}")]),
+            bulk(&value(index))
+        );
     }
     assert_eq!(conn.cmd("DBSIZE"), format!(":{written}\r\n").into_bytes());
 }

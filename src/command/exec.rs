@@ -545,7 +545,10 @@ fn warm<'a>(
     }
     for _ in 0..WARM_ATTEMPTS {
         let positions = command.key_positions(args);
-        let keys = positions.iter().filter_map(|&i| args.get(i)).map(|k| &k[..]);
+        let keys = positions
+            .iter()
+            .filter_map(|&i| args.get(i))
+            .map(|k| &k[..]);
         let cold = ks.cold_refs(db, keys);
         if cold.is_empty() {
             return Ok(ks);
@@ -657,7 +660,9 @@ fn invoke<'a>(
         Ok(result) => result,
         Err(panic) if panic.is::<crate::tier::memory::ReadFault>() => {
             let fault = panic.downcast_ref::<crate::tier::memory::ReadFault>();
-            Err(Error::err(fault.map(|fault| fault.0.clone()).unwrap_or_default()))
+            Err(Error::err(
+                fault.map(|fault| fault.0.clone()).unwrap_or_default(),
+            ))
         }
         Err(panic) => {
             let what = panic

@@ -162,7 +162,6 @@ pub fn render(
 
 type Fields = Vec<(String, String)>;
 
-
 /// Builds a field list from `name => value` pairs.
 macro_rules! fields {
     ($($name:expr => $value:expr),* $(,)?) => {

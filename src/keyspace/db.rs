@@ -144,7 +144,8 @@ impl Db {
             return;
         }
         let tier = &self.tier;
-        self.keys.for_each_mut(|_, entry| tier.release(&entry.value));
+        self.keys
+            .for_each_mut(|_, entry| tier.release(&entry.value));
     }
 
     pub fn len(&self) -> usize {

@@ -338,10 +338,7 @@ impl<'a> Locked<'a> {
         }
         let found = self.lookup(db, key);
         count_hit(stats, found.is_some());
-        found.map(|entry| {
-            entry.flags |= super::entry::FLAG_READ;
-            entry
-        })
+        found.inspect(|entry| entry.flags |= super::entry::FLAG_READ)
     }
 
     /// Whether `keymiss` events are wanted: only then do reads look a key up twice (once to

@@ -6,12 +6,12 @@ use super::entry::AccessMode;
 use super::locked::Locked;
 use crate::tier::memory::Tier;
 use crate::types::CompactBytes;
-use std::sync::Arc;
 use crate::util::Counter;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Shards in the keyspace. A power of two; enough that writers on different keys rarely meet,
 /// few enough that whole-keyspace commands (DBSIZE, FLUSHALL) take little time locking them.

@@ -212,7 +212,14 @@ fn drain_preserved(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), Strin
     for shard_index in 0..SHARDS {
         let items = std::mem::take(&mut keyspace.lock_shard_raw(shard_index).snapshot.preserved);
         let emitted: Result<(), String> = items.iter().try_for_each(|item| {
-            emit(keyspace, sink, item.db, &item.key, &item.value, item.expire_ms)
+            emit(
+                keyspace,
+                sink,
+                item.db,
+                &item.key,
+                &item.value,
+                item.expire_ms,
+            )
         });
         release(&keyspace.snapshot, &items);
         emitted?;

@@ -208,7 +208,12 @@ pub fn open_store(server: &crate::server::state::Server) -> Result<(), String> {
             compression: compression(config),
         },
     )
-    .map_err(|err| format!("Can't open the tiering directory '{}': {err}", dir.display()))?;
+    .map_err(|err| {
+        format!(
+            "Can't open the tiering directory '{}': {err}",
+            dir.display()
+        )
+    })?;
     let tier = &server.keyspace.tier;
     tier.install(Some(Arc::new(store)));
     if let Some(memory) = available_memory() {

@@ -113,7 +113,8 @@ fn spill_from_shard(
     shard: usize,
     rng: &mut impl Rng,
 ) -> Result<usize, ()> {
-    let samples = (crate::config_int!(server.config, "maxmemory-samples").clamp(1, 64) as usize) * 2;
+    let samples =
+        (crate::config_int!(server.config, "maxmemory-samples").clamp(1, 64) as usize) * 2;
     let min_bytes = tier.min_value_bytes.load(Ordering::Relaxed);
     let now_ms = server.clock.now_ms();
     let mode = server.keyspace.access_mode();

@@ -318,7 +318,9 @@ pub fn decode_value_exact(input: &[u8]) -> Result<(Value, usize), DecodeError> {
         entries_max: 0,
         value_bytes_max: 0,
     };
-    let kind = *input.first().ok_or_else(|| DecodeError::new(0, "empty value"))?;
+    let kind = *input
+        .first()
+        .ok_or_else(|| DecodeError::new(0, "empty value"))?;
     // The large encodings are built directly (a detour through the compact one would
     // normalize what it cannot hold, such as a -0 score).
     let large = |wanted: u8| kind == wanted;
