@@ -338,7 +338,9 @@ impl<'a> Locked<'a> {
         }
         let found = self.lookup(db, key);
         count_hit(stats, found.is_some());
-        found.inspect(|entry| entry.flags |= super::entry::FLAG_READ)
+        let entry = found?;
+        entry.flags |= super::entry::FLAG_READ;
+        Some(entry)
     }
 
     /// Whether `keymiss` events are wanted: only then do reads look a key up twice (once to
