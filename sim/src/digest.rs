@@ -55,10 +55,22 @@ fn walk(
                 } else {
                     None
                 };
+                // A cold value is compared as what it holds, read back from the tier.
+                let read;
+                let value = match &entry.value {
+                    Value::Cold(cold) => {
+                        read = keyspace
+                            .tier
+                            .read(*cold)
+                            .unwrap_or_else(|err| panic!("digest: a cold value: {err}"));
+                        &read
+                    }
+                    value => value,
+                };
                 let mut hasher = DefaultHasher::new();
                 expire.hash(&mut hasher);
-                value_digest(&entry.value, &mut hasher);
-                visit(db, key.as_slice(), hasher.finish(), (expire, &entry.value));
+                value_digest(value, &mut hasher);
+                visit(db, key.as_slice(), hasher.finish(), (expire, value));
             });
         }
     }
@@ -68,6 +80,7 @@ fn value_digest(value: &Value, hasher: &mut DefaultHasher) {
     value.type_name().hash(hasher);
     match value {
         Value::Str(bytes) => bytes.as_slice().hash(hasher),
+        Value::Cold(_) => unreachable!("walk reads cold values back first"),
         Value::List(list) => {
             for element in list.iter() {
                 element.hash(hasher);
