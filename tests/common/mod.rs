@@ -675,6 +675,19 @@ pub fn wait_blocked(conn: &mut Conn, count: usize) {
     }
 }
 
+/// Waits (up to 30 s) until `ready` holds; panics otherwise.
+#[allow(dead_code)]
+pub fn wait_for(mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod self_tests {
     use super::*;
@@ -722,18 +735,5 @@ mod self_tests {
         assert_eq!(split(r#""""#).unwrap(), vec![Vec::<u8>::new()]);
         assert!(split(r#"SET "a"#).is_none());
         assert!(split(r#""a"b"#).is_none());
-    }
-}
-
-/// Waits (up to 30 s) until `ready` holds; panics otherwise.
-#[allow(dead_code)]
-pub fn wait_for(mut ready: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached in 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
