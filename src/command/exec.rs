@@ -322,6 +322,24 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
         .collect();
     let watched_keys: Vec<&[u8]> = watched.iter().map(|watched| &watched.key[..]).collect();
     let mut ks = lock_for(server, &plan, &watched_keys, now_ms);
+    if server.keyspace.tier.is_open() {
+        // The queued commands' cold keys come back with the locks released; one that cannot
+        // be read fails its own command inside the transaction (the locked fallback).
+        let positions: Vec<(&[Bytes], Vec<usize>)> = plan
+            .iter()
+            .filter(|(command, _)| !METADATA_ONLY.contains(&command.fullname.as_str()))
+            .map(|(command, args)| (*args, command.key_positions(args)))
+            .collect();
+        let keys: Vec<&[u8]> = positions
+            .iter()
+            .flat_map(|(args, at)| at.iter().filter_map(|&i| args.get(i)).map(|k| &k[..]))
+            .collect();
+        let relock = || lock_for(server, &plan, &watched_keys, now_ms);
+        ks = match warm_keys(server, ks, session.db, &keys, relock) {
+            Ok(ks) => ks,
+            Err(_) => lock_for(server, &plan, &watched_keys, now_ms),
+        };
+    }
     let broken = super::transactions::watches_broken(&mut ks, &watched);
     super::transactions::release_watches(&mut ks, &watched);
     if broken {
@@ -525,31 +543,47 @@ const METADATA_ONLY: &[&str] = &[
 const WARM_ATTEMPTS: usize = 3;
 
 /// Brings the command's cold keys back into RAM with the locks released: no disk read happens
-/// while a shard is held. The entries are re-checked after relocking (a pointer still in
-/// place means the value did not change meanwhile); a key that changed is looked at again.
-/// A record that fails its checks fails the command, before it ran, with the reason.
+/// while a shard is held. A record that fails its checks fails the command, before it ran,
+/// with the reason.
 fn warm<'a>(
     server: &'a Server,
-    mut ks: Locked<'a>,
+    ks: Locked<'a>,
     db: usize,
     command: &'static Command,
     args: &[Bytes],
     now_ms: u64,
 ) -> Result<Locked<'a>, Error> {
-    let tier = &server.keyspace.tier;
-    if !tier.is_open()
+    if !server.keyspace.tier.is_open()
         || !matches!(command.lock, Lock::Keys | Lock::Custom(_))
         || METADATA_ONLY.contains(&command.fullname.as_str())
     {
         return Ok(ks);
     }
+    let positions = command.key_positions(args);
+    let keys: SmallVec<[&[u8]; 4]> = positions
+        .iter()
+        .filter_map(|&i| args.get(i))
+        .map(|k| &k[..])
+        .collect();
+    warm_keys(server, ks, db, &keys, || {
+        lock_command(server, command, args, now_ms)
+    })
+}
+
+/// Reads the cold values among `keys` with the locks released, relocks with `relock`, and
+/// installs each value whose entry still holds the pointer it was read from (records are
+/// never reused: an equal pointer means no change meanwhile); a key that changed is looked at
+/// again, a few times at most (after that the locked fallback reads it).
+fn warm_keys<'a>(
+    server: &'a Server,
+    mut ks: Locked<'a>,
+    db: usize,
+    keys: &[&[u8]],
+    relock: impl Fn() -> Locked<'a>,
+) -> Result<Locked<'a>, Error> {
+    let tier = &server.keyspace.tier;
     for _ in 0..WARM_ATTEMPTS {
-        let positions = command.key_positions(args);
-        let keys = positions
-            .iter()
-            .filter_map(|&i| args.get(i))
-            .map(|k| &k[..]);
-        let cold = ks.cold_refs(db, keys);
+        let cold = ks.cold_refs(db, keys.iter().copied());
         if cold.is_empty() {
             return Ok(ks);
         }
@@ -558,7 +592,7 @@ fn warm<'a>(
             .into_iter()
             .map(|(key, pointer)| (key, pointer, tier.read(pointer)))
             .collect();
-        ks = lock_command(server, command, args, now_ms);
+        ks = relock();
         for (key, pointer, value) in read {
             match value {
                 Ok(value) => {
