@@ -23,9 +23,11 @@ HOT=$((KEYS / 10))
 
 cargo build --release --bin strata-server >&2
 WORK=$(mktemp -d)
-PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    # `start` runs in a subshell: the pids are in a file.
+    if [[ -f "$WORK/pids" ]]; then
+        while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$WORK/pids"
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -56,7 +58,7 @@ start() {
         target/release/strata-server --port "$port" --dir "$dir" --logfile "$dir/log" --save "" "$@" &
     fi
     local pid=$!
-    PIDS+=("$pid")
+    echo "$pid" >>"$WORK/pids"
     wait_ping "$port"
     echo "$port $pid"
 }
@@ -99,10 +101,12 @@ echo "load: $(load "$port")"
 t1=$(date +%s.%N)
 echo "load time: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }')"
 redis-cli -p "$port" info tiering | tr -d '\r' | grep -E "cold_keys|hot_keys|disk_bytes|live_bytes|spills|segments"
-echo "dbsize: $(redis-cli -p "$port" dbsize)"
-python3 benches/tiering_data.py check "$port" "$KEYS" "$SIZE"
 limit_mb=$(( $(info "$port" tiering tiering_effective_maxmemory) / 1048576 ))
-echo "peak RSS: $(peak_rss_mb "$pid") MB (bound: maxmemory $limit_mb + index $index_mb + 20% = $(( (limit_mb + index_mb) * 12 / 10 )) MB)"
+echo "bound: maxmemory $limit_mb + index $index_mb + 20% = $(( (limit_mb + index_mb) * 12 / 10 )) MB"
+echo "peak RSS after the load: $(peak_rss_mb "$pid") MB"
+echo "dbsize: $(redis-cli -p "$port" dbsize)"
+python3 benches/tiering_data.py check "$port" "$KEYS" "$SIZE" || true
+echo "peak RSS after reading every key back: $(peak_rss_mb "$pid") MB; now $(grep -E 'RssAnon|RssFile' "/proc/$pid/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 
 echo "== GET, 90% of reads on the hot $HOT keys"
 get_mix "$port" >/dev/null # warm-up: the hot set settles in RAM

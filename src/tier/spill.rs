@@ -21,6 +21,8 @@ use std::sync::atomic::Ordering;
 
 /// Values spilled per call at most, so one command never spends unbounded time on it.
 const SPILLS_PER_CALL_MAX: usize = 4096;
+/// Random draws per wanted candidate at most (most draws hit cold values once most are).
+const DRAWS_PER_SAMPLE: usize = 64;
 /// Values spilled from one shard's sample before moving on.
 const SPILLS_PER_SHARD_MAX: usize = 4;
 
@@ -72,8 +74,8 @@ pub fn relieve_if_over(server: &Server) -> bool {
     relieve(server, limit)
 }
 
-/// Spills until memory is at most `limit`; true when it is (false: nothing more could go,
-/// or the disk tier refused).
+/// Spills until memory is at most `limit`, or a call's worth of values went; false when
+/// nothing more could go or the disk tier refused (the eviction policy applies then).
 pub fn relieve(server: &Server, limit: usize) -> bool {
     let tier = &*server.keyspace.tier;
     if !tier.is_open() {
@@ -81,13 +83,18 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
     }
     let mut spilled = 0;
     let mut dry_shards = 0;
+    let mut retried = false;
     let mut rng = crate::util::random();
     let mut shard = rng.gen_range(0..SHARDS);
     let outcome = loop {
         if super::used_memory() <= limit {
             break true;
         }
-        if spilled >= SPILLS_PER_CALL_MAX || dry_shards >= SHARDS {
+        // Enough work for one call: the command goes ahead and the next one continues.
+        if spilled >= SPILLS_PER_CALL_MAX {
+            break true;
+        }
+        if dry_shards >= SHARDS {
             break false;
         }
         match spill_from_shard(server, tier, shard, &mut rng) {
@@ -95,6 +102,12 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
             Ok(count) => {
                 dry_shards = 0;
                 spilled += count;
+                retried = false;
+            }
+            // The tail may be at its bound: write it out (no lock held here) and try once more.
+            Err(()) if !retried && tier.store().is_some_and(|store| store.flush().is_ok()) => {
+                retried = true;
+                continue;
             }
             Err(()) => break false,
         }
@@ -127,9 +140,14 @@ fn spill_from_shard(
         if slice.keys.is_empty() {
             continue;
         }
-        // The coldest few of the sample, by heat.
+        // The coldest few of the sample, by heat. Once most values are cold, hot ones are
+        // rare among random keys: draw until `samples` candidates or `DRAWS_PER_SAMPLE` times
+        // as many draws.
         let mut picked: Vec<(u32, Vec<u8>)> = Vec::with_capacity(samples);
-        for _ in 0..samples {
+        for _ in 0..samples * DRAWS_PER_SAMPLE {
+            if picked.len() >= samples {
+                break;
+            }
             let Some((key, entry)) = slice.keys.random(rng) else {
                 break;
             };
