@@ -12,6 +12,7 @@ pub mod persist;
 pub mod protocol;
 pub mod repl;
 pub mod server;
+pub mod sync;
 #[cfg(test)]
 pub mod testing;
 pub mod tier;

@@ -6,6 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// The `command_sequence` target's executor-against-model check, compiled here from the fuzz
+/// crate's source (it uses nothing but `strata` and `std`).
+#[path = "../fuzz/src/command_sequence.rs"]
+mod command_sequence;
+
 /// A fuzz target's entry point: any bytes, never a panic.
 type Entry = fn(&[u8]);
 
@@ -16,6 +21,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("rdb_file", strata::persist::rdb::file::fuzz_rdb_file),
     ("aof", strata::persist::aof::load::fuzz_aof),
     ("config", fuzz_config),
+    ("command_sequence", command_sequence::run),
 ];
 
 /// Inputs per target and directory: the checked-in sets are minimized, so more means someone

@@ -1,9 +1,12 @@
-//! Shared by the fuzz targets: an allocator that records the peak of live bytes, so every
+//! Shared by the fuzz targets: the `command_sequence` target's reference model
+//! ([`command_sequence`]), and an allocator that records the peak of live bytes, so every
 //! target can check that a decoder allocates no more than a bound proportional to its input.
 //!
 //! Each target is a thin `fuzz_target!` around one entry point of the strata library (which
 //! must never panic) wrapped in [`bounded`]. The same entry points run over the checked-in
 //! corpus in the main crate's `tests/fuzz_corpus.rs`, without this allocator.
+
+pub mod command_sequence;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -15,13 +15,15 @@
 //! All file access goes through [`crate::io::FileSystem`], so the simulator can fail it.
 
 pub mod checksum;
+pub mod handoff;
 pub mod load;
 pub mod manifest;
 pub mod rewrite;
 
 use crate::io::{Clock, FileSystem, WritableFile};
 use crate::repl::log::Sink;
-use parking_lot::{Condvar, Mutex};
+use handoff::Handoff;
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -94,41 +96,56 @@ impl Stats {
     }
 }
 
-struct Pending {
-    bytes: Vec<u8>,
-    /// Log offset just past `bytes`.
-    end: u64,
-    stop: bool,
+/// The open incr file and the checksum of its bytes since its last `#CRC64` annotation: what
+/// the hand-off's writer writes to.
+struct IncrFile {
+    file: Box<dyn WritableFile>,
+    checksum: checksum::Range,
+}
+
+impl handoff::Output for IncrFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<u64> {
+        self.file.write_all(bytes)?;
+        let mut appended = bytes.len() as u64;
+        if let Some(line) = self.checksum.add(bytes) {
+            self.file.write_all(&line)?;
+            appended += line.len() as u64;
+        }
+        Ok(appended)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync()
+    }
 }
 
 struct Shared {
     fs: Arc<dyn FileSystem>,
     clock: Arc<dyn Clock>,
-    pending: Mutex<Pending>,
-    wake: Condvar,
-    /// The open incr file; held by the writer while it writes or syncs, by a rewrite while
-    /// it switches files.
-    file: Mutex<Option<Box<dyn WritableFile>>>,
-    /// The CRC-64 of the incr file's bytes since its last `#CRC64` annotation (held with
-    /// `file`).
-    checksum: Mutex<checksum::Range>,
-    /// Log offset fsynced; clients under `always` wait on it before their replies leave.
-    durable: tokio::sync::watch::Sender<u64>,
-    /// Log offset written to the file.
-    written: AtomicU64,
-    synced: AtomicU64,
+    /// The group commit: pending bytes, the open file, written/synced/durable offsets, the
+    /// failure state.
+    handoff: Handoff<IncrFile>,
     last_sync_ms: AtomicU64,
     policy: AtomicU8,
-    /// Set while the AOF is on: the sink drops bytes otherwise.
-    enabled: AtomicBool,
-    failed: AtomicBool,
-    failure: Mutex<Option<String>>,
     stats: Stats,
     /// No writer thread: the owner calls [`Aof::step`] (the simulator, for determinism).
     manual: AtomicBool,
-    /// Test-only: acknowledge at write time under `always`, before the fsync (see
-    /// [`Aof::break_durability_for_simulation`]).
-    broken_ack: AtomicBool,
+}
+
+impl Shared {
+    /// After a writer round or a flush: the file's growth and the time of a sync.
+    fn account(&self, appended: u64, synced: bool) {
+        if appended > 0 {
+            self.stats.incr_size.fetch_add(appended, Ordering::Relaxed);
+            self.stats
+                .incr_since_switch
+                .fetch_add(appended, Ordering::Relaxed);
+        }
+        if synced {
+            self.last_sync_ms
+                .store(self.clock.now_ms(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// The AOF of one server. Always present; `enabled` while `appendonly` is on.
@@ -143,30 +160,15 @@ pub struct Aof {
 
 impl Aof {
     pub fn new(fs: Arc<dyn FileSystem>, clock: Arc<dyn Clock>) -> Aof {
-        let (durable, _) = tokio::sync::watch::channel(0);
         Aof {
             shared: Arc::new(Shared {
                 fs,
                 clock,
-                pending: Mutex::new(Pending {
-                    bytes: Vec::new(),
-                    end: 0,
-                    stop: false,
-                }),
-                wake: Condvar::new(),
-                file: Mutex::new(None),
-                checksum: Mutex::new(checksum::Range::new()),
-                durable,
-                written: AtomicU64::new(0),
-                synced: AtomicU64::new(0),
+                handoff: Handoff::new(),
                 last_sync_ms: AtomicU64::new(0),
                 policy: AtomicU8::new(Fsync::Everysec.code()),
-                enabled: AtomicBool::new(false),
-                failed: AtomicBool::new(false),
-                failure: Mutex::new(None),
                 stats: Stats::default(),
                 manual: AtomicBool::new(false),
-                broken_ack: AtomicBool::new(false),
             }),
             writer: Mutex::new(None),
             location: Mutex::new(None),
@@ -175,7 +177,7 @@ impl Aof {
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.shared.enabled.load(Ordering::Acquire)
+        self.shared.handoff.is_enabled()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -184,7 +186,8 @@ impl Aof {
 
     pub fn set_policy(&self, policy: Fsync) {
         self.shared.policy.store(policy.code(), Ordering::Relaxed);
-        self.shared.wake.notify_one();
+        // The writer looks at the new policy now rather than at its next idle wake.
+        self.shared.handoff.wake_writer();
     }
 
     pub fn policy(&self) -> Fsync {
@@ -198,26 +201,19 @@ impl Aof {
 
     /// The error writes are refused with, when a write or fsync failed.
     pub fn write_error(&self) -> Option<String> {
-        if !self.shared.failed.load(Ordering::Acquire) {
-            return None;
-        }
-        self.shared.failure.lock().clone()
+        self.shared.handoff.write_error()
     }
 
     /// Waits until the log's bytes up to `offset` are durable; false if they never will be
     /// (the AOF failed or was turned off first): the caller must not acknowledge them.
     pub async fn wait_durable(&self, offset: u64) -> bool {
-        let mut receiver = self.shared.durable.subscribe();
-        let shared = &self.shared;
+        let handoff = &self.shared.handoff;
+        let mut receiver = handoff.durable().subscribe();
         let outcome = receiver
-            .wait_for(|&durable| {
-                durable >= offset
-                    || shared.failed.load(Ordering::Acquire)
-                    || !shared.enabled.load(Ordering::Acquire)
-            })
+            .wait_for(|&durable| handoff.settled(durable, offset))
             .await
-            .map(|durable| *durable >= offset);
-        matches!(outcome, Ok(true)) && !shared.failed.load(Ordering::Acquire)
+            .map(|durable| *durable);
+        matches!(outcome, Ok(durable) if handoff.verdict(durable, offset))
     }
 
     /// The sink to register with the propagation log.
@@ -237,21 +233,15 @@ impl Aof {
     /// Covers the commands after the last checksum annotation with one more, so a file closed
     /// cleanly is checked to its end on the next load.
     fn annotate_tail(&self) {
-        let mut guard = self.shared.file.lock();
-        let Some(file) = guard.as_mut() else {
+        let mut guard = self.shared.handoff.file();
+        let Some(incr) = guard.as_mut() else {
             return;
         };
-        if self.shared.failed.load(Ordering::Acquire) {
+        if self.shared.handoff.is_failed() || incr.checksum.is_empty() {
             return;
         }
-        let line = {
-            let mut range = self.shared.checksum.lock();
-            if range.is_empty() {
-                return;
-            }
-            range.annotation()
-        };
-        if let Err(err) = file.write_all(&line).and_then(|()| file.sync()) {
+        let line = incr.checksum.annotation();
+        if let Err(err) = incr.file.write_all(&line).and_then(|()| incr.file.sync()) {
             tracing::warn!("Error writing to the AOF file: {err}");
         }
     }
@@ -288,7 +278,6 @@ impl Aof {
         // failed at once, so writes are refused until a rewrite, and nothing is appended
         // after a range the next load could not check.
         let marked = file.write_all(checksum::RESET);
-        *self.shared.checksum.lock() = checksum::Range::new();
         let incr_size: u64 = manifest
             .incr
             .iter()
@@ -305,30 +294,21 @@ impl Aof {
         stats.incr_size.store(incr_size, Ordering::Relaxed);
         stats.incr_since_switch.store(0, Ordering::Relaxed);
         stats.base_size.store(base_size, Ordering::Relaxed);
-        *self.shared.file.lock() = Some(file);
-        {
-            let mut pending = self.shared.pending.lock();
-            pending.bytes.clear();
-            pending.end = offset;
-            pending.stop = false;
-        }
-        self.shared.written.store(offset, Ordering::Release);
-        self.shared.synced.store(offset, Ordering::Release);
-        self.shared.durable.send_replace(offset);
+        let handoff = &self.shared.handoff;
+        *handoff.file() = Some(IncrFile {
+            file,
+            checksum: checksum::Range::new(),
+        });
+        handoff.reset(offset);
         self.shared
             .last_sync_ms
             .store(self.shared.clock.now_ms(), Ordering::Relaxed);
         *self.location.lock() = Some((dir.to_path_buf(), prefix.to_string()));
         *self.manifest.lock() = manifest;
-        self.shared.failed.store(false, Ordering::Release);
-        *self.shared.failure.lock() = None;
         if let Err(err) = marked {
-            fail(
-                &self.shared,
-                format!("Error writing to the AOF file: {err}"),
-            );
+            handoff.fail(format!("Error writing to the AOF file: {err}"));
         }
-        self.shared.enabled.store(true, Ordering::Release);
+        handoff.set_enabled(true);
         let mut writer = self.writer.lock();
         if writer.is_none() && !self.shared.manual.load(Ordering::Relaxed) {
             let shared = self.shared.clone();
@@ -354,43 +334,20 @@ impl Aof {
 
     /// The log offset fsynced so far.
     pub fn durable_offset(&self) -> u64 {
-        *self.shared.durable.borrow()
+        self.shared.handoff.durable_offset()
     }
 
     /// A deliberately broken variant for the simulator's self-test: under `always`, bytes
     /// count as durable once written, before their fsync. Never used outside that test.
     pub fn break_durability_for_simulation(&self) {
-        self.shared.broken_ack.store(true, Ordering::Relaxed);
+        self.shared.handoff.break_durability();
     }
 
     /// Writes and fsyncs everything fed so far, waiting for it (rewrites, shutdown). The
     /// caller holds whatever stops new writes when it needs a quiet point.
     pub fn flush_and_sync(&self) -> Result<(), String> {
-        // File, then pending: the writer's lock order.
-        let mut file = self.shared.file.lock();
-        let (bytes, end) = {
-            let mut pending = self.shared.pending.lock();
-            (std::mem::take(&mut pending.bytes), pending.end)
-        };
-        let Some(file) = file.as_mut() else {
-            return Ok(());
-        };
-        if self.shared.failed.load(Ordering::Acquire) {
-            return Err(self.write_error().unwrap_or_default());
-        }
-        if let Err(err) = write_and_count(&self.shared, file.as_mut(), &bytes, end) {
-            return Err(fail(
-                &self.shared,
-                format!("Error writing to the AOF file: {err}"),
-            ));
-        }
-        if let Err(err) = file.sync() {
-            return Err(fail(
-                &self.shared,
-                format!("Fail to fsync the AOF file: {err}"),
-            ));
-        }
-        mark_synced(&self.shared, end);
+        let round = self.shared.handoff.flush()?;
+        self.shared.account(round.appended, round.synced);
         Ok(())
     }
 
@@ -398,8 +355,10 @@ impl Aof {
     /// shard, so no write is fed meanwhile); `manifest` already lists the new file.
     pub fn switch(&self, dir: &Path, manifest: manifest::Manifest) -> Result<(), String> {
         let file = self.open_last_incr(dir, &manifest)?;
-        *self.shared.file.lock() = Some(file);
-        *self.shared.checksum.lock() = checksum::Range::new();
+        *self.shared.handoff.file() = Some(IncrFile {
+            file,
+            checksum: checksum::Range::new(),
+        });
         *self.manifest.lock() = manifest;
         self.shared
             .stats
@@ -418,8 +377,7 @@ impl Aof {
             stats.incr_since_switch.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        self.shared.failed.store(false, Ordering::Release);
-        *self.shared.failure.lock() = None;
+        self.shared.handoff.recovered();
     }
 
     /// Stops appending (`appendonly no`, shutdown): flushes and fsyncs what is pending.
@@ -431,25 +389,21 @@ impl Aof {
             tracing::warn!("{err}");
         }
         self.annotate_tail();
-        self.shared.enabled.store(false, Ordering::Release);
-        {
-            let mut pending = self.shared.pending.lock();
-            pending.stop = true;
-        }
-        self.shared.wake.notify_one();
+        let handoff = &self.shared.handoff;
+        handoff.set_enabled(false);
+        handoff.stop_writer();
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
         }
-        *self.shared.file.lock() = None;
+        *handoff.file() = None;
         // Wake anyone waiting: nothing more becomes durable.
-        self.shared.durable.send_modify(|_| {});
+        handoff.wake_waiters();
     }
 }
 
 impl Drop for Aof {
     fn drop(&mut self) {
-        self.shared.pending.lock().stop = true;
-        self.shared.wake.notify_one();
+        self.shared.handoff.stop_writer();
     }
 }
 
@@ -457,90 +411,19 @@ struct AofSink(Arc<Shared>);
 
 impl Sink for AofSink {
     fn feed(&mut self, bytes: &[u8], end_offset: u64) {
-        if !self.0.enabled.load(Ordering::Acquire) {
-            return;
+        if let Some(pending) = self.0.handoff.feed(bytes, end_offset) {
+            self.0
+                .stats
+                .pending_bytes
+                .store(pending as u64, Ordering::Relaxed);
         }
-        let mut pending = self.0.pending.lock();
-        pending.bytes.extend_from_slice(bytes);
-        pending.end = end_offset;
-        self.0
-            .stats
-            .pending_bytes
-            .store(pending.bytes.len() as u64, Ordering::Relaxed);
-        drop(pending);
-        self.0.wake.notify_one();
     }
-}
-
-/// Records the failure (once) and returns its text.
-fn fail(shared: &Shared, text: String) -> String {
-    if !shared.failed.swap(true, Ordering::AcqRel) {
-        tracing::warn!("{text}");
-    }
-    let mut failure = shared.failure.lock();
-    let message = format!(
-        "MISCONF Errors writing to the AOF file: {}",
-        text.rsplit(": ").next().unwrap_or(&text)
-    );
-    *failure = Some(message);
-    // Waiters must learn that their bytes will not become durable.
-    shared.durable.send_modify(|_| {});
-    text
-}
-
-fn write_and_count(
-    shared: &Shared,
-    file: &mut dyn WritableFile,
-    bytes: &[u8],
-    end: u64,
-) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    file.write_all(bytes)?;
-    shared.written.store(end, Ordering::Release);
-    let mut written = bytes.len() as u64;
-    let annotation = shared.checksum.lock().add(bytes);
-    if let Some(line) = annotation {
-        file.write_all(&line)?;
-        written += line.len() as u64;
-    }
-    let stats = &shared.stats;
-    stats.incr_size.fetch_add(written, Ordering::Relaxed);
-    stats
-        .incr_since_switch
-        .fetch_add(written, Ordering::Relaxed);
-    Ok(())
-}
-
-fn mark_synced(shared: &Shared, end: u64) {
-    shared.synced.fetch_max(end, Ordering::AcqRel);
-    shared
-        .last_sync_ms
-        .store(shared.clock.now_ms(), Ordering::Relaxed);
-    shared.durable.send_if_modified(|durable| {
-        if *durable < end {
-            *durable = end;
-            true
-        } else {
-            false
-        }
-    });
 }
 
 /// The writer thread: drains what the sink fed, writes it, fsyncs by policy.
-///
-/// Lock order is file, then pending: bytes are taken from `pending` only while the file
-/// lock is held, so a rewrite that holds the file lock while it switches files can never
-/// see bytes fed before the switch land in the new file.
 fn write_loop(shared: &Shared) {
     loop {
-        {
-            let mut pending = shared.pending.lock();
-            if pending.bytes.is_empty() && !pending.stop {
-                shared.wake.wait_for(&mut pending, IDLE_WAKE);
-            }
-        }
+        shared.handoff.wait_for_work(IDLE_WAKE);
         if write_once(shared) {
             return;
         }
@@ -550,46 +433,19 @@ fn write_loop(shared: &Shared) {
 /// One round of the writer: takes what is pending, writes it, fsyncs when the policy says
 /// so. True when the writer is to stop.
 fn write_once(shared: &Shared) -> bool {
-    let mut guard = shared.file.lock();
-    let (bytes, end, stop) = {
-        let mut pending = shared.pending.lock();
-        let bytes = std::mem::take(&mut pending.bytes);
-        shared.stats.pending_bytes.store(0, Ordering::Relaxed);
-        (bytes, pending.end, pending.stop)
-    };
-    let Some(file) = guard.as_mut() else {
-        return stop;
-    };
-    if shared.failed.load(Ordering::Acquire) {
-        // The file's state is unknown: nothing more goes to it until a rewrite.
-        return stop;
-    }
-    if let Err(err) = write_and_count(shared, file.as_mut(), &bytes, end) {
-        fail(shared, format!("Error writing to the AOF file: {err}"));
-        return stop;
-    }
-    let policy = Fsync::from_code(shared.policy.load(Ordering::Relaxed));
-    let written = shared.written.load(Ordering::Acquire);
-    if shared.broken_ack.load(Ordering::Relaxed) {
-        // The deliberately broken variant: acknowledges what is only written.
-        mark_synced(shared, written);
-    }
-    let unsynced = written > shared.synced.load(Ordering::Acquire);
-    let due = match policy {
-        Fsync::Always => unsynced,
-        Fsync::Everysec => {
-            unsynced
-                && shared.clock.now_ms()
-                    >= shared.last_sync_ms.load(Ordering::Relaxed) + EVERYSEC_MS
-        }
-        Fsync::No => false,
-    };
-    if due || (stop && unsynced) {
-        if let Err(err) = file.sync() {
-            fail(shared, format!("Fail to fsync the AOF file: {err}"));
-            return stop;
-        }
-        mark_synced(shared, written);
-    }
-    stop
+    // Whatever is pending is taken now.
+    shared.stats.pending_bytes.store(0, Ordering::Relaxed);
+    let round =
+        shared.handoff.round(
+            || match Fsync::from_code(shared.policy.load(Ordering::Relaxed)) {
+                Fsync::Always => true,
+                Fsync::Everysec => {
+                    shared.clock.now_ms()
+                        >= shared.last_sync_ms.load(Ordering::Relaxed) + EVERYSEC_MS
+                }
+                Fsync::No => false,
+            },
+        );
+    shared.account(round.appended, round.synced);
+    round.stop
 }
