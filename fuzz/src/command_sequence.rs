@@ -13,6 +13,9 @@
 //! This file uses nothing but `strata` and `std`: `tests/fuzz_corpus.rs` in the main crate
 //! compiles it too (`#[path]`) to run the corpus in the normal test run.
 
+/// A hash in the model: field to value.
+type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -686,9 +689,9 @@ impl Model {
             b"SISMEMBER" => self
                 .members(&args[0])
                 .map(|set| Value::Int(i64::from(set.is_some_and(|set| set.contains(&args[1]))))),
-            b"SMEMBERS" => self.members(&args[0]).map(|set| {
-                Value::Unordered(set.into_iter().flatten().map(|m| Value::bulk(m)).collect())
-            }),
+            b"SMEMBERS" => self
+                .members(&args[0])
+                .map(|set| Value::Unordered(set.into_iter().flatten().map(Value::bulk).collect())),
             b"MSET" => {
                 for pair in args.chunks(2) {
                     self.keys.insert(
@@ -710,7 +713,7 @@ impl Model {
                     .collect(),
             )),
             b"KEYS" => Ok(Value::Unordered(
-                self.keys.keys().map(|key| Value::bulk(key)).collect(),
+                self.keys.keys().map(Value::bulk).collect(),
             )),
             other => panic!("the model has no {}", String::from_utf8_lossy(other)),
         };
@@ -848,11 +851,7 @@ impl Model {
         })
     }
 
-    fn hash_mut(
-        &mut self,
-        key: &[u8],
-        create: bool,
-    ) -> Result<Option<&mut BTreeMap<Vec<u8>, Vec<u8>>>, Value> {
+    fn hash_mut(&mut self, key: &[u8], create: bool) -> Result<Option<&mut Fields>, Value> {
         let create: Option<fn() -> Data> = create.then_some(|| Data::Hash(BTreeMap::new()));
         self.typed_mut(key, create, |data| match data {
             Data::Hash(hash) => Some(hash),
@@ -876,7 +875,7 @@ impl Model {
         self.list_mut(key, false).map(|list| list.cloned())
     }
 
-    fn hash(&mut self, key: &[u8]) -> Result<Option<BTreeMap<Vec<u8>, Vec<u8>>>, Value> {
+    fn hash(&mut self, key: &[u8]) -> Result<Option<Fields>, Value> {
         self.hash_mut(key, false).map(|hash| hash.cloned())
     }
 
@@ -958,7 +957,7 @@ impl Model {
         Ok(usize::try_from(index)
             .ok()
             .and_then(|index| list.get(index))
-            .map_or(Value::Nil, |value| Value::bulk(value)))
+            .map_or(Value::Nil, Value::bulk))
     }
 
     fn hincr_by(&mut self, args: &[Vec<u8>]) -> Result<Value, Value> {
