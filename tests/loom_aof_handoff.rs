@@ -192,17 +192,29 @@ fn spawn_client(setup: &Setup) -> thread::JoinHandle<bool> {
 /// every interleaving with at most this many forced switches (tokio's CI uses 2).
 const PREEMPTIONS_DEFAULT: usize = 2;
 
-fn builder() -> loom::model::Builder {
+/// Explores `model` under every interleaving loom generates and prints how many there were
+/// (`--nocapture` shows it).
+fn check(name: &str, model: impl Fn() + Send + Sync + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(PREEMPTIONS_DEFAULT);
     }
-    builder
+    // A plain counter, outside the model: loom does not see it.
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = runs.clone();
+    builder.check(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    eprintln!(
+        "{name}: {} interleavings",
+        runs.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 #[test]
 fn acknowledged_writes_are_synced_and_every_client_is_answered() {
-    builder().check(|| {
+    check("acknowledged_writes_are_synced_and_every_client_is_answered", || {
         let setup = setup(u64::MAX);
         let writer = spawn_writer(setup.handoff.clone());
         let clients = [spawn_client(&setup), spawn_client(&setup)];
@@ -220,7 +232,7 @@ fn acknowledged_writes_are_synced_and_every_client_is_answered() {
 fn a_failed_fsync_publishes_nothing_and_wakes_every_waiter() {
     // The first fsync succeeds, every later one fails: depending on how the writes group,
     // both, one or none are acknowledged, and only synced ones.
-    builder().check(|| {
+    check("a_failed_fsync_publishes_nothing_and_wakes_every_waiter", || {
         let setup = setup(1);
         let writer = spawn_writer(setup.handoff.clone());
         let clients = [spawn_client(&setup), spawn_client(&setup)];
@@ -238,7 +250,7 @@ fn a_failed_fsync_publishes_nothing_and_wakes_every_waiter() {
 
 #[test]
 fn after_a_failure_nothing_more_is_written_or_acknowledged() {
-    builder().check(|| {
+    check("after_a_failure_nothing_more_is_written_or_acknowledged", || {
         let setup = setup(0);
         let writer = spawn_writer(setup.handoff.clone());
         let first = spawn_client(&setup);
@@ -257,7 +269,7 @@ fn after_a_failure_nothing_more_is_written_or_acknowledged() {
 
 #[test]
 fn a_flush_syncs_everything_fed_before_it_while_the_writer_runs() {
-    builder().check(|| {
+    check("a_flush_syncs_everything_fed_before_it_while_the_writer_runs", || {
         let setup = setup(u64::MAX);
         let writer = spawn_writer(setup.handoff.clone());
         let client = spawn_client(&setup);
@@ -274,7 +286,7 @@ fn a_flush_syncs_everything_fed_before_it_while_the_writer_runs() {
 
 #[test]
 fn turning_the_aof_off_wakes_every_waiter() {
-    builder().check(|| {
+    check("turning_the_aof_off_wakes_every_waiter", || {
         // No writer thread: only the close can end the client's wait.
         let setup = setup(u64::MAX);
         let client = spawn_client(&setup);
@@ -295,7 +307,7 @@ fn turning_the_aof_off_wakes_every_waiter() {
 #[test]
 fn the_model_catches_acknowledging_before_fsync() {
     let caught = std::panic::catch_unwind(|| {
-        builder().check(|| {
+        check("the_model_catches_acknowledging_before_fsync", || {
             let setup = setup(u64::MAX);
             setup.handoff.break_durability();
             let writer = spawn_writer(setup.handoff.clone());
