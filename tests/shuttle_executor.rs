@@ -13,8 +13,8 @@
 //! ```sh
 //! RUSTFLAGS="--cfg shuttle" cargo test --release --target-dir target/shuttle --test shuttle_executor
 //! ```
-//! `SHUTTLE_ITERATIONS` sets the schedules per test (default 1000, about a second in all). A failure prints the
-//! schedule that replays it. A normal build compiles nothing here.
+//! `SHUTTLE_ITERATIONS` sets the schedules per test (default 1000, about a second in all). A
+//! failure prints the seed and schedule that replay it. A normal build compiles nothing here.
 #![cfg(shuttle)]
 
 use bytes::Bytes;

@@ -474,6 +474,8 @@ impl Harness {
     }
 }
 
+type Hash = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// A value in the model.
 #[derive(Debug, Clone)]
 enum Data {
@@ -712,9 +714,9 @@ impl Model {
             b"SISMEMBER" => self
                 .members(&args[0])
                 .map(|set| Value::Int(i64::from(set.is_some_and(|set| set.contains(&args[1]))))),
-            b"SMEMBERS" => self.members(&args[0]).map(|set| {
-                Value::Unordered(set.into_iter().flatten().map(|m| Value::bulk(m)).collect())
-            }),
+            b"SMEMBERS" => self
+                .members(&args[0])
+                .map(|set| Value::Unordered(set.into_iter().flatten().map(Value::bulk).collect())),
             b"MSET" => {
                 for pair in args.chunks(2) {
                     self.keys.insert(
@@ -736,7 +738,7 @@ impl Model {
                     .collect(),
             )),
             b"KEYS" => Ok(Value::Unordered(
-                self.keys.keys().map(|key| Value::bulk(key)).collect(),
+                self.keys.keys().map(Value::bulk).collect(),
             )),
             other => panic!("the model has no {}", String::from_utf8_lossy(other)),
         };
@@ -874,11 +876,7 @@ impl Model {
         })
     }
 
-    fn hash_mut(
-        &mut self,
-        key: &[u8],
-        create: bool,
-    ) -> Result<Option<&mut BTreeMap<Vec<u8>, Vec<u8>>>, Value> {
+    fn hash_mut(&mut self, key: &[u8], create: bool) -> Result<Option<&mut Hash>, Value> {
         let create: Option<fn() -> Data> = create.then_some(|| Data::Hash(BTreeMap::new()));
         self.typed_mut(key, create, |data| match data {
             Data::Hash(hash) => Some(hash),
@@ -902,7 +900,7 @@ impl Model {
         self.list_mut(key, false).map(|list| list.cloned())
     }
 
-    fn hash(&mut self, key: &[u8]) -> Result<Option<BTreeMap<Vec<u8>, Vec<u8>>>, Value> {
+    fn hash(&mut self, key: &[u8]) -> Result<Option<Hash>, Value> {
         self.hash_mut(key, false).map(|hash| hash.cloned())
     }
 
@@ -984,7 +982,7 @@ impl Model {
         Ok(usize::try_from(index)
             .ok()
             .and_then(|index| list.get(index))
-            .map_or(Value::Nil, |value| Value::bulk(value)))
+            .map_or(Value::Nil, Value::bulk))
     }
 
     fn hincr_by(&mut self, args: &[Vec<u8>]) -> Result<Value, Value> {
