@@ -192,89 +192,113 @@ fn spawn_client(setup: &Setup) -> thread::JoinHandle<bool> {
 /// every interleaving with at most this many forced switches (tokio's CI uses 2).
 const PREEMPTIONS_DEFAULT: usize = 2;
 
-fn builder() -> loom::model::Builder {
+/// Explores `model` under every interleaving loom generates and prints how many there were
+/// (`--nocapture` shows it).
+fn check(name: &str, model: impl Fn() + Send + Sync + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(PREEMPTIONS_DEFAULT);
     }
-    builder
+    // A plain counter, outside the model: loom does not see it.
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = runs.clone();
+    builder.check(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    eprintln!(
+        "{name}: {} interleavings",
+        runs.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 #[test]
 fn acknowledged_writes_are_synced_and_every_client_is_answered() {
-    builder().check(|| {
-        let setup = setup(u64::MAX);
-        let writer = spawn_writer(setup.handoff.clone());
-        let clients = [spawn_client(&setup), spawn_client(&setup)];
-        for client in clients {
-            assert!(client.join().unwrap(), "a healthy disk acknowledges");
-        }
-        setup.handoff.stop_writer();
-        writer.join().unwrap();
-        assert_eq!(setup.handoff.durable_offset(), 2);
-        assert_eq!(setup.disk.synced.load(Ordering::Acquire), 2);
-    });
+    check(
+        "acknowledged_writes_are_synced_and_every_client_is_answered",
+        || {
+            let setup = setup(u64::MAX);
+            let writer = spawn_writer(setup.handoff.clone());
+            let clients = [spawn_client(&setup), spawn_client(&setup)];
+            for client in clients {
+                assert!(client.join().unwrap(), "a healthy disk acknowledges");
+            }
+            setup.handoff.stop_writer();
+            writer.join().unwrap();
+            assert_eq!(setup.handoff.durable_offset(), 2);
+            assert_eq!(setup.disk.synced.load(Ordering::Acquire), 2);
+        },
+    );
 }
 
 #[test]
 fn a_failed_fsync_publishes_nothing_and_wakes_every_waiter() {
     // The first fsync succeeds, every later one fails: depending on how the writes group,
     // both, one or none are acknowledged, and only synced ones.
-    builder().check(|| {
-        let setup = setup(1);
-        let writer = spawn_writer(setup.handoff.clone());
-        let clients = [spawn_client(&setup), spawn_client(&setup)];
-        let acknowledged: Vec<bool> = clients.map(|client| client.join().unwrap()).into();
-        setup.handoff.stop_writer();
-        writer.join().unwrap();
-        let synced = setup.disk.synced.load(Ordering::Acquire);
-        let durable = setup.handoff.durable_offset();
-        assert!(durable <= synced, "durable {durable} above synced {synced}");
-        if acknowledged.iter().any(|ok| !ok) {
-            assert!(setup.handoff.write_error().is_some());
-        }
-    });
+    check(
+        "a_failed_fsync_publishes_nothing_and_wakes_every_waiter",
+        || {
+            let setup = setup(1);
+            let writer = spawn_writer(setup.handoff.clone());
+            let clients = [spawn_client(&setup), spawn_client(&setup)];
+            let acknowledged: Vec<bool> = clients.map(|client| client.join().unwrap()).into();
+            setup.handoff.stop_writer();
+            writer.join().unwrap();
+            let synced = setup.disk.synced.load(Ordering::Acquire);
+            let durable = setup.handoff.durable_offset();
+            assert!(durable <= synced, "durable {durable} above synced {synced}");
+            if acknowledged.iter().any(|ok| !ok) {
+                assert!(setup.handoff.write_error().is_some());
+            }
+        },
+    );
 }
 
 #[test]
 fn after_a_failure_nothing_more_is_written_or_acknowledged() {
-    builder().check(|| {
-        let setup = setup(0);
-        let writer = spawn_writer(setup.handoff.clone());
-        let first = spawn_client(&setup);
-        assert!(!first.join().unwrap(), "its only fsync failed");
-        assert!(setup.handoff.write_error().is_some());
-        let written = setup.disk.written.load(Ordering::Acquire);
-        // A write after the failure: refused, never written.
-        let second = spawn_client(&setup);
-        assert!(!second.join().unwrap());
-        setup.handoff.stop_writer();
-        writer.join().unwrap();
-        assert_eq!(setup.disk.written.load(Ordering::Acquire), written);
-        assert_eq!(setup.handoff.durable_offset(), 0);
-    });
+    check(
+        "after_a_failure_nothing_more_is_written_or_acknowledged",
+        || {
+            let setup = setup(0);
+            let writer = spawn_writer(setup.handoff.clone());
+            let first = spawn_client(&setup);
+            assert!(!first.join().unwrap(), "its only fsync failed");
+            assert!(setup.handoff.write_error().is_some());
+            let written = setup.disk.written.load(Ordering::Acquire);
+            // A write after the failure: refused, never written.
+            let second = spawn_client(&setup);
+            assert!(!second.join().unwrap());
+            setup.handoff.stop_writer();
+            writer.join().unwrap();
+            assert_eq!(setup.disk.written.load(Ordering::Acquire), written);
+            assert_eq!(setup.handoff.durable_offset(), 0);
+        },
+    );
 }
 
 #[test]
 fn a_flush_syncs_everything_fed_before_it_while_the_writer_runs() {
-    builder().check(|| {
-        let setup = setup(u64::MAX);
-        let writer = spawn_writer(setup.handoff.clone());
-        let client = spawn_client(&setup);
-        // The rewrite's side: a write of its own, then a flush at a quiet point.
-        let offset = write(&setup.log, &setup.handoff);
-        setup.handoff.flush().expect("a healthy disk");
-        assert!(setup.disk.synced.load(Ordering::Acquire) >= offset);
-        assert!(setup.handoff.durable_offset() >= offset);
-        assert!(client.join().unwrap());
-        setup.handoff.stop_writer();
-        writer.join().unwrap();
-    });
+    check(
+        "a_flush_syncs_everything_fed_before_it_while_the_writer_runs",
+        || {
+            let setup = setup(u64::MAX);
+            let writer = spawn_writer(setup.handoff.clone());
+            let client = spawn_client(&setup);
+            // The rewrite's side: a write of its own, then a flush at a quiet point.
+            let offset = write(&setup.log, &setup.handoff);
+            setup.handoff.flush().expect("a healthy disk");
+            assert!(setup.disk.synced.load(Ordering::Acquire) >= offset);
+            assert!(setup.handoff.durable_offset() >= offset);
+            assert!(client.join().unwrap());
+            setup.handoff.stop_writer();
+            writer.join().unwrap();
+        },
+    );
 }
 
 #[test]
 fn turning_the_aof_off_wakes_every_waiter() {
-    builder().check(|| {
+    check("turning_the_aof_off_wakes_every_waiter", || {
         // No writer thread: only the close can end the client's wait.
         let setup = setup(u64::MAX);
         let client = spawn_client(&setup);
@@ -295,7 +319,7 @@ fn turning_the_aof_off_wakes_every_waiter() {
 #[test]
 fn the_model_catches_acknowledging_before_fsync() {
     let caught = std::panic::catch_unwind(|| {
-        builder().check(|| {
+        check("the_model_catches_acknowledging_before_fsync", || {
             let setup = setup(u64::MAX);
             setup.handoff.break_durability();
             let writer = spawn_writer(setup.handoff.clone());

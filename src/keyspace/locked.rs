@@ -9,8 +9,8 @@ use super::db::{Db, Live};
 use super::entry::{Entry, FLAG_EXPIRES, FLAG_SHARED, FLAG_SNAPSHOT, SHARED_INTEGERS};
 use super::notify::{self, Event};
 use super::shards::{Keyspace, Shard};
+use crate::sync::MutexGuard;
 use crate::types::{CompactBytes, Value};
-use parking_lot::MutexGuard;
 use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 

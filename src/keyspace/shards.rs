@@ -4,10 +4,10 @@ use super::db::Db;
 use super::dict::Hasher;
 use super::entry::AccessMode;
 use super::locked::Locked;
+use crate::sync::Mutex;
 use crate::tier::memory::Tier;
 use crate::types::CompactBytes;
 use crate::util::Counter;
-use parking_lot::Mutex;
 use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -192,7 +192,7 @@ impl Keyspace {
     }
 
     /// One shard's raw guard, for the snapshot saver (it works below `Locked`).
-    pub(super) fn lock_shard_raw(&self, index: usize) -> parking_lot::MutexGuard<'_, Shard> {
+    pub(super) fn lock_shard_raw(&self, index: usize) -> crate::sync::MutexGuard<'_, Shard> {
         self.shards[index].lock()
     }
 
