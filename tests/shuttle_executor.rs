@@ -205,13 +205,11 @@ fn elements_moved_between_shards_are_never_lost_or_doubled() {
     });
 }
 
-/// Finds a lost wake-up in the first few schedules: BLPOP looks, finds the list empty and
+/// Found a lost wake-up in its first few schedules: BLPOP looks, finds the list empty and
 /// releases its lock; the push lands and readies no one (no waiter is queued yet); then
-/// `blocking::block` queues the client, which waits forever beside a non-empty list. The fix
-/// belongs in `blocking::block`: once the client is queued, serve its keys as if they had just
-/// been written (`serve_ready` on them), which passes 1000 schedules here. Ignored until then.
+/// `blocking::block` queued the client, which waited forever beside a non-empty list. Fixed in
+/// `blocking::block`: once the client is queued, its keys are served as if just written.
 #[test]
-#[ignore = "finds the BLPOP lost wake-up described above; un-ignore with its fix"]
 fn a_push_reaches_a_client_that_is_blocking_at_the_same_time() {
     check(|| {
         let server = server();

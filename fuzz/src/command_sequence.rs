@@ -59,12 +59,11 @@ const INCREMENTS: [&[u8]; 8] = [
     b"0",
 ];
 
-/// Redis keeps a key until the clock is past its expiry time (`now > when` in `keyIsExpired`);
-/// Strata's keyspace (`Db::is_expired`, `lookup_live`, the active expiry) drops it one
-/// millisecond early, at `now == when`. This target found that; until the keyspace is fixed,
-/// the model follows Strata there so the target can look for anything else. Set it to false
-/// with the fix.
-const EXPIRES_AT_WHEN: bool = true;
+/// Redis keeps a key until the clock is past its expiry time (`now > when` in `keyIsExpired`).
+/// Strata's keyspace dropped it one millisecond early, at `now == when`: this target found
+/// that (its input is in `fuzz/regressions/command_sequence/`), and the keyspace is fixed.
+/// True makes the model follow the old behaviour, to reproduce the finding.
+const EXPIRES_AT_WHEN: bool = false;
 
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";

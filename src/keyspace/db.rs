@@ -49,7 +49,7 @@ impl Db {
     }
 
     pub fn is_expired(&self, key: &[u8], now_ms: u64) -> bool {
-        matches!(self.expire_at(key), Some(when) if when <= now_ms)
+        matches!(self.expire_at(key), Some(when) if when < now_ms)
     }
 
     /// Finds `key`, deleting it first if it is past its expiry time; the hash is computed
@@ -61,7 +61,7 @@ impl Db {
             Some(entry) if entry.has_expire() => {
                 let when = self.expires.get_hashed(hash, key).copied();
                 debug_assert!(when.is_some(), "FLAG_EXPIRES without an expires entry");
-                matches!(when, Some(when) if when <= now_ms)
+                matches!(when, Some(when) if when < now_ms)
             }
             Some(_) => false,
         };

@@ -46,7 +46,7 @@ pub fn active_cycle(server: &Server, budget: Duration, effort: u64) -> u64 {
                 for _ in 0..BUCKETS_PER_ROUND {
                     cursor = slice.expires.scan(cursor, |key, when| {
                         sampled += 1;
-                        if *when <= now_ms {
+                        if *when < now_ms {
                             due.push(key.clone());
                         }
                     });

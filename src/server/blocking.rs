@@ -77,6 +77,12 @@ pub fn block(
     let id = server.blocked.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     let (sender, receiver) = oneshot::channel();
     let now_ms = server.clock.now_ms();
+    // A write between the command's empty look and this registration readied no one: once
+    // queued, the client's keys are served as if they had just been written.
+    let ready: Vec<_> = keys
+        .iter()
+        .map(|key| (session.db, crate::types::CompactBytes::new(key)))
+        .collect();
     {
         let mut locked = server
             .keyspace
@@ -97,6 +103,7 @@ pub fn block(
             },
         );
     }
+    serve_ready(server, ready);
     (id, receiver)
 }
 
