@@ -13,51 +13,13 @@ REQUESTS=${REQUESTS:-200000}
 DATASET_KEYS=${DATASET_KEYS:-400000}
 
 cargo build --release --bin strata-server >&2
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_ping() {
-    for _ in $(seq 1 600); do
-        [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == "PONG" ]] && return
-        sleep 0.1
-    done
-    echo "server on $1 did not answer" >&2
-    exit 1
-}
-
-# start <redis|strata> <dir> <args...>: prints "port pid"
-start() {
-    local kind=$1 dir=$2
-    shift 2
-    local port
-    port=$(free_port)
-    mkdir -p "$dir"
-    if [[ "$kind" == redis ]]; then
-        redis-server --port "$port" --dir "$dir" --logfile "$dir/log" "$@" &
-    else
-        target/release/strata-server --port "$port" --dir "$dir" --logfile "$dir/log" "$@" &
-    fi
-    local pid=$!
-    PIDS+=("$pid")
-    wait_ping "$port"
-    echo "$port $pid"
-}
+source benches/lib.sh
 
 rps() {
     redis-benchmark -p "$1" -c 50 -n "$REQUESTS" -P "$2" -d 64 -r 100000 -t set --csv 2>/dev/null |
         awk -F'","' 'NR == 2 { print $2 }' | tr -d '"'
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo "| test | pipeline | redis rps | strata rps | ratio |"
 echo "|---|---|---|---|---|"

@@ -22,46 +22,7 @@ GETS=${GETS:-1000000}
 HOT=$((KEYS / 10))
 
 cargo build --release --bin strata-server >&2
-WORK=$(mktemp -d)
-cleanup() {
-    # `start` runs in a subshell: the pids are in a file.
-    if [[ -f "$WORK/pids" ]]; then
-        while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$WORK/pids"
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_ping() {
-    for _ in $(seq 1 600); do
-        [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == "PONG" ]] && return
-        sleep 0.1
-    done
-    echo "server on $1 did not answer" >&2
-    exit 1
-}
-
-# start <redis|strata> <dir> <args...>: prints "port pid"
-start() {
-    local kind=$1 dir=$2
-    shift 2
-    local port
-    port=$(free_port)
-    mkdir -p "$dir"
-    if [[ "$kind" == redis ]]; then
-        redis-server --port "$port" --dir "$dir" --logfile "$dir/log" --save "" "$@" &
-    else
-        target/release/strata-server --port "$port" --dir "$dir" --logfile "$dir/log" --save "" "$@" &
-    fi
-    local pid=$!
-    echo "$pid" >>"$WORK/pids"
-    wait_ping "$port"
-    echo "$port $pid"
-}
+source benches/lib.sh
 
 stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; sleep 0.5; }
 
@@ -85,17 +46,16 @@ get_mix() {
     awk -v n="$GETS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }'
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo "== key index: $KEYS keys with 1-byte values, no limit"
-read -r port pid < <(start strata "$WORK/index" --tiering no)
+read -r port pid < <(start strata "$WORK/index" --save "" --tiering no)
 load "$port" 1 >/dev/null
 index_mb=$(( $(info "$port" memory used_memory) / 1048576 ))
 echo "used_memory: ${index_mb} MB"
 stop "$port"
 
 echo "== Strata, maxmemory $MAXMEMORY: load $KEYS x $SIZE bytes"
-read -r port pid < <(start strata "$WORK/tiered" --maxmemory "$MAXMEMORY")
+read -r port pid < <(start strata "$WORK/tiered" --save "" --maxmemory "$MAXMEMORY")
 t0=$(date +%s.%N)
 echo "load: $(load "$port")"
 t1=$(date +%s.%N)
@@ -124,7 +84,7 @@ echo "peak RSS after the reads: $(peak_rss_mb "$pid") MB"
 stop "$port"
 
 echo "== Strata without a limit (the same data in RAM)"
-read -r port pid < <(start strata "$WORK/ram" --tiering no)
+read -r port pid < <(start strata "$WORK/ram" --save "" --tiering no)
 load "$port" >/dev/null
 get_mix "$port" >/dev/null
 ram_rps=$(get_mix "$port")
@@ -134,7 +94,7 @@ echo "GET ratio tiered / in RAM: $(ratio "$tiered_rps" "$ram_rps")"
 
 for policy in noeviction allkeys-lru; do
     echo "== real Redis, maxmemory $MAXMEMORY, $policy"
-    read -r port pid < <(start redis "$WORK/redis-$policy" --maxmemory "$MAXMEMORY" --maxmemory-policy "$policy")
+    read -r port pid < <(start redis "$WORK/redis-$policy" --save "" --maxmemory "$MAXMEMORY" --maxmemory-policy "$policy")
     echo "load: $(load "$port")"
     echo "keys kept: $(redis-cli -p "$port" dbsize) of $KEYS; evicted: $(info "$port" stats evicted_keys)"
     stop "$port"

@@ -72,6 +72,21 @@ impl State {
             .map(|&inode| self.inodes[inode].data.len())
             .sum()
     }
+
+    /// Appends to an inode what fits on the disk; "No space left on device" if not all of it.
+    fn append_within_capacity(&mut self, inode: usize, bytes: &[u8]) -> io::Result<()> {
+        let room = self.faults.capacity_bytes.saturating_sub(self.used_bytes());
+        let fits = bytes.len().min(room);
+        self.inodes[inode].data.extend_from_slice(&bytes[..fits]);
+        if fits < bytes.len() {
+            self.faults_injected += 1;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The disk; clones share it.
@@ -174,23 +189,7 @@ struct SimFile {
 
 impl WritableFile for SimFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut state = self.disk.lock();
-        let room = state
-            .faults
-            .capacity_bytes
-            .saturating_sub(state.used_bytes());
-        let fits = bytes.len().min(room);
-        state.inodes[self.inode]
-            .data
-            .extend_from_slice(&bytes[..fits]);
-        if fits < bytes.len() {
-            state.faults_injected += 1;
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "No space left on device",
-            ));
-        }
-        Ok(())
+        self.disk.lock().append_within_capacity(self.inode, bytes)
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -244,21 +243,7 @@ impl SegmentFile for SimSegment {
         }
         // A retry after a short write rewrites from `offset`: drop what the failed one left.
         state.inodes[self.inode].data.truncate(offset);
-        let room = state
-            .faults
-            .capacity_bytes
-            .saturating_sub(state.used_bytes());
-        let fits = bytes.len().min(room);
-        state.inodes[self.inode]
-            .data
-            .extend_from_slice(&bytes[..fits]);
-        if fits < bytes.len() {
-            state.faults_injected += 1;
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "No space left on device",
-            ));
-        }
+        state.append_within_capacity(self.inode, bytes)?;
         debug_assert_eq!(state.inodes[self.inode].data.len() as u64, end);
         Ok(())
     }

@@ -322,7 +322,7 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
         .collect();
     let watched_keys: Vec<&[u8]> = watched.iter().map(|watched| &watched.key[..]).collect();
     let mut ks = lock_for(server, &plan, &watched_keys, now_ms);
-    if server.keyspace.tier.is_open() {
+    if has_cold_keys(server) {
         // The queued commands' cold keys come back with the locks released; one that cannot
         // be read fails its own command inside the transaction (the locked fallback).
         let positions: Vec<(&[Bytes], Vec<usize>)> = plan
@@ -539,6 +539,17 @@ const METADATA_ONLY: &[&str] = &[
     "memory|usage",
 ];
 
+/// Whether any value is on disk now: one atomic load.
+fn has_cold_keys(server: &Server) -> bool {
+    server
+        .keyspace
+        .tier
+        .stats
+        .cold_keys
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+}
+
 /// Reads attempts per command before leaving a cold key to the locked fallback.
 const WARM_ATTEMPTS: usize = 3;
 
@@ -553,7 +564,8 @@ fn warm<'a>(
     args: &[Bytes],
     now_ms: u64,
 ) -> Result<Locked<'a>, Error> {
-    if !server.keyspace.tier.is_open()
+    // Nothing cold (the common case): no key positions computed, nothing allocated.
+    if !has_cold_keys(server)
         || !matches!(command.lock, Lock::Keys | Lock::Custom(_))
         || METADATA_ONLY.contains(&command.fullname.as_str())
     {

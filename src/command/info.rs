@@ -716,7 +716,7 @@ fn tiering_section(server: &Server, counts: &[(usize, usize)]) -> Fields {
         "tiering_promotions" => load(&stats.promotions),
         "tiering_cold_reads" => store.cold_reads,
         "tiering_locked_reads" => load(&stats.locked_reads),
-        "tiering_compactions" => load(&stats.compactions),
+        "tiering_compactions" => store.compactions,
         "tiering_spill_failures" => load(&stats.spill_failures),
         "tiering_disk_errors" => store.disk_errors,
         "tiering_read_errors" => load(&stats.read_errors),

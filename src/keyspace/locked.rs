@@ -181,14 +181,7 @@ impl<'a> Locked<'a> {
 
     /// Looks a key up for reading or writing: expires it if due, records the access.
     pub fn lookup(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        if self.writing {
-            self.preserve(db, key);
-        }
-        let mode = self.keyspace.access_mode();
-        let now_ms = self.now_ms;
-        let entry = self.live_entry(db, key)?;
-        entry.touch(now_ms, mode);
-        Some(entry)
+        self.lookup_as(db, key, true)
     }
 
     /// The live entry (deleting it first if it is due), without recording an access, its
@@ -223,26 +216,45 @@ impl<'a> Locked<'a> {
 
     /// `peek_read` for metadata: counts the hit or miss, leaves a cold value on disk.
     pub fn peek_meta_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        let stats = &self.keyspace.stats;
-        if self.notifies_key_miss() && self.live_entry_raw(db, key).is_none() {
-            count_hit(stats, false);
-            self.notify(notify::KEY_MISS, "keymiss", db, key);
-            return None;
-        }
-        let found = self.live_entry_raw(db, key);
-        count_hit(stats, found.is_some());
-        found
+        self.probe_read(db, key, false)
     }
 
     /// `lookup` for metadata writes (EXPIRE, PERSIST): records the access, leaves a cold
     /// value on disk.
     pub fn lookup_meta(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        self.lookup_as(db, key, false)
+    }
+
+    /// The live entry, its value brought back into RAM when `warm` (else left as stored).
+    fn live_entry_as(&mut self, db: usize, key: &[u8], warm: bool) -> Option<&mut Entry> {
+        if warm {
+            self.live_entry(db, key)
+        } else {
+            self.live_entry_raw(db, key)
+        }
+    }
+
+    /// Redis's `LOOKUP_NOTOUCH` read: counts the hit or miss, raises `keymiss`.
+    fn probe_read(&mut self, db: usize, key: &[u8], warm: bool) -> Option<&mut Entry> {
+        let stats = &self.keyspace.stats;
+        if self.notifies_key_miss() && self.live_entry_as(db, key, warm).is_none() {
+            count_hit(stats, false);
+            self.notify(notify::KEY_MISS, "keymiss", db, key);
+            return None;
+        }
+        let found = self.live_entry_as(db, key, warm);
+        count_hit(stats, found.is_some());
+        found
+    }
+
+    /// Redis's `lookupKey`: expires the key if due and records the access.
+    fn lookup_as(&mut self, db: usize, key: &[u8], warm: bool) -> Option<&mut Entry> {
         if self.writing {
             self.preserve(db, key);
         }
         let mode = self.keyspace.access_mode();
         let now_ms = self.now_ms;
-        let entry = self.live_entry_raw(db, key)?;
+        let entry = self.live_entry_as(db, key, warm)?;
         entry.touch(now_ms, mode);
         Some(entry)
     }
@@ -353,15 +365,7 @@ impl<'a> Locked<'a> {
     /// Redis's `LOOKUP_NOTOUCH` read (TYPE, EXISTS, OBJECT): counts hits and misses but
     /// leaves the access time alone.
     pub fn peek_read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        let stats = &self.keyspace.stats;
-        if self.notifies_key_miss() && self.live_entry(db, key).is_none() {
-            count_hit(stats, false);
-            self.notify(notify::KEY_MISS, "keymiss", db, key);
-            return None;
-        }
-        let found = self.live_entry(db, key);
-        count_hit(stats, found.is_some());
-        found
+        self.probe_read(db, key, true)
     }
 
     /// Like `lookup` but without recording an access (OBJECT, TYPE-like introspection).

@@ -271,7 +271,6 @@ fn emit_cold(
             String::from_utf8_lossy(key)
         )
     })?;
-    tier.stats.cold_reads.incr();
     sink.entry(db, key, &value, expire_ms);
     Ok(())
 }

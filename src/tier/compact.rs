@@ -106,7 +106,6 @@ pub fn compact_once(server: &Server, tier: &Tier, store: &Store) -> bool {
         return false;
     }
     store.retire(segment);
-    tier.stats.compactions.incr();
     true
 }
 

@@ -12,7 +12,7 @@ use crate::persist::rdb::{decode, encode};
 use crate::types::Value;
 use crate::util::Counter;
 use parking_lot::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A cold value could not be read while a command held its locks: unwinds to the executor,
@@ -26,8 +26,6 @@ pub struct TierStats {
     pub spills: Counter,
     /// Cold values brought back into RAM.
     pub promotions: Counter,
-    /// Reads of cold values served without bringing them back (a snapshot's walk, DEBUG).
-    pub cold_reads: Counter,
     /// Reads made while a shard lock was held (the fallback when a command reached a key its
     /// executor could not warm first).
     pub locked_reads: Counter,
@@ -37,8 +35,6 @@ pub struct TierStats {
     pub read_errors: Counter,
     /// Keys whose value is on disk now.
     pub cold_keys: AtomicI64,
-    /// Segments compacted.
-    pub compactions: Counter,
 }
 
 pub struct Tier {
@@ -48,9 +44,6 @@ pub struct Tier {
     pub stats: TierStats,
     /// `tiering-min-value-size`: smaller values stay in RAM (a pointer would save little).
     pub min_value_bytes: AtomicUsize,
-    /// The heat (see `spill::heat`) of the values spilled lately: a cold value hotter than
-    /// this comes back into RAM on a read; a colder one is served from disk.
-    pub spill_heat: AtomicU32,
     /// The limit used when `maxmemory` is 0: a share of the machine's (or cgroup's) memory.
     pub auto_limit: AtomicUsize,
 }
@@ -62,7 +55,6 @@ impl Default for Tier {
             open: AtomicBool::new(false),
             stats: TierStats::default(),
             min_value_bytes: AtomicUsize::new(64),
-            spill_heat: AtomicU32::new(0),
             auto_limit: AtomicUsize::new(0),
         }
     }

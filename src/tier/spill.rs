@@ -161,14 +161,13 @@ fn spill_from_shard(
             picked.push((heat(entry, now_ms, mode), key.to_vec()));
         }
         picked.sort_unstable_by_key(|(heat, _)| *heat);
-        for (heat, key) in picked.into_iter().take(SPILLS_PER_SHARD_MAX) {
+        for (_, key) in picked.into_iter().take(SPILLS_PER_SHARD_MAX) {
             let Some(entry) = slice.keys.get_mut(&key[..]) else {
                 continue;
             };
             match tier.spill(db, &key, &entry.value) {
                 Ok(cold) => {
                     entry.value = Value::Cold(cold);
-                    tier.spill_heat.store(heat, Ordering::Relaxed);
                     spilled += 1;
                 }
                 Err(err) => {
