@@ -1742,6 +1742,8 @@ mod tests {
             .enumerate()
             .map(|(position, (cold, _))| (*cold, position))
             .collect();
+        // Refs whose record moved: they read Gone once the segment is retired, not before.
+        let mut moved_from = Vec::new();
         for info in records {
             // The owner check: only records the model still references move.
             let Some(&position) = index.get(&info.cold) else {
@@ -1753,9 +1755,10 @@ mod tests {
             };
             store.free(info.cold);
             model.live[position].0 = moved;
-            model.retired.push(info.cold);
+            moved_from.push(info.cold);
         }
         store.retire(segment);
+        model.retired.extend(moved_from);
         assert!(!store
             .records(segment)
             .is_ok_and(|records| !records.is_empty()));
