@@ -252,6 +252,11 @@ fn run_script(path: &Path, cold: bool) -> Vec<String> {
     };
     let mut strata = Side::new(Server::strata(strata_args));
     let mut spiller = cold.then(|| connect(&strata.server));
+    // Reads borrow cold values (as when memory is full); writes bring them back.
+    if let Some(spiller) = spiller.as_mut() {
+        let reply = spiller.command(&[b"DEBUG".as_slice(), b"SET-TIERING-LEND", b"1"]);
+        assert_eq!(reply, b"+OK\r\n", "DEBUG SET-TIERING-LEND");
+    }
     // Both servers are fresh; FLUSHALL makes that explicit, and its reply is not compared
     // (the setup step is not part of the script).
     let flushall = vec![b"FLUSHALL".to_vec()];

@@ -119,6 +119,75 @@ fn metadata_commands_never_read_the_disk() {
 }
 
 #[test]
+fn with_memory_full_reads_borrow_cold_values_and_only_the_hot_set_comes_back() {
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    let count = 40_000; // about 40 MB of values under a 24 MB limit
+    fill(&mut conn, count);
+    let names: Vec<String> = (0..303).map(|index| format!("key:{index}")).collect();
+    let mut spill = vec!["DEBUG", "SPILL"];
+    spill.extend(names.iter().map(String::as_str));
+    conn.command(&spill);
+    let promotions = info_number(&mut conn, "tiering", "tiering_promotions");
+    let cold_keys = info_number(&mut conn, "tiering", "tiering_cold_keys");
+    let reads = info_number(&mut conn, "tiering", "tiering_cold_reads");
+    // Keys never read before: each read comes from disk and the value goes back to being a
+    // pointer after the command.
+    for index in 0..300 {
+        let key = format!("key:{index}");
+        assert_eq!(conn.command(&["GET", &key]), bulk(&value(index)), "{key}");
+    }
+    let mget = conn.command(&["MGET", "key:301", "key:302"]);
+    let expected = format!(
+        "*2\r\n{}{}",
+        String::from_utf8_lossy(&bulk(&value(301))),
+        String::from_utf8_lossy(&bulk(&value(302)))
+    );
+    assert_eq!(String::from_utf8_lossy(&mget), expected);
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_promotions"),
+        promotions
+    );
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_cold_keys"),
+        cold_keys
+    );
+    assert!(info_number(&mut conn, "tiering", "tiering_cold_reads") >= reads + 302);
+    // A write brings the value back for good.
+    assert_eq!(
+        conn.command(&["APPEND", "key:3", "!"]),
+        format!(":{}\r\n", VALUE_BYTES + 1).into_bytes()
+    );
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_promotions"),
+        promotions + 1
+    );
+    // Keys read again and again come back into RAM, a budget's worth per upkeep tick, and
+    // then cost no disk read: the never-read values are spilled in their place.
+    let hot: Vec<usize> = (100..300).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let before = info_number(&mut conn, "tiering", "tiering_cold_reads");
+        for &index in &hot {
+            assert_eq!(
+                conn.command(&["GET", &format!("key:{index}")]),
+                bulk(&value(index))
+            );
+        }
+        if info_number(&mut conn, "tiering", "tiering_cold_reads") == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hot set never came back into RAM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(info_number(&mut conn, "tiering", "tiering_promotions") >= promotions + 200);
+    assert_eq!(info_number(&mut conn, "tiering", "tiering_read_errors"), 0);
+}
+
+#[test]
 fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
     let data = tempfile::tempdir().expect("tempdir");
     let args = [

@@ -335,7 +335,7 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
             .flat_map(|(args, at)| at.iter().filter_map(|&i| args.get(i)).map(|k| &k[..]))
             .collect();
         let relock = || lock_for(server, &plan, &watched_keys, now_ms);
-        ks = match warm_keys(server, ks, session.db, &keys, relock) {
+        ks = match warm_keys(server, ks, session.db, &keys, false, relock) {
             Ok(ks) => ks,
             Err(_) => lock_for(server, &plan, &watched_keys, now_ms),
         };
@@ -577,7 +577,9 @@ fn warm<'a>(
         .filter_map(|&i| args.get(i))
         .map(|k| &k[..])
         .collect();
-    warm_keys(server, ks, db, &keys, || {
+    // A read-only command borrows cold values unless the policy brings them back.
+    let lend = command.has(super::table::flags::READONLY);
+    warm_keys(server, ks, db, &keys, lend, || {
         lock_command(server, command, args, now_ms)
     })
 }
@@ -585,17 +587,20 @@ fn warm<'a>(
 /// Reads the cold values among `keys` with the locks released, relocks with `relock`, and
 /// installs each value whose entry still holds the pointer it was read from (records are
 /// never reused: an equal pointer means no change meanwhile); a key that changed is looked at
-/// again, a few times at most (after that the locked fallback reads it).
+/// again, a few times at most (after that the locked fallback reads it). With `lend` (a
+/// read-only command) a value stays in RAM only if `spill::keep_read_value` says so, and is
+/// otherwise lent for the command's run.
 fn warm_keys<'a>(
     server: &'a Server,
     mut ks: Locked<'a>,
     db: usize,
     keys: &[&[u8]],
+    lend: bool,
     relock: impl Fn() -> Locked<'a>,
 ) -> Result<Locked<'a>, Error> {
     let tier = &server.keyspace.tier;
+    let mut cold = ks.cold_refs(db, keys.iter().copied());
     for _ in 0..WARM_ATTEMPTS {
-        let cold = ks.cold_refs(db, keys.iter().copied());
         if cold.is_empty() {
             return Ok(ks);
         }
@@ -608,7 +613,9 @@ fn warm_keys<'a>(
         for (key, pointer, value) in read {
             match value {
                 Ok(value) => {
-                    ks.install_warm(db, key, pointer, value);
+                    ks.install_warm(db, key, pointer, value, |entry, value| {
+                        !lend || crate::tier::spill::keep_read_value(server, entry, value)
+                    });
                 }
                 // Compacted meanwhile: the entry holds a newer pointer; the next round reads it.
                 Err(crate::tier::store::TierError::Gone) => {}
@@ -619,6 +626,13 @@ fn warm_keys<'a>(
                     )))
                 }
             }
+        }
+        cold = ks.cold_refs(db, keys.iter().copied());
+        if !cold.is_empty() {
+            // A key changed meanwhile: the next round reads it, and what this one lent (the
+            // locks are released in between, and lent values only live under them).
+            drop(ks.return_lent());
+            cold = ks.cold_refs(db, keys.iter().copied());
         }
     }
     Ok(ks)

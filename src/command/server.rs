@@ -652,6 +652,17 @@ fn debug(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         3 if args::is(sub, "protocol") => debug_protocol(ctx.session.resp3, &argv[2]),
         3..=5 if args::is(sub, "populate") => debug_populate(ctx, &argv[2..]),
         _ if args::is(sub, "spill") => debug_spill(ctx, &argv[2..]),
+        // Strata: every cold value a read-only command reads is lent, never promoted, as
+        // when memory is full (so tests meet that path on small datasets).
+        3 if args::is(sub, "set-tiering-lend") => {
+            let always = leading_integer(&argv[2]) != 0;
+            ctx.server
+                .keyspace
+                .tier
+                .always_lend
+                .store(always, Ordering::Relaxed);
+            Ok(Reply::OK)
+        }
         3 if args::is(sub, "log") => {
             tracing::warn!("DEBUG LOG: {}", args::text(&argv[2]));
             Ok(Reply::OK)

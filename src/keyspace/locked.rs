@@ -37,6 +37,16 @@ pub struct Locked<'a> {
     /// Whether the command may write: during a snapshot its look-ups copy unsaved entries
     /// aside first. True unless the executor knows better (a read command).
     pub writing: bool,
+    /// Cold values lent to a read-only command (`install_warm` with `keep` false): in the
+    /// entry only while the locks are held; `Drop` puts each pointer back.
+    lent: SmallVec<[Lent; 1]>,
+}
+
+/// A value read from the disk tier for one read-only command, its record left in place.
+struct Lent {
+    db: usize,
+    key: Box<[u8]>,
+    cold: crate::tier::ColdRef,
 }
 
 impl<'a> Locked<'a> {
@@ -62,6 +72,7 @@ impl<'a> Locked<'a> {
             ready: Vec::new(),
             events: Vec::new(),
             writing: true,
+            lent: SmallVec::new(),
         }
     }
 
@@ -288,13 +299,18 @@ impl<'a> Locked<'a> {
 
     /// Installs a value read from the disk tier while the lock was released, if the entry
     /// still holds the pointer it was read from (records are never reused: equal pointers
-    /// mean no change). True if installed.
+    /// mean no change). True if installed. `keep` decides, given the entry as it was, whether
+    /// the value stays in RAM (a promotion: its record dies) or is only lent to this command:
+    /// the record stays and the entry gets its pointer back when the locks are released, so
+    /// reading a cold value costs no spill elsewhere. Lend only to a read-only command: one
+    /// that changes no entry, or says so with `signal_modified` (then the value is kept).
     pub fn install_warm(
         &mut self,
         db: usize,
         key: &[u8],
         cold: crate::tier::ColdRef,
         value: Value,
+        keep: impl FnOnce(&Entry, &Value) -> bool,
     ) -> bool {
         let tier = &*self.keyspace.tier;
         let Some(entry) = self.db(db, key).keys.get_mut(key) else {
@@ -303,9 +319,18 @@ impl<'a> Locked<'a> {
         if entry.value != Value::Cold(cold) {
             return false;
         }
-        entry.value = value;
-        tier.release_cold(cold);
-        tier.stats.promotions.incr();
+        if keep(entry, &value) {
+            entry.value = value;
+            tier.release_cold(cold);
+            tier.stats.promotions.incr();
+        } else {
+            entry.value = value;
+            self.lent.push(Lent {
+                db,
+                key: key.into(),
+                cold,
+            });
+        }
         true
     }
 
@@ -526,6 +551,7 @@ impl<'a> Locked<'a> {
     /// notifications and the tier hook in here as they are built.
     pub fn signal_modified(&mut self, db: usize, key: &[u8]) {
         self.dirty += 1;
+        self.keep_lent(db, key);
         self.touch_watched(db, key);
         self.signal_ready(db, key);
     }
@@ -770,4 +796,55 @@ fn is_shared_integer(value: &Value) -> bool {
         .filter(|bytes| bytes.len() <= 4)
         .and_then(crate::protocol::parser::parse_i64)
         .is_some_and(|number| (0..SHARED_INTEGERS).contains(&number))
+}
+
+impl Locked<'_> {
+    /// A lent value was changed (PFCOUNT caches its count in the value yet is read-only): it
+    /// stays in RAM, a promotion like any other, since its record no longer holds it.
+    fn keep_lent(&mut self, db: usize, key: &[u8]) {
+        let Some(position) = self
+            .lent
+            .iter()
+            .position(|lent| lent.db == db && &*lent.key == key)
+        else {
+            return;
+        };
+        let lent = self.lent.swap_remove(position);
+        let tier = &*self.keyspace.tier;
+        tier.release_cold(lent.cold);
+        tier.stats.promotions.incr();
+    }
+
+    /// Puts the pointers of lent values back in their entries; the values, to free.
+    pub fn return_lent(&mut self) -> SmallVec<[Value; 1]> {
+        let tier = &*self.keyspace.tier;
+        let mut freed = SmallVec::new();
+        for Lent { db, key, cold } in std::mem::take(&mut self.lent) {
+            match self.db(db, &key).keys.get_mut(&key[..]) {
+                Some(entry) if !entry.value.is_cold() => {
+                    freed.push(std::mem::replace(&mut entry.value, Value::Cold(cold)));
+                }
+                // Deleted or spilled anew while lent (never by a read-only command): the
+                // record is dead.
+                _ => {
+                    debug_assert!(false, "a lent value's entry changed");
+                    tier.release_cold(cold);
+                }
+            }
+        }
+        freed
+    }
+}
+
+impl Drop for Locked<'_> {
+    /// Lent values go back to being pointers before the locks are released (the guards are
+    /// dropped after this runs); the values themselves are freed after, with no lock held.
+    fn drop(&mut self) {
+        if self.lent.is_empty() {
+            return;
+        }
+        let freed = self.return_lent();
+        self.guards.clear();
+        drop(freed);
+    }
 }

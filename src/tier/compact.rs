@@ -55,6 +55,7 @@ pub fn tick(server: &Server) {
         return;
     };
     let limit = super::spill::effective_limit(server);
+    super::spill::refill_promotion_budget(server);
     if limit > 0 && super::used_memory() > limit / 1000 * HEADROOM_PERMILLE {
         super::spill::relieve(server, limit / 1000 * HEADROOM_PERMILLE);
     }

@@ -46,6 +46,11 @@ pub struct Tier {
     pub min_value_bytes: AtomicUsize,
     /// The limit used when `maxmemory` is 0: a share of the machine's (or cgroup's) memory.
     pub auto_limit: AtomicUsize,
+    /// Bytes of cold values that may still come back into RAM this upkeep tick while memory
+    /// is full (each pushes another value out): `spill::keep_read_value`'s budget.
+    pub promotion_budget: AtomicI64,
+    /// `DEBUG SET-TIERING-LEND 1`: read-only commands never promote (tests).
+    pub always_lend: AtomicBool,
 }
 
 impl Default for Tier {
@@ -56,6 +61,8 @@ impl Default for Tier {
             stats: TierStats::default(),
             min_value_bytes: AtomicUsize::new(64),
             auto_limit: AtomicUsize::new(0),
+            promotion_budget: AtomicI64::new(0),
+            always_lend: AtomicBool::new(false),
         }
     }
 }

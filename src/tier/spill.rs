@@ -41,6 +41,55 @@ pub fn heat(entry: &Entry, now_ms: u64, mode: AccessMode) -> u32 {
     }
 }
 
+/// Below this share of the limit (in 1/1000s) a value read from disk comes back into RAM:
+/// there is room for it without pushing anything out (the upkeep spills down to 980).
+const PROMOTE_FREELY_PERMILLE: usize = 960;
+/// Over it, promotions share a budget per upkeep tick of the limit divided by this: the hot
+/// set still moves into RAM, at a bounded cost in spills, when it does not fit.
+const PROMOTION_BUDGET_DIVISOR: usize = 512;
+/// In LRU mode, a value read again within this many seconds counts as in use.
+const RECENT_READ_SECONDS: u64 = 60;
+
+/// Whether a cold value just read for a read-only command stays in RAM (promoted) or is only
+/// lent to it (its record stays and the entry points at it again after the command). Reading
+/// a cold value must not cost a spill elsewhere each time, or a working set larger than RAM
+/// spends its time rewriting itself: with memory full, only values in use (read before,
+/// recently: `FLAG_READ` and idle under a minute; in LFU mode a counter above a new key's) come
+/// back, within `promotion_budget`. `entry` is as it was before this read.
+pub fn keep_read_value(server: &Server, entry: &Entry, value: &Value) -> bool {
+    if server.keyspace.tier.always_lend.load(Ordering::Relaxed) {
+        return false;
+    }
+    let limit = effective_limit(server);
+    let used = super::used_memory();
+    let bytes = value.heap_bytes();
+    if limit == 0 || used + bytes <= limit / 1000 * PROMOTE_FREELY_PERMILLE {
+        return true;
+    }
+    let in_use = match server.keyspace.access_mode() {
+        AccessMode::Lfu { decay_minutes, .. } => {
+            entry.lfu_counter(server.clock.now_ms(), decay_minutes)
+                > crate::keyspace::entry::LFU_INIT
+        }
+        AccessMode::Lru => {
+            entry.flags & crate::keyspace::entry::FLAG_READ != 0
+                && entry.idle_seconds(server.clock.now_ms()) <= RECENT_READ_SECONDS
+        }
+    };
+    let budget = &server.keyspace.tier.promotion_budget;
+    in_use && budget.fetch_sub(bytes as i64, Ordering::Relaxed) >= bytes as i64
+}
+
+/// Refills the promotion budget (the upkeep, every tick).
+pub fn refill_promotion_budget(server: &Server) {
+    let per_tick = effective_limit(server) / PROMOTION_BUDGET_DIVISOR;
+    server
+        .keyspace
+        .tier
+        .promotion_budget
+        .store(per_tick as i64, Ordering::Relaxed);
+}
+
 /// Whether a value is worth a pointer: tiny strings stay (the pointer would save little).
 fn worth_spilling(value: &Value, min_bytes: usize) -> bool {
     match value {
