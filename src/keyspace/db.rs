@@ -23,6 +23,8 @@ pub struct Db {
     pub expires: Dict<u64>,
     /// Where the active expiry cycle continues its walk of `expires`.
     pub expire_cursor: u64,
+    /// Where spilling continues its walk of `keys` for candidates (`tier::spill`).
+    pub spill_cursor: u64,
     /// The memory tier, told when a cold value leaves the table.
     tier: Arc<Tier>,
 }
@@ -33,6 +35,7 @@ impl Db {
             keys: Dict::new(hasher.clone()),
             expires: Dict::new(hasher.clone()),
             expire_cursor: 0,
+            spill_cursor: 0,
             tier,
         }
     }
@@ -126,6 +129,7 @@ impl Db {
             keys: self.keys.empty_like(),
             expires: self.expires.empty_like(),
             expire_cursor: 0,
+            spill_cursor: 0,
             tier: self.tier.clone(),
         };
         std::mem::replace(self, empty)

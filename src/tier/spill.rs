@@ -1,8 +1,11 @@
 //! Which values go to disk, and when (Redis's eviction, with spilling instead of deleting).
 //!
 //! While the memory in use is over the limit, the coldest values are spilled: candidates are
-//! sampled (`maxmemory-samples` per database slice, as Redis samples for eviction) from a few
-//! shards at a time, and the coldest of each shard's sample goes. "Coldest" is the lowest
+//! sampled (twice `maxmemory-samples` per database slice) from a few shards at a time, and the
+//! coldest of each shard's sample goes. A slice's sample is the next values still in RAM along
+//! a cursor that sweeps its table (as SCAN does), not random draws: once most values are cold,
+//! random draws mostly meet cold ones and cost a cache miss each, while the sweep passes over
+//! them in bucket order and never looks at the same value twice in one round (a clock hand). "Coldest" is the lowest
 //! heat: the decayed LFU counter in LFU mode, a logarithm of the idle time in LRU mode. A
 //! burst of writes of new keys therefore does not push out what is read often: in LFU mode a
 //! new key starts at Redis's initial counter, below anything read repeatedly; in LRU mode a
@@ -21,8 +24,8 @@ use std::sync::atomic::Ordering;
 
 /// Values spilled per call at most, so one command never spends unbounded time on it.
 const SPILLS_PER_CALL_MAX: usize = 4096;
-/// Random draws per wanted candidate at most (most draws hit cold values once most are).
-const DRAWS_PER_SAMPLE: usize = 64;
+/// Buckets walked per wanted candidate at most (most hold cold values once most are).
+const BUCKETS_PER_SAMPLE: usize = 64;
 /// Values spilled from one shard's sample before moving on.
 const SPILLS_PER_SHARD_MAX: usize = 4;
 
@@ -146,7 +149,7 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
         if dry_shards >= SHARDS {
             break false;
         }
-        match spill_from_shard(server, tier, shard, &mut rng) {
+        match spill_from_shard(server, tier, shard) {
             Ok(0) => dry_shards += 1,
             Ok(count) => {
                 dry_shards = 0;
@@ -169,12 +172,7 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
 }
 
 /// Samples one shard and spills its coldest values; how many, or Err when the tier refused.
-fn spill_from_shard(
-    server: &Server,
-    tier: &Tier,
-    shard: usize,
-    rng: &mut impl Rng,
-) -> Result<usize, ()> {
+fn spill_from_shard(server: &Server, tier: &Tier, shard: usize) -> Result<usize, ()> {
     let samples =
         (crate::config_int!(server.config, "maxmemory-samples").clamp(1, 64) as usize) * 2;
     let min_bytes = tier.min_value_bytes.load(Ordering::Relaxed);
@@ -189,28 +187,26 @@ fn spill_from_shard(
         if slice.keys.is_empty() {
             continue;
         }
-        // The coldest few of the sample, by heat. Once most values are cold, hot ones are
-        // rare among random keys: draw until `samples` candidates or `DRAWS_PER_SAMPLE` times
-        // as many draws.
+        // The coldest few of the sample, by heat.
         let mut picked: Vec<(u32, Vec<u8>)> = Vec::with_capacity(samples);
-        for _ in 0..samples * DRAWS_PER_SAMPLE {
-            if picked.len() >= samples {
+        let mut cursor = slice.spill_cursor;
+        for _ in 0..samples * BUCKETS_PER_SAMPLE {
+            cursor = slice.keys.scan(cursor, |key, entry| {
+                if worth_spilling(&entry.value, min_bytes) {
+                    picked.push((heat(entry, now_ms, mode), key.as_slice().to_vec()));
+                }
+            });
+            if picked.len() >= samples || cursor == 0 {
                 break;
             }
-            let Some((key, entry)) = slice.keys.random(rng) else {
-                break;
-            };
-            if !worth_spilling(&entry.value, min_bytes) {
-                continue;
-            }
-            let key = key.as_slice();
-            if picked.iter().any(|(_, seen)| seen == key) {
-                continue;
-            }
-            picked.push((heat(entry, now_ms, mode), key.to_vec()));
         }
+        slice.spill_cursor = cursor;
         picked.sort_unstable_by_key(|(heat, _)| *heat);
-        for (_, key) in picked.into_iter().take(SPILLS_PER_SHARD_MAX) {
+        // Values with no heat at all (written, never read) all go: nothing is colder, and the
+        // walk that found them is the expensive part.
+        let unheated = picked.iter().take_while(|(heat, _)| *heat == 0).count();
+        let take = unheated.max(SPILLS_PER_SHARD_MAX);
+        for (_, key) in picked.into_iter().take(take) {
             let Some(entry) = slice.keys.get_mut(&key[..]) else {
                 continue;
             };
