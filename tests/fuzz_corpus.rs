@@ -159,7 +159,12 @@ fn real_redis_aof_files_parse() {
                 .push(String::from_utf8_lossy(&argv[0]).to_ascii_lowercase());
             Applied::Ok
         }
-        fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {
+        fn load_rdb(
+            &mut self,
+            _bytes: &[u8],
+            _name: &str,
+            _done: &dyn Fn(usize),
+        ) -> Result<(), String> {
             Ok(())
         }
     }

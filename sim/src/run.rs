@@ -509,7 +509,12 @@ impl Replay for Reference<'_> {
         Applied::Ok
     }
 
-    fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {
+    fn load_rdb(
+        &mut self,
+        _bytes: &[u8],
+        _name: &str,
+        _done: &dyn Fn(usize),
+    ) -> Result<(), String> {
         Err("no RDB in a history".into())
     }
 }

@@ -29,6 +29,48 @@ pub trait WritableFile: Send {
     }
 }
 
+/// A whole file's bytes, for loading. The real file system maps the file, so loading a file
+/// larger than memory does not copy it into memory: the loader says how far it got
+/// (`release_before`) and the pages behind it are dropped from the process (they stay in the
+/// page cache). The simulated disk hands out a copy.
+pub enum FileBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(bytes) => bytes,
+            FileBytes::Mapped(map) => map,
+        }
+    }
+}
+
+impl FileBytes {
+    /// The bytes before `offset` will not be read again: their pages leave this process.
+    #[allow(unsafe_code)]
+    pub fn release_before(&self, offset: usize) {
+        let FileBytes::Mapped(map) = self else {
+            return;
+        };
+        const PAGE: usize = 4096;
+        let len = offset.min(map.len()) / PAGE * PAGE;
+        if len == 0 {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a shared, read-only file mapping drops only this process's
+        // page table entries; a later read faults the same bytes back from the page cache, so
+        // nothing can observe a change (it would zero a private anonymous mapping: not this).
+        let advised =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+        if let Err(error) = advised {
+            tracing::debug!("madvise(DONTNEED) on a file being loaded failed: {error}");
+        }
+    }
+}
+
 /// A segment file of the memory tier: written by positioned writes, read through a memory map.
 pub trait SegmentFile: Send + Sync {
     /// Writes `bytes` at `offset` (always the current end: segments are append-only). A failed
@@ -49,6 +91,10 @@ pub trait FileSystem: Send + Sync {
     /// Opens for appending, creating if missing.
     fn append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The whole file for loading: by default a copy (`read`).
+    fn read_whole(&self, path: &Path) -> io::Result<FileBytes> {
+        self.read(path).map(FileBytes::Owned)
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
@@ -100,6 +146,24 @@ impl FileSystem for StdFileSystem {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    #[allow(unsafe_code)]
+    fn read_whole(&self, path: &Path) -> io::Result<FileBytes> {
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(FileBytes::Owned(Vec::new()));
+        }
+        // SAFETY: a mapped file shrinking under the map would make reads fault. The files
+        // loaded this way (dump.rdb, the AOF's files) are the server's own, loaded at start
+        // before anything writes them; a file cut short on purpose (a torn AOF tail) is cut
+        // only after its mapping is dropped. Another process truncating them meanwhile is
+        // outside what the server can defend against (as with any mapped file).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        if let Err(error) = map.advise(memmap2::Advice::Sequential) {
+            tracing::debug!("madvise(SEQUENTIAL) on a file being loaded failed: {error}");
+        }
+        Ok(FileBytes::Mapped(map))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -8,7 +8,7 @@
 
 pub mod fs;
 
-pub use fs::{FileSystem, SegmentFile, StdFileSystem, WritableFile};
+pub use fs::{FileBytes, FileSystem, SegmentFile, StdFileSystem, WritableFile};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

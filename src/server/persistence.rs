@@ -522,8 +522,8 @@ impl load::Replay for ServerReplay<'_> {
         load::Applied::Ok
     }
 
-    fn load_rdb(&mut self, bytes: &[u8], name: &str) -> Result<(), String> {
-        load_rdb_bytes(self.server, bytes, name, true)
+    fn load_rdb(&mut self, bytes: &[u8], name: &str, done: &dyn Fn(usize)) -> Result<(), String> {
+        load_rdb_bytes(self.server, bytes, name, true, done)
     }
 }
 
@@ -748,6 +748,9 @@ pub fn save_upkeep(server: &Server) {
     }
 }
 
+/// A loader lets the pages of a mapped file behind it go this often.
+pub const RELEASE_EVERY: usize = 8 << 20;
+
 /// Loads `dbfilename` at start when the AOF is off (Redis's loadDataFromDisk).
 pub fn load_rdb_at_start(server: &Server) -> Result<(), String> {
     let path = rdb_path(server);
@@ -757,13 +760,15 @@ pub fn load_rdb_at_start(server: &Server) -> Result<(), String> {
     let name = path.display().to_string();
     let bytes = server
         .fs
-        .read(&path)
+        .read_whole(&path)
         .map_err(|err| format!("Fatal error loading the DB {name}: {err}. Exiting."))?;
     let started = std::time::Instant::now();
     server
         .loading
         .begin(server.clock.now_ms(), bytes.len() as u64);
-    let loaded = load_rdb_bytes(server, &bytes, &name, false);
+    let loaded = load_rdb_bytes(server, &bytes, &name, false, &|offset| {
+        bytes.release_before(offset)
+    });
     server.loading.advance(bytes.len() as u64);
     server.loading.end();
     loaded?;
@@ -775,12 +780,14 @@ pub fn load_rdb_at_start(server: &Server) -> Result<(), String> {
 }
 
 /// Loads an RDB's keys into the keyspace. `preamble`: an AOF base, whose keys past their
-/// time are kept (the AOF after it may still touch them), as Redis does.
+/// time are kept (the AOF after it may still touch them), as Redis does. `done` is told, now
+/// and then, the offset before which the bytes are not needed again.
 pub fn load_rdb_bytes(
     server: &Server,
     bytes: &[u8],
     name: &str,
     preamble: bool,
+    done: &dyn Fn(usize),
 ) -> Result<(), String> {
     let options = crate::persist::rdb::DecodeOptions::from_config(
         &server.config,
@@ -789,6 +796,7 @@ pub fn load_rdb_bytes(
     let now_ms = server.clock.now_ms();
     let mut expired = 0u64;
     let mut loaded_keys = 0u64;
+    let mut released = 0usize;
     let was_loading = server.keyspace.loading.swap(true, Ordering::AcqRel);
     let outcome = crate::persist::rdb::file::load(
         bytes,
@@ -817,6 +825,10 @@ pub fn load_rdb_bytes(
             loaded_keys += 1;
             if loaded_keys % 256 == 0 {
                 crate::tier::spill::relieve_if_over(server);
+            }
+            if key.offset >= released + RELEASE_EVERY {
+                released = key.offset;
+                done(released);
             }
             Ok(())
         },

@@ -31,8 +31,9 @@ pub enum Applied {
 /// What the loader needs from the server: run a command, load an RDB base.
 pub trait Replay {
     fn apply(&mut self, argv: Vec<Bytes>) -> Applied;
-    /// Loads an RDB (a `.base.rdb` file or an RDB preamble); `name` is for messages.
-    fn load_rdb(&mut self, bytes: &[u8], name: &str) -> Result<(), String>;
+    /// Loads an RDB (a `.base.rdb` file or an RDB preamble); `name` is for messages; `done`
+    /// is told, now and then, the offset before which the bytes are not needed again.
+    fn load_rdb(&mut self, bytes: &[u8], name: &str, done: &dyn Fn(usize)) -> Result<(), String>;
 }
 
 /// The outcome of a load.
@@ -75,12 +76,13 @@ pub fn load(
     for (index, info) in files.iter().enumerate() {
         let last = index + 1 == files.len();
         let path = dir.join(&info.name);
-        let bytes = fs.read(&path).map_err(|err| {
+        let bytes = fs.read_whole(&path).map_err(|err| {
             format!(
                 "Fatal error: can't open the append only file {} for reading: {err}",
                 info.name
             )
         })?;
+        let done = |offset: usize| bytes.release_before(offset);
         if bytes.is_empty() {
             continue;
         }
@@ -93,7 +95,7 @@ pub fn load(
             }
             // A preamble file continues with commands after the RDB; only pure RDB base
             // files are written by Redis 7, which is what is supported here.
-            replay.load_rdb(&bytes, &info.name).map_err(|err| {
+            replay.load_rdb(&bytes, &info.name, &done).map_err(|err| {
                 format!(
                     "Error reading the RDB base file {}, AOF loading aborted: {err}",
                     info.name
@@ -101,7 +103,16 @@ pub fn load(
             })?;
             start = bytes.len();
         }
-        match replay_commands(&bytes[start..], start as u64, replay, &mut report.commands) {
+        let replayed = replay_commands(
+            &bytes[start..],
+            start as u64,
+            replay,
+            &mut report.commands,
+            &|offset| done(start + offset),
+        );
+        // The mapping goes before the file may be cut (a torn tail) under it.
+        drop(bytes);
+        match replayed {
             Ok(()) => {}
             Err(Stop::Truncated { valid, in_multi }) => {
                 if in_multi {
@@ -166,7 +177,7 @@ pub fn load(
 /// replays the propagation log this way).
 pub fn replay_bytes(bytes: &[u8], replay: &mut dyn Replay) -> Result<(), String> {
     let mut count = 0;
-    replay_commands(bytes, 0, replay, &mut count).map_err(|stop| match stop {
+    replay_commands(bytes, 0, replay, &mut count, &|_| {}).map_err(|stop| match stop {
         Stop::Truncated { valid, .. } => {
             format!("the stream ends inside a command (valid up to {valid})")
         }
@@ -209,12 +220,23 @@ pub fn check(bytes: &[u8], start: usize) -> Checked {
         fn apply(&mut self, _argv: Vec<Bytes>) -> Applied {
             Applied::Ok
         }
-        fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {
+        fn load_rdb(
+            &mut self,
+            _bytes: &[u8],
+            _name: &str,
+            _done: &dyn Fn(usize),
+        ) -> Result<(), String> {
             Ok(())
         }
     }
     let mut commands = 0;
-    match replay_commands(&bytes[start..], start as u64, &mut Count, &mut commands) {
+    match replay_commands(
+        &bytes[start..],
+        start as u64,
+        &mut Count,
+        &mut commands,
+        &|_| {},
+    ) {
         Ok(()) => Checked::Valid { commands },
         Err(Stop::Truncated { valid, .. }) => Checked::Truncated { commands, valid },
         Err(Stop::Corrupt { offset })
@@ -242,14 +264,17 @@ enum Stop {
     },
 }
 
-/// Replays the commands in `bytes`, which start at file offset `base`.
+/// Replays the commands in `bytes`, which start at file offset `base`; `done` is told, now and
+/// then, the offset in `bytes` before which they are not needed again.
 fn replay_commands(
     bytes: &[u8],
     base: u64,
     replay: &mut dyn Replay,
     count: &mut u64,
+    done: &dyn Fn(usize),
 ) -> Result<(), Stop> {
     let mut position = 0usize;
+    let mut released = 0usize;
     let mut verifier = super::checksum::Verifier::new(base);
     // Where the file is valid up to if it ends inside the open MULTI.
     let mut before_multi: Option<usize> = None;
@@ -275,6 +300,10 @@ fn replay_commands(
             }
         }
         let start = position;
+        if start >= released + crate::server::persistence::RELEASE_EVERY {
+            released = start;
+            done(released);
+        }
         let argv = match read_command(bytes, &mut position) {
             Ok(argv) => argv,
             Err(Short::End) => {
@@ -416,7 +445,12 @@ pub fn fuzz_aof(bytes: &[u8]) {
             }
         }
 
-        fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {
+        fn load_rdb(
+            &mut self,
+            _bytes: &[u8],
+            _name: &str,
+            _done: &dyn Fn(usize),
+        ) -> Result<(), String> {
             Ok(())
         }
     }
@@ -450,7 +484,12 @@ mod tests {
             Applied::Ok
         }
 
-        fn load_rdb(&mut self, _bytes: &[u8], _name: &str) -> Result<(), String> {
+        fn load_rdb(
+            &mut self,
+            _bytes: &[u8],
+            _name: &str,
+            _done: &dyn Fn(usize),
+        ) -> Result<(), String> {
             Ok(())
         }
     }
@@ -458,7 +497,7 @@ mod tests {
     fn run(bytes: &[u8]) -> (Result<(), Stop>, Vec<Vec<String>>) {
         let mut record = Record::default();
         let mut count = 0;
-        let outcome = replay_commands(bytes, 0, &mut record, &mut count);
+        let outcome = replay_commands(bytes, 0, &mut record, &mut count, &|_| {});
         (outcome, record.0)
     }
 

@@ -142,6 +142,9 @@ pub struct Key<'a> {
     pub key: &'a [u8],
     pub value: Value,
     pub expire_ms: Option<u64>,
+    /// Where the key's record starts: the loader never reads before it again (a mapped file's
+    /// pages behind it can go).
+    pub offset: usize,
 }
 
 /// Reads a whole RDB file, handing each key to `visit` (which may refuse it with an error
@@ -180,8 +183,16 @@ pub fn load(
     };
     let mut db = 0usize;
     let mut expire_ms: Option<u64> = None;
+    // The checksum runs along with the reading, so the file is walked once (a file larger than
+    // memory is not read a second time at the end).
+    let mut digest = crc64::digest();
+    let mut summed = 0usize;
     loop {
         let at = reader.position();
+        if verify_checksum {
+            digest.update(&bytes[summed..at]);
+            summed = at;
+        }
         let opcode = reader.byte()?;
         match opcode {
             OPCODE_EXPIRETIME_MS => {
@@ -252,7 +263,8 @@ pub fn load(
                         raw.try_into().map_err(|_| reader.error("short checksum"))?,
                     );
                     if verify_checksum && expected != 0 {
-                        let actual = crc64::checksum(&bytes[..end]);
+                        digest.update(&bytes[summed..end]);
+                        let actual = digest.finalize();
                         if actual != expected {
                             return Err(DecodeError::new(
                                 end,
@@ -274,6 +286,7 @@ pub fn load(
                     key: &key,
                     value,
                     expire_ms: expire,
+                    offset: at,
                 })
                 .map_err(|reason| DecodeError::new(at, reason))?;
                 loaded.keys += 1;
