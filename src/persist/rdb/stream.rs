@@ -1343,7 +1343,11 @@ mod tests {
         limits: (usize, u64),
         entries: Vec<(u64, u64, usize, Vec<Vec<u8>>)>,
         deletes: Vec<prop::sample::Index>,
-        trim: Option<u64>,
+        /// MAXLEN n, or MINID n-0 when true.
+        trim: Option<(u64, bool)>,
+        /// Entries added after XSETID back to the last live entry (below any tombstone
+        /// after it).
+        back: usize,
         groups: Vec<GroupPlan>,
         counters: Option<(u64, u64)>,
     }
@@ -1365,17 +1369,19 @@ mod tests {
                 ),
                 0..80,
             ),
-            proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
-            proptest::option::of(0u64..80),
+            proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            proptest::option::of((0u64..80, any::<bool>())),
+            prop_oneof![3 => Just(0usize), 1 => 1usize..6],
             proptest::collection::vec(group_plan(), 0..3),
             proptest::option::of((any::<u64>(), 0u64..50)),
         )
             .prop_map(
-                |(limits, entries, deletes, trim, groups, counters)| StreamPlan {
+                |(limits, entries, deletes, trim, back, groups, counters)| StreamPlan {
                     limits,
                     entries,
                     deletes,
                     trim,
+                    back,
                     groups,
                     counters,
                 },
@@ -1410,8 +1416,22 @@ mod tests {
                 stream.delete(*index.get(&ids));
             }
         }
-        if let Some(max_len) = plan.trim {
-            stream.trim(Trim::MaxLen(max_len), false, 0);
+        match plan.trim {
+            Some((max_len, false)) => {
+                stream.trim(Trim::MaxLen(max_len), false, 0);
+            }
+            Some((min_ms, true)) => {
+                stream.trim(Trim::MinId(StreamId::new(min_ms, 0)), false, 0);
+            }
+            None => {}
+        }
+        if plan.back > 0 {
+            let back = stream.last_entry_id().unwrap_or(StreamId::new(0, 1));
+            stream.set_id(back, stream.entries_added, stream.max_deleted_entry_id);
+            for _ in 0..plan.back {
+                let id = stream.last_id.next().expect("small IDs");
+                stream.append(id, &[(b"a".as_slice(), b"back".as_slice())], limits);
+            }
         }
         if let Some((entries_added_extra, max_deleted_ms)) = plan.counters {
             // XSETID ... ENTRIESADDED n MAXDELETEDID id (kept above what the stream needs).
