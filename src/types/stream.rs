@@ -402,9 +402,7 @@ impl Stream {
                     + node
                         .tombstones
                         .iter()
-                        .map(|tombstone| {
-                            std::mem::size_of::<Tombstone>() + tombstone.fields.len()
-                        })
+                        .map(|tombstone| std::mem::size_of::<Tombstone>() + tombstone.fields.len())
                         .sum::<usize>()
             })
             .sum();

@@ -177,7 +177,10 @@ fn node_listpack(stream: &Stream, master: StreamId, node: &Node) -> (Vec<u8>, us
         writer.push_int(lp_count);
     }
     assert_eq!(live as u64, node.live, "a node's live count is its entries");
-    assert_eq!(deleted, node.deleted, "a node's deleted count is its tombstones");
+    assert_eq!(
+        deleted, node.deleted,
+        "a node's deleted count is its tombstones"
+    );
     // For a node XADD built this is Redis's listpack to the byte (the round trip tests check
     // `node.bytes` against it). Not asserted here: a node loaded from a listpack with
     // non-canonical encodings keeps that listpack's size, as Redis would.
@@ -836,10 +839,7 @@ mod tests {
             add(&mut stream, ms, 0, &[("a", &(ms - 4).to_string())]);
         }
         assert!(stream.delete(StreamId::new(7, 0)));
-        assert_eq!(
-            stream.trim(Trim::MinId(StreamId::new(7, 0)), false, 0),
-            2
-        );
+        assert_eq!(stream.trim(Trim::MinId(StreamId::new(7, 0)), false, 0), 2);
         assert_eq!(stream.nodes()[&StreamId::new(5, 0)].live, 0);
         stream.set_id(
             StreamId::new(0, 5),
@@ -1375,8 +1375,8 @@ mod tests {
             proptest::collection::vec(group_plan(), 0..3),
             proptest::option::of((any::<u64>(), 0u64..50)),
         )
-            .prop_map(
-                |(limits, entries, deletes, trim, back, groups, counters)| StreamPlan {
+            .prop_map(|(limits, entries, deletes, trim, back, groups, counters)| {
+                StreamPlan {
                     limits,
                     entries,
                     deletes,
@@ -1384,8 +1384,8 @@ mod tests {
                     back,
                     groups,
                     counters,
-                },
-            )
+                }
+            })
     }
 
     fn build(plan: &StreamPlan) -> Stream {
