@@ -49,7 +49,10 @@ impl WritableFile for HookedFile {
         self.file.write_all(bytes)
     }
     fn sync(&mut self) -> io::Result<()> {
-        let hook = self.hook.as_ref().and_then(|hook| hook.lock().unwrap().take());
+        let hook = self
+            .hook
+            .as_ref()
+            .and_then(|hook| hook.lock().unwrap().take());
         if let Some(hook) = hook {
             hook();
         }
@@ -143,9 +146,10 @@ fn start(disk: &HookedDisk, clock: &Arc<TestClock>) -> Node {
     ));
     server.aof.set_manual();
     persistence::load_at_start(&server).expect("load");
-    let (handle, _outbox) = server
-        .clients
-        .register("test".into(), "test".into(), -1, clock.now_ms());
+    let (handle, _outbox) =
+        server
+            .clients
+            .register("test".into(), "test".into(), -1, clock.now_ms());
     Node {
         server,
         session: Session::new(handle, true),

@@ -566,11 +566,7 @@ mod tests {
         fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
             Ok(())
         }
-        fn create_segment(
-            &self,
-            _path: &Path,
-            _capacity: u64,
-        ) -> io::Result<Arc<dyn SegmentFile>> {
+        fn create_segment(&self, _path: &Path, _capacity: u64) -> io::Result<Arc<dyn SegmentFile>> {
             Err(io::Error::other("no segments here"))
         }
     }
@@ -653,7 +649,10 @@ mod tests {
         // After the instant: not in the base.
         sink.feed(b"DEL d;", 26);
         aof.step();
-        assert!(aof.write_error().is_some(), "writes stay refused until the end");
+        assert!(
+            aof.write_error().is_some(),
+            "writes stay refused until the end"
+        );
         assert_eq!(aof.durable_offset(), 8, "nothing acknowledged meanwhile");
         finish_rewrite(&aof);
         assert!(aof.write_error().is_none());
