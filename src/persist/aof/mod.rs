@@ -9,9 +9,15 @@
 //! - `everysec`: written at once, fsynced about once a second;
 //! - `no`: written at once, fsynced when the kernel decides.
 //!
-//! A failed write or fsync leaves the file in an unknown state: from then on writes are
-//! refused with Redis's `-MISCONF Errors writing to the AOF file: ...` and nothing more is
-//! acknowledged, until a rewrite has written everything in memory to fresh files.
+//! A failed write or fsync leaves the file in an unknown state: from then on writes (and an
+//! EXEC holding one, and PING) are refused with Redis's `-MISCONF Errors writing to the AOF
+//! file: ...` and nothing more is acknowledged, until a rewrite has written everything in
+//! memory to fresh files (the cron tries one a second). Changes no client write causes go
+//! on meanwhile (expired and evicted keys' DELs): those fed before the rewrite's instant are
+//! dropped, its base holds their effect; those fed after it are held and written to the new
+//! incr file when the rewrite ends (see [`handoff`]). A failure of the new incr file during
+//! the rewrite outlives it. Redis 7.0 instead keeps its buffer and retries the write until
+//! one succeeds (and exits under `always`); both refuse writes while the file is in doubt.
 //! All file access goes through [`crate::io::FileSystem`], so the simulator can fail it.
 
 pub mod checksum;
