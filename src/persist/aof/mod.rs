@@ -471,14 +471,17 @@ mod tests {
 
     /// An in-memory file system whose writes and fsyncs fail while `failing` is set (a write
     /// then stores half its bytes, as a full disk does).
+    /// A file's bytes, shared by its handles.
+    type Contents = Arc<Mutex<Vec<u8>>>;
+
     #[derive(Clone, Default)]
     struct FlakyFs {
-        files: Arc<Mutex<BTreeMap<PathBuf, Arc<Mutex<Vec<u8>>>>>>,
+        files: Arc<Mutex<BTreeMap<PathBuf, Contents>>>,
         failing: Arc<AtomicBool>,
     }
 
     struct FlakyFile {
-        bytes: Arc<Mutex<Vec<u8>>>,
+        bytes: Contents,
         failing: Arc<AtomicBool>,
     }
 
