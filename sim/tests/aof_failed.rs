@@ -121,6 +121,18 @@ struct Node {
 }
 
 impl Node {
+    /// A new client of `server`.
+    fn client(server: &Arc<Server>, name: &str) -> Node {
+        let now_ms = server.clock.now_ms();
+        let (handle, _outbox) = server
+            .clients
+            .register(name.into(), name.into(), -1, now_ms);
+        Node {
+            server: server.clone(),
+            session: Session::new(handle, true),
+        }
+    }
+
     fn command(&mut self, line: &str) -> String {
         let argv: Vec<Bytes> = line
             .split(' ')
@@ -146,14 +158,7 @@ fn start(disk: &HookedDisk, clock: &Arc<TestClock>) -> Node {
     ));
     server.aof.set_manual();
     persistence::load_at_start(&server).expect("load");
-    let (handle, _outbox) =
-        server
-            .clients
-            .register("test".into(), "test".into(), -1, clock.now_ms());
-    Node {
-        server,
-        session: Session::new(handle, true),
-    }
+    Node::client(&server, "test")
 }
 
 /// Fails the AOF: a write whose everysec fsync fails.
@@ -191,16 +196,7 @@ fn writes_and_transactions_are_refused_while_the_aof_is_failed() {
     let mut node = start(&disk, &clock);
     assert_eq!(node.command("MULTI"), "+OK\r\n");
     assert_eq!(node.command("SET queued 1"), "+QUEUED\r\n");
-    let mut other = Node {
-        server: node.server.clone(),
-        session: {
-            let (handle, _outbox) =
-                node.server
-                    .clients
-                    .register("other".into(), "other".into(), -1, clock.now_ms());
-            Session::new(handle, true)
-        },
-    };
+    let mut other = Node::client(&node.server, "other");
     fail_the_aof(&mut other, &disk, &clock);
     let refusal = "-MISCONF Errors writing to the AOF file: Input/output error\r\n";
     assert_eq!(other.command("SET b 1"), refusal);
@@ -233,12 +229,9 @@ fn a_del_fed_while_the_recovering_rewrite_writes_its_base_reaches_the_new_file()
     fail_the_aof(&mut node, &disk, &clock);
     assert!(node.command("SET refused 1").starts_with("-MISCONF"));
     // `brief` expires while the rewrite writes its base: a GET deletes it and propagates DEL.
-    let (server, handle) = (node.server.clone(), node.session.handle.clone());
+    let server = node.server.clone();
     *disk.hook.lock().unwrap() = Some(Box::new(move || {
-        let mut reader = Node {
-            server,
-            session: Session::new(handle, true),
-        };
+        let mut reader = Node::client(&server, "reader");
         assert_eq!(reader.command("GET brief"), "$-1\r\n");
         // The writer thread runs meanwhile.
         reader.server.aof.step();
