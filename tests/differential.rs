@@ -10,8 +10,7 @@
 //!   replies such as PTTL, TIME, RANDOMKEY or INFO;
 //! - a `%` prefix (before any `?`) runs the line but does not compare it in the cold runs
 //!   (where every value is moved to the disk tier before each command), for replies that
-//!   legitimately depend on it: DEBUG (enabled there), and the stream node layout that the
-//!   value codec does not keep yet (XINFO's radix-tree counts, XTRIM's `~`).
+//!   legitimately depend on it, such as DEBUG (enabled there).
 //!
 //! Replies that come in several frames are compared whole: a RESP3 push (`>`, a pub/sub
 //! message or keyspace notification) is read together with the frames that follow it up to the

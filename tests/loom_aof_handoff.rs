@@ -12,8 +12,10 @@
 //! Checked: an acknowledged offset is never above what the disk has written and synced; a
 //! failed fsync publishes nothing, acknowledges nothing after it and wakes every waiter; a
 //! flush returns only once everything fed before it is synced; turning the AOF off wakes
-//! every waiter; every thread finishes (no lost wake-up). A planted bug (acknowledging at
-//! write time) is caught, so the checks can fail.
+//! every waiter; every thread finishes (no lost wake-up); after a failure, what is fed
+//! after a recovering rewrite's switch of files is held, then written to the new file when
+//! the rewrite ends (the writer woken for it). A planted bug (acknowledging at write time)
+//! is caught, so the checks can fail.
 //!
 //! `cargo test --release --test loom_aof_handoff`. Each model explores every interleaving
 //! with at most 2 preemptions; `LOOM_MAX_PREEMPTIONS=3` searches deeper (much longer).
@@ -290,6 +292,34 @@ fn a_flush_syncs_everything_fed_before_it_while_the_writer_runs() {
             assert!(setup.disk.synced.load(Ordering::Acquire) >= offset);
             assert!(setup.handoff.durable_offset() >= offset);
             assert!(client.join().unwrap());
+            setup.handoff.stop_writer();
+            writer.join().unwrap();
+        },
+    );
+}
+
+#[test]
+fn what_is_fed_after_a_recovering_switch_reaches_the_new_file() {
+    check(
+        "what_is_fed_after_a_recovering_switch_reaches_the_new_file",
+        || {
+            let setup = setup(0);
+            let writer = spawn_writer(setup.handoff.clone());
+            assert!(!spawn_client(&setup).join().unwrap(), "its fsync failed");
+            // The rewrite's instant (nothing fed meanwhile): appending moves to a new file.
+            let fresh = Arc::new(Disk::default());
+            fresh.good_syncs.store(u64::MAX, Ordering::Release);
+            setup.handoff.switch_file(File(fresh.clone()));
+            // An expired key's DEL (no MISCONF stops it), fed as the rewrite ends.
+            let feeder = {
+                let (log, handoff) = (setup.log.clone(), setup.handoff.clone());
+                thread::spawn(move || write(&log, &handoff))
+            };
+            assert!(setup.handoff.recovered(), "the new file never failed");
+            let offset = feeder.join().unwrap();
+            // Written to the new file and synced, by a writer that was not left asleep.
+            assert!(wait_durable(&setup.handoff, offset));
+            assert_eq!(fresh.synced.load(Ordering::Acquire), 1);
             setup.handoff.stop_writer();
             writer.join().unwrap();
         },

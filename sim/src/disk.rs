@@ -127,6 +127,11 @@ impl SimDisk {
         self.lock().faults_injected
     }
 
+    /// Sets the fault rates from now on (tests that fail the disk at a chosen moment).
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
     /// Stops faults (for the clean restart at the end of a run).
     pub fn heal(&self) {
         let mut state = self.lock();

@@ -157,8 +157,11 @@ pub fn dispatch(
         crate::tier::spill::relieve_if_over(server);
     }
     // Redis's processCommand: after a disk error a primary refuses writes, and PING, until
-    // persistence works again.
-    if command.is_write() || command.fullname == "ping" {
+    // persistence works again; EXEC counts as a write when it holds one.
+    let exec_writes = command.fullname == "exec"
+        && (session.multi.as_ref())
+            .is_some_and(|multi| multi.queued.iter().any(|(c, _)| c.is_write()));
+    if command.is_write() || command.fullname == "ping" || exec_writes {
         if let Some(refusal) = crate::server::persistence::write_refusal(server) {
             let error = Error::Text(refusal.into());
             return reject(server, session, &args, error, Some(command));

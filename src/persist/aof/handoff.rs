@@ -13,7 +13,13 @@
 //!   ([`Handoff::settled`]) and is acknowledged only if it did and nothing failed
 //!   ([`Handoff::verdict`]).
 //! - A failed write or fsync sets `failed` and wakes every waiter; nothing more is written
-//!   until [`Handoff::reset`] (a new file) or [`Handoff::recovered`] (a rewrite).
+//!   until [`Handoff::reset`] (a new file) or [`Handoff::recovered`] (a rewrite). What is fed
+//!   meanwhile (no client write gets through, but expired and evicted keys' DELs do) is
+//!   dropped: the recovering rewrite's base holds its effect. Except once that rewrite's
+//!   instant has switched files ([`Handoff::switch_file`]): what is fed after it is in no
+//!   base, so it is held in `pending` and written to the new file when the rewrite ends. A
+//!   failure after the switch (of the new file) is not one the rewrite covers: its end does
+//!   not clear it.
 //!
 //! Invariants: `durable <= synced <= written <= end of what was fed`; `durable` moves only
 //! after an fsync that succeeded (but in the simulator's deliberately broken variant); a
@@ -71,6 +77,9 @@ pub struct Handoff<F> {
     /// Set while the AOF is on: bytes fed otherwise are dropped.
     enabled: AtomicBool,
     failed: AtomicBool,
+    /// The failure predates the open file: a rewrite's instant switched to it since, so what
+    /// was dropped is in that rewrite's base, and what is fed now is held for the new file.
+    covered: AtomicBool,
     /// The reply writes are refused with once `failed` is set.
     failure: Mutex<Option<String>>,
     /// Test-only: publishes what is written as durable before its fsync (the simulator's
@@ -93,6 +102,7 @@ impl<F: Output> Handoff<F> {
             durable: Watch::new(0),
             enabled: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            covered: AtomicBool::new(false),
             failure: Mutex::new(None),
             acknowledge_unsynced: AtomicBool::new(false),
         }
@@ -116,7 +126,26 @@ impl<F: Output> Handoff<F> {
         self.synced.store(offset, Ordering::Release);
         self.durable.send_replace(offset);
         *self.failure.lock() = None;
+        self.covered.store(false, Ordering::Release);
         self.failed.store(false, Ordering::Release);
+    }
+
+    /// A rewrite's instant (no write is fed meanwhile): appending goes on in `output`, a new
+    /// file. After a failure, everything fed so far is in the rewrite's base: what is still
+    /// pending is dropped, and what is fed from now on is held until [`Handoff::recovered`].
+    pub fn switch_file(&self, output: F) {
+        let mut file = self.file.lock();
+        *file = Some(output);
+        if self.is_failed() {
+            self.pending.lock().bytes.clear();
+            self.covered.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether fed bytes wait for the recovering rewrite's end instead of being written or
+    /// dropped. Read with the file held.
+    fn holding(&self) -> bool {
+        self.is_failed() && self.covered.load(Ordering::Acquire)
     }
 
     pub fn set_enabled(&self, enabled: bool) {
@@ -146,7 +175,10 @@ impl<F: Output> Handoff<F> {
     /// to stop, or after `idle` (for the everysec deadline).
     pub fn wait_for_work(&self, idle: Duration) {
         let mut pending = self.pending.lock();
-        if pending.bytes.is_empty() && !pending.stop {
+        // Held bytes are no work until the rewrite ends, which wakes the writer; looked at
+        // under `pending`, which the end takes before its wake-up, so it cannot be missed.
+        let holding = self.holding();
+        if (pending.bytes.is_empty() || holding) && !pending.stop {
             self.wake.wait_for(&mut pending, idle);
         }
     }
@@ -167,13 +199,15 @@ impl<F: Output> Handoff<F> {
     /// fails the hand-off (see [`Handoff::fail`]) and the round ends there.
     pub fn round(&self, sync_due: impl FnOnce() -> bool) -> Round {
         let mut file = self.file.lock();
+        let holding = self.holding();
         let (bytes, end, stop) = {
             let mut pending = self.pending.lock();
-            (
-                std::mem::take(&mut pending.bytes),
-                pending.end,
-                pending.stop,
-            )
+            let bytes = if holding {
+                Vec::new()
+            } else {
+                std::mem::take(&mut pending.bytes)
+            };
+            (bytes, pending.end, pending.stop)
         };
         let mut round = Round {
             stop,
@@ -183,7 +217,8 @@ impl<F: Output> Handoff<F> {
             return round;
         };
         if self.is_failed() {
-            // The file's state is unknown: nothing more goes to it until a rewrite.
+            // The file's state is unknown: nothing more goes to it until a rewrite, and what
+            // was taken is left to that rewrite's base (held bytes were not taken).
             return round;
         }
         if !bytes.is_empty() {
@@ -219,9 +254,15 @@ impl<F: Output> Handoff<F> {
     /// (rewrites, shutdown). Without a file there is nothing to do.
     pub fn flush(&self) -> Result<Round, String> {
         let mut file = self.file.lock();
+        let holding = self.holding();
         let (bytes, end) = {
             let mut pending = self.pending.lock();
-            (std::mem::take(&mut pending.bytes), pending.end)
+            let bytes = if holding {
+                Vec::new()
+            } else {
+                std::mem::take(&mut pending.bytes)
+            };
+            (bytes, pending.end)
         };
         let mut round = Round::default();
         let Some(output) = file.as_mut() else {
@@ -253,6 +294,8 @@ impl<F: Output> Handoff<F> {
             "MISCONF Errors writing to the AOF file: {}",
             text.rsplit(": ").next().unwrap_or(&text)
         ));
+        // A failure of the open file: no rewrite in progress covers it.
+        self.covered.store(false, Ordering::Release);
         if !self.failed.swap(true, Ordering::AcqRel) {
             tracing::warn!("{text}");
         }
@@ -261,10 +304,26 @@ impl<F: Output> Handoff<F> {
         text
     }
 
-    /// A rewrite put everything in memory in fresh files: an earlier failure is behind us.
-    pub fn recovered(&self) {
+    /// A rewrite put everything in memory at its instant in a new base, and the new file
+    /// (switched in at that instant) is sound: a failure from before the switch is behind
+    /// us, and the held bytes go to the new file. False, the failure kept, when the new file
+    /// failed since.
+    pub fn recovered(&self) -> bool {
+        let file = self.file.lock();
+        if !self.is_failed() {
+            return true;
+        }
+        if !self.covered.load(Ordering::Acquire) {
+            return false;
+        }
         *self.failure.lock() = None;
+        self.covered.store(false, Ordering::Release);
         self.failed.store(false, Ordering::Release);
+        // A writer that saw the bytes held is asleep by the time this lock is ours.
+        drop(self.pending.lock());
+        drop(file);
+        self.wake.notify_one();
+        true
     }
 
     pub fn is_failed(&self) -> bool {

@@ -9,9 +9,15 @@
 //! - `everysec`: written at once, fsynced about once a second;
 //! - `no`: written at once, fsynced when the kernel decides.
 //!
-//! A failed write or fsync leaves the file in an unknown state: from then on writes are
-//! refused with Redis's `-MISCONF Errors writing to the AOF file: ...` and nothing more is
-//! acknowledged, until a rewrite has written everything in memory to fresh files.
+//! A failed write or fsync leaves the file in an unknown state: from then on writes (and an
+//! EXEC holding one, and PING) are refused with Redis's `-MISCONF Errors writing to the AOF
+//! file: ...` and nothing more is acknowledged, until a rewrite has written everything in
+//! memory to fresh files (the cron tries one a second). Changes no client write causes go
+//! on meanwhile (expired and evicted keys' DELs): those fed before the rewrite's instant are
+//! dropped, its base holds their effect; those fed after it are held and written to the new
+//! incr file when the rewrite ends (see [`handoff`]). A failure of the new incr file during
+//! the rewrite outlives it. Redis 7.0 instead keeps its buffer and retries the write until
+//! one succeeds (and exits under `always`); both refuse writes while the file is in doubt.
 //! All file access goes through [`crate::io::FileSystem`], so the simulator can fail it.
 
 pub mod checksum;
@@ -355,7 +361,7 @@ impl Aof {
     /// shard, so no write is fed meanwhile); `manifest` already lists the new file.
     pub fn switch(&self, dir: &Path, manifest: manifest::Manifest) -> Result<(), String> {
         let file = self.open_last_incr(dir, &manifest)?;
-        *self.shared.handoff.file() = Some(IncrFile {
+        self.shared.handoff.switch_file(IncrFile {
             file,
             checksum: checksum::Range::new(),
         });
@@ -368,7 +374,8 @@ impl Aof {
     }
 
     /// A rewrite finished: `manifest` names the new base and incr file. Everything in memory
-    /// at its instant is in the base, so an earlier write failure is behind us.
+    /// at its instant is in the base, so a write failure from before it is behind us (one of
+    /// the new incr file since is not: writes stay refused until the next rewrite).
     pub fn rewritten(&self, manifest: manifest::Manifest, base_size: u64) {
         *self.manifest.lock() = manifest;
         let stats = &self.shared.stats;
@@ -377,7 +384,12 @@ impl Aof {
             stats.incr_since_switch.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        self.shared.handoff.recovered();
+        if !self.shared.handoff.recovered() {
+            tracing::warn!(
+                "The new AOF incr file failed during the rewrite: writes stay refused until \
+                 the next rewrite"
+            );
+        }
     }
 
     /// Stops appending (`appendonly no`, shutdown): flushes and fsyncs what is pending.
@@ -448,4 +460,239 @@ fn write_once(shared: &Shared) -> bool {
         );
     shared.account(round.appended, round.synced);
     round.stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::fs::SegmentFile;
+    use std::collections::BTreeMap;
+    use std::io;
+
+    /// An in-memory file system whose writes and fsyncs fail while `failing` is set (a write
+    /// then stores half its bytes, as a full disk does).
+    /// A file's bytes, shared by its handles.
+    type Contents = Arc<Mutex<Vec<u8>>>;
+
+    #[derive(Clone, Default)]
+    struct FlakyFs {
+        files: Arc<Mutex<BTreeMap<PathBuf, Contents>>>,
+        failing: Arc<AtomicBool>,
+    }
+
+    struct FlakyFile {
+        bytes: Contents,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl WritableFile for FlakyFile {
+        fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+            if self.failing.load(Ordering::Relaxed) {
+                self.bytes
+                    .lock()
+                    .extend_from_slice(&bytes[..bytes.len() / 2]);
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "No space left on device",
+                ));
+            }
+            self.bytes.lock().extend_from_slice(bytes);
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(io::Error::other("Input/output error"));
+            }
+            Ok(())
+        }
+        fn len(&self) -> io::Result<u64> {
+            Ok(self.bytes.lock().len() as u64)
+        }
+    }
+
+    impl FlakyFs {
+        fn open(&self, path: &Path, truncate: bool) -> Box<dyn WritableFile> {
+            let mut files = self.files.lock();
+            let bytes = files.entry(path.to_path_buf()).or_default().clone();
+            if truncate {
+                bytes.lock().clear();
+            }
+            Box::new(FlakyFile {
+                bytes,
+                failing: self.failing.clone(),
+            })
+        }
+
+        fn contents(&self, path: &Path) -> Vec<u8> {
+            self.files
+                .lock()
+                .get(path)
+                .map(|bytes| bytes.lock().clone())
+                .unwrap_or_default()
+        }
+    }
+
+    impl FileSystem for FlakyFs {
+        fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+            Ok(self.open(path, true))
+        }
+        fn append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+            Ok(self.open(path, false))
+        }
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            Ok(self.contents(path))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            let mut files = self.files.lock();
+            let file = files.remove(from).ok_or(io::ErrorKind::NotFound)?;
+            files.insert(to.to_path_buf(), file);
+            Ok(())
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            self.files.lock().remove(path);
+            Ok(())
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.files.lock().contains_key(path)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+            let files = self.files.lock();
+            Ok(files
+                .keys()
+                .filter(|path| path.parent() == Some(dir))
+                .cloned()
+                .collect())
+        }
+        fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+            if let Some(bytes) = self.files.lock().get(path) {
+                bytes.lock().truncate(len as usize);
+            }
+            Ok(())
+        }
+        fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn create_segment(&self, _path: &Path, _capacity: u64) -> io::Result<Arc<dyn SegmentFile>> {
+            Err(io::Error::other("no segments here"))
+        }
+    }
+
+    const PREFIX: &str = "appendonly.aof";
+
+    fn dir() -> PathBuf {
+        PathBuf::from("/data/appendonlydir")
+    }
+
+    fn incr(seq: u64) -> manifest::FileInfo {
+        manifest::FileInfo {
+            name: manifest::incr_name(PREFIX, seq),
+            seq,
+            kind: manifest::FileKind::Incr,
+        }
+    }
+
+    /// An AOF appending to incr file 1, stepped by hand.
+    fn opened() -> (FlakyFs, Aof, Box<dyn Sink>) {
+        let fs = FlakyFs::default();
+        let aof = Aof::new(Arc::new(fs.clone()), Arc::new(crate::io::SystemClock));
+        aof.set_manual();
+        aof.set_policy(Fsync::Always);
+        let manifest = manifest::Manifest {
+            incr: vec![incr(1)],
+            incr_seq: 1,
+            ..manifest::Manifest::default()
+        };
+        aof.open(&dir(), PREFIX, manifest, 0).expect("open");
+        let sink = aof.sink();
+        (fs, aof, sink)
+    }
+
+    /// A rewrite's instant as `rewrite_inner` runs it: the new incr file exists, what was fed
+    /// is flushed (or was dropped by the failure), appending switches to the new file.
+    fn switch_to_incr_2(fs: &FlakyFs, aof: &Aof) {
+        let path = dir().join(manifest::incr_name(PREFIX, 2));
+        drop(fs.create(&path).expect("create"));
+        let mut during = aof.manifest();
+        during.incr.push(incr(2));
+        during.incr_seq = 2;
+        let _ = aof.flush_and_sync();
+        aof.switch(&dir(), during).expect("switch");
+    }
+
+    /// The rewrite's end: the new base and incr file 2 are the AOF.
+    fn finish_rewrite(aof: &Aof) {
+        let next = manifest::Manifest {
+            incr: vec![incr(2)],
+            incr_seq: 2,
+            base_seq: 1,
+            ..manifest::Manifest::default()
+        };
+        aof.rewritten(next, 0);
+    }
+
+    fn incr_file(fs: &FlakyFs, seq: u64) -> Vec<u8> {
+        fs.contents(&dir().join(manifest::incr_name(PREFIX, seq)))
+    }
+
+    /// Effects fed while the AOF is failed but after a rewrite's instant (an expired or
+    /// evicted key's DEL: no client write, so no MISCONF stops it) are in neither the
+    /// rewrite's base nor the old file: they must reach the new incr file.
+    #[test]
+    fn what_is_fed_after_the_switch_of_a_recovering_rewrite_reaches_the_new_file() {
+        let (fs, aof, mut sink) = opened();
+        sink.feed(b"SET a 1;", 8);
+        aof.step();
+        assert_eq!(aof.durable_offset(), 8);
+        fs.failing.store(true, Ordering::Relaxed);
+        sink.feed(b"DEL b;", 14);
+        aof.step();
+        assert!(aof.write_error().is_some(), "the write failed");
+        fs.failing.store(false, Ordering::Relaxed);
+        // Dropped while failed: the rewrite's base holds its effect.
+        sink.feed(b"DEL c;", 20);
+        aof.step();
+        switch_to_incr_2(&fs, &aof);
+        // After the instant: not in the base.
+        sink.feed(b"DEL d;", 26);
+        aof.step();
+        assert!(
+            aof.write_error().is_some(),
+            "writes stay refused until the end"
+        );
+        assert_eq!(aof.durable_offset(), 8, "nothing acknowledged meanwhile");
+        finish_rewrite(&aof);
+        assert!(aof.write_error().is_none());
+        aof.step();
+        sink.feed(b"SET e 1;", 34);
+        aof.step();
+        assert_eq!(incr_file(&fs, 2), b"DEL d;SET e 1;");
+        assert_eq!(aof.durable_offset(), 34);
+    }
+
+    /// A failure of the new incr file while the base is written is not the failure the base
+    /// covers: the rewrite's end does not clear it.
+    #[test]
+    fn a_failure_after_the_switch_outlives_the_rewrite() {
+        let (fs, aof, mut sink) = opened();
+        sink.feed(b"SET a 1;", 8);
+        aof.step();
+        switch_to_incr_2(&fs, &aof);
+        fs.failing.store(true, Ordering::Relaxed);
+        sink.feed(b"SET b 1;", 16);
+        aof.step();
+        assert!(aof.write_error().is_some());
+        fs.failing.store(false, Ordering::Relaxed);
+        finish_rewrite(&aof);
+        assert!(
+            aof.write_error().is_some(),
+            "incr file 2 lost a write: writes stay refused until the next rewrite"
+        );
+        sink.feed(b"DEL c;", 22);
+        aof.step();
+        assert_eq!(incr_file(&fs, 2), b"SET ");
+        assert_eq!(aof.durable_offset(), 8);
+    }
 }
