@@ -233,6 +233,10 @@ impl StdSegment {
         // only what was written.
         file.set_len(capacity)?;
         let map = Self::map(&file, map_len)?;
+        // Records are read one at a time at random places: no readahead around them.
+        if let Err(error) = map.advise(memmap2::Advice::Random) {
+            tracing::debug!("madvise(RANDOM) on a tier segment failed: {error}");
+        }
         Ok(StdSegment {
             file,
             map,

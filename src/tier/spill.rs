@@ -49,7 +49,7 @@ pub fn heat(entry: &Entry, now_ms: u64, mode: AccessMode) -> u32 {
 const PROMOTE_FREELY_PERMILLE: usize = 960;
 /// Over it, promotions share a budget per upkeep tick of the limit divided by this: the hot
 /// set still moves into RAM, at a bounded cost in spills, when it does not fit.
-const PROMOTION_BUDGET_DIVISOR: usize = 512;
+const PROMOTION_BUDGET_DIVISOR: usize = 2048;
 /// In LRU mode, a value read again within this many seconds counts as in use.
 const RECENT_READ_SECONDS: u64 = 60;
 

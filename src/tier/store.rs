@@ -46,6 +46,10 @@ pub const FLUSH_BYTES_THRESHOLD: u64 = 1 << 20;
 /// Bytes read through the maps between two `release_pages` of every segment: what reads fault
 /// into the process stays below about this much.
 pub const RELEASE_PAGES_EVERY_BYTES: u64 = 32 << 20;
+/// What one read through a map may bring into the process: the kernel maps the pages around
+/// a faulting one too (`fault_around_bytes`, 64 KiB by default), so a 1 KiB record can cost
+/// 64 KiB of resident pages. Reads count at least this much towards a release.
+const FAULT_AROUND_BYTES: u64 = 64 << 10;
 /// A sealed segment with less than this share of live bytes is worth compacting.
 const COMPACTION_LIVE_PERCENT: u64 = 50;
 const _: () = assert!(FLUSH_BYTES_THRESHOLD < TAIL_BYTES_MAX);
@@ -675,7 +679,7 @@ impl Store {
                 let mut bytes = vec![0u8; length];
                 file.read_at(u64::from(offset), &mut bytes)
                     .map_err(|error| self.corrupt(cold.segment, offset, error))?;
-                self.count_mapped_read(length as u64);
+                self.count_mapped_read((length as u64).max(FAULT_AROUND_BYTES));
                 Ok(bytes)
             }
         }
