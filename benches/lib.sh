@@ -17,7 +17,7 @@ free_port() {
 }
 
 wait_ping() {
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 3000); do
         [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == "PONG" ]] && return
         sleep 0.1
     done

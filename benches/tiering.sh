@@ -8,6 +8,8 @@
 #   9:1 requests, 45:5 clients), against the same server without a memory limit, as a ratio;
 # - p50/p99/p99.9 of cold GETs (1 client, random keys) after dropping the page cache of the
 #   segment files;
+# - BGSAVE of the whole dataset (RSS while it runs) and a restart that loads it under the same
+#   maxmemory (load time, peak RSS);
 # - real Redis with the same maxmemory: what noeviction refuses and what allkeys-lru loses.
 #
 # Usage: benches/tiering.sh   (about 10 minutes; needs ~5 GB of disk in $TMPDIR).
@@ -81,6 +83,22 @@ redis-benchmark -p "$port" -c 1 -n 20000 -r "$KEYS" -t get --precision 3 2>/dev/
     tr '\r' '\n' | grep -E "^ *(50\.000|99\.000|99\.900|99\.9[0-9]*)% <= " | sed 's/^ */  /' | head -4 || true
 redis-benchmark -p "$port" -c 1 -n 20000 -r "$KEYS" -t get --csv 2>/dev/null | tail -1
 echo "peak RSS after the reads: $(peak_rss_mb "$pid") MB"
+
+echo "== BGSAVE of the whole dataset, then a restart that loads it under the same maxmemory"
+redis-cli -p "$port" config set rdbcompression no >/dev/null
+redis-cli -p "$port" bgsave >/dev/null
+rss_max=0
+while [[ "$(info "$port" persistence rdb_bgsave_in_progress)" == "1" ]]; do
+    rss=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
+    ((rss > rss_max)) && rss_max=$rss
+    sleep 0.2
+done
+echo "BGSAVE: $(info "$port" persistence rdb_last_bgsave_status); RSS at most $rss_max MB while it ran; dump.rdb $(( $(stat -c %s "$WORK/tiered/dump.rdb") / 1048576 )) MB"
+stop "$port"
+t0=$(date +%s.%N)
+read -r port pid < <(start strata "$WORK/tiered" --save "" --maxmemory "$MAXMEMORY")
+t1=$(date +%s.%N)
+echo "restart: $(redis-cli -p "$port" dbsize) keys loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }'); peak RSS $(peak_rss_mb "$pid") MB"
 stop "$port"
 
 echo "== Strata without a limit (the same data in RAM)"

@@ -159,14 +159,6 @@ fn real_redis_aof_files_parse() {
                 .push(String::from_utf8_lossy(&argv[0]).to_ascii_lowercase());
             Applied::Ok
         }
-        fn load_rdb(
-            &mut self,
-            _bytes: &[u8],
-            _name: &str,
-            _done: &dyn Fn(usize),
-        ) -> Result<(), String> {
-            Ok(())
-        }
     }
     for (name, expected) in [
         ("commands-redis-7.0-base", "xadd"),

@@ -33,7 +33,15 @@ pub trait Replay {
     fn apply(&mut self, argv: Vec<Bytes>) -> Applied;
     /// Loads an RDB (a `.base.rdb` file or an RDB preamble); `name` is for messages; `done`
     /// is told, now and then, the offset before which the bytes are not needed again.
-    fn load_rdb(&mut self, bytes: &[u8], name: &str, done: &dyn Fn(usize)) -> Result<(), String>;
+    /// By default the RDB is skipped (a replayer that only looks at commands).
+    fn load_rdb(
+        &mut self,
+        _bytes: &[u8],
+        _name: &str,
+        _done: &dyn Fn(usize),
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The outcome of a load.
@@ -219,14 +227,6 @@ pub fn check(bytes: &[u8], start: usize) -> Checked {
     impl Replay for Count {
         fn apply(&mut self, _argv: Vec<Bytes>) -> Applied {
             Applied::Ok
-        }
-        fn load_rdb(
-            &mut self,
-            _bytes: &[u8],
-            _name: &str,
-            _done: &dyn Fn(usize),
-        ) -> Result<(), String> {
-            Ok(())
         }
     }
     let mut commands = 0;
@@ -444,15 +444,6 @@ pub fn fuzz_aof(bytes: &[u8]) {
                 Applied::Ok
             }
         }
-
-        fn load_rdb(
-            &mut self,
-            _bytes: &[u8],
-            _name: &str,
-            _done: &dyn Fn(usize),
-        ) -> Result<(), String> {
-            Ok(())
-        }
     }
     let mut recorder = Recorder {
         commands: 0,
@@ -482,15 +473,6 @@ mod tests {
                     .collect(),
             );
             Applied::Ok
-        }
-
-        fn load_rdb(
-            &mut self,
-            _bytes: &[u8],
-            _name: &str,
-            _done: &dyn Fn(usize),
-        ) -> Result<(), String> {
-            Ok(())
         }
     }
 
