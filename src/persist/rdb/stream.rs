@@ -55,6 +55,22 @@ const ENTRY_FIXED_ELEMENTS: i64 = 3;
 const ID_BYTES: usize = 16;
 /// Bytes of an RDB millisecond time.
 const TIME_BYTES: usize = 8;
+/// What a decoded node may take in memory, at most, per byte of its (uncompressed)
+/// listpack. A record costs `RECORD_OVERHEAD_BYTES` beside its strings and takes at least 8
+/// bytes of listpack, a master field `FIELD_OVERHEAD_BYTES` and at least 2, and an element
+/// grows at most 2.1 times as text (a 64-bit integer: 10 bytes, 20 digits): every
+/// well-formed node stays under the bound now that entries share their node's field names
+/// instead of copying them, so a node over it is a representation amplifying its input, and
+/// is refused as corrupt rather than loaded. (LZF, before this, expands at most 88 times.)
+const DECODED_BYTES_PER_LISTPACK_BYTE_MAX: usize = 16;
+/// The memory a decoded record costs beside its strings (its tree slot or tombstone).
+const RECORD_OVERHEAD_BYTES: usize = 48;
+/// The memory a master field costs beside its bytes.
+const FIELD_OVERHEAD_BYTES: usize = std::mem::size_of::<CompactBytes>();
+// The smallest record (4 one-byte integers, 8 bytes) and master field (an integer of up to
+// 3 digits in 2 bytes) fit the bound.
+const _: () = assert!(RECORD_OVERHEAD_BYTES + 1 <= 8 * DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
+const _: () = assert!(FIELD_OVERHEAD_BYTES + 3 <= 2 * DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
 /// Redis's SCG_INVALID_ENTRIES_READ (-1) as the length it is written with.
 const ENTRIES_READ_UNKNOWN: u64 = u64::MAX;
 
@@ -145,11 +161,12 @@ fn node_listpack(stream: &Stream, master: StreamId, node: &Node) -> (Vec<u8>, us
     let (mut live, mut deleted) = (0usize, 0u64);
     for record in stream.node_records(master) {
         let pairs: Vec<(&[u8], &[u8])> = streams::unpack(record.fields).collect();
-        let same_fields = pairs.len() == node.master_fields.len()
-            && pairs
-                .iter()
-                .zip(&node.master_fields)
-                .all(|((field, _), master_field)| *field == master_field.as_slice());
+        let same_fields = record.fields.shares_fields()
+            || (pairs.len() == node.master_fields.len()
+                && pairs
+                    .iter()
+                    .zip(&node.master_fields)
+                    .all(|((field, _), master_field)| *field == master_field.as_slice()));
         let mut flags = if same_fields { FLAG_SAME_FIELDS } else { 0 };
         if record.deleted {
             flags |= FLAG_DELETED;
@@ -456,7 +473,13 @@ fn read_node(
     let mut entries: Vec<(StreamId, Box<[u8]>)> = Vec::with_capacity(live_declared as usize);
     let mut tombstones: Vec<Tombstone> = Vec::new();
     let mut last_record: Option<StreamId> = None;
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut fields: Vec<Element<'_>> = Vec::new();
+    let mut values: Vec<Element<'_>> = Vec::new();
+    let decoded_bytes_max = blob.len().saturating_mul(DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
+    let mut decoded_bytes: usize = master_fields
+        .iter()
+        .map(|field| FIELD_OVERHEAD_BYTES + field.len())
+        .sum();
     for slot in 0..records {
         let flags = cursor.int()?;
         let ms_delta = cursor.int()?;
@@ -479,13 +502,13 @@ fn read_node(
             cursor.count()?
         };
         // Values alone after SAMEFIELDS, else each field followed by its value.
-        pairs.clear();
-        for index in 0..field_count {
-            let field = match master_fields.get(index) {
-                Some(master_field) if same_fields => master_field.as_slice().to_vec(),
-                _ => cursor.next()?.to_vec(),
-            };
-            pairs.push((field, cursor.next()?.to_vec()));
+        fields.clear();
+        values.clear();
+        for _ in 0..field_count {
+            if !same_fields {
+                fields.push(cursor.next()?);
+            }
+            values.push(cursor.next()?);
         }
         let mut expected = field_count as i64 + ENTRY_FIXED_ELEMENTS;
         if !same_fields {
@@ -496,11 +519,11 @@ fn read_node(
             return cursor.fail("stream entry lp-count mismatch");
         }
         last_record = Some(id);
-        let packed = streams::pack(
-            pairs
-                .iter()
-                .map(|(field, value)| (field.as_slice(), value.as_slice())),
-        );
+        let packed = pack_record(&master_fields, same_fields, &fields, &values);
+        decoded_bytes = decoded_bytes.saturating_add(RECORD_OVERHEAD_BYTES + packed.len());
+        if decoded_bytes > decoded_bytes_max {
+            return cursor.fail("stream node decodes to far more than its listpack's size");
+        }
         if deleted {
             tombstones.push(Tombstone {
                 slot,
@@ -531,6 +554,43 @@ fn read_node(
         },
         entries,
     })
+}
+
+/// One record's strings as stored: the values only when its fields are the master fields
+/// (flagged SAMEFIELDS, or listed and equal to them), which it then shares with its node
+/// instead of copying them; else its field/value pairs.
+fn pack_record(
+    master_fields: &[CompactBytes],
+    same_fields: bool,
+    fields: &[Element<'_>],
+    values: &[Element<'_>],
+) -> Box<[u8]> {
+    let values: Vec<std::borrow::Cow<'_, [u8]>> = values.iter().map(|value| element_text(*value)).collect();
+    let fields: Vec<std::borrow::Cow<'_, [u8]>> = fields.iter().map(|field| element_text(*field)).collect();
+    let shares = same_fields
+        || (fields.len() == master_fields.len()
+            && fields
+                .iter()
+                .zip(master_fields)
+                .all(|(field, master_field)| field.as_ref() == master_field.as_slice()));
+    if shares {
+        return streams::pack_values(values.iter().map(|value| value.as_ref()));
+    }
+    debug_assert_eq!(fields.len(), values.len());
+    streams::pack(
+        fields
+            .iter()
+            .zip(&values)
+            .map(|(field, value)| (field.as_ref(), value.as_ref())),
+    )
+}
+
+/// An element as bytes (integers in decimal), borrowing string elements.
+fn element_text(element: Element<'_>) -> std::borrow::Cow<'_, [u8]> {
+    match element {
+        Element::Bytes(bytes) => std::borrow::Cow::Borrowed(bytes),
+        Element::Int(_) => std::borrow::Cow::Owned(element.to_vec()),
+    }
 }
 
 /// Every node's live entries lie between its master ID and the next node's (the first node
