@@ -1,7 +1,7 @@
 //! Streams: entries ordered by ID, with consumer groups and their pending entries lists.
 //!
 //! Owns Redis 7.0's stream state, every piece of it explicit so RDB can write and read it:
-//! the entries (`entries`, each entry's field/value pairs packed into one allocation), the
+//! the entries (`entries`, each entry's strings packed into one allocation), the
 //! last generated ID, `entries_added`, `max_deleted_entry_id`, the recorded first ID, and the
 //! consumer groups (last delivered ID, `entries_read`, the PEL with delivery times and counts,
 //! the consumers with their own PEL and seen time).
@@ -11,6 +11,16 @@
 //! and node counts. So beside the entries Strata keeps a model of the nodes (`nodes`: per
 //! master ID, live and deleted counts and the listpack's exact byte size), updated exactly
 //! where Redis updates its listpacks, which gives the same node boundaries.
+//!
+//! Field names: as in Redis's listpacks, an entry whose fields are its node's master fields
+//! (the first entry's, SAMEFIELDS in RDB) stores its values only (`pack_values`, a kind byte
+//! first), and reads its field names from `Node::master_fields`; other entries store their
+//! pairs (`pack`). Readers see either through [`Entry`], whose pairs are the same whichever
+//! way it is stored. A live entry never changes node (nodes only go whole, and a new node's
+//! master ID is a new entry's, above every live one), so the node found by its ID
+//! (`node_of`) is always the one whose fields it shares; a tombstone lives in its node. This keeps a stream with long field
+//! names near Redis's size, and keeps a hostile RDB/DUMP payload (a long master field, many
+//! SAMEFIELDS entries) from decoding into a copy of the name per entry.
 //!
 //! Tombstones: XDEL and a trim that stops inside a node do not remove an entry from Redis's
 //! listpack, they flag it deleted; the listpack keeps its ID and fields until the whole node
@@ -30,7 +40,8 @@
 //! node whose master ID is the greatest one <= its ID (or the first node, for IDs below every
 //! master); each node's live count is its live entries and its deleted count its tombstones,
 //! whose positions are distinct and inside the node; a node's `last_id` is its last record's;
-//! `length` is the sum of the live counts; a group's PEL and its consumers' PELs hold the
+//! `length` is the sum of the live counts; an entry holding values only, live or deleted,
+//! has one per master field of its node; a group's PEL and its consumers' PELs hold the
 //! same IDs, each owned by exactly one consumer.
 
 use crate::types::CompactBytes;
@@ -496,7 +507,8 @@ impl Stream {
         "stream"
     }
 
-    /// An honest estimate: the packed entries, the tree's nodes, the groups.
+    /// An honest estimate: the packed entries, the tree's nodes with their master fields and
+    /// tombstones, the groups.
     pub fn heap_bytes(&self) -> usize {
         const TREE_SLOT_BYTES: usize = 48;
         let entries: usize = self
@@ -595,7 +607,10 @@ impl Stream {
         }
         let master = self.node_of(id);
         debug_assert!(master.is_some(), "every entry has a node");
-        Entry::new(packed, master.map_or(&[][..], |master| self.master_fields(master)))
+        Entry::new(
+            packed,
+            master.map_or(&[][..], |master| self.master_fields(master)),
+        )
     }
 
     /// Every record of the node whose master ID is `master`, live or deleted, in listpack
@@ -1258,8 +1273,10 @@ mod tests {
         let back: Vec<(&[u8], &[u8])> = unpack(Entry::new(&packed, &[])).collect();
         assert_eq!(back, pairs);
         // Values only: the fields come from the master fields, not the allocation.
-        let master_fields: Vec<CompactBytes> =
-            pairs.iter().map(|(field, _)| CompactBytes::new(field)).collect();
+        let master_fields: Vec<CompactBytes> = pairs
+            .iter()
+            .map(|(field, _)| CompactBytes::new(field))
+            .collect();
         let values = pack_values(pairs.iter().map(|(_, value)| *value));
         let shared = Entry::new(&values, &master_fields);
         assert!(shared.shares_fields());
@@ -1294,8 +1311,9 @@ mod tests {
             .entries()
             .map(|(_, entry)| (entry.shares_fields(), entry.packed_bytes()))
             .collect();
-        assert_eq!(stored, vec![(true, 3), (true, 3), (false, 55)]);
-        let second: Vec<(&[u8], &[u8])> = unpack(stream.get(StreamId::new(2, 0)).unwrap()).collect();
+        assert_eq!(stored, vec![(true, 3), (true, 3), (false, 54)]);
+        let second: Vec<(&[u8], &[u8])> =
+            unpack(stream.get(StreamId::new(2, 0)).unwrap()).collect();
         assert_eq!(second, vec![(name.as_slice(), b"2".as_slice())]);
         // A tombstone keeps the values only too, and still reads back whole.
         assert!(stream.delete(StreamId::new(1, 0)));

@@ -25,7 +25,12 @@
 //! trimmed entries is Redis's. Reading keeps them the same way.
 //!
 //! Decoding is hostile-input safe: every count is checked against the bytes left before
-//! anything is reserved, listpacks are walked with bounds checks, and everything Strata's
+//! anything is reserved, listpacks are walked with bounds checks, an entry whose fields are
+//! the master fields (SAMEFIELDS, or listed and equal) keeps its values only and shares the
+//! node's names (a long master field is held once, not once per entry), a node whose
+//! decoded records and fields would take more than `DECODED_BYTES_PER_LISTPACK_BYTE_MAX`
+//! times its listpack's size is refused (no well-formed node comes near it; it guards the
+//! representation against amplifying its input again), and everything Strata's
 //! representation relies on is always checked (the node structure, live IDs ascending and
 //! inside their node, counts agreeing with the entries' flags, the stream length, the PELs'
 //! ownership),
@@ -475,7 +480,9 @@ fn read_node(
     let mut last_record: Option<StreamId> = None;
     let mut fields: Vec<Element<'_>> = Vec::new();
     let mut values: Vec<Element<'_>> = Vec::new();
-    let decoded_bytes_max = blob.len().saturating_mul(DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
+    let decoded_bytes_max = blob
+        .len()
+        .saturating_mul(DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
     let mut decoded_bytes: usize = master_fields
         .iter()
         .map(|field| FIELD_OVERHEAD_BYTES + field.len())
@@ -565,8 +572,10 @@ fn pack_record(
     fields: &[Element<'_>],
     values: &[Element<'_>],
 ) -> Box<[u8]> {
-    let values: Vec<std::borrow::Cow<'_, [u8]>> = values.iter().map(|value| element_text(*value)).collect();
-    let fields: Vec<std::borrow::Cow<'_, [u8]>> = fields.iter().map(|field| element_text(*field)).collect();
+    let values: Vec<std::borrow::Cow<'_, [u8]>> =
+        values.iter().map(|value| element_text(*value)).collect();
+    let fields: Vec<std::borrow::Cow<'_, [u8]>> =
+        fields.iter().map(|field| element_text(*field)).collect();
     let shares = same_fields
         || (fields.len() == master_fields.len()
             && fields
@@ -941,6 +950,86 @@ mod tests {
         }
     }
 
+    /// A hostile RESTORE payload: one node whose master field name is 60 KB, and 20,000
+    /// SAMEFIELDS entries (some deleted) with one-byte values. Decoding used to copy the name
+    /// into every entry, 1.2 GB out of a payload of a few hundred KB (or a few KB with LZF);
+    /// entries now share it, so the stream costs a small multiple of the uncompressed payload.
+    #[test]
+    fn a_long_master_field_is_not_copied_into_every_entry() {
+        let name = vec![b'n'; 60_000];
+        let unlimited = NodeLimits {
+            bytes_max: 0,
+            entries_max: 0,
+        };
+        let mut stream = Stream::new();
+        let entries = 20_000u64;
+        for ms in 1..=entries {
+            let value = [b'a' + (ms % 26) as u8];
+            stream.append(
+                StreamId::new(ms, 0),
+                &[(name.as_slice(), value.as_slice())],
+                unlimited,
+            );
+        }
+        for ms in (1..=entries).step_by(7) {
+            assert!(stream.delete(StreamId::new(ms, 0)));
+        }
+        assert_eq!(stream.tree_keys(), 1);
+        let value = Value::Stream(Box::new(stream.clone()));
+        let options_of = |compression| EncodeOptions {
+            compression,
+            ..EncodeOptions::DEFAULT
+        };
+        let uncompressed = create_dump_payload(&value, &options_of(false)).unwrap();
+        for compression in [false, true] {
+            let options = options_of(compression);
+            let payload = create_dump_payload(&value, &options).unwrap();
+            let body = &payload[..payload.len() - 10];
+            let Value::Stream(back) =
+                crate::persist::rdb::payload::decode_dump_body(body, &DecodeOptions::DEFAULT)
+                    .unwrap()
+            else {
+                panic!("a stream decodes as a stream");
+            };
+            back.check();
+            assert_eq!(*back, stream);
+            assert!(back.entries().all(|(_, entry)| entry.shares_fields()));
+            let heap_bytes = back.heap_bytes();
+            assert!(
+                heap_bytes < 8 * uncompressed.len(),
+                "{heap_bytes} bytes decoded from {} (uncompressed {})",
+                payload.len(),
+                uncompressed.len()
+            );
+            // Encoding it again gives the same bytes: SAMEFIELDS, as read.
+            assert_eq!(
+                create_dump_payload(&Value::Stream(back), &options).unwrap(),
+                payload
+            );
+        }
+    }
+
+    /// Entries listing fields equal to the master's (Redis never writes them so, a payload
+    /// may) share them too, and are written back as SAMEFIELDS, as before.
+    #[test]
+    fn listed_master_fields_are_shared_too() {
+        let listed = listpack_of(
+            (2, 0),
+            &["f"],
+            &[
+                (0, 0, 0, Some(&["f"]), &["1"], 6),
+                (2, 1, 0, None, &["2"], 4),
+            ],
+        );
+        let stream = decoded(&two_entries_with(listed)).unwrap();
+        assert!(stream.entries().all(|(_, entry)| entry.shares_fields()));
+        let pairs: Vec<(&[u8], &[u8])> = stream
+            .entries()
+            .flat_map(|(_, entry)| streams::unpack(entry))
+            .collect();
+        assert_eq!(pairs, vec![(&b"f"[..], &b"1"[..]), (&b"f"[..], &b"2"[..])]);
+    }
+
     /// A node's listpack built by hand: the master entry, then entries as
     /// (flags, ms delta, seq delta, fields or None for SAMEFIELDS, values, lp-count).
     type RawEntry<'a> = (i64, i64, i64, Option<&'a [&'a str]>, &'a [&'a str], i64);
@@ -995,6 +1084,10 @@ mod tests {
             &[(StreamId::new(1, 0), listpack_of((2, 0), &["f"], entries))],
             TWO_TAIL,
         )
+    }
+
+    fn two_entries_with(listpack: Vec<u8>) -> Vec<u8> {
+        body(19, &[(StreamId::new(1, 0), listpack)], TWO_TAIL)
     }
 
     #[test]
