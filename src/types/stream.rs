@@ -363,13 +363,11 @@ fn string_count(packed: &[u8]) -> Option<usize> {
         master_fields: None,
     };
     // Each string takes at least one byte.
-    let mut count = 0;
-    for _ in 0..packed.len() {
+    for count in 0..packed.len() {
         if fields.rest.is_empty() {
             return Some(count);
         }
         fields.string()?;
-        count += 1;
     }
     None
 }

@@ -74,7 +74,7 @@ const RECORD_OVERHEAD_BYTES: usize = 48;
 const FIELD_OVERHEAD_BYTES: usize = std::mem::size_of::<CompactBytes>();
 // The smallest record (4 one-byte integers, 8 bytes) and master field (an integer of up to
 // 3 digits in 2 bytes) fit the bound.
-const _: () = assert!(RECORD_OVERHEAD_BYTES + 1 <= 8 * DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
+const _: () = assert!(RECORD_OVERHEAD_BYTES < 8 * DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
 const _: () = assert!(FIELD_OVERHEAD_BYTES + 3 <= 2 * DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
 /// Redis's SCG_INVALID_ENTRIES_READ (-1) as the length it is written with.
 const ENTRIES_READ_UNKNOWN: u64 = u64::MAX;
