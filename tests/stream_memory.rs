@@ -6,10 +6,8 @@
 mod common;
 
 use common::{Conn, Server};
-use strata::persist::rdb::encode::EncodeOptions;
-use strata::persist::rdb::payload::create_dump_payload;
-use strata::types::stream::{NodeLimits, Stream, StreamId};
-use strata::types::Value;
+use strata::persist::rdb::encode::{write_len, write_string, EncodeOptions};
+use strata::persist::rdb::{crc64, listpack, RDB_VERSION};
 
 fn used_memory(conn: &mut Conn) -> u64 {
     let reply = conn.cmd("INFO memory");
@@ -20,28 +18,48 @@ fn used_memory(conn: &mut Conn) -> u64 {
         .expect("INFO memory has used_memory")
 }
 
+/// A DUMP payload built by hand, as a hostile client would: one node whose master field is
+/// `name`, then `entries` SAMEFIELDS entries (IDs 1-0, 2-0, ...) of one one-byte value each.
+fn hostile_payload(name: &[u8], entries: u64) -> Vec<u8> {
+    const FLAG_SAME_FIELDS: i64 = 2;
+    let mut node = listpack::Writer::new();
+    // The master entry: live count, deleted count, one field, its name, the terminator.
+    for count in [entries as i64, 0, 1] {
+        node.push_int(count);
+    }
+    node.push(name);
+    node.push_int(0);
+    for delta in 0..entries as i64 {
+        // Flags, ms and seq deltas, the value, the lp-count (the entry's other elements).
+        for element in [FLAG_SAME_FIELDS, delta, 0] {
+            node.push_int(element);
+        }
+        node.push(&[b'a' + (delta % 26) as u8]);
+        node.push_int(4);
+    }
+    let options = EncodeOptions::DEFAULT;
+    let mut out = vec![19u8];
+    write_len(&mut out, 1);
+    let mut key = 1u64.to_be_bytes().to_vec();
+    key.extend_from_slice(&0u64.to_be_bytes());
+    write_string(&mut out, &key, &options);
+    write_string(&mut out, &node.finish(), &options);
+    // Length, last ID, first ID, max deleted ID, entries added, no groups.
+    for number in [entries, entries, 0, 1, 0, 0, 0, entries, 0] {
+        write_len(&mut out, number);
+    }
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64::checksum(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
 /// A 60 KB master field and 20,000 SAMEFIELDS entries: a payload of about 120 KB (LZF)
 /// that used to decode into 1.2 GB of copied names.
 #[test]
 fn restoring_a_long_master_field_over_many_entries_stays_small() {
-    let name = vec![b'n'; 60_000];
-    let unlimited = NodeLimits {
-        bytes_max: 0,
-        entries_max: 0,
-    };
     let entries = 20_000u64;
-    let mut stream = Stream::new();
-    for ms in 1..=entries {
-        let value = [b'a' + (ms % 26) as u8];
-        stream.append(
-            StreamId::new(ms, 0),
-            &[(name.as_slice(), value.as_slice())],
-            unlimited,
-        );
-    }
-    let payload = create_dump_payload(&Value::Stream(Box::new(stream)), &EncodeOptions::DEFAULT)
-        .expect("streams encode");
-
+    let payload = hostile_payload(&vec![b'n'; 60_000], entries);
     let server = Server::strata(&[]);
     let mut conn = server.connect();
     let before = used_memory(&mut conn);
