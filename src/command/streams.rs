@@ -19,7 +19,7 @@ use crate::command::args;
 use crate::error::{CmdResult, Error};
 use crate::keyspace::notify;
 use crate::protocol::Reply;
-use crate::types::stream::{unpack, Group, NodeLimits, Stream, StreamId, Trim};
+use crate::types::stream::{unpack, Entry, Group, NodeLimits, Stream, StreamId, Trim};
 use crate::types::{CompactBytes, Value};
 use bytes::Bytes;
 
@@ -118,7 +118,7 @@ fn bulk_int(value: i64) -> Bytes {
 }
 
 /// `[id, [field, value, ...]]`.
-fn entry_reply(id: StreamId, packed: &[u8]) -> Reply {
+fn entry_reply(id: StreamId, packed: Entry<'_>) -> Reply {
     let mut fields = Vec::new();
     for (field, value) in unpack(packed) {
         fields.push(Reply::bulk_copy(field));

@@ -1,7 +1,7 @@
 //! Streams: entries ordered by ID, with consumer groups and their pending entries lists.
 //!
 //! Owns Redis 7.0's stream state, every piece of it explicit so RDB can write and read it:
-//! the entries (`entries`, each entry's field/value pairs packed into one allocation), the
+//! the entries (`entries`, each entry's strings packed into one allocation), the
 //! last generated ID, `entries_added`, `max_deleted_entry_id`, the recorded first ID, and the
 //! consumer groups (last delivered ID, `entries_read`, the PEL with delivery times and counts,
 //! the consumers with their own PEL and seen time).
@@ -11,6 +11,16 @@
 //! and node counts. So beside the entries Strata keeps a model of the nodes (`nodes`: per
 //! master ID, live and deleted counts and the listpack's exact byte size), updated exactly
 //! where Redis updates its listpacks, which gives the same node boundaries.
+//!
+//! Field names: as in Redis's listpacks, an entry whose fields are its node's master fields
+//! (the first entry's, SAMEFIELDS in RDB) stores its values only (`pack_values`, a kind byte
+//! first), and reads its field names from `Node::master_fields`; other entries store their
+//! pairs (`pack`). Readers see either through [`Entry`], whose pairs are the same whichever
+//! way it is stored. A live entry never changes node (nodes only go whole, and a new node's
+//! master ID is a new entry's, above every live one), so the node found by its ID
+//! (`node_of`) is always the one whose fields it shares; a tombstone lives in its node. This keeps a stream with long field
+//! names near Redis's size, and keeps a hostile RDB/DUMP payload (a long master field, many
+//! SAMEFIELDS entries) from decoding into a copy of the name per entry.
 //!
 //! Tombstones: XDEL and a trim that stops inside a node do not remove an entry from Redis's
 //! listpack, they flag it deleted; the listpack keeps its ID and fields until the whole node
@@ -30,7 +40,8 @@
 //! node whose master ID is the greatest one <= its ID (or the first node, for IDs below every
 //! master); each node's live count is its live entries and its deleted count its tombstones,
 //! whose positions are distinct and inside the node; a node's `last_id` is its last record's;
-//! `length` is the sum of the live counts; a group's PEL and its consumers' PELs hold the
+//! `length` is the sum of the live counts; an entry holding values only, live or deleted,
+//! has one per master field of its node; a group's PEL and its consumers' PELs hold the
 //! same IDs, each owned by exactly one consumer.
 
 use crate::types::CompactBytes;
@@ -143,7 +154,8 @@ pub struct Tombstone {
     /// entry).
     pub slot: u64,
     pub id: StreamId,
-    /// The entry's field/value pairs (see [`pack`]).
+    /// The entry's strings as stored (see [`pack`] and [`pack_values`]): values only when
+    /// its fields are the node's master fields.
     pub fields: Box<[u8]>,
 }
 
@@ -151,8 +163,8 @@ pub struct Tombstone {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Record<'a> {
     pub id: StreamId,
-    /// The packed field/value pairs (see [`unpack`]).
-    pub fields: &'a [u8],
+    /// The field/value pairs (see [`unpack`]).
+    pub fields: Entry<'a>,
     pub deleted: bool,
 }
 
@@ -289,7 +301,8 @@ pub enum Trim {
 /// A stream value.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stream {
-    /// Live entries: ID to packed field/value pairs (see [`pack`]).
+    /// Live entries: ID to packed strings (see [`pack`] and [`pack_values`]); an entry
+    /// holding values only takes its fields from its node's `master_fields`.
     entries: BTreeMap<StreamId, Box<[u8]>>,
     /// The radix tree's nodes by master ID.
     nodes: BTreeMap<StreamId, Node>,
@@ -302,35 +315,139 @@ pub struct Stream {
     pub groups: BTreeMap<CompactBytes, Group>,
 }
 
-/// Packs field/value pairs into one allocation: each string as a LEB128 length then bytes.
+/// The first byte of a stored entry: its strings are field/value pairs.
+const KIND_PAIRS: u8 = 0;
+/// The first byte of a stored entry: its strings are values only, its fields are its node's
+/// master fields (Redis's SAMEFIELDS), which the entry shares instead of copying.
+const KIND_VALUES: u8 = 1;
+
+/// Packs field/value pairs into one allocation: a kind byte, then each string as a LEB128
+/// length then bytes.
 pub fn pack<'f>(pairs: impl IntoIterator<Item = (&'f [u8], &'f [u8])>) -> Box<[u8]> {
-    let mut out = Vec::new();
+    let mut out = vec![KIND_PAIRS];
     for (field, value) in pairs {
-        for part in [field, value] {
-            let mut length = part.len();
-            loop {
-                let byte = (length & 0x7f) as u8;
-                length >>= 7;
-                if length == 0 {
-                    out.push(byte);
-                    break;
-                }
-                out.push(byte | 0x80);
-            }
-            out.extend_from_slice(part);
-        }
+        push_string(&mut out, field);
+        push_string(&mut out, value);
     }
     out.into_boxed_slice()
 }
 
-/// The field/value pairs of a packed entry.
-pub fn unpack(packed: &[u8]) -> Fields<'_> {
-    Fields { rest: packed }
+/// Packs the values of an entry whose fields are its node's master fields, in the master
+/// fields' order: the names are not copied (see [`Entry`]).
+pub fn pack_values<'v>(values: impl IntoIterator<Item = &'v [u8]>) -> Box<[u8]> {
+    let mut out = vec![KIND_VALUES];
+    for value in values {
+        push_string(&mut out, value);
+    }
+    out.into_boxed_slice()
 }
 
-/// Iterator over a packed entry's pairs.
+fn push_string(out: &mut Vec<u8>, part: &[u8]) {
+    let mut length = part.len();
+    loop {
+        let byte = (length & 0x7f) as u8;
+        length >>= 7;
+        if length == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(part);
+}
+
+/// The number of strings a packed entry holds; None if it is malformed.
+fn string_count(packed: &[u8]) -> Option<usize> {
+    let mut fields = Fields {
+        rest: packed.get(1..)?,
+        master_fields: None,
+    };
+    // Each string takes at least one byte.
+    for count in 0..packed.len() {
+        if fields.rest.is_empty() {
+            return Some(count);
+        }
+        fields.string()?;
+    }
+    None
+}
+
+/// Whether a packed entry holds values only (its fields are its node's master fields).
+fn shares_fields(packed: &[u8]) -> bool {
+    debug_assert!(
+        matches!(packed.first(), Some(&(KIND_PAIRS | KIND_VALUES))),
+        "a packed entry starts with its kind"
+    );
+    packed.first() == Some(&KIND_VALUES)
+}
+
+/// One entry's field/value pairs as stored: its packed strings and, when it holds values
+/// only, the master fields of its node. Equality and hashing are on the pairs, so two
+/// entries with the same pairs are equal however they are stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The packed strings, the kind byte included (see [`pack`], [`pack_values`]).
+    packed: &'a [u8],
+    /// The node's master fields; read only when the entry holds values only.
+    master_fields: &'a [CompactBytes],
+}
+
+impl<'a> Entry<'a> {
+    /// A view of `packed` stored in a node whose master fields are `master_fields`.
+    pub fn new(packed: &'a [u8], master_fields: &'a [CompactBytes]) -> Entry<'a> {
+        Entry {
+            packed,
+            master_fields,
+        }
+    }
+
+    /// True when the entry's fields are its node's master fields (RDB's SAMEFIELDS).
+    pub fn shares_fields(&self) -> bool {
+        shares_fields(self.packed)
+    }
+
+    /// The entry's field/value pairs.
+    pub fn pairs(&self) -> Fields<'a> {
+        let shared = self.shares_fields();
+        Fields {
+            rest: self.packed.get(1..).unwrap_or(&[]),
+            master_fields: shared.then(|| self.master_fields.iter()),
+        }
+    }
+
+    /// The bytes the entry's own allocation holds.
+    pub fn packed_bytes(&self) -> usize {
+        self.packed.len()
+    }
+}
+
+impl PartialEq for Entry<'_> {
+    fn eq(&self, other: &Entry<'_>) -> bool {
+        self.pairs().eq(other.pairs())
+    }
+}
+
+impl Eq for Entry<'_> {}
+
+impl std::hash::Hash for Entry<'_> {
+    fn hash<H: std::hash::Hasher>(&self, hasher: &mut H) {
+        for (field, value) in self.pairs() {
+            field.hash(hasher);
+            value.hash(hasher);
+        }
+    }
+}
+
+/// The field/value pairs of an entry.
+pub fn unpack(entry: Entry<'_>) -> Fields<'_> {
+    entry.pairs()
+}
+
+/// Iterator over an entry's pairs.
 pub struct Fields<'a> {
     rest: &'a [u8],
+    /// The fields of an entry that holds values only.
+    master_fields: Option<std::slice::Iter<'a, CompactBytes>>,
 }
 
 impl<'a> Fields<'a> {
@@ -361,7 +478,10 @@ impl<'a> Iterator for Fields<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let field = self.string()?;
+        let field = match &mut self.master_fields {
+            Some(master_fields) => master_fields.next()?.as_slice(),
+            None => self.string()?,
+        };
         let value = self.string()?;
         Some((field, value))
     }
@@ -385,7 +505,8 @@ impl Stream {
         "stream"
     }
 
-    /// An honest estimate: the packed entries, the tree's nodes, the groups.
+    /// An honest estimate: the packed entries, the tree's nodes with their master fields and
+    /// tombstones, the groups.
     pub fn heap_bytes(&self) -> usize {
         const TREE_SLOT_BYTES: usize = 48;
         let entries: usize = self
@@ -399,6 +520,11 @@ impl Stream {
             .map(|node| {
                 TREE_SLOT_BYTES
                     + std::mem::size_of::<Node>()
+                    + node
+                        .master_fields
+                        .iter()
+                        .map(|field| std::mem::size_of::<CompactBytes>() + field.len())
+                        .sum::<usize>()
                     + node
                         .tombstones
                         .iter()
@@ -457,10 +583,32 @@ impl Stream {
     }
 
     /// Live entries of the node whose master ID is `master`, in ID (and listpack) order.
-    pub fn node_entries(&self, master: StreamId) -> impl Iterator<Item = (&StreamId, &[u8])> {
+    pub fn node_entries(&self, master: StreamId) -> impl Iterator<Item = (&StreamId, Entry<'_>)> {
         let (start, end) = self.node_bounds(master);
+        let master_fields = self.master_fields(master);
         self.live_between(start, end)
-            .map(|(id, packed)| (id, &packed[..]))
+            .map(move |(id, packed)| (id, Entry::new(packed, master_fields)))
+    }
+
+    /// The master fields of the node whose master ID is `master` (none if it is missing).
+    fn master_fields(&self, master: StreamId) -> &[CompactBytes] {
+        self.nodes
+            .get(&master)
+            .map_or(&[][..], |node| &node.master_fields[..])
+    }
+
+    /// A live entry's view: an entry holding values only takes its node's master fields,
+    /// found by ID (one tree lookup; entries with their own fields need none).
+    fn entry<'a>(&'a self, id: StreamId, packed: &'a [u8]) -> Entry<'a> {
+        if !shares_fields(packed) {
+            return Entry::new(packed, &[]);
+        }
+        let master = self.node_of(id);
+        debug_assert!(master.is_some(), "every entry has a node");
+        Entry::new(
+            packed,
+            master.map_or(&[][..], |master| self.master_fields(master)),
+        )
     }
 
     /// Every record of the node whose master ID is `master`, live or deleted, in listpack
@@ -469,6 +617,7 @@ impl Stream {
     pub fn node_records(&self, master: StreamId) -> impl Iterator<Item = Record<'_>> {
         let node = self.nodes.get(&master);
         let total = node.map_or(0, |node| node.live + node.deleted);
+        let master_fields = self.master_fields(master);
         let mut tombstones = node
             .map_or(&[][..], |node| &node.tombstones[..])
             .iter()
@@ -482,7 +631,7 @@ impl Stream {
                 let tombstone = tombstones.next()?;
                 return Some(Record {
                     id: tombstone.id,
-                    fields: &tombstone.fields,
+                    fields: Entry::new(&tombstone.fields, master_fields),
                     deleted: true,
                 });
             }
@@ -532,9 +681,11 @@ impl Stream {
         self.refresh_first_id();
     }
 
-    /// Every live entry in ID order, with its packed pairs (see [`unpack`]).
-    pub fn entries(&self) -> impl DoubleEndedIterator<Item = (&StreamId, &[u8])> {
-        self.entries.iter().map(|(id, packed)| (id, &packed[..]))
+    /// Every live entry in ID order, with its pairs (see [`unpack`]).
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = (&StreamId, Entry<'_>)> {
+        self.entries
+            .iter()
+            .map(|(id, packed)| (id, self.entry(*id, packed)))
     }
 
     /// Live entries with IDs in `start..=end`.
@@ -542,18 +693,18 @@ impl Stream {
         &self,
         start: StreamId,
         end: StreamId,
-    ) -> impl DoubleEndedIterator<Item = (&StreamId, &[u8])> {
+    ) -> impl DoubleEndedIterator<Item = (&StreamId, Entry<'_>)> {
         let range = if start <= end {
             self.entries.range(start..=end)
         } else {
             // An empty range of the same type.
             self.entries.range(StreamId::MAX..StreamId::MAX)
         };
-        range.map(|(id, packed)| (id, &packed[..]))
+        range.map(|(id, packed)| (id, self.entry(*id, packed)))
     }
 
-    pub fn get(&self, id: StreamId) -> Option<&[u8]> {
-        self.entries.get(&id).map(|packed| &packed[..])
+    pub fn get(&self, id: StreamId) -> Option<Entry<'_>> {
+        self.entries.get(&id).map(|packed| self.entry(id, packed))
     }
 
     pub fn contains(&self, id: StreamId) -> bool {
@@ -651,7 +802,14 @@ impl Stream {
                 );
             }
         }
-        self.entries.insert(id, pack(pairs.iter().copied()));
+        // An entry with its node's master fields keeps its values only (Redis's SAMEFIELDS):
+        // the names are the node's, not copied into every entry.
+        let packed = if same_fields {
+            pack_values(pairs.iter().map(|(_, value)| *value))
+        } else {
+            pack(pairs.iter().copied())
+        };
+        self.entries.insert(id, packed);
         if self.entries.len() == 1 {
             self.first_id = id;
         }
@@ -939,6 +1097,15 @@ impl Stream {
                     .is_none_or(|last| last.slot < records),
                 "tombstones lie inside their node"
             );
+            for record in self.node_records(*master) {
+                if record.fields.shares_fields() {
+                    assert_eq!(
+                        string_count(record.fields.packed),
+                        Some(node.master_fields.len()),
+                        "an entry holding values only has one per master field"
+                    );
+                }
+            }
             let last = self.node_records(*master).last();
             assert_eq!(
                 last.map(|record| record.id),
@@ -1101,8 +1268,60 @@ mod tests {
         let long = vec![b'x'; 300];
         let pairs: Vec<(&[u8], &[u8])> = vec![(b"a", b""), (b"", &long), (b"field", b"1")];
         let packed = pack(pairs.iter().copied());
-        let back: Vec<(&[u8], &[u8])> = unpack(&packed).collect();
+        let back: Vec<(&[u8], &[u8])> = unpack(Entry::new(&packed, &[])).collect();
         assert_eq!(back, pairs);
+        // Values only: the fields come from the master fields, not the allocation.
+        let master_fields: Vec<CompactBytes> = pairs
+            .iter()
+            .map(|(field, _)| CompactBytes::new(field))
+            .collect();
+        let values = pack_values(pairs.iter().map(|(_, value)| *value));
+        let shared = Entry::new(&values, &master_fields);
+        assert!(shared.shares_fields());
+        assert_eq!(unpack(shared).collect::<Vec<_>>(), pairs);
+        assert_eq!(shared, Entry::new(&packed, &[]));
+        assert_eq!(string_count(&values), Some(3));
+        assert_eq!(string_count(&packed), Some(6));
+    }
+
+    #[test]
+    fn entries_with_the_master_fields_do_not_copy_them() {
+        let name = vec![b'n'; 50];
+        let other = vec![b'o'; 50];
+        let mut stream = Stream::new();
+        stream.append(
+            StreamId::new(1, 0),
+            &[(name.as_slice(), b"1".as_slice())],
+            NodeLimits::DEFAULT,
+        );
+        stream.append(
+            StreamId::new(2, 0),
+            &[(name.as_slice(), b"2".as_slice())],
+            NodeLimits::DEFAULT,
+        );
+        stream.append(
+            StreamId::new(3, 0),
+            &[(other.as_slice(), b"3".as_slice())],
+            NodeLimits::DEFAULT,
+        );
+        stream.check();
+        let stored: Vec<(bool, usize)> = stream
+            .entries()
+            .map(|(_, entry)| (entry.shares_fields(), entry.packed_bytes()))
+            .collect();
+        assert_eq!(stored, vec![(true, 3), (true, 3), (false, 54)]);
+        let second: Vec<(&[u8], &[u8])> =
+            unpack(stream.get(StreamId::new(2, 0)).unwrap()).collect();
+        assert_eq!(second, vec![(name.as_slice(), b"2".as_slice())]);
+        // A tombstone keeps the values only too, and still reads back whole.
+        assert!(stream.delete(StreamId::new(1, 0)));
+        let record = stream.node_records(StreamId::new(1, 0)).next().unwrap();
+        assert!(record.deleted && record.fields.shares_fields());
+        assert_eq!(
+            unpack(record.fields).collect::<Vec<_>>(),
+            vec![(name.as_slice(), b"1".as_slice())]
+        );
+        stream.check();
     }
 
     #[test]
@@ -1307,7 +1526,7 @@ mod tests {
         for (master, node) in stream.nodes() {
             let entries: Vec<(StreamId, Box<[u8]>)> = stream
                 .node_entries(*master)
-                .map(|(id, packed)| (*id, Box::from(packed)))
+                .map(|(id, entry)| (*id, Box::from(entry.packed)))
                 .collect();
             rebuilt.load_node(*master, node.clone(), entries);
         }

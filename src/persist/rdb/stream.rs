@@ -25,7 +25,12 @@
 //! trimmed entries is Redis's. Reading keeps them the same way.
 //!
 //! Decoding is hostile-input safe: every count is checked against the bytes left before
-//! anything is reserved, listpacks are walked with bounds checks, and everything Strata's
+//! anything is reserved, listpacks are walked with bounds checks, an entry whose fields are
+//! the master fields (SAMEFIELDS, or listed and equal) keeps its values only and shares the
+//! node's names (a long master field is held once, not once per entry), a node whose
+//! decoded records and fields would take more than `DECODED_BYTES_PER_LISTPACK_BYTE_MAX`
+//! times its listpack's size is refused (no well-formed node comes near it; it guards the
+//! representation against amplifying its input again), and everything Strata's
 //! representation relies on is always checked (the node structure, live IDs ascending and
 //! inside their node, counts agreeing with the entries' flags, the stream length, the PELs'
 //! ownership),
@@ -55,6 +60,22 @@ const ENTRY_FIXED_ELEMENTS: i64 = 3;
 const ID_BYTES: usize = 16;
 /// Bytes of an RDB millisecond time.
 const TIME_BYTES: usize = 8;
+/// What a decoded node may take in memory, at most, per byte of its (uncompressed)
+/// listpack. A record costs `RECORD_OVERHEAD_BYTES` beside its strings and takes at least 8
+/// bytes of listpack, a master field `FIELD_OVERHEAD_BYTES` and at least 2, and an element
+/// grows at most 2.1 times as text (a 64-bit integer: 10 bytes, 20 digits): every
+/// well-formed node stays under the bound now that entries share their node's field names
+/// instead of copying them, so a node over it is a representation amplifying its input, and
+/// is refused as corrupt rather than loaded. (LZF, before this, expands at most 88 times.)
+const DECODED_BYTES_PER_LISTPACK_BYTE_MAX: usize = 16;
+/// The memory a decoded record costs beside its strings (its tree slot or tombstone).
+const RECORD_OVERHEAD_BYTES: usize = 48;
+/// The memory a master field costs beside its bytes.
+const FIELD_OVERHEAD_BYTES: usize = std::mem::size_of::<CompactBytes>();
+// The smallest record (4 one-byte integers, 8 bytes) and master field (an integer of up to
+// 3 digits in 2 bytes) fit the bound.
+const _: () = assert!(RECORD_OVERHEAD_BYTES < 8 * DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
+const _: () = assert!(FIELD_OVERHEAD_BYTES + 3 <= 2 * DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
 /// Redis's SCG_INVALID_ENTRIES_READ (-1) as the length it is written with.
 const ENTRIES_READ_UNKNOWN: u64 = u64::MAX;
 
@@ -145,11 +166,12 @@ fn node_listpack(stream: &Stream, master: StreamId, node: &Node) -> (Vec<u8>, us
     let (mut live, mut deleted) = (0usize, 0u64);
     for record in stream.node_records(master) {
         let pairs: Vec<(&[u8], &[u8])> = streams::unpack(record.fields).collect();
-        let same_fields = pairs.len() == node.master_fields.len()
-            && pairs
-                .iter()
-                .zip(&node.master_fields)
-                .all(|((field, _), master_field)| *field == master_field.as_slice());
+        let same_fields = record.fields.shares_fields()
+            || (pairs.len() == node.master_fields.len()
+                && pairs
+                    .iter()
+                    .zip(&node.master_fields)
+                    .all(|((field, _), master_field)| *field == master_field.as_slice()));
         let mut flags = if same_fields { FLAG_SAME_FIELDS } else { 0 };
         if record.deleted {
             flags |= FLAG_DELETED;
@@ -456,7 +478,15 @@ fn read_node(
     let mut entries: Vec<(StreamId, Box<[u8]>)> = Vec::with_capacity(live_declared as usize);
     let mut tombstones: Vec<Tombstone> = Vec::new();
     let mut last_record: Option<StreamId> = None;
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut fields: Vec<Element<'_>> = Vec::new();
+    let mut values: Vec<Element<'_>> = Vec::new();
+    let decoded_bytes_max = blob
+        .len()
+        .saturating_mul(DECODED_BYTES_PER_LISTPACK_BYTE_MAX);
+    let mut decoded_bytes: usize = master_fields
+        .iter()
+        .map(|field| FIELD_OVERHEAD_BYTES + field.len())
+        .sum();
     for slot in 0..records {
         let flags = cursor.int()?;
         let ms_delta = cursor.int()?;
@@ -479,13 +509,13 @@ fn read_node(
             cursor.count()?
         };
         // Values alone after SAMEFIELDS, else each field followed by its value.
-        pairs.clear();
-        for index in 0..field_count {
-            let field = match master_fields.get(index) {
-                Some(master_field) if same_fields => master_field.as_slice().to_vec(),
-                _ => cursor.next()?.to_vec(),
-            };
-            pairs.push((field, cursor.next()?.to_vec()));
+        fields.clear();
+        values.clear();
+        for _ in 0..field_count {
+            if !same_fields {
+                fields.push(cursor.next()?);
+            }
+            values.push(cursor.next()?);
         }
         let mut expected = field_count as i64 + ENTRY_FIXED_ELEMENTS;
         if !same_fields {
@@ -496,11 +526,11 @@ fn read_node(
             return cursor.fail("stream entry lp-count mismatch");
         }
         last_record = Some(id);
-        let packed = streams::pack(
-            pairs
-                .iter()
-                .map(|(field, value)| (field.as_slice(), value.as_slice())),
-        );
+        let packed = pack_record(&master_fields, same_fields, &fields, &values);
+        decoded_bytes = decoded_bytes.saturating_add(RECORD_OVERHEAD_BYTES + packed.len());
+        if decoded_bytes > decoded_bytes_max {
+            return cursor.fail("stream node decodes to far more than its listpack's size");
+        }
         if deleted {
             tombstones.push(Tombstone {
                 slot,
@@ -531,6 +561,45 @@ fn read_node(
         },
         entries,
     })
+}
+
+/// One record's strings as stored: the values only when its fields are the master fields
+/// (flagged SAMEFIELDS, or listed and equal to them), which it then shares with its node
+/// instead of copying them; else its field/value pairs.
+fn pack_record(
+    master_fields: &[CompactBytes],
+    same_fields: bool,
+    fields: &[Element<'_>],
+    values: &[Element<'_>],
+) -> Box<[u8]> {
+    let values: Vec<std::borrow::Cow<'_, [u8]>> =
+        values.iter().map(|value| element_text(*value)).collect();
+    let fields: Vec<std::borrow::Cow<'_, [u8]>> =
+        fields.iter().map(|field| element_text(*field)).collect();
+    let shares = same_fields
+        || (fields.len() == master_fields.len()
+            && fields
+                .iter()
+                .zip(master_fields)
+                .all(|(field, master_field)| field.as_ref() == master_field.as_slice()));
+    if shares {
+        return streams::pack_values(values.iter().map(|value| value.as_ref()));
+    }
+    debug_assert_eq!(fields.len(), values.len());
+    streams::pack(
+        fields
+            .iter()
+            .zip(&values)
+            .map(|(field, value)| (field.as_ref(), value.as_ref())),
+    )
+}
+
+/// An element as bytes (integers in decimal), borrowing string elements.
+fn element_text(element: Element<'_>) -> std::borrow::Cow<'_, [u8]> {
+    match element {
+        Element::Bytes(bytes) => std::borrow::Cow::Borrowed(bytes),
+        Element::Int(_) => std::borrow::Cow::Owned(element.to_vec()),
+    }
 }
 
 /// Every node's live entries lie between its master ID and the next node's (the first node
@@ -881,6 +950,86 @@ mod tests {
         }
     }
 
+    /// A hostile RESTORE payload: one node whose master field name is 60 KB, and 20,000
+    /// SAMEFIELDS entries (some deleted) with one-byte values. Decoding used to copy the name
+    /// into every entry, 1.2 GB out of a payload of a few hundred KB (or a few KB with LZF);
+    /// entries now share it, so the stream costs a small multiple of the uncompressed payload.
+    #[test]
+    fn a_long_master_field_is_not_copied_into_every_entry() {
+        let name = vec![b'n'; 60_000];
+        let unlimited = NodeLimits {
+            bytes_max: 0,
+            entries_max: 0,
+        };
+        let mut stream = Stream::new();
+        let entries = 20_000u64;
+        for ms in 1..=entries {
+            let value = [b'a' + (ms % 26) as u8];
+            stream.append(
+                StreamId::new(ms, 0),
+                &[(name.as_slice(), value.as_slice())],
+                unlimited,
+            );
+        }
+        for ms in (1..=entries).step_by(7) {
+            assert!(stream.delete(StreamId::new(ms, 0)));
+        }
+        assert_eq!(stream.tree_keys(), 1);
+        let value = Value::Stream(Box::new(stream.clone()));
+        let options_of = |compression| EncodeOptions {
+            compression,
+            ..EncodeOptions::DEFAULT
+        };
+        let uncompressed = create_dump_payload(&value, &options_of(false)).unwrap();
+        for compression in [false, true] {
+            let options = options_of(compression);
+            let payload = create_dump_payload(&value, &options).unwrap();
+            let body = &payload[..payload.len() - 10];
+            let Value::Stream(back) =
+                crate::persist::rdb::payload::decode_dump_body(body, &DecodeOptions::DEFAULT)
+                    .unwrap()
+            else {
+                panic!("a stream decodes as a stream");
+            };
+            back.check();
+            assert_eq!(*back, stream);
+            assert!(back.entries().all(|(_, entry)| entry.shares_fields()));
+            let heap_bytes = back.heap_bytes();
+            assert!(
+                heap_bytes < 8 * uncompressed.len(),
+                "{heap_bytes} bytes decoded from {} (uncompressed {})",
+                payload.len(),
+                uncompressed.len()
+            );
+            // Encoding it again gives the same bytes: SAMEFIELDS, as read.
+            assert_eq!(
+                create_dump_payload(&Value::Stream(back), &options).unwrap(),
+                payload
+            );
+        }
+    }
+
+    /// Entries listing fields equal to the master's (Redis never writes them so, a payload
+    /// may) share them too, and are written back as SAMEFIELDS, as before.
+    #[test]
+    fn listed_master_fields_are_shared_too() {
+        let listed = listpack_of(
+            (2, 0),
+            &["f"],
+            &[
+                (0, 0, 0, Some(&["f"]), &["1"], 6),
+                (2, 1, 0, None, &["2"], 4),
+            ],
+        );
+        let stream = decoded(&two_entries_with(listed)).unwrap();
+        assert!(stream.entries().all(|(_, entry)| entry.shares_fields()));
+        let pairs: Vec<(&[u8], &[u8])> = stream
+            .entries()
+            .flat_map(|(_, entry)| streams::unpack(entry))
+            .collect();
+        assert_eq!(pairs, vec![(&b"f"[..], &b"1"[..]), (&b"f"[..], &b"2"[..])]);
+    }
+
     /// A node's listpack built by hand: the master entry, then entries as
     /// (flags, ms delta, seq delta, fields or None for SAMEFIELDS, values, lp-count).
     type RawEntry<'a> = (i64, i64, i64, Option<&'a [&'a str]>, &'a [&'a str], i64);
@@ -935,6 +1084,10 @@ mod tests {
             &[(StreamId::new(1, 0), listpack_of((2, 0), &["f"], entries))],
             TWO_TAIL,
         )
+    }
+
+    fn two_entries_with(listpack: Vec<u8>) -> Vec<u8> {
+        body(19, &[(StreamId::new(1, 0), listpack)], TWO_TAIL)
     }
 
     #[test]
