@@ -11,8 +11,7 @@
 //! XINFO GROUPS and XPENDING. Keys `x:timed:*` hold consumers and deliveries, whose times
 //! differ between the servers, so their payloads are compared only after a round trip
 //! (Redis's payload restored into Strata dumps back to Redis's bytes). Keys `x:deleted:*`
-//! hold entries XDEL or XTRIM marked deleted: Strata keeps no tombstones, so their bytes
-//! differ from Redis's (same contents).
+//! hold entries XDEL or XTRIM marked deleted, which Strata keeps as Redis does (same bytes).
 //!
 //! Needs redis-server: skipped loudly when it is missing, a failure when CI=true.
 
@@ -682,9 +681,8 @@ fn check_both_ways(settings: &[&str]) {
             // Same encoding with a deterministic order: the same bytes (see the module doc
             // for the stream keys that cannot be).
             let ordered = expected.1 != b"$9\r\nhashtable\r\n";
-            let tombstones = key.starts_with(b"x:deleted:");
             let timed = key.starts_with(b"x:timed:");
-            if ordered && !tombstones {
+            if ordered {
                 let copy = [b"from-redis:".as_slice(), &key].concat();
                 let again = bulk(&strata.command(&[&b"DUMP"[..], &copy]));
                 assert!(
@@ -692,7 +690,7 @@ fn check_both_ways(settings: &[&str]) {
                     "{name}: Redis's payload restored into Strata dumps back differently"
                 );
             }
-            if ordered && !tombstones && !timed && strata_payload != redis_payload {
+            if ordered && !timed && strata_payload != redis_payload {
                 let first_difference = strata_payload
                     .iter()
                     .zip(&redis_payload)
@@ -709,7 +707,7 @@ fn check_both_ways(settings: &[&str]) {
 
 /// A stream restored from Redis's payload keeps growing as Redis's does: the loaded nodes'
 /// sizes and counts (tombstones included) decide where the next XADDs split, so the node
-/// counts agree, and the payloads too where no tombstones are involved.
+/// counts agree, and so do the payloads.
 #[test]
 fn restored_streams_grow_like_redis() {
     let (strata, Some(redis)) = Server::pair(&[]) else {
@@ -755,12 +753,10 @@ fn restored_streams_grow_like_redis() {
         assert_eq!(info(&mut strata), info(&mut redis), "{key}");
         let from_strata = bulk(&strata.command(&["DUMP", &copy]));
         let from_redis = bulk(&redis.command(&["DUMP", &copy]));
-        if key != "tomb" {
-            assert!(
-                from_strata == from_redis,
-                "{key}: the grown payloads differ"
-            );
-        }
+        assert!(
+            from_strata == from_redis,
+            "{key}: the grown payloads differ"
+        );
     }
 }
 
