@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::tier::segment::Compression;
@@ -278,6 +278,8 @@ pub struct Store {
     mapped_read_bytes: AtomicU64,
     cold_reads: AtomicU64,
     corrupt_records: AtomicU64,
+    /// The simulator's planted bug (`skip_checksums_for_simulation`); always false otherwise.
+    skip_checksums: AtomicBool,
 }
 
 impl fmt::Debug for Store {
@@ -344,7 +346,15 @@ impl Store {
             mapped_read_bytes: AtomicU64::new(0),
             cold_reads: AtomicU64::new(0),
             corrupt_records: AtomicU64::new(0),
+            skip_checksums: AtomicBool::new(false),
         })
+    }
+
+    /// A planted bug, for the simulator's self-check only (`strata-sim --broken checksums`):
+    /// records read from the files get their crc recomputed, so a flipped bit reads back as
+    /// wrong data instead of an error. The server never calls it.
+    pub fn skip_checksums_for_simulation(&self) {
+        self.skip_checksums.store(true, Ordering::Relaxed);
     }
 
     pub fn set_max_disk_bytes(&self, bytes: u64) {
@@ -675,6 +685,9 @@ impl Store {
                 let mut bytes = vec![0u8; length];
                 file.read_at(u64::from(offset), &mut bytes)
                     .map_err(|error| self.corrupt(cold.segment, offset, error))?;
+                if self.skip_checksums.load(Ordering::Relaxed) && length >= HEADER_BYTES {
+                    segment::seal(&mut bytes);
+                }
                 self.count_mapped_read(length as u64);
                 Ok(bytes)
             }
