@@ -198,9 +198,12 @@ fn describe_faults(faults: &FaultCounts) -> String {
 }
 
 fn describe_tier(tier: &TierCounts, errors: u64) -> String {
+    let values = (tier.hot_values + tier.cold_values).max(1);
     format!(
-        "{} spills ({} refused), {} promotions, {} cold reads, {} compactions, {} write \
-         errors, {} corrupt reads caught, {} command errors explained by faults",
+        "{}% of values cold after an upkeep step, {} spills ({} refused), {} promotions, {} \
+         cold reads, {} compactions, {} write errors, {} corrupt reads caught, {} command \
+         errors explained by faults",
+        tier.cold_values * 100 / values,
         tier.spills,
         tier.spill_failures,
         tier.promotions,

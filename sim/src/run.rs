@@ -104,6 +104,9 @@ impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Simulated time moves only with the simulation.
+    fn sleep(&self, _duration: std::time::Duration) {}
 }
 
 /// Records the propagation log's bytes and command boundaries.
@@ -353,7 +356,9 @@ impl Run {
             if self.random.gen_bool(0.5) || now >= self.last_step_ms + WRITER_WAKE_MS {
                 self.writer_step(&current);
                 if self.tier.is_some() {
-                    crate::tier::upkeep(&current.server);
+                    let (hot, cold) = crate::tier::upkeep(&current.server);
+                    self.outcome.tier_counts.hot_values += hot;
+                    self.outcome.tier_counts.cold_values += cold;
                 }
             }
             if step % COMPARE_EVERY_STEPS == COMPARE_EVERY_STEPS - 1 {

@@ -66,7 +66,7 @@ impl TierSetup {
     /// A random setup: most values spill, segments seal often.
     pub fn draw(random: &mut SmallRng) -> TierSetup {
         TierSetup {
-            maxmemory: random.gen_range(2_000..40_000),
+            maxmemory: random.gen_range(1_000..20_000),
             policy: POLICIES[random.gen_range(0..POLICIES.len())],
             min_value_bytes: [0, 1, 16, 64][random.gen_range(0..4)],
             max_disk_bytes: if random.gen_bool(0.3) {
@@ -192,16 +192,19 @@ pub fn reset_gauge() {
     GAUGE.with(|gauge| *gauge.borrow_mut() = Gauge::default());
 }
 
-/// Measures the hot values of `server` (no lock may be held by the caller).
-pub fn measure(server: &Arc<Server>) {
+/// Measures the hot values of `server` (no lock may be held by the caller); how many values
+/// are hot and how many cold.
+pub fn measure(server: &Arc<Server>) -> (u64, u64) {
     let now_ms = server.clock.now_ms();
-    let (mut hot_bytes, mut hot_values) = (0u64, 0u64);
+    let (mut hot_bytes, mut hot_values, mut cold_values) = (0u64, 0u64, 0u64);
     {
         let mut ks = server.keyspace.lock_all(now_ms);
         for db in 0..server.keyspace.databases() {
             for slice in ks.slices(db) {
                 slice.keys.for_each(|_, entry| {
-                    if !entry.value.is_cold() {
+                    if entry.value.is_cold() {
+                        cold_values += 1;
+                    } else {
                         hot_bytes += entry.value.heap_bytes() as u64;
                         hot_values += 1;
                     }
@@ -217,20 +220,26 @@ pub fn measure(server: &Arc<Server>) {
         server: Some(server.clone()),
     };
     GAUGE.with(|gauge| *gauge.borrow_mut() = measured);
+    (hot_values, cold_values)
 }
 
 /// One round of the tier's upkeep, as its thread would run it; then the store's invariants.
-pub fn upkeep(server: &Arc<Server>) {
+/// How many values are hot and how many cold after it.
+pub fn upkeep(server: &Arc<Server>) -> (u64, u64) {
     measure(server);
     strata::tier::compact::tick(server);
     if let Some(store) = server.keyspace.tier.store() {
         store.check_invariants();
     }
+    measure(server)
 }
 
 /// What the tier did in one server's life.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TierCounts {
+    /// Values found hot and cold after the upkeep steps, summed over them.
+    pub hot_values: u64,
+    pub cold_values: u64,
     pub spills: u64,
     pub promotions: u64,
     pub cold_reads: u64,
@@ -245,6 +254,8 @@ impl TierCounts {
         let tier = &server.keyspace.tier;
         let store = tier.store().map(|store| store.stats()).unwrap_or_default();
         TierCounts {
+            hot_values: 0,
+            cold_values: 0,
             spills: tier.stats.spills.load(Relaxed),
             promotions: tier.stats.promotions.load(Relaxed),
             cold_reads: store.cold_reads,
@@ -256,6 +267,8 @@ impl TierCounts {
     }
 
     pub fn add(&mut self, other: &TierCounts) {
+        self.hot_values += other.hot_values;
+        self.cold_values += other.cold_values;
         self.spills += other.spills;
         self.promotions += other.promotions;
         self.cold_reads += other.cold_reads;
