@@ -226,28 +226,40 @@ impl SimDisk {
     /// Flips one bit of a random segment file's stored bytes, for good; where, if any segment
     /// has bytes.
     pub fn rot_segment(&self) -> Option<SegmentFault> {
+        let (file, position) = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let candidates: Vec<(&PathBuf, usize)> = state
+                .names
+                .iter()
+                .filter(|(_, &inode)| {
+                    state.inodes[inode].segment && !state.inodes[inode].data.is_empty()
+                })
+                .map(|(path, &inode)| (path, inode))
+                .collect();
+            if candidates.is_empty() {
+                return None;
+            }
+            let (path, inode) = candidates[state.random.gen_range(0..candidates.len())];
+            let position = state.random.gen_range(0..state.inodes[inode].data.len());
+            (path.clone(), position as u64)
+        };
+        self.rot_segment_at(&file, position)
+    }
+
+    /// Flips one bit of the byte at `position` of segment file `path`, for good; where, if
+    /// the file holds that byte.
+    pub fn rot_segment_at(&self, path: &Path, position: u64) -> Option<SegmentFault> {
         let mut state = self.lock();
         let state = &mut *state;
-        let candidates: Vec<(&PathBuf, usize)> = state
-            .names
-            .iter()
-            .filter(|(_, &inode)| {
-                state.inodes[inode].segment && !state.inodes[inode].data.is_empty()
-            })
-            .map(|(path, &inode)| (path, inode))
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        let (path, inode) = candidates[state.random.gen_range(0..candidates.len())];
-        let file = file_name(path);
-        let data = &mut state.inodes[inode].data;
-        let position = state.random.gen_range(0..data.len());
-        data[position] ^= 1 << state.random.gen_range(0..8);
+        let inode = *state.names.get(path)?;
+        let bit = state.random.gen_range(0..8);
+        let byte = state.inodes[inode].data.get_mut(position as usize)?;
+        *byte ^= 1 << bit;
         let fault = SegmentFault {
-            file,
-            start: position as u64,
-            end: position as u64 + 1,
+            file: file_name(path),
+            start: position,
+            end: position + 1,
         };
         state.counts.segment_rot += 1;
         state.segment_faults.push(fault.clone());
