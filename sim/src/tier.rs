@@ -7,9 +7,9 @@
 //!
 //! Memory: the allocator's count covers the whole process (the simulated disk, the reference
 //! servers), so a run installs its own figure on its thread (`strata::tier::alloc::
-//! set_thread_gauge`): the heap bytes of the hot values as measured before each request and
-//! upkeep step, minus the bytes spilled since (records appended to the store), minus an
-//! average hot value per key evicted since. The executor asks for the figure before a command
+//! set_thread_gauge`): the heap bytes of the hot values (those large enough to spill) as
+//! measured before each request and upkeep step, minus an average hot value for each value
+//! spilled or key evicted since. The executor asks for the figure before a command
 //! runs (spilling, then evicting, until it is under `maxmemory`), when nothing else has
 //! changed since the measure, so that is all it needs to follow. It replays exactly from the
 //! seed and takes no lock (a snapshot asks for it with every shard locked). Spilling during a
@@ -47,6 +47,9 @@ pub struct TierSetup {
     /// In the gauge's unit: heap bytes of hot values.
     pub maxmemory: u64,
     pub policy: &'static str,
+    /// `maxmemory-samples`: small, as the simulated keyspace is (a shard's slice holds a key
+    /// or two, and spilling draws up to 128 times this many when it finds few candidates).
+    pub samples: u32,
     pub min_value_bytes: u64,
     /// 0: unlimited.
     pub max_disk_bytes: u64,
@@ -68,6 +71,7 @@ impl TierSetup {
         TierSetup {
             maxmemory: random.gen_range(1_000..20_000),
             policy: POLICIES[random.gen_range(0..POLICIES.len())],
+            samples: random.gen_range(1..=3),
             min_value_bytes: [0, 1, 16, 64][random.gen_range(0..4)],
             max_disk_bytes: if random.gen_bool(0.3) {
                 random.gen_range(30_000..300_000)
@@ -82,10 +86,11 @@ impl TierSetup {
     /// The directives, as config-file lines.
     pub fn config_text(&self) -> String {
         format!(
-            "maxmemory {}\nmaxmemory-policy {}\ntiering-min-value-size {}\n\
-             tiering-max-disk {}\ntiering-compression {}\n",
+            "maxmemory {}\nmaxmemory-policy {}\nmaxmemory-samples {}\n\
+             tiering-min-value-size {}\ntiering-max-disk {}\ntiering-compression {}\n",
             self.maxmemory,
             self.policy,
+            self.samples,
             self.min_value_bytes,
             self.max_disk_bytes,
             if self.zstd { "zstd" } else { "none" }
@@ -140,10 +145,8 @@ struct Gauge {
     hot_bytes: u64,
     /// Bytes of one hot value on average, then.
     hot_value_bytes: u64,
-    /// The store's appended bytes (every record not yet retired) then.
-    appended_bytes: u64,
-    /// Keys evicted (`evicted_keys`) then.
-    evicted_keys: u64,
+    /// Values spilled and keys evicted (the tier's and the keyspace's counters) then.
+    gone: u64,
     server: Option<Arc<Server>>,
 }
 
@@ -157,22 +160,15 @@ fn gauge() -> usize {
         let Some(server) = &gauge.server else {
             return 0;
         };
-        let spilled = appended_bytes(server).saturating_sub(gauge.appended_bytes);
-        let evicted = evicted_keys(server).saturating_sub(gauge.evicted_keys);
-        gauge
-            .hot_bytes
-            .saturating_sub(spilled)
-            .saturating_sub(evicted * gauge.hot_value_bytes) as usize
+        let gone = gone(server).saturating_sub(gauge.gone);
+        gauge.hot_bytes.saturating_sub(gone * gauge.hot_value_bytes) as usize
     })
 }
 
-fn appended_bytes(server: &Server) -> u64 {
-    let stats = server.keyspace.tier.store().map(|store| store.stats());
-    stats.map_or(0, |stats| stats.disk_bytes + stats.buffered_bytes)
-}
-
-fn evicted_keys(server: &Server) -> u64 {
-    server.keyspace.stats.evicted_keys.load(Relaxed)
+/// Values spilled plus keys evicted so far: what takes a value out of RAM before a command.
+fn gone(server: &Server) -> u64 {
+    server.keyspace.tier.stats.spills.load(Relaxed)
+        + server.keyspace.stats.evicted_keys.load(Relaxed)
 }
 
 /// Makes `used_memory` on this thread the run's figure, 0 until the first `measure`.
@@ -196,16 +192,19 @@ pub fn reset_gauge() {
 /// are hot and how many cold.
 pub fn measure(server: &Arc<Server>) -> (u64, u64) {
     let now_ms = server.clock.now_ms();
+    let min_bytes = (server.keyspace.tier.min_value_bytes).load(Relaxed).max(1);
     let (mut hot_bytes, mut hot_values, mut cold_values) = (0u64, 0u64, 0u64);
     {
         let mut ks = server.keyspace.lock_all(now_ms);
         for db in 0..server.keyspace.databases() {
             for slice in ks.slices(db) {
-                slice.keys.for_each(|_, entry| {
-                    if entry.value.is_cold() {
-                        cold_values += 1;
-                    } else {
-                        hot_bytes += entry.value.heap_bytes() as u64;
+                slice.keys.for_each(|_, entry| match &entry.value {
+                    Value::Cold(_) => cold_values += 1,
+                    // Too small to spill (`tiering-min-value-size`): not counted, or the
+                    // limit could be out of reach with nothing left to spill.
+                    Value::Str(bytes) if bytes.len() < min_bytes => {}
+                    value => {
+                        hot_bytes += value.heap_bytes() as u64;
                         hot_values += 1;
                     }
                 });
@@ -214,9 +213,8 @@ pub fn measure(server: &Arc<Server>) -> (u64, u64) {
     }
     let measured = Gauge {
         hot_bytes,
-        hot_value_bytes: hot_bytes / hot_values.max(1),
-        appended_bytes: appended_bytes(server),
-        evicted_keys: evicted_keys(server),
+        hot_value_bytes: hot_bytes.div_ceil(hot_values.max(1)),
+        gone: gone(server),
         server: Some(server.clone()),
     };
     GAUGE.with(|gauge| *gauge.borrow_mut() = measured);

@@ -31,6 +31,7 @@ fn start(disk: &SimDisk) -> (Arc<Server>, Session) {
     let setup = TierSetup {
         maxmemory: 0,
         policy: "noeviction",
+        samples: 5,
         min_value_bytes: 0,
         max_disk_bytes: 0,
         zstd: false,
