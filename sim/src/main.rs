@@ -201,7 +201,7 @@ fn describe_tier(tier: &TierCounts, errors: u64) -> String {
     let values = (tier.hot_values + tier.cold_values).max(1);
     format!(
         "{}% of values cold after an upkeep step, {} spills ({} refused), {} promotions, {} \
-         cold reads, {} compactions, {} write errors, {} corrupt reads caught, {} command \
+         cold reads, {} compactions, {} disk errors (failed writes and reads), {} corrupt records caught, {} command \
          errors explained by faults",
         tier.cold_values * 100 / values,
         tier.spills,

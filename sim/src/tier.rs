@@ -20,8 +20,9 @@
 //! write the tail out, compact one segment) at simulated times, so a seed replays exactly.
 //!
 //! What a tier error may look like: a command on a key whose record cannot be read fails
-//! with an error naming the segment file and the record's offset, and only when a logged
-//! fault (a failed or flipped read, a bit rotted on the disk) touched that record's bytes.
+//! with an error naming the segment file and the record's offset (a corrupt record, or a read
+//! that failed), and only when a logged fault (a failed or flipped read, a bit rotted on the
+//! disk) touched that record's bytes.
 //! Anything else a tier says in a reply is a finding, as is a caught panic.
 
 use crate::disk::SegmentFault;
@@ -306,8 +307,8 @@ pub fn errors(reply: &Reply, found: &mut Vec<String>) {
     }
 }
 
-/// The text of a record error as `TierError::Corrupt` renders it.
-const CORRUPT: &str = "corrupt record in tier segment file ";
+/// How a segment file's name starts (`store::segment_file_name`).
+const SEGMENT_PREFIX: &str = "segment-";
 /// What the executor says before the tier's error.
 const CANT_READ: &str = "can't read the value of '";
 
@@ -320,7 +321,7 @@ pub fn check_error(server: &Server, text: &str, faults: &[SegmentFault]) -> Resu
     if !text.contains("tier") {
         return Ok(());
     }
-    let named = parse_corrupt(text)
+    let named = parse_segment_offset(text)
         .ok_or_else(|| format!("a tier error that names no segment and offset: {text}"))?;
     let (segment, offset) = named;
     // The key still holds the pointer (the command changed nothing): its length bounds the
@@ -348,17 +349,15 @@ pub fn check_error(server: &Server, text: &str, faults: &[SegmentFault]) -> Resu
     }
 }
 
-/// `(segment, offset)` from a `TierError::Corrupt` text.
-fn parse_corrupt(text: &str) -> Option<(u32, u32)> {
-    let rest = &text[text.find(CORRUPT)? + CORRUPT.len()..];
-    let (file, rest) = rest.split_once(" at offset ")?;
-    let segment = file
-        .strip_prefix("segment-")?
-        .strip_suffix(".tier")?
-        .parse()
-        .ok()?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some((segment, digits.parse().ok()?))
+/// `(segment, offset)` from a tier error's text: a corrupt record's (`... tier segment file
+/// segment-N.tier at offset O: ...`) or a failed read's (`reading <dir>/segment-N.tier at
+/// offset O: ...`).
+fn parse_segment_offset(text: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find(SEGMENT_PREFIX)? + SEGMENT_PREFIX.len()..];
+    let (digits, rest) = rest.split_once(".tier at offset ")?;
+    let segment = digits.parse().ok()?;
+    let offset: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((segment, offset.parse().ok()?))
 }
 
 /// The pointer some database's `key` holds, if it is the record at `segment:offset`.
@@ -382,8 +381,11 @@ mod tests {
     fn a_corrupt_record_error_names_segment_and_offset() {
         let text = "ERR can't read the value of 's3' from the disk tier: corrupt record in tier \
                     segment file segment-0000000012.tier at offset 4096: crc32 mismatch";
-        assert_eq!(parse_corrupt(text), Some((12, 4096)));
-        assert_eq!(parse_corrupt("ERR no such key"), None);
+        assert_eq!(parse_segment_offset(text), Some((12, 4096)));
+        let text = "ERR can't read the value of 's3' from the disk tier: disk tier I/O error: \
+                    reading /sim/tier/segment-0000000002.tier at offset 80: Input/output error";
+        assert_eq!(parse_segment_offset(text), Some((2, 80)));
+        assert_eq!(parse_segment_offset("ERR no such key"), None);
     }
 
     #[test]
