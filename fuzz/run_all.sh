@@ -9,9 +9,7 @@
 #   fuzz/run_all.sh build       # only build the targets (CI builds them beside other work)
 #
 # The targets are built once, then run FUZZ_JOBS at a time (default: one per core), each for
-# its full SECONDS on a core of its own. FUZZ_CODEGEN_UNITS (default 16) splits the build's
-# code generation so it uses every core: about 2.5 minutes instead of 5 from clean on 2
-# cores, for executions about 10% slower; set it to 1 for a long campaign.
+# its full SECONDS on a core of its own: every target gets the executions it would get alone.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -22,7 +20,6 @@ if [ "$seconds" = build ]; then
     build_only=true
 fi
 jobs="${FUZZ_JOBS:-$(nproc)}"
-codegen_units="${FUZZ_CODEGEN_UNITS:-16}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -38,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # `run` must be given the same build options as `build`, or it builds again.
-options=(-s none -a --codegen-units "$codegen_units")
+options=(-s none -a)
 cargo fuzz build "${options[@]}"
 if $build_only; then
     exit 0
