@@ -61,36 +61,17 @@ impl Faults {
     }
 }
 
-/// Faults injected so far, by kind.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FaultCounts {
-    pub sync_failures: u64,
-    /// Writes (of any file) that found the disk full.
-    pub disk_full: u64,
-    pub segment_write_errors: u64,
-    pub segment_read_errors: u64,
-    pub segment_read_flips: u64,
-    /// Bits flipped in a segment's stored bytes (`rot_segment`).
-    pub segment_rot: u64,
-}
-
-impl FaultCounts {
-    pub fn total(&self) -> u64 {
-        self.sync_failures
-            + self.disk_full
-            + self.segment_write_errors
-            + self.segment_read_errors
-            + self.segment_read_flips
-            + self.segment_rot
-    }
-
-    pub fn add(&mut self, other: &FaultCounts) {
-        self.sync_failures += other.sync_failures;
-        self.disk_full += other.disk_full;
-        self.segment_write_errors += other.segment_write_errors;
-        self.segment_read_errors += other.segment_read_errors;
-        self.segment_read_flips += other.segment_read_flips;
-        self.segment_rot += other.segment_rot;
+counters! {
+    /// Faults injected so far, by kind.
+    pub struct FaultCounts {
+        pub sync_failures,
+        /// Writes (of any file) that found the disk full.
+        pub disk_full,
+        pub segment_write_errors,
+        pub segment_read_errors,
+        pub segment_read_flips,
+        /// Bits flipped in a segment's stored bytes (`rot_segment`).
+        pub segment_rot,
     }
 }
 

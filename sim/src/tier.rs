@@ -233,19 +233,20 @@ pub fn upkeep(server: &Arc<Server>) -> (u64, u64) {
     measure(server)
 }
 
-/// What the tier did in one server's life.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TierCounts {
-    /// Values found hot and cold after the upkeep steps, summed over them.
-    pub hot_values: u64,
-    pub cold_values: u64,
-    pub spills: u64,
-    pub promotions: u64,
-    pub cold_reads: u64,
-    pub compactions: u64,
-    pub spill_failures: u64,
-    pub disk_errors: u64,
-    pub corrupt_reads: u64,
+counters! {
+    /// What the tier did in one server's life.
+    pub struct TierCounts {
+        /// Values found hot and cold after the upkeep steps, summed over them.
+        pub hot_values,
+        pub cold_values,
+        pub spills,
+        pub promotions,
+        pub cold_reads,
+        pub compactions,
+        pub spill_failures,
+        pub disk_errors,
+        pub corrupt_reads,
+    }
 }
 
 impl TierCounts {
@@ -263,18 +264,6 @@ impl TierCounts {
             disk_errors: store.disk_errors,
             corrupt_reads: store.corrupt_records,
         }
-    }
-
-    pub fn add(&mut self, other: &TierCounts) {
-        self.hot_values += other.hot_values;
-        self.cold_values += other.cold_values;
-        self.spills += other.spills;
-        self.promotions += other.promotions;
-        self.cold_reads += other.cold_reads;
-        self.compactions += other.compactions;
-        self.spill_failures += other.spill_failures;
-        self.disk_errors += other.disk_errors;
-        self.corrupt_reads += other.corrupt_reads;
     }
 }
 

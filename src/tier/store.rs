@@ -1366,8 +1366,8 @@ mod tests {
         assert!(matches!(store.read(past), Err(TierError::Corrupt { .. })));
     }
 
-    #[test]
-    fn a_corrupt_segment_fails_its_walk_and_is_not_offered_again() {
+    /// A store whose first segment (sealed, written) holds two records, and those records.
+    fn two_records_in_a_sealed_segment() -> (MemFs, Store, ColdRef, ColdRef) {
         let (fs, store) = mem_store(256, Compression::None);
         let first = store.append(0, b"a", 1, &[1u8; 100]).expect("a");
         let second = store.append(0, b"b", 1, &[2u8; 100]).expect("a");
@@ -1375,6 +1375,13 @@ mod tests {
             .append(0, b"c", 1, &[3u8; 100])
             .expect("seals the first");
         store.flush().expect("flush");
+        assert_eq!(first.segment, second.segment);
+        (fs, store, first, second)
+    }
+
+    #[test]
+    fn a_corrupt_segment_fails_its_walk_and_is_not_offered_again() {
+        let (fs, store, first, second) = two_records_in_a_sealed_segment();
         store.free(first);
         store.free(second);
         assert_eq!(store.compaction_candidate(), Some(first.segment));
@@ -1391,13 +1398,7 @@ mod tests {
 
     #[test]
     fn a_failed_read_is_an_io_error_naming_segment_and_offset_not_corruption() {
-        let (fs, store) = mem_store(256, Compression::None);
-        let first = store.append(0, b"a", 1, &[1u8; 100]).expect("a");
-        let second = store.append(0, b"b", 1, &[2u8; 100]).expect("a");
-        store
-            .append(0, b"c", 1, &[3u8; 100])
-            .expect("seals the first");
-        store.flush().expect("flush");
+        let (fs, store, first, second) = two_records_in_a_sealed_segment();
         store.free(first);
         fs.set_fault(Fault::ReadError);
         match store.read(second) {
