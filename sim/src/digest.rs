@@ -3,7 +3,9 @@
 //! count too: a loaded server (nothing expires while loading) and a replayed reference both
 //! still hold them, and telling "expired, still there" from "deleted" keeps two history
 //! prefixes from looking alike when what follows would treat them differently. A stream
-//! group's derived entries-read counter is left out (see `value_digest`).
+//! group's derived entries-read counter is left out (see `value_digest`). A cold value is
+//! digested as what the memory tier reads back; one it cannot read is reported with its
+//! pointer and the tier's error (`Unreadable`), never guessed at.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
