@@ -3,33 +3,73 @@
 //! count too: a loaded server (nothing expires while loading) and a replayed reference both
 //! still hold them, and telling "expired, still there" from "deleted" keeps two history
 //! prefixes from looking alike when what follows would treat them differently. A stream
-//! group's derived entries-read counter is left out (see `value_digest`).
+//! group's derived entries-read counter is left out (see `value_digest`). A cold value is
+//! digested as what the memory tier reads back; one it cannot read is reported with its
+//! pointer and the tier's error (`Unreadable`), never guessed at.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use strata::keyspace::Keyspace;
+use strata::tier::ColdRef;
 use strata::types::Value;
 
-/// The digest of every database of `keyspace` as of `now_ms`, and the number of live keys.
-pub fn digest(keyspace: &Keyspace, now_ms: u64) -> (u64, usize) {
-    let mut keys: Vec<(usize, Vec<u8>, u64)> = Vec::new();
-    walk(keyspace, now_ms, |db, key, digest, _| {
-        keys.push((db, key.to_vec(), digest))
-    });
-    keys.sort();
+/// A cold value the tier could not read back: its pointer and the tier's error.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub cold: ColdRef,
+    pub error: String,
+}
+
+/// `(db, key)`.
+pub type KeyName = (usize, Vec<u8>);
+
+/// The digest of every database of `keyspace` as of `now_ms`, and the number of keys; Err
+/// names the first value the tier could not read back.
+pub fn digest(keyspace: &Keyspace, now_ms: u64) -> Result<(u64, usize), String> {
+    let keys = key_digests(keyspace, now_ms);
     let mut hasher = DefaultHasher::new();
-    keys.hash(&mut hasher);
-    (hasher.finish(), keys.len())
+    for (name, digest) in &keys {
+        match digest {
+            Ok(digest) => (name, digest).hash(&mut hasher),
+            Err(unreadable) => {
+                return Err(format!(
+                    "the value of {:?} in db {} does not read back: {}",
+                    String::from_utf8_lossy(&name.1),
+                    name.0,
+                    unreadable.error
+                ))
+            }
+        }
+    }
+    Ok((hasher.finish(), keys.len()))
+}
+
+/// The number of keys `digest` counts (expired ones not yet reclaimed included).
+pub fn key_count(keyspace: &Keyspace, now_ms: u64) -> usize {
+    let mut ks = keyspace.lock_all(now_ms);
+    (0..keyspace.databases())
+        .map(|db| ks.slices(db).map(|slice| slice.keys.len()).sum::<usize>())
+        .sum()
+}
+
+/// Every key's digest (value and exact expiry), cold values read back from the tier.
+pub fn key_digests(keyspace: &Keyspace, now_ms: u64) -> BTreeMap<KeyName, Result<u64, Unreadable>> {
+    let mut keys = BTreeMap::new();
+    walk(keyspace, now_ms, |db, key, digest, _| {
+        keys.insert((db, key.to_vec()), digest.map(|(digest, _)| digest));
+    });
+    keys
 }
 
 /// Per-key digests (for explaining a mismatch): `(db, key) -> (digest, description)`.
-pub fn per_key(
-    keyspace: &Keyspace,
-    now_ms: u64,
-) -> std::collections::BTreeMap<(usize, Vec<u8>), (u64, String)> {
-    let mut keys = std::collections::BTreeMap::new();
-    walk(keyspace, now_ms, |db, key, digest, (expire, value)| {
-        let text = format!("{expire:?} {value:?}");
+pub fn per_key(keyspace: &Keyspace, now_ms: u64) -> BTreeMap<KeyName, (u64, String)> {
+    let mut keys = BTreeMap::new();
+    walk(keyspace, now_ms, |db, key, digest, expire| {
+        let (digest, text) = match digest {
+            Ok((digest, value)) => (digest, format!("{expire:?} {value:?}")),
+            Err(unreadable) => (0, format!("{expire:?} unreadable: {}", unreadable.error)),
+        };
         let text = match text.find("groups") {
             Some(at) => text[at..].chars().take(700).collect(),
             None => text.chars().take(400).collect(),
@@ -39,11 +79,12 @@ pub fn per_key(
     keys
 }
 
-/// Every key of every database with its digest (value and exact expiry).
+/// Every key of every database with its digest (value and exact expiry) and value, or why
+/// its cold value did not read back; and its expiry time.
 fn walk(
     keyspace: &Keyspace,
     now_ms: u64,
-    mut visit: impl FnMut(usize, &[u8], u64, (Option<u64>, &Value)),
+    mut visit: impl FnMut(usize, &[u8], Result<(u64, &Value), Unreadable>, Option<u64>),
 ) {
     let mut ks = keyspace.lock_all(now_ms);
     for db in 0..keyspace.databases() {
@@ -58,19 +99,26 @@ fn walk(
                 // A cold value is compared as what it holds, read back from the tier.
                 let read;
                 let value = match &entry.value {
-                    Value::Cold(cold) => {
-                        read = keyspace
-                            .tier
-                            .read(*cold)
-                            .unwrap_or_else(|err| panic!("digest: a cold value: {err}"));
-                        &read
-                    }
+                    Value::Cold(cold) => match keyspace.tier.read(*cold) {
+                        Ok(value) => {
+                            read = value;
+                            &read
+                        }
+                        Err(err) => {
+                            let unreadable = Unreadable {
+                                cold: *cold,
+                                error: err.to_string(),
+                            };
+                            visit(db, key.as_slice(), Err(unreadable), expire);
+                            return;
+                        }
+                    },
                     value => value,
                 };
                 let mut hasher = DefaultHasher::new();
                 expire.hash(&mut hasher);
                 value_digest(value, &mut hasher);
-                visit(db, key.as_slice(), hasher.finish(), (expire, value));
+                visit(db, key.as_slice(), Ok((hasher.finish(), value)), expire);
             });
         }
     }

@@ -11,7 +11,12 @@
 //! Segment files of the memory tier (`create_segment`) are inodes too: never synced, so a
 //! crash may drop or tear them like any unsynced file; their writes count against the same
 //! capacity (a write past it stores what fits and fails "No space left on device"), and reads
-//! copy the inode's bytes, as the real map does, never past what was written.
+//! copy the inode's bytes, as the real map does, never past what was written. Their own faults:
+//! a write may fail with an I/O error after storing part of its bytes; a read may fail, or
+//! return a flipped bit (the bytes on disk stay right); and `rot_segment` flips a bit of a
+//! segment's stored bytes for good (a bad sector). Every segment fault is logged with the file
+//! and byte range it hit (`segment_faults`), so the checker can tell an error a fault explains
+//! from one nothing explains.
 //!
 //! Files are inodes named by paths, so an open file keeps working across a rename, as on
 //! Linux. Everything is driven by one seeded generator: a seed gives the same faults.
@@ -35,6 +40,47 @@ pub struct Faults {
     pub sync_failure: f64,
     /// Total bytes the disk holds; writes past it fail.
     pub capacity_bytes: usize,
+    /// Chance that a segment write fails with an I/O error (after storing part of its bytes).
+    pub segment_write_failure: f64,
+    /// Chance that a segment read fails with an I/O error.
+    pub segment_read_failure: f64,
+    /// Chance that a segment read returns one flipped bit.
+    pub segment_read_flip: f64,
+}
+
+impl Faults {
+    /// A disk that never fails.
+    pub fn none() -> Faults {
+        Faults {
+            sync_failure: 0.0,
+            capacity_bytes: usize::MAX,
+            segment_write_failure: 0.0,
+            segment_read_failure: 0.0,
+            segment_read_flip: 0.0,
+        }
+    }
+}
+
+counters! {
+    /// Faults injected so far, by kind.
+    pub struct FaultCounts {
+        pub sync_failures,
+        /// Writes (of any file) that found the disk full.
+        pub disk_full,
+        pub segment_write_errors,
+        pub segment_read_errors,
+        pub segment_read_flips,
+        /// Bits flipped in a segment's stored bytes (`rot_segment`).
+        pub segment_rot,
+    }
+}
+
+/// A fault that hit a segment file: its name and the byte range it touched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SegmentFault {
+    pub file: String,
+    pub start: u64,
+    pub end: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -44,6 +90,8 @@ struct Inode {
     durable_len: usize,
     /// Whether the bytes past `durable_len` are in an unknown state after a failed sync.
     doubtful: bool,
+    /// A segment file of the memory tier (its own faults apply).
+    segment: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,8 +109,10 @@ struct State {
     durable_names: BTreeMap<PathBuf, usize>,
     /// Namespace changes not yet made durable by a directory sync, in order.
     pending: Vec<NameOp>,
-    /// Counted for the trace: how many faults were injected.
-    pub faults_injected: u64,
+    /// Counted for the trace and the summary: the faults injected, by kind.
+    counts: FaultCounts,
+    /// Segment faults since the last `forget_segment_faults`.
+    segment_faults: Vec<SegmentFault>,
 }
 
 impl State {
@@ -79,7 +129,7 @@ impl State {
         let fits = bytes.len().min(room);
         self.inodes[inode].data.extend_from_slice(&bytes[..fits]);
         if fits < bytes.len() {
-            self.faults_injected += 1;
+            self.counts.disk_full += 1;
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 "No space left on device",
@@ -93,6 +143,12 @@ impl State {
 #[derive(Clone)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn no_such(path: &Path) -> io::Error {
@@ -112,7 +168,8 @@ impl SimDisk {
                 names: BTreeMap::new(),
                 durable_names: BTreeMap::new(),
                 pending: Vec::new(),
-                faults_injected: 0,
+                counts: FaultCounts::default(),
+                segment_faults: Vec::new(),
             })),
         }
     }
@@ -124,7 +181,11 @@ impl SimDisk {
     }
 
     pub fn faults_injected(&self) -> u64 {
-        self.lock().faults_injected
+        self.lock().counts.total()
+    }
+
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.lock().counts
     }
 
     /// Sets the fault rates from now on (tests that fail the disk at a chosen moment).
@@ -134,9 +195,61 @@ impl SimDisk {
 
     /// Stops faults (for the clean restart at the end of a run).
     pub fn heal(&self) {
+        self.lock().faults = Faults::none();
+    }
+
+    /// The segment faults logged since the last `forget_segment_faults`.
+    pub fn segment_faults(&self) -> Vec<SegmentFault> {
+        self.lock().segment_faults.clone()
+    }
+
+    /// Clears the segment fault log (a new server: its segment files are new, whatever their
+    /// names).
+    pub fn forget_segment_faults(&self) {
+        self.lock().segment_faults.clear();
+    }
+
+    /// Flips one bit of a random segment file's stored bytes, for good; where, if any segment
+    /// has bytes.
+    pub fn rot_segment(&self) -> Option<SegmentFault> {
+        let (file, position) = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let candidates: Vec<(&PathBuf, usize)> = state
+                .names
+                .iter()
+                .filter(|(_, &inode)| {
+                    state.inodes[inode].segment && !state.inodes[inode].data.is_empty()
+                })
+                .map(|(path, &inode)| (path, inode))
+                .collect();
+            if candidates.is_empty() {
+                return None;
+            }
+            let (path, inode) = candidates[state.random.gen_range(0..candidates.len())];
+            let position = state.random.gen_range(0..state.inodes[inode].data.len());
+            (path.clone(), position as u64)
+        };
+        self.rot_segment_at(&file, position)
+    }
+
+    /// Flips one bit of the byte at `position` of segment file `path`, for good; where, if
+    /// the file holds that byte.
+    pub fn rot_segment_at(&self, path: &Path, position: u64) -> Option<SegmentFault> {
         let mut state = self.lock();
-        state.faults.sync_failure = 0.0;
-        state.faults.capacity_bytes = usize::MAX;
+        let state = &mut *state;
+        let inode = *state.names.get(path)?;
+        let bit = state.random.gen_range(0..8);
+        let byte = state.inodes[inode].data.get_mut(position as usize)?;
+        *byte ^= 1 << bit;
+        let fault = SegmentFault {
+            file: file_name(path),
+            start: position,
+            end: position + 1,
+        };
+        state.counts.segment_rot += 1;
+        state.segment_faults.push(fault.clone());
+        Some(fault)
     }
 
     /// The power goes out: what was not durable is lost or torn, as the seed decides.
@@ -201,7 +314,7 @@ impl WritableFile for SimFile {
         let mut state = self.disk.lock();
         let failure = state.faults.sync_failure;
         if failure > 0.0 && state.random.gen_bool(failure) {
-            state.faults_injected += 1;
+            state.counts.sync_failures += 1;
             state.inodes[self.inode].doubtful = true;
             return Err(io::Error::other("Input/output error"));
         }
@@ -224,6 +337,23 @@ struct SimSegment {
     disk: SimDisk,
     inode: usize,
     capacity: u64,
+    /// Its file name, for the fault log.
+    file: String,
+}
+
+impl State {
+    /// Whether a fault of `chance` strikes now.
+    fn strikes(&mut self, chance: f64) -> bool {
+        chance > 0.0 && self.random.gen_bool(chance)
+    }
+
+    fn log_segment_fault(&mut self, file: &str, start: u64, len: usize) {
+        self.segment_faults.push(SegmentFault {
+            file: file.to_string(),
+            start,
+            end: start + len.max(1) as u64,
+        });
+    }
 }
 
 impl SegmentFile for SimSegment {
@@ -248,13 +378,27 @@ impl SegmentFile for SimSegment {
         }
         // A retry after a short write rewrites from `offset`: drop what the failed one left.
         state.inodes[self.inode].data.truncate(offset);
+        let failure = state.faults.segment_write_failure;
+        if state.strikes(failure) {
+            // Part of the bytes made it before the error.
+            let stored = state.random.gen_range(0..=bytes.len());
+            let _ = state.append_within_capacity(self.inode, &bytes[..stored]);
+            state.counts.segment_write_errors += 1;
+            return Err(io::Error::other("Input/output error"));
+        }
         state.append_within_capacity(self.inode, bytes)?;
         debug_assert_eq!(state.inodes[self.inode].data.len() as u64, end);
         Ok(())
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let state = self.disk.lock();
+        let mut state = self.disk.lock();
+        let failure = state.faults.segment_read_failure;
+        if state.strikes(failure) {
+            state.counts.segment_read_errors += 1;
+            state.log_segment_fault(&self.file, offset, buf.len());
+            return Err(io::Error::other("Input/output error"));
+        }
         let data = &state.inodes[self.inode].data;
         let range = usize::try_from(offset)
             .ok()
@@ -267,6 +411,13 @@ impl SegmentFile for SimSegment {
                 )
             })?;
         buf.copy_from_slice(&data[range]);
+        let flip = state.faults.segment_read_flip;
+        if !buf.is_empty() && state.strikes(flip) {
+            let position = state.random.gen_range(0..buf.len());
+            buf[position] ^= 1 << state.random.gen_range(0..8);
+            state.counts.segment_read_flips += 1;
+            state.log_segment_fault(&self.file, offset + position as u64, 1);
+        }
         Ok(())
     }
 
@@ -382,7 +533,10 @@ impl FileSystem for SimDisk {
         }
         let inode = {
             let mut state = self.lock();
-            state.inodes.push(Inode::default());
+            state.inodes.push(Inode {
+                segment: true,
+                ..Inode::default()
+            });
             state.inodes.len() - 1
         };
         self.link(path, inode);
@@ -390,6 +544,7 @@ impl FileSystem for SimDisk {
             disk: self.clone(),
             inode,
             capacity,
+            file: file_name(path),
         }))
     }
 }
@@ -400,10 +555,7 @@ mod tests {
 
     #[test]
     fn unsynced_bytes_and_names_may_vanish_at_a_crash() {
-        let faults = Faults {
-            sync_failure: 0.0,
-            capacity_bytes: usize::MAX,
-        };
+        let faults = Faults::none();
         let mut lost_file = false;
         let mut torn_tail = false;
         for seed in 0..64 {
@@ -432,8 +584,8 @@ mod tests {
     #[test]
     fn segments_read_what_was_written_and_fill_the_disk() {
         let faults = Faults {
-            sync_failure: 0.0,
             capacity_bytes: 100,
+            ..Faults::none()
         };
         let disk = SimDisk::new(1, faults);
         let segment = disk
@@ -465,5 +617,57 @@ mod tests {
         segment.read_at(0, &mut all).expect("read");
         assert_eq!(&all[5..], &[2u8; 10]);
         segment.release_pages();
+    }
+
+    #[test]
+    fn segment_faults_are_injected_and_logged_where_they_hit() {
+        let faults = Faults {
+            segment_write_failure: 0.3,
+            segment_read_failure: 0.3,
+            segment_read_flip: 0.3,
+            ..Faults::none()
+        };
+        let disk = SimDisk::new(7, faults);
+        let segment = disk
+            .create_segment(Path::new("/d/tier/segment-0000000001.tier"), 1 << 16)
+            .expect("create");
+        let bytes = [5u8; 100];
+        let mut written = 0u64;
+        for _ in 0..50 {
+            if segment.write_at(written, &bytes).is_ok() {
+                written += bytes.len() as u64;
+            }
+        }
+        assert!(written > 0);
+        let (mut errors, mut flipped) = (0, 0);
+        for _ in 0..200 {
+            let mut read = [0u8; 100];
+            match segment.read_at(0, &mut read) {
+                Err(_) => errors += 1,
+                Ok(()) if read != bytes => flipped += 1,
+                Ok(()) => {}
+            }
+        }
+        let counts = disk.fault_counts();
+        assert!(counts.segment_write_errors > 0);
+        assert_eq!(counts.segment_read_errors, errors);
+        assert_eq!(counts.segment_read_flips, flipped);
+        // Every read fault is logged at the range it touched.
+        let logged = disk.segment_faults();
+        assert_eq!(logged.len() as u64, errors + flipped);
+        assert!(logged
+            .iter()
+            .all(|fault| fault.file == "segment-0000000001.tier" && fault.end <= 100));
+        disk.heal();
+        // Drops what a last failed write left past the end.
+        segment.write_at(written, &[]).expect("an empty write");
+        disk.forget_segment_faults();
+        let rotted = disk.rot_segment().expect("a segment has bytes");
+        assert!(rotted.start < written);
+        let mut read = vec![0u8; written as usize];
+        segment.read_at(0, &mut read).expect("read");
+        let changed: Vec<usize> = (0..read.len()).filter(|&at| read[at] != 5).collect();
+        assert_eq!(changed, vec![rotted.start as usize], "one byte, for good");
+        assert_eq!(disk.segment_faults(), vec![rotted]);
     }
 }

@@ -1,5 +1,7 @@
 //! The random command mix: every type, expiries, transactions, random pops, large values,
-//! several databases. Keys come from a small space so commands meet on the same keys.
+//! several databases. Keys come from a small space so commands meet on the same keys. Reads
+//! come alone (`Request::Read`) when their replies are compared with a reference's: only
+//! reads whose reply does not depend on a value's internal order or encoding.
 
 use rand::rngs::SmallRng;
 use rand::Rng;
@@ -7,10 +9,12 @@ use rand::Rng;
 /// Distinct keys per type.
 const KEYS: u32 = 12;
 
-/// One client request: a command, or a transaction of several.
+/// One client request: a command, a transaction of several, or a read whose reply the
+/// checker compares with the reference's.
 pub enum Request {
     Command(Vec<Vec<u8>>),
     Transaction(Vec<Vec<Vec<u8>>>),
+    Read(Vec<Vec<u8>>),
 }
 
 fn argv(words: &[&str]) -> Vec<Vec<u8>> {
@@ -105,8 +109,35 @@ pub fn command(random: &mut SmallRng, now_ms: u64) -> Vec<Vec<u8>> {
     }
 }
 
-/// A request: mostly single commands, sometimes a MULTI/EXEC of a few.
+/// A read of one key whose reply is the same on any server holding the same data.
+pub fn read(random: &mut SmallRng) -> Vec<Vec<u8>> {
+    let key = random.gen_range(0..KEYS);
+    let k = |prefix: &str| format!("{prefix}{key}");
+    match random.gen_range(0..16) {
+        0 => argv(&["GET", &k("s")]),
+        1 => argv(&["GETRANGE", &k("s"), "5", "40"]),
+        2 => argv(&["DUMP", &k("s")]),
+        3 => argv(&["MGET", &k("n"), &k("f"), &k("e")]),
+        4 => argv(&["LRANGE", &k("l"), "0", "-1"]),
+        5 => argv(&["LINDEX", &k("l"), "1"]),
+        6 => argv(&["HMGET", &k("h"), "x", "0", "1", "2", "3"]),
+        7 => argv(&["HLEN", &k("h")]),
+        8 => argv(&["SMISMEMBER", &k("t"), "word", "0", "1", "2", "3"]),
+        9 => argv(&["SCARD", &k("t")]),
+        10 => argv(&["ZRANGE", &k("z"), "0", "-1", "WITHSCORES"]),
+        11 => argv(&["ZSCORE", &k("z"), "3"]),
+        12 => argv(&["XRANGE", &k("x"), "-", "+"]),
+        13 => argv(&["XLEN", &k("x")]),
+        14 => argv(&["PTTL", &k("h")]),
+        _ => argv(&["STRLEN", &k("s")]),
+    }
+}
+
+/// A request: mostly single commands, some reads, sometimes a MULTI/EXEC of a few.
 pub fn request(random: &mut SmallRng, now_ms: u64) -> Request {
+    if random.gen_bool(0.15) {
+        return Request::Read(read(random));
+    }
     if random.gen_bool(0.08) {
         let count = random.gen_range(2..6);
         Request::Transaction((0..count).map(|_| command(random, now_ms)).collect())

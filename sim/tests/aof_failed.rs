@@ -108,11 +108,14 @@ impl FileSystem for HookedDisk {
 const HEALTHY: Faults = Faults {
     sync_failure: 0.0,
     capacity_bytes: usize::MAX,
+    segment_write_failure: 0.0,
+    segment_read_failure: 0.0,
+    segment_read_flip: 0.0,
 };
 
 const FSYNC_FAILS: Faults = Faults {
     sync_failure: 1.0,
-    capacity_bytes: usize::MAX,
+    ..HEALTHY
 };
 
 struct Node {

@@ -20,6 +20,11 @@ pub trait Clock: Send + Sync {
     fn now_us(&self) -> u64 {
         self.now_ms() * 1000
     }
+    /// Waits (background pacing: compaction keeps to its rate). A simulated clock returns at
+    /// once: its time moves only when the simulation moves it.
+    fn sleep(&self, duration: std::time::Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// The real clock.

@@ -7,6 +7,10 @@
 //! cache line between cores on each allocation. Each thread keeps a local delta and folds it
 //! into the shared total once it passes `FLUSH_BYTES`: the total is exact to within that much
 //! per thread.
+//!
+//! The simulator replaces the figure on its thread with its own (`set_thread_gauge`): the
+//! allocator's count covers the whole process (the simulated disk, other runs' threads), so
+//! it would neither mean the server's memory nor replay the same from a seed.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -21,6 +25,13 @@ const FLUSH_BYTES: isize = 64 * 1024;
 thread_local! {
     // `const` and destructor-free: safe to touch from inside the allocator.
     static LOCAL_DELTA: Cell<isize> = const { Cell::new(0) };
+    // What `used_memory` returns on this thread instead of the count (the simulator's gauge).
+    static GAUGE: Cell<Option<fn() -> usize>> = const { Cell::new(None) };
+}
+
+/// Makes `used_memory` on the calling thread return `gauge()` (None: the count again).
+pub fn set_thread_gauge(gauge: Option<fn() -> usize>) {
+    GAUGE.with(|cell| cell.set(gauge));
 }
 
 fn account(delta: isize) {
@@ -46,8 +57,11 @@ fn account(delta: isize) {
     }
 }
 
-/// Bytes currently allocated through the counting allocator.
+/// Bytes currently allocated through the counting allocator (or the thread's gauge, if set).
 pub fn used_memory() -> usize {
+    if let Some(gauge) = GAUGE.with(Cell::get) {
+        return gauge();
+    }
     ALLOCATED.load(Ordering::Relaxed).max(0) as usize
 }
 

@@ -14,7 +14,7 @@ use super::store::{RecordInfo, Store};
 use crate::server::state::Server;
 use crate::types::Value;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the upkeep runs.
 const TICK: Duration = Duration::from_millis(100);
@@ -83,7 +83,7 @@ pub fn compact_once(server: &Server, tier: &Tier, store: &Store) -> bool {
             return false;
         }
     };
-    let started = Instant::now();
+    let started_us = server.clock.now_us();
     let mut copied = 0u64;
     let mut complete = true;
     for info in &records {
@@ -96,7 +96,7 @@ pub fn compact_once(server: &Server, tier: &Tier, store: &Store) -> bool {
             }
         }
         tier.flush_if_needed();
-        pace(started, copied);
+        pace(&*server.clock, started_us, copied);
     }
     if let Err(err) = store.flush() {
         tracing::warn!("tiering: compaction of segment {segment} stopped: {err}");
@@ -110,11 +110,13 @@ pub fn compact_once(server: &Server, tier: &Tier, store: &Store) -> bool {
     true
 }
 
-/// Sleeps as needed to keep the copying under `COMPACT_BYTES_PER_SECOND`.
-fn pace(started: Instant, copied: u64) {
+/// Sleeps as needed to keep the copying under `COMPACT_BYTES_PER_SECOND` (on the server's
+/// clock: a simulated one does not wait).
+fn pace(clock: &dyn crate::io::Clock, started_us: u64, copied: u64) {
     let due = Duration::from_secs_f64(copied as f64 / COMPACT_BYTES_PER_SECOND as f64);
-    if let Some(ahead) = due.checked_sub(started.elapsed()) {
-        std::thread::sleep(ahead.min(Duration::from_millis(100)));
+    let elapsed = Duration::from_micros(clock.now_us().saturating_sub(started_us));
+    if let Some(ahead) = due.checked_sub(elapsed) {
+        clock.sleep(ahead.min(Duration::from_millis(100)));
     }
 }
 

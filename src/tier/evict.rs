@@ -169,18 +169,35 @@ fn evict_one(server: &Server, pool: Pool, order: Order) -> bool {
         return false;
     };
     let mut ks = server.keyspace.lock_shard(shard, now_ms);
-    if !ks.delete(db, &key) {
-        // Gone meanwhile: memory may have dropped anyway; try again.
-        return true;
+    let deleted = ks.delete(db, &key);
+    // A sampled key past its time was reclaimed as expired instead: its DEL is propagated
+    // as the executor propagates expiries (the AOF and replicas must see it go).
+    let mut effects: Vec<(usize, Vec<Bytes>)> = (ks.expired.drain(..))
+        .map(|(db, key)| {
+            (
+                db,
+                vec![Bytes::from_static(b"DEL"), Bytes::from(key.into_vec())],
+            )
+        })
+        .collect();
+    if deleted {
+        ks.notify(notify::EVICTED, "evicted", db, &key);
+        effects.push((db, vec![Bytes::from_static(b"DEL"), Bytes::from(key)]));
     }
-    ks.notify(notify::EVICTED, "evicted", db, &key);
+    // Propagated while the shard is held, so the log's order is the keyspace's.
+    if !effects.is_empty() {
+        server.log.append(&effects);
+    }
     let events = std::mem::take(&mut ks.events);
     let ready = std::mem::take(&mut ks.ready);
-    // Propagated as DEL while the shard is held, so the log's order is the keyspace's.
-    server
-        .log
-        .append(&[(db, vec![Bytes::from_static(b"DEL"), Bytes::from(key)])]);
     drop(ks);
+    if !deleted {
+        // Gone meanwhile (or expired): memory may have dropped anyway; try again.
+        if !events.is_empty() {
+            server.pubsub.notify(server, &events);
+        }
+        return true;
+    }
     server
         .keyspace
         .stats

@@ -199,10 +199,16 @@ pub fn encode(
     debug_assert_eq!(record.len(), HEADER_BYTES);
     record.extend_from_slice(key);
     record.extend_from_slice(stored);
-    let crc = crc32fast::hash(&record[FLAGS_OFFSET..]);
-    record[CRC_OFFSET..FLAGS_OFFSET].copy_from_slice(&crc.to_le_bytes());
+    seal(&mut record);
     assert_eq!(record.len(), length);
     Ok(record)
+}
+
+/// Writes the crc of a record's bytes (every byte after the crc field) into its header.
+pub(crate) fn seal(record: &mut [u8]) {
+    assert!(record.len() >= HEADER_BYTES);
+    let crc = crc32fast::hash(&record[FLAGS_OFFSET..]);
+    record[CRC_OFFSET..FLAGS_OFFSET].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn read_u32(bytes: &[u8], offset: usize) -> u32 {

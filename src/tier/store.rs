@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::tier::segment::Compression;
@@ -98,7 +98,8 @@ pub enum TierError {
     /// tiering-max-disk reached (also: a record too large for a segment, which no limit lets
     /// in: the value stays in RAM, as it does when the tier is full).
     Full,
-    /// A write failed; spilling refused until a flush succeeds. Also the tail at its bound.
+    /// A write failed; spilling refused until a flush succeeds. Also the tail at its bound,
+    /// and a failed read (naming the segment file and offset; the next read may work).
     Io(String),
     /// crc/format mismatch: never return data.
     Corrupt {
@@ -282,6 +283,8 @@ pub struct Store {
     mapped_read_bytes: AtomicU64,
     cold_reads: AtomicU64,
     corrupt_records: AtomicU64,
+    /// The simulator's planted bug (`skip_checksums_for_simulation`); always false otherwise.
+    skip_checksums: AtomicBool,
 }
 
 impl fmt::Debug for Store {
@@ -348,7 +351,15 @@ impl Store {
             mapped_read_bytes: AtomicU64::new(0),
             cold_reads: AtomicU64::new(0),
             corrupt_records: AtomicU64::new(0),
+            skip_checksums: AtomicBool::new(false),
         })
+    }
+
+    /// A planted bug, for the simulator's self-check only (`strata-sim --broken checksums`):
+    /// records read from the files get their crc recomputed, so a flipped bit reads back as
+    /// wrong data instead of an error. The server never calls it.
+    pub fn skip_checksums_for_simulation(&self) {
+        self.skip_checksums.store(true, Ordering::Relaxed);
     }
 
     pub fn set_max_disk_bytes(&self, bytes: u64) {
@@ -662,6 +673,22 @@ impl Store {
         error
     }
 
+    /// A read of a segment file failed. An I/O error is not corruption: the record may read
+    /// back next time, and its segment stays a compaction candidate; it is counted as a disk
+    /// error. A read past what the file holds means the ref is no record: corrupt.
+    fn read_failed(&self, segment: u32, offset: u32, error: io::Error) -> TierError {
+        if error.kind() == io::ErrorKind::UnexpectedEof {
+            return self.corrupt(segment, offset, error);
+        }
+        self.inner.lock().disk_errors += 1;
+        let error = TierError::Io(format!(
+            "reading {} at offset {offset}: {error}",
+            self.segment_path(segment).display()
+        ));
+        tracing::error!("Tier: {error}");
+        error
+    }
+
     /// The `length` bytes at `offset` of a segment, wherever they are.
     fn record_bytes(&self, cold: ColdRef) -> Result<Vec<u8>, TierError> {
         let (offset, length) = (cold.offset, cold.length as usize);
@@ -678,7 +705,10 @@ impl Store {
             Source::File(file) => {
                 let mut bytes = vec![0u8; length];
                 file.read_at(u64::from(offset), &mut bytes)
-                    .map_err(|error| self.corrupt(cold.segment, offset, error))?;
+                    .map_err(|error| self.read_failed(cold.segment, offset, error))?;
+                if self.skip_checksums.load(Ordering::Relaxed) && length >= HEADER_BYTES {
+                    segment::seal(&mut bytes);
+                }
                 self.count_mapped_read((length as u64).max(FAULT_AROUND_BYTES));
                 Ok(bytes)
             }
@@ -959,6 +989,8 @@ mod tests {
         DiskFull,
         /// Writes and creations fail with an I/O error.
         IoError,
+        /// Reads fail with an I/O error (writes work).
+        ReadError,
     }
 
     /// An in-memory file system for the store's tests: segment files only, with injectable
@@ -1024,7 +1056,7 @@ mod tests {
             assert!(offset as usize <= data.len(), "append-only");
             data.truncate(offset as usize);
             match *self.fault.lock() {
-                Fault::None => {
+                Fault::None | Fault::ReadError => {
                     data.extend_from_slice(bytes);
                     Ok(())
                 }
@@ -1040,6 +1072,9 @@ mod tests {
         }
 
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            if *self.fault.lock() == Fault::ReadError {
+                return Err(io::Error::other("Input/output error"));
+            }
             let data = self.bytes.lock();
             let range = offset as usize..offset as usize + buf.len();
             let bytes = data.get(range).ok_or_else(|| {
@@ -1335,8 +1370,8 @@ mod tests {
         assert!(matches!(store.read(past), Err(TierError::Corrupt { .. })));
     }
 
-    #[test]
-    fn a_corrupt_segment_fails_its_walk_and_is_not_offered_again() {
+    /// A store whose first segment (sealed, written) holds two records, and those records.
+    fn two_records_in_a_sealed_segment() -> (MemFs, Store, ColdRef, ColdRef) {
         let (fs, store) = mem_store(256, Compression::None);
         let first = store.append(0, b"a", 1, &[1u8; 100]).expect("a");
         let second = store.append(0, b"b", 1, &[2u8; 100]).expect("a");
@@ -1344,6 +1379,13 @@ mod tests {
             .append(0, b"c", 1, &[3u8; 100])
             .expect("seals the first");
         store.flush().expect("flush");
+        assert_eq!(first.segment, second.segment);
+        (fs, store, first, second)
+    }
+
+    #[test]
+    fn a_corrupt_segment_fails_its_walk_and_is_not_offered_again() {
+        let (fs, store, first, second) = two_records_in_a_sealed_segment();
         store.free(first);
         store.free(second);
         assert_eq!(store.compaction_candidate(), Some(first.segment));
@@ -1356,6 +1398,34 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(store.compaction_candidate(), None);
+    }
+
+    #[test]
+    fn a_failed_read_is_an_io_error_naming_segment_and_offset_not_corruption() {
+        let (fs, store, first, second) = two_records_in_a_sealed_segment();
+        store.free(first);
+        fs.set_fault(Fault::ReadError);
+        match store.read(second) {
+            Err(TierError::Io(text)) => {
+                assert!(text.contains(&segment_file_name(second.segment)), "{text}");
+                assert!(
+                    text.contains(&format!("at offset {}", second.offset)),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store.records(first.segment),
+            Err(TierError::Io(_))
+        ));
+        let stats = store.stats();
+        assert_eq!((stats.corrupt_records, stats.disk_errors), (0, 2));
+        // The next read works, and the segment is still offered for compaction.
+        fs.set_fault(Fault::None);
+        assert_eq!(store.read(second).expect("read"), vec![2u8; 100]);
+        store.free(second);
+        assert_eq!(store.compaction_candidate(), Some(first.segment));
     }
 
     #[test]

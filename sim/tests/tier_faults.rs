@@ -1,0 +1,179 @@
+//! A rotted bit in a cold value's record, end to end on the simulated disk: what the key's
+//! commands, the other keys, a save and a restart do.
+
+use bytes::Bytes;
+use std::path::Path;
+use std::sync::Arc;
+use strata::config::Config;
+use strata::io::SystemClock;
+use strata::protocol::Reply;
+use strata::server::clients::Session;
+use strata::server::persistence;
+use strata::server::state::Server;
+use strata::tier::store::segment_file_name;
+use strata::tier::ColdRef;
+use strata::types::Value;
+use strata_sim::disk::{Faults, SimDisk};
+use strata_sim::tier::{TierSetup, TIER_DIR};
+
+fn start(disk: &SimDisk) -> (Arc<Server>, Session) {
+    let config = Config::default();
+    config
+        .load_text("dir /sim\nappendonly yes\nappendfsync always\ntiering-min-value-size 0\nenable-debug-command yes\n")
+        .expect("config");
+    let server = Server::into_arc(Server::new(
+        config,
+        Arc::new(SystemClock),
+        Arc::new(disk.clone()),
+        1,
+    ));
+    server.aof.set_manual();
+    let setup = TierSetup {
+        maxmemory: 0,
+        policy: "noeviction",
+        samples: 5,
+        min_value_bytes: 0,
+        max_disk_bytes: 0,
+        zstd: false,
+        segment_bytes: 64,
+    };
+    setup
+        .open(&server, Arc::new(disk.clone()))
+        .expect("the tier opens");
+    persistence::load_at_start(&server).expect("load");
+    let (handle, _outbox) = server.clients.register("test".into(), "test".into(), -1, 0);
+    (server, Session::new(handle, true))
+}
+
+fn send(server: &Server, session: &mut Session, words: &[&str]) -> Reply {
+    let argv: Vec<Bytes> = words.iter().map(|w| Bytes::from(w.to_string())).collect();
+    let reply = strata::command::dispatch(server, session, argv).0;
+    server.aof.step();
+    reply
+}
+
+fn cold_ref(server: &Server, key: &str) -> ColdRef {
+    let mut ks = server.keyspace.lock_keys([key.as_bytes()], 0);
+    match ks
+        .db(0, key.as_bytes())
+        .keys
+        .get(key.as_bytes())
+        .map(|e| &e.value)
+    {
+        Some(Value::Cold(cold)) => *cold,
+        other => panic!("{key} is not cold: {other:?}"),
+    }
+}
+
+fn errors_of(reply: &Reply) -> Vec<String> {
+    let mut texts = Vec::new();
+    strata_sim::tier::errors(reply, &mut texts);
+    texts
+}
+
+#[test]
+fn a_rotted_record_fails_its_key_only_until_deleted_or_restarted() {
+    // The executor unwinds a command that meets an unreadable record with `ReadFault` and
+    // replies with its text; the default hook would print it as if something crashed.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.payload().is::<strata::tier::memory::ReadFault>() {
+            default_hook(info);
+        }
+    }));
+    let disk = SimDisk::new(3, Faults::none());
+    let (server, mut session) = start(&disk);
+    let victim = "v".repeat(300);
+    let other = "o".repeat(300);
+    let keys = [
+        ("victim", &victim),
+        ("doomed", &victim),
+        ("other", &other),
+        ("third", &other),
+    ];
+    for (key, value) in keys {
+        assert_eq!(
+            send(&server, &mut session, &["SET", key, value]),
+            Reply::Simple("OK")
+        );
+    }
+    let spilled = send(
+        &server,
+        &mut session,
+        &["DEBUG", "SPILL", "victim", "doomed", "other", "third"],
+    );
+    assert_eq!(spilled, Reply::Integer(4));
+    let store = server.keyspace.tier.store().expect("the tier is open");
+    store.flush().expect("flush");
+    for key in ["doomed", "victim"] {
+        let cold = cold_ref(&server, key);
+        let path = Path::new(TIER_DIR).join(segment_file_name(cold.segment));
+        disk.rot_segment_at(&path, u64::from(cold.offset) + 40)
+            .expect("the record is on the disk");
+    }
+    let cold = cold_ref(&server, "victim");
+    let faults = disk.segment_faults();
+
+    // Every command that needs the value fails, naming the segment file and the offset
+    // (even SET: the executor reads a command's cold keys before running it).
+    let named = format!(
+        "corrupt record in tier segment file {} at offset {}",
+        segment_file_name(cold.segment),
+        cold.offset
+    );
+    for words in [
+        &["GET", "victim"][..],
+        &["STRLEN", "victim"],
+        &["APPEND", "victim", "x"],
+        &["SET", "victim", "new"],
+    ] {
+        let reply = send(&server, &mut session, words);
+        let texts = errors_of(&reply);
+        assert_eq!(texts.len(), 1, "{words:?}: {reply:?}");
+        assert!(texts[0].contains(&named), "{words:?}: {}", texts[0]);
+        strata_sim::tier::check_error(&server, &texts[0], &faults).expect("explained");
+    }
+    // What needs only the metadata works; so does every other key, in a transaction too.
+    let kind = send(&server, &mut session, &["TYPE", "victim"]);
+    assert_eq!(&kind.to_bytes(false)[..], b"+string\r\n");
+    assert_eq!(
+        send(&server, &mut session, &["GET", "other"]),
+        Reply::Bulk(Bytes::from(other.clone()))
+    );
+    send(&server, &mut session, &["MULTI"]);
+    send(&server, &mut session, &["GET", "victim"]);
+    send(&server, &mut session, &["GET", "third"]);
+    let exec = send(&server, &mut session, &["EXEC"]);
+    let Reply::Array(replies) = &exec else {
+        panic!("EXEC: {exec:?}");
+    };
+    assert!(matches!(&replies[0], Reply::Error(text) if text.contains(&named)));
+    assert_eq!(replies[1], Reply::Bulk(Bytes::from(other.clone())));
+    // Deleting the key ends it; the name can then be written again.
+    assert_eq!(
+        send(&server, &mut session, &["DEL", "doomed"]),
+        Reply::Integer(1)
+    );
+    send(&server, &mut session, &["SET", "doomed", "new"]);
+    assert_eq!(
+        send(&server, &mut session, &["GET", "doomed"]),
+        Reply::Bulk(Bytes::from_static(b"new"))
+    );
+    // A save fails rather than lose the key or write garbage.
+    let rewrite = persistence::rewrite(&server).expect_err("the rewrite must fail");
+    assert!(rewrite.contains(&named), "{rewrite}");
+    assert!(store.stats().corrupt_records >= 6);
+
+    // After a restart the value comes back from the AOF: segments are not the durable copy.
+    drop((server, session, store));
+    disk.crash();
+    let (restarted, mut session) = start(&disk);
+    assert_eq!(
+        send(&restarted, &mut session, &["GET", "victim"]),
+        Reply::Bulk(Bytes::from(victim))
+    );
+    assert_eq!(
+        send(&restarted, &mut session, &["GET", "doomed"]),
+        Reply::Bulk(Bytes::from_static(b"new"))
+    );
+}
