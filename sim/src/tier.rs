@@ -9,7 +9,7 @@
 //! servers), so a run installs its own figure on its thread (`strata::tier::alloc::
 //! set_thread_gauge`): the heap bytes of the hot values (those large enough to spill) as
 //! measured before each request and upkeep step, minus an average hot value for each value
-//! spilled or key evicted since. The executor asks for the figure before a command
+//! spilled or key evicted since, plus the key index (which the limit leaves out). The executor asks for the figure before a command
 //! runs (spilling, then evicting, until it is under `maxmemory`), when nothing else has
 //! changed since the measure, so that is all it needs to follow. It replays exactly from the
 //! seed and takes no lock (a snapshot asks for it with every shard locked). Spilling during a
@@ -162,7 +162,11 @@ fn gauge() -> usize {
             return 0;
         };
         let gone = gone(server).saturating_sub(gauge.gone);
+        // The key index is what the real count holds besides the values; under tiering the
+        // limit leaves it out (`strata::tier::spill::budgeted_memory`), so the figure must
+        // hold it for that subtraction to leave the hot values.
         gauge.hot_bytes.saturating_sub(gone * gauge.hot_value_bytes) as usize
+            + server.keyspace.tier.index_bytes()
     })
 }
 

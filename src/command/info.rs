@@ -708,6 +708,8 @@ fn tiering_section(server: &Server, counts: &[(usize, usize)]) -> Fields {
         "tiering_hot_keys" => keys.saturating_sub(cold),
         "tiering_cold_keys" => cold,
         "tiering_ram_bytes" => crate::tier::used_memory(),
+        "tiering_index_bytes" => tier.index_bytes(),
+        "tiering_budgeted_bytes" => crate::tier::spill::budgeted_memory(server),
         "tiering_disk_bytes" => store.disk_bytes,
         "tiering_live_bytes" => store.live_bytes,
         "tiering_buffered_bytes" => store.buffered_bytes,

@@ -1,6 +1,11 @@
 //! One database's slice of a shard: the keys, and the expiry times of those that have one.
 //!
 //! Invariant: a key is in `expires` exactly when it is in `keys` with `FLAG_EXPIRES` set.
+//!
+//! Every change to either table goes through a method here, which reports the change in the
+//! tables' own size (nodes, buckets, long keys: the key index) to the tier's `index_bytes`.
+//! Under tiering `maxmemory` budgets what is left (`tier::spill::budgeted_memory`): keys never
+//! leave RAM, so spilling values cannot pay for them.
 
 use super::dict::{Dict, Hasher};
 use super::entry::{Entry, FLAG_EXPIRES};
@@ -24,9 +29,11 @@ pub struct Db {
     /// Where the active expiry cycle continues its walk of `expires`.
     pub expire_cursor: u64,
     /// Where spilling continues its walk of `keys` for candidates (`tier::spill`).
-    pub spill_cursor: u64,
+    pub spill_cursor: usize,
     /// The memory tier, told when a cold value leaves the table.
     tier: Arc<Tier>,
+    /// What this table last added to `tier.index_bytes` (`account`).
+    accounted: usize,
 }
 
 impl Db {
@@ -37,7 +44,31 @@ impl Db {
             expire_cursor: 0,
             spill_cursor: 0,
             tier,
+            accounted: 0,
         }
+    }
+
+    /// Brings `tier.index_bytes` up to date with the tables' size: after every change to them.
+    fn account(&mut self) {
+        let now = self.keys.index_bytes() + self.expires.index_bytes();
+        if now != self.accounted {
+            self.tier
+                .add_index_bytes(now as i64 - self.accounted as i64);
+            self.accounted = now;
+        }
+    }
+
+    /// Inserts a key known to be absent.
+    pub fn insert_new(&mut self, key: CompactBytes, entry: Entry) {
+        self.keys.insert_new(key, entry);
+        self.account();
+    }
+
+    /// Background table upkeep (`Dict::maintain` of both tables).
+    pub fn maintain(&mut self, steps: usize) {
+        self.keys.maintain(steps);
+        self.expires.maintain(steps);
+        self.account();
     }
 
     /// The expiry time of `key`, if it has one.
@@ -90,6 +121,7 @@ impl Db {
             Some(slot) => *slot = when_ms,
             None => {
                 self.expires.insert_new(CompactBytes::new(key), when_ms);
+                self.account();
             }
         }
         true
@@ -106,6 +138,7 @@ impl Db {
         entry.flags &= !FLAG_EXPIRES;
         let removed = self.expires.remove(key);
         debug_assert!(removed.is_some());
+        self.account();
         true
     }
 
@@ -117,6 +150,7 @@ impl Db {
             let removed = self.expires.remove(key);
             debug_assert!(removed.is_some());
         }
+        self.account();
         Some((stored, entry))
     }
 
@@ -131,7 +165,10 @@ impl Db {
             expire_cursor: 0,
             spill_cursor: 0,
             tier: self.tier.clone(),
+            accounted: 0,
         };
+        // The taken tables stay counted until they are dropped (`Drop`), maybe on another
+        // thread: that is when their memory goes.
         std::mem::replace(self, empty)
     }
 
@@ -140,6 +177,7 @@ impl Db {
         self.keys.clear();
         self.expires.clear();
         self.expire_cursor = 0;
+        self.account();
     }
 
     /// Tells the tier every cold value here is gone (a walk only while any value is cold).
@@ -158,5 +196,72 @@ impl Db {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.tier.add_index_bytes(-(self.accounted as i64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyspace::entry::AccessMode;
+    use crate::types::Value;
+
+    fn index_of(tier: &Tier, db: &Db) -> (usize, usize) {
+        (
+            tier.index_bytes(),
+            db.keys.index_bytes() + db.expires.index_bytes(),
+        )
+    }
+
+    #[test]
+    fn the_key_index_is_accounted_through_every_change_and_released_on_drop() {
+        let tier = Arc::new(Tier::default());
+        let hasher = Hasher::with_seeds(1, 2, 3, 4);
+        let mut db = Db::new(&hasher, tier.clone());
+        for i in 0..1000 {
+            // Every third key is too long to sit inline: its heap bytes count too.
+            let key = if i % 3 == 0 {
+                format!("a-key-long-enough-for-the-heap-{i}")
+            } else {
+                format!("k{i}")
+            };
+            let entry = Entry::new(Value::Str(CompactBytes::new(b"v")), 0, AccessMode::Lru);
+            db.insert_new(CompactBytes::new(key.as_bytes()), entry);
+            if i % 2 == 0 {
+                db.set_expire(key.as_bytes(), 1_000);
+            }
+        }
+        let (counted, actual) = index_of(&tier, &db);
+        assert_eq!(counted, actual);
+        assert!(actual >= 1000 * std::mem::size_of::<Entry>());
+        db.persist(b"k1");
+        db.persist(b"k2");
+        for i in (0..1000).step_by(4) {
+            db.remove(format!("k{i}").as_bytes());
+        }
+        db.maintain(100);
+        let (counted, actual) = index_of(&tier, &db);
+        assert_eq!(counted, actual);
+        let taken = db.take_contents();
+        assert_eq!(
+            tier.index_bytes(),
+            actual,
+            "taken tables count until dropped"
+        );
+        drop(taken);
+        assert_eq!(tier.index_bytes(), 0);
+        db.insert_new(
+            CompactBytes::new(b"x"),
+            Entry::new(Value::Str(CompactBytes::new(b"v")), 0, AccessMode::Lru),
+        );
+        db.clear();
+        assert_eq!(tier.index_bytes(), 0);
+        drop(db);
+        assert_eq!(tier.index_bytes(), 0);
     }
 }

@@ -115,6 +115,8 @@ pub struct Dict<V> {
     /// Next bucket of `tables[0]` to move while rehashing.
     rehash_index: Option<usize>,
     hasher: Hasher,
+    /// Heap bytes of the stored keys (those too long to sit inline), for `index_bytes`.
+    key_heap_bytes: usize,
 }
 
 impl<V> Dict<V> {
@@ -123,6 +125,7 @@ impl<V> Dict<V> {
             tables: [Table::empty(), Table::empty()],
             rehash_index: None,
             hasher,
+            key_heap_bytes: 0,
         }
     }
 
@@ -142,6 +145,14 @@ impl<V> Dict<V> {
     /// Buckets allocated, for memory accounting.
     pub fn bucket_count(&self) -> usize {
         self.tables[0].buckets.len() + self.tables[1].buckets.len()
+    }
+
+    /// What the table itself allocated: its nodes (each holding a key and a `V`), buckets and
+    /// the keys' heap bytes; not what the values own beyond their inline part. O(1).
+    pub fn index_bytes(&self) -> usize {
+        self.len() * std::mem::size_of::<Node<V>>()
+            + self.bucket_count() * std::mem::size_of::<Option<Box<Node<V>>>>()
+            + self.key_heap_bytes
     }
 
     pub fn is_rehashing(&self) -> bool {
@@ -219,6 +230,7 @@ impl<V> Dict<V> {
         self.expand_if_needed();
         let hash = self.hash(&key);
         let target = if self.is_rehashing() { 1 } else { 0 };
+        self.key_heap_bytes += key.heap_bytes();
         let node = Box::new(Node {
             next: None,
             key,
@@ -247,6 +259,7 @@ impl<V> Dict<V> {
         };
         self.shrink_if_needed();
         let Node { key, value, .. } = *node;
+        self.key_heap_bytes -= key.heap_bytes();
         Some((key, value))
     }
 
@@ -263,6 +276,7 @@ impl<V> Dict<V> {
         }
         self.tables = [Table::empty(), Table::empty()];
         self.rehash_index = None;
+        self.key_heap_bytes = 0;
     }
 
     /// Calls `visit` on every entry; the order is the table's.
@@ -331,6 +345,50 @@ impl<V> Dict<V> {
             }
         }
         next
+    }
+
+    /// Visits the entries of up to `buckets` buckets from `position` in memory order (the live
+    /// table's buckets, then the new table's while rehashing, end to end) until `visit`
+    /// returns false; the next position, 0 after the last bucket. A clock hand for sweeps that
+    /// need no SCAN guarantee: walking the bucket array in order lets the CPU prefetch it,
+    /// where SCAN's reverse-binary cursor lands on a new cache line at every step.
+    pub fn sweep_mut(
+        &mut self,
+        position: usize,
+        buckets: usize,
+        mut visit: impl FnMut(&CompactBytes, &mut V) -> bool,
+    ) -> usize {
+        let first = self.tables[0].buckets.len();
+        let total = first + self.tables[1].buckets.len();
+        // While rehashing, the live table's buckets below the rehash index are empty.
+        let moved = self.rehash_index.unwrap_or(0).min(first);
+        let mut position = if position < total { position } else { 0 };
+        for _ in 0..buckets {
+            if position < moved {
+                position = moved;
+            }
+            if position >= total {
+                return 0;
+            }
+            let (table, index) = if position < first {
+                (0, position)
+            } else {
+                (1, position - first)
+            };
+            position += 1;
+            let mut node = self.tables[table].buckets[index].as_deref_mut();
+            while let Some(current) = node {
+                if !visit(&current.key, &mut current.value) {
+                    return position;
+                }
+                node = current.next.as_deref_mut();
+            }
+        }
+        if position >= total {
+            0
+        } else {
+            position
+        }
     }
 
     /// The `(table, bucket)` pairs one SCAN step visits from `cursor`, and the next cursor:
@@ -587,6 +645,38 @@ mod tests {
         }
         for (key, value) in &model {
             assert_eq!(dict.get(key), Some(value));
+        }
+    }
+
+    #[test]
+    fn a_sweep_revolution_visits_every_entry_once_even_while_rehashing() {
+        let mut dict = Dict::new(hasher());
+        for i in 0..5000u32 {
+            dict.insert(CompactBytes::new(format!("k{i}").as_bytes()), i);
+        }
+        for extra in [0u32, 1] {
+            // The second round starts a resize and stops it midway.
+            if extra == 1 {
+                let mut i = 5000u32;
+                while !dict.is_rehashing() {
+                    dict.insert(CompactBytes::new(format!("k{i}").as_bytes()), i);
+                    i += 1;
+                }
+                dict.rehash(100);
+                assert!(dict.is_rehashing());
+            }
+            let mut seen = HashSet::new();
+            let mut position = 0;
+            loop {
+                position = dict.sweep_mut(position, 7, |key, _| {
+                    assert!(seen.insert(key.as_slice().to_vec()), "visited twice");
+                    true
+                });
+                if position == 0 {
+                    break;
+                }
+            }
+            assert_eq!(seen.len(), dict.len());
         }
     }
 

@@ -443,13 +443,13 @@ impl<'a> Locked<'a> {
             Live::Missing => {
                 let mut entry = Entry::new(value, now_ms, mode);
                 entry.flags = shared | saved;
-                slice.keys.insert_new(CompactBytes::new(key), entry);
+                slice.insert_new(CompactBytes::new(key), entry);
                 record(self.keyspace, &mut self.events, notify::NEW, "new", db, key);
             }
             Live::Expired(stored) => {
                 let mut entry = Entry::new(value, now_ms, mode);
                 entry.flags = shared | saved;
-                slice.keys.insert_new(CompactBytes::new(key), entry);
+                slice.insert_new(CompactBytes::new(key), entry);
                 self.keyspace
                     .stats
                     .expired_keys
@@ -511,7 +511,7 @@ impl<'a> Locked<'a> {
         let slice = self.db(db, key);
         // Born after any snapshot in progress started: never part of it.
         entry.flags = (entry.flags & !(FLAG_EXPIRES | FLAG_SNAPSHOT)) | saved;
-        slice.keys.insert_new(CompactBytes::new(key), entry);
+        slice.insert_new(CompactBytes::new(key), entry);
         if let Some(when) = expire_at_ms {
             slice.set_expire(key, when);
         }

@@ -207,8 +207,7 @@ impl Keyspace {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             for db in shard.dbs.iter_mut() {
-                db.keys.maintain(steps);
-                db.expires.maintain(steps);
+                db.maintain(steps);
             }
         }
     }

@@ -56,7 +56,7 @@ pub fn tick(server: &Server) {
     };
     let limit = super::spill::effective_limit(server);
     super::spill::refill_promotion_budget(server);
-    if limit > 0 && super::used_memory() > limit / 1000 * HEADROOM_PERMILLE {
+    if limit > 0 && super::spill::budgeted_memory(server) > limit / 1000 * HEADROOM_PERMILLE {
         super::spill::relieve(server, limit / 1000 * HEADROOM_PERMILLE);
     }
     // The tail reaches the disk even when little is spilled.

@@ -57,7 +57,7 @@ fn policy(word: &str) -> Option<(Pool, Order)> {
 /// text when a `denyoom` command must be refused.
 pub fn enforce(server: &Server, denyoom: bool) -> Result<(), &'static str> {
     let limit = super::spill::effective_limit(server);
-    if limit == 0 || super::used_memory() <= limit {
+    if limit == 0 || super::spill::budgeted_memory(server) <= limit {
         return Ok(());
     }
     // Tiering: spill instead of deleting or refusing; the policy applies only when the disk
@@ -72,7 +72,7 @@ pub fn enforce(server: &Server, denyoom: bool) -> Result<(), &'static str> {
     let chosen = policy(server.config.word("maxmemory-policy"));
     if let Some((pool, order)) = chosen {
         for _ in 0..EVICTIONS_PER_CALL_MAX {
-            if super::used_memory() <= limit {
+            if super::spill::budgeted_memory(server) <= limit {
                 return Ok(());
             }
             if !evict_one(server, pool, order) {
@@ -80,7 +80,7 @@ pub fn enforce(server: &Server, denyoom: bool) -> Result<(), &'static str> {
             }
         }
     }
-    if denyoom && super::used_memory() > limit {
+    if denyoom && super::spill::budgeted_memory(server) > limit {
         return Err(OOM);
     }
     Ok(())

@@ -51,6 +51,9 @@ pub struct Tier {
     pub promotion_budget: AtomicI64,
     /// `DEBUG SET-TIERING-LEND 1`: read-only commands never promote (tests).
     pub always_lend: AtomicBool,
+    /// Bytes of the key index (the keyspace tables: nodes, buckets, long keys), kept by
+    /// `keyspace::Db`; signed deltas added with wrapping, read as their sum.
+    index_bytes: Counter,
 }
 
 impl Default for Tier {
@@ -63,6 +66,7 @@ impl Default for Tier {
             auto_limit: AtomicUsize::new(0),
             promotion_budget: AtomicI64::new(0),
             always_lend: AtomicBool::new(false),
+            index_bytes: Counter::default(),
         }
     }
 }
@@ -74,6 +78,16 @@ const ENCODE: encode::EncodeOptions = encode::EncodeOptions {
 };
 
 impl Tier {
+    /// Adds a change in the key index's size (negative when it shrinks).
+    pub fn add_index_bytes(&self, delta: i64) {
+        self.index_bytes.fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of the key index: what stays in RAM whatever is spilled.
+    pub fn index_bytes(&self) -> usize {
+        (self.index_bytes.load(Ordering::Relaxed) as i64).max(0) as usize
+    }
+
     pub fn install(&self, store: Option<Arc<Store>>) {
         self.open.store(store.is_some(), Ordering::Release);
         *self.store.write() = store;

@@ -3,13 +3,22 @@
 //! While the memory in use is over the limit, the coldest values are spilled: candidates are
 //! sampled (twice `maxmemory-samples` per database slice) from a few shards at a time, and the
 //! coldest of each shard's sample goes. A slice's sample is the next values still in RAM along
-//! a cursor that sweeps its table (as SCAN does), not random draws: once most values are cold,
-//! random draws mostly meet cold ones and cost a cache miss each, while the sweep passes over
-//! them in bucket order and never looks at the same value twice in one round (a clock hand). "Coldest" is the lowest
+//! a cursor that sweeps its table's buckets in memory order (`Dict::sweep_mut`), not random
+//! draws: once most values are cold, random draws mostly meet cold ones and cost a cache miss
+//! each, while the sweep passes over them in order and never looks at the same value twice in
+//! one round (a clock hand). A second pass over the same buckets spills the chosen values in
+//! place. "Coldest" is the lowest
 //! heat: the decayed LFU counter in LFU mode, a logarithm of the idle time in LRU mode. A
 //! burst of writes of new keys therefore does not push out what is read often: in LFU mode a
 //! new key starts at Redis's initial counter, below anything read repeatedly; in LRU mode a
 //! value not read since it was written has no heat at all (`FLAG_READ`).
+//!
+//! What the limit bounds (`budgeted_memory`): under tiering with a `maxmemory`, everything
+//! allocated except the key index. Keys and their metadata never leave RAM, so counting them
+//! would leave a dataset with many keys no room for values at all (2M keys take 155 MB of a
+//! 200 MB limit); the process then stays near `maxmemory` plus the index, as DESIGN.md says.
+//! Without tiering the limit bounds everything, as in Redis, and so does the automatic limit
+//! of `maxmemory 0`, which is there to keep the machine's memory from running out.
 //!
 //! Spilling appends to the store's in-memory tail while the shard is locked (no I/O); the
 //! tail is written out after the lock is released.
@@ -20,12 +29,15 @@ use crate::keyspace::shards::SHARDS;
 use crate::server::state::Server;
 use crate::types::Value;
 use rand::Rng;
+use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 
 /// Values spilled per call at most, so one command never spends unbounded time on it.
 const SPILLS_PER_CALL_MAX: usize = 4096;
 /// Buckets walked per wanted candidate at most (most hold cold values once most are).
 const BUCKETS_PER_SAMPLE: usize = 64;
+/// Times one call writes the tail out and tries again after the store refused a spill.
+const SPILL_RETRIES_MAX: usize = 16;
 /// Values spilled from one shard's sample before moving on.
 const SPILLS_PER_SHARD_MAX: usize = 4;
 
@@ -49,7 +61,7 @@ pub fn heat(entry: &Entry, now_ms: u64, mode: AccessMode) -> u32 {
 const PROMOTE_FREELY_PERMILLE: usize = 960;
 /// Over it, promotions share a budget per upkeep tick of the limit divided by this: the hot
 /// set still moves into RAM, at a bounded cost in spills, when it does not fit.
-const PROMOTION_BUDGET_DIVISOR: usize = 2048;
+const PROMOTION_BUDGET_DIVISOR: usize = 64;
 /// In LRU mode, a value read again within this many seconds counts as in use.
 const RECENT_READ_SECONDS: u64 = 60;
 
@@ -64,7 +76,7 @@ pub fn keep_read_value(server: &Server, entry: &Entry, value: &Value) -> bool {
         return false;
     }
     let limit = effective_limit(server);
-    let used = super::used_memory();
+    let used = budgeted_memory(server);
     let bytes = value.heap_bytes();
     if limit == 0 || used + bytes <= limit / 1000 * PROMOTE_FREELY_PERMILLE {
         return true;
@@ -117,10 +129,22 @@ pub fn effective_limit(server: &Server) -> usize {
     }
 }
 
+/// The memory `effective_limit` bounds: all that is allocated, less the key index when
+/// tiering keeps an explicit `maxmemory` (see the module doc).
+pub fn budgeted_memory(server: &Server) -> usize {
+    let used = super::used_memory();
+    let tier = &server.keyspace.tier;
+    if tier.is_open() && crate::config_int!(server.config, "maxmemory") > 0 {
+        used.saturating_sub(tier.index_bytes())
+    } else {
+        used
+    }
+}
+
 /// Spills if memory is over the limit (loading, the cron); true when under it afterwards.
 pub fn relieve_if_over(server: &Server) -> bool {
     let limit = effective_limit(server);
-    if limit == 0 || super::used_memory() <= limit {
+    if limit == 0 || budgeted_memory(server) <= limit {
         return true;
     }
     relieve(server, limit)
@@ -135,11 +159,11 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
     }
     let mut spilled = 0;
     let mut dry_shards = 0;
-    let mut retried = false;
+    let mut retries = 0;
     let mut rng = crate::util::random();
     let mut shard = rng.gen_range(0..SHARDS);
     let outcome = loop {
-        if super::used_memory() <= limit {
+        if budgeted_memory(server) <= limit {
             break true;
         }
         // Enough work for one call: the command goes ahead and the next one continues.
@@ -154,11 +178,15 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
             Ok(count) => {
                 dry_shards = 0;
                 spilled += count;
-                retried = false;
             }
-            // The tail may be at its bound: write it out (no lock held here) and try once more.
-            Err(()) if !retried && tier.store().is_some_and(|store| store.flush().is_ok()) => {
-                retried = true;
+            // The tail may be at its bound, filled by spills on other threads while one flush
+            // runs: write it out (no lock held here: the writer waits, as for a slow disk) and
+            // try again. A failing disk fails the flush; a full tier fails every retry.
+            Err(())
+                if retries < SPILL_RETRIES_MAX
+                    && tier.store().is_some_and(|store| store.flush().is_ok()) =>
+            {
+                retries += 1;
                 continue;
             }
             Err(()) => break false,
@@ -187,39 +215,53 @@ fn spill_from_shard(server: &Server, tier: &Tier, shard: usize) -> Result<usize,
         if slice.keys.is_empty() {
             continue;
         }
-        // The coldest few of the sample, by heat.
-        let mut picked: Vec<(u32, Vec<u8>)> = Vec::with_capacity(samples);
-        let mut cursor = slice.spill_cursor;
-        for _ in 0..samples * BUCKETS_PER_SAMPLE {
-            cursor = slice.keys.scan(cursor, |key, entry| {
+        // First pass: the heats of the next `samples` values still in RAM along the sweep.
+        let start = slice.spill_cursor;
+        let mut heats: SmallVec<[u32; 128]> = SmallVec::new();
+        let mut position = start;
+        let mut walked = 0;
+        while heats.len() < samples && walked < samples * BUCKETS_PER_SAMPLE {
+            position = slice.keys.sweep_mut(position, 1, |_, entry| {
                 if worth_spilling(&entry.value, min_bytes) {
-                    picked.push((heat(entry, now_ms, mode), key.as_slice().to_vec()));
+                    heats.push(heat(entry, now_ms, mode));
                 }
+                true
             });
-            if picked.len() >= samples || cursor == 0 {
+            walked += 1;
+            if position == 0 {
                 break;
             }
         }
-        slice.spill_cursor = cursor;
-        picked.sort_unstable_by_key(|(heat, _)| *heat);
+        slice.spill_cursor = position;
+        if heats.is_empty() {
+            continue;
+        }
+        heats.sort_unstable();
         // Values with no heat at all (written, never read) all go: nothing is colder, and the
-        // walk that found them is the expensive part.
-        let unheated = picked.iter().take_while(|(heat, _)| *heat == 0).count();
-        let take = unheated.max(SPILLS_PER_SHARD_MAX);
-        for (_, key) in picked.into_iter().take(take) {
-            let Some(entry) = slice.keys.get_mut(&key[..]) else {
-                continue;
-            };
-            match tier.spill(db, &key, &entry.value) {
-                Ok(cold) => {
-                    entry.value = Value::Cold(cold);
-                    spilled += 1;
-                }
-                Err(err) => {
-                    tracing::debug!("tiering: spill refused: {err}");
-                    return Err(());
+        // walk that found them is the expensive part. Otherwise the coldest few.
+        let unheated = heats.iter().take_while(|&&heat| heat == 0).count();
+        let take = unheated.max(SPILLS_PER_SHARD_MAX).min(heats.len());
+        let threshold = heats[take - 1];
+        // Second pass over the same buckets (still in cache, the table unchanged under the
+        // lock): spill the chosen ones in place, with no lookup by key.
+        let mut taken = 0;
+        let mut refused = None;
+        slice.keys.sweep_mut(start, walked, |key, entry| {
+            if worth_spilling(&entry.value, min_bytes) && heat(entry, now_ms, mode) <= threshold {
+                match tier.spill(db, key.as_slice(), &entry.value) {
+                    Ok(cold) => {
+                        entry.value = Value::Cold(cold);
+                        taken += 1;
+                    }
+                    Err(err) => refused = Some(err),
                 }
             }
+            taken < take && refused.is_none()
+        });
+        spilled += taken;
+        if let Some(err) = refused {
+            tracing::debug!("tiering: spill refused: {err}");
+            return Err(());
         }
     }
     Ok(spilled)

@@ -709,7 +709,10 @@ impl Store {
                 if self.skip_checksums.load(Ordering::Relaxed) && length >= HEADER_BYTES {
                     segment::seal(&mut bytes);
                 }
-                self.count_mapped_read((length as u64).max(FAULT_AROUND_BYTES));
+                // Only reads through the map leave pages resident in the process.
+                if length >= crate::io::fs::MAPPED_READ_BYTES_MIN {
+                    self.count_mapped_read((length as u64).max(FAULT_AROUND_BYTES));
+                }
                 Ok(bytes)
             }
         }
