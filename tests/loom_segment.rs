@@ -140,7 +140,11 @@ fn read_key(world: &World, looks: usize) -> Option<Vec<u8>> {
 
 /// The compactor's move of the live record out of `old`, then the retire.
 fn compact(world: &World, old: Ref, mode: Compactor) {
-    let raw = world.files.get(old.segment).expect("not retired yet").read(old);
+    let raw = world
+        .files
+        .get(old.segment)
+        .expect("not retired yet")
+        .read(old);
     if mode == Compactor::RetireBeforeRepoint {
         drop(world.files.retire(old.segment));
     }
@@ -206,7 +210,11 @@ fn model(mode: Compactor) {
         assert_eq!(read_key(&world, 1).as_deref(), Some(&VALUE[..]));
         assert!(world.files.get(live.segment).is_none());
         drop(world.files.clear());
-        assert_eq!(world.mapped.load(Ordering::SeqCst), 0, "a file never unmapped");
+        assert_eq!(
+            world.mapped.load(Ordering::SeqCst),
+            0,
+            "a file never unmapped"
+        );
     });
 }
 

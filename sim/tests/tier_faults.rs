@@ -188,7 +188,10 @@ fn rot_keys(
     value: &str,
 ) -> Vec<String> {
     for key in keys {
-        assert_eq!(send(server, session, &["SET", key, value]), Reply::Simple("OK"));
+        assert_eq!(
+            send(server, session, &["SET", key, value]),
+            Reply::Simple("OK")
+        );
     }
     let mut spill = vec!["DEBUG", "SPILL"];
     spill.extend_from_slice(keys);
@@ -218,7 +221,9 @@ fn a_write_that_replaces_a_rotted_value_does_not_read_it() {
     let disk = SimDisk::new(5, Faults::none());
     let (server, mut session) = start(&disk);
     let old = "o".repeat(300);
-    let keys = ["set", "renamed", "mset", "copied", "setex", "nx", "restored", "stored"];
+    let keys = [
+        "set", "renamed", "mset", "copied", "setex", "nx", "restored", "stored",
+    ];
     let named = rot_keys(&server, &mut session, &disk, &keys, &old);
     let store = server.keyspace.tier.store().expect("the tier is open");
     let faults = disk.segment_faults();
@@ -279,7 +284,11 @@ fn a_write_that_replaces_a_rotted_value_does_not_read_it() {
     }
     let members = send(&server, &mut session, &["SMEMBERS", "stored"]);
     assert_eq!(&members.to_bytes(false)[..], b"*1\r\n$1\r\nm\r\n");
-    assert_eq!(store.stats().corrupt_records, corrupt_before, "no write read a record");
+    assert_eq!(
+        store.stats().corrupt_records,
+        corrupt_before,
+        "no write read a record"
+    );
     // Nothing refers to a rotted record any more: a save works.
     persistence::rewrite(&server).expect("the rewrite works");
 }

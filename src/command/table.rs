@@ -192,7 +192,8 @@ impl KeySpec {
                 start_from,
             } => {
                 let start = i64::from(*start_from);
-                let is_keyword = |i: &i64| args[*i as usize].eq_ignore_ascii_case(keyword.as_bytes());
+                let is_keyword =
+                    |i: &i64| args[*i as usize].eq_ignore_ascii_case(keyword.as_bytes());
                 let found = match start.cmp(&0) {
                     std::cmp::Ordering::Greater => (start..argc - 1).find(is_keyword),
                     std::cmp::Ordering::Less => (1..=argc + start).rev().find(is_keyword),
@@ -233,7 +234,11 @@ impl KeySpec {
                     return;
                 };
                 let first = first + i64::from(first_key);
-                (first, first + (count - 1) * i64::from(key_step), i64::from(key_step))
+                (
+                    first,
+                    first + (count - 1) * i64::from(key_step),
+                    i64::from(key_step),
+                )
             }
             FindKeys::Unknown => return,
         };
@@ -311,7 +316,12 @@ impl KeySpec {
 /// reads the old value only with GET. Unknown cases keep the declared flags, which read.
 fn variable_key_flags(command: &str, declared: u32, args: &[Bytes]) -> u32 {
     match command {
-        "set" if !args.iter().skip(3).any(|word| word.eq_ignore_ascii_case(b"get")) => {
+        "set"
+            if !args
+                .iter()
+                .skip(3)
+                .any(|word| word.eq_ignore_ascii_case(b"get")) =>
+        {
             key_flags::OW | key_flags::UPDATE
         }
         _ => declared,

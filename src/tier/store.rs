@@ -16,6 +16,17 @@
 //! Segments are a memory tier, not durable data: they are never fsynced, and `open` removes
 //! whatever a previous run left, since after a restart the data comes back from the AOF/RDB.
 //!
+//! A segment's file, from its first flush on, is in the file table (`files`, which loom checks
+//! on its own in `tests/loom_segment.rs`): a read of a record in the file takes a handle to the
+//! file after the store mutex is released and reads through it with no lock held; `retire`
+//! takes the file out of the table, and the last handle's drop unmaps it, so a reader gets the
+//! bytes it located or Gone, never another record's (ids are never reused).
+//!
+//! Compaction (`records`, then `retire`) copies only live records. A walk counts and steps
+//! over a corrupt record (`resync`); a segment whose live records could not all be moved (a
+//! corrupt live one, whose key still points there) is not retired, and is not offered again
+//! until more of it dies. So a corrupt dead record never keeps its segment's disk space.
+//!
 //! Invariants, per segment: `live <= appended`, `written <= appended <= capacity`, and the tail
 //! holds exactly the bytes past `written` and the slot; across segments, the totals
 //! (`disk_bytes`, `appended_bytes`, `live_bytes`) are the sums of the segments'.
@@ -1508,7 +1519,10 @@ mod tests {
         let (fs, store, first, second) = two_records_in_a_sealed_segment();
         store.free(first);
         // The dead first record's key length: its header no longer says where it ends.
-        fs.flip(&store.segment_path(first.segment), first.offset as usize + 10);
+        fs.flip(
+            &store.segment_path(first.segment),
+            first.offset as usize + 10,
+        );
         let records = store.records(first.segment).expect("walk");
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].cold, second);
@@ -1541,7 +1555,11 @@ mod tests {
         fs.flip(&path, second.offset as usize + 40);
         assert_eq!(store.compaction_candidate(), Some(first.segment));
         let records = store.records(first.segment).expect("walk");
-        assert_eq!(records.len(), 2, "the corrupt record is not offered for a move");
+        assert_eq!(
+            records.len(),
+            2,
+            "the corrupt record is not offered for a move"
+        );
         // Its key still points at it: the segment stays, and is not offered again.
         assert!(!store.retire(first.segment));
         assert!(fs.exists(&path));

@@ -57,7 +57,10 @@ impl<F: ?Sized> Files<F> {
     pub fn insert(&self, id: u32, file: Arc<F>) -> bool {
         let mut table = self.table.lock();
         let fresh = id < table.next_id && !table.open.contains_key(&id);
-        debug_assert!(fresh, "segment {id}: not allocated, or its file is open already");
+        debug_assert!(
+            fresh,
+            "segment {id}: not allocated, or its file is open already"
+        );
         if fresh {
             table.open.insert(id, file);
         }
