@@ -69,6 +69,9 @@ const COMPACTION_LIVE_PERCENT: u64 = 50;
 /// Bytes after a corrupt record whose header's lengths cannot be trusted that a walk searches
 /// for the next record that checks: a bound on the work one corrupt record costs.
 const RESYNC_BYTES_MAX: u32 = 1 << 20;
+/// Bytes that search may checksum in all: bytes that look like headers with plausible lengths
+/// at many offsets (a crafted value) cannot make it quadratic.
+const RESYNC_CHECKED_BYTES_MAX: usize = 16 << 20;
 const _: () = assert!(FLUSH_BYTES_THRESHOLD < TAIL_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MIN as usize > HEADER_BYTES);
 
@@ -892,9 +895,9 @@ impl Store {
     /// Where the next record that checks starts after the corrupt one at `offset`: the end
     /// its header states when the record there checks (a flipped bit in the key or payload
     /// leaves the lengths right), else the first offset in the next `RESYNC_BYTES_MAX` bytes
-    /// where one does. None if none does. A false match (bytes inside a value that happen to
-    /// form a record) cannot move anything: no live ref names an offset that is not a record
-    /// start, so the owner check skips it.
+    /// where one does, within `RESYNC_CHECKED_BYTES_MAX` of checksumming. None if none does. A
+    /// false match (bytes inside a value that happen to form a record) cannot move anything:
+    /// no live ref names an offset that is not a record start, so the owner check skips it.
     fn resync(&self, segment: u32, offset: u32, end: u32) -> Result<Option<u32>, TierError> {
         debug_assert!(offset < end);
         let window_bytes = (end - offset).min(RESYNC_BYTES_MAX);
@@ -909,23 +912,40 @@ impl Store {
             Err(TierError::Corrupt { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let checks_at = |at: usize| -> bool {
-            at == (end - offset) as usize
-                || window.get(at..).is_some_and(|rest| {
-                    segment::record_length(rest).is_ok_and(|length| {
-                        rest.get(..length)
-                            .is_some_and(|bytes| segment::decode(bytes).is_ok())
-                    })
-                })
+        let mut checked_bytes = 0usize;
+        let checks_at = |at: usize, checked_bytes: &mut usize| -> bool {
+            if at == (end - offset) as usize {
+                return true;
+            }
+            let Some(rest) = window.get(at..) else {
+                return false;
+            };
+            let Some(bytes) = segment::record_length(rest)
+                .ok()
+                .and_then(|length| rest.get(..length))
+            else {
+                return false;
+            };
+            *checked_bytes += bytes.len();
+            segment::decode(bytes).is_ok()
         };
         if let Ok(length) = segment::record_length(&window) {
-            if length >= HEADER_BYTES && length <= (end - offset) as usize && checks_at(length) {
+            if length >= HEADER_BYTES
+                && length <= (end - offset) as usize
+                && checks_at(length, &mut checked_bytes)
+            {
                 return Ok(Some(offset + length as u32));
             }
         }
-        Ok((1..window.len())
-            .find(|&at| checks_at(at))
-            .map(|at| offset + at as u32))
+        for at in 1..window.len() {
+            if checks_at(at, &mut checked_bytes) {
+                return Ok(Some(offset + at as u32));
+            }
+            if checked_bytes > RESYNC_CHECKED_BYTES_MAX {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Reads and checks the record at `offset`, knowing the segment's records end at `end`.
