@@ -292,3 +292,42 @@ fn a_write_that_replaces_a_rotted_value_does_not_read_it() {
     // Nothing refers to a rotted record any more: a save works.
     persistence::rewrite(&server).expect("the rewrite works");
 }
+
+#[test]
+fn a_segment_whose_rotted_record_died_is_compacted_away() {
+    let disk = SimDisk::new(7, Faults::none());
+    let (server, mut session) = start(&disk);
+    let value = "d".repeat(300);
+    let named = rot_keys(&server, &mut session, &disk, &["dead", "live"], &value);
+    let store = server.keyspace.tier.store().expect("the tier is open");
+    let (dead, live) = (cold_ref(&server, "dead"), cold_ref(&server, "live"));
+    // A later spill seals the segments that hold them (each record fills its own here).
+    send(&server, &mut session, &["SET", "later", &value]);
+    send(&server, &mut session, &["DEBUG", "SPILL", "later"]);
+    store.flush().expect("flush");
+    let files = || strata_sim::tier::segment_files(&disk, Path::new(TIER_DIR));
+    let dead_file = segment_file_name(dead.segment);
+    assert!(files().contains(&dead_file));
+
+    // Overwritten (without reading it): the rotted record is dead, and its segment goes.
+    send(&server, &mut session, &["SET", "dead", "new"]);
+    let disk_before = store.stats().disk_bytes;
+    let tier = &*server.keyspace.tier;
+    assert!(strata::tier::compact::compact_once(&server, tier, &store));
+    assert!(!files().contains(&dead_file), "{:?}", files());
+    assert_eq!(
+        store.stats().disk_bytes,
+        disk_before - u64::from(dead.length)
+    );
+    // The rotted live record keeps its segment, and its key its error.
+    assert!(files().contains(&segment_file_name(live.segment)));
+    let texts = errors_of(&send(&server, &mut session, &["GET", "live"]));
+    assert!(
+        texts.len() == 1 && texts[0].contains(&named[1]),
+        "{texts:?}"
+    );
+    assert_eq!(
+        send(&server, &mut session, &["GET", "dead"]),
+        Reply::Bulk(Bytes::from_static(b"new"))
+    );
+}
