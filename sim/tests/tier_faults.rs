@@ -1,5 +1,6 @@
 //! A rotted bit in a cold value's record, end to end on the simulated disk: what the key's
-//! commands, the other keys, a save and a restart do.
+//! commands, the other keys, a save and a restart do, and that a write replacing the value
+//! never needs the old one.
 
 use bytes::Bytes;
 use std::path::Path;
@@ -114,8 +115,7 @@ fn a_rotted_record_fails_its_key_only_until_deleted_or_restarted() {
     let cold = cold_ref(&server, "victim");
     let faults = disk.segment_faults();
 
-    // Every command that needs the value fails, naming the segment file and the offset
-    // (even SET: the executor reads a command's cold keys before running it).
+    // Every command that needs the value fails, naming the segment file and the offset.
     let named = format!(
         "corrupt record in tier segment file {} at offset {}",
         segment_file_name(cold.segment),
@@ -125,7 +125,7 @@ fn a_rotted_record_fails_its_key_only_until_deleted_or_restarted() {
         &["GET", "victim"][..],
         &["STRLEN", "victim"],
         &["APPEND", "victim", "x"],
-        &["SET", "victim", "new"],
+        &["SET", "victim", "new", "GET"],
     ] {
         let reply = send(&server, &mut session, words);
         let texts = errors_of(&reply);
@@ -174,6 +174,160 @@ fn a_rotted_record_fails_its_key_only_until_deleted_or_restarted() {
     );
     assert_eq!(
         send(&restarted, &mut session, &["GET", "doomed"]),
+        Reply::Bulk(Bytes::from_static(b"new"))
+    );
+}
+
+/// Spills `keys` (each set to `value`), writes them out and rots a bit in each one's record;
+/// the error text a read of each now names.
+fn rot_keys(
+    server: &Server,
+    session: &mut Session,
+    disk: &SimDisk,
+    keys: &[&str],
+    value: &str,
+) -> Vec<String> {
+    for key in keys {
+        assert_eq!(
+            send(server, session, &["SET", key, value]),
+            Reply::Simple("OK")
+        );
+    }
+    let mut spill = vec!["DEBUG", "SPILL"];
+    spill.extend_from_slice(keys);
+    assert_eq!(
+        send(server, session, &spill),
+        Reply::Integer(keys.len() as i64)
+    );
+    let store = server.keyspace.tier.store().expect("the tier is open");
+    store.flush().expect("flush");
+    keys.iter()
+        .map(|key| {
+            let cold = cold_ref(server, key);
+            let path = Path::new(TIER_DIR).join(segment_file_name(cold.segment));
+            disk.rot_segment_at(&path, u64::from(cold.offset) + 40)
+                .expect("the record is on the disk");
+            format!(
+                "corrupt record in tier segment file {} at offset {}",
+                segment_file_name(cold.segment),
+                cold.offset
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_write_that_replaces_a_rotted_value_does_not_read_it() {
+    let disk = SimDisk::new(5, Faults::none());
+    let (server, mut session) = start(&disk);
+    let old = "o".repeat(300);
+    let keys = [
+        "set", "renamed", "mset", "copied", "setex", "nx", "restored", "stored",
+    ];
+    let named = rot_keys(&server, &mut session, &disk, &keys, &old);
+    let store = server.keyspace.tier.store().expect("the tier is open");
+    let faults = disk.segment_faults();
+
+    // A read still fails, naming the segment file and the offset.
+    let reply = send(&server, &mut session, &["GET", "set"]);
+    let texts = errors_of(&reply);
+    assert_eq!(texts.len(), 1, "{reply:?}");
+    assert!(texts[0].contains(&named[0]), "{}", texts[0]);
+    strata_sim::tier::check_error(&server, &texts[0], &faults).expect("explained");
+    let corrupt_before = store.stats().corrupt_records;
+
+    send(&server, &mut session, &["SET", "source", "moved"]);
+    send(&server, &mut session, &["SADD", "members", "m"]);
+    let dump = send(&server, &mut session, &["DUMP", "source"]);
+    let Reply::Bulk(payload) = dump else {
+        panic!("DUMP: {dump:?}");
+    };
+    // Each write replaces the rotted value; none reads it.
+    let writes: [(&[&str], Reply); 8] = [
+        (&["SET", "set", "new"], Reply::Simple("OK")),
+        (&["RENAME", "source", "renamed"], Reply::Simple("OK")),
+        (&["MSET", "mset", "new"], Reply::Simple("OK")),
+        (&["COPY", "renamed", "copied", "REPLACE"], Reply::Integer(1)),
+        (&["SETEX", "setex", "100", "new"], Reply::Simple("OK")),
+        // NX and XX need only the key's existence, which is in RAM.
+        (&["SET", "nx", "new", "NX"], Reply::Null),
+        (&["SET", "nx", "new", "XX", "KEEPTTL"], Reply::Simple("OK")),
+        (&["SUNIONSTORE", "stored", "members"], Reply::Integer(1)),
+    ];
+    for (words, expected) in writes {
+        let reply = send(&server, &mut session, words);
+        assert_eq!(reply, expected, "{words:?}");
+    }
+    // RESTORE's payload is binary.
+    let restore: Vec<Bytes> = ["RESTORE", "restored", "0"]
+        .iter()
+        .map(|word| Bytes::from(word.to_string()))
+        .chain([payload, Bytes::from_static(b"REPLACE")])
+        .collect();
+    let reply = strata::command::dispatch(&server, &mut session, restore).0;
+    server.aof.step();
+    assert_eq!(reply, Reply::Simple("OK"));
+    for (key, value) in [
+        ("set", "new"),
+        ("renamed", "moved"),
+        ("mset", "new"),
+        ("copied", "moved"),
+        ("setex", "new"),
+        ("nx", "new"),
+        ("restored", "moved"),
+    ] {
+        assert_eq!(
+            send(&server, &mut session, &["GET", key]),
+            Reply::Bulk(Bytes::from(value)),
+            "{key}"
+        );
+    }
+    let members = send(&server, &mut session, &["SMEMBERS", "stored"]);
+    assert_eq!(&members.to_bytes(false)[..], b"*1\r\n$1\r\nm\r\n");
+    assert_eq!(
+        store.stats().corrupt_records,
+        corrupt_before,
+        "no write read a record"
+    );
+    // Nothing refers to a rotted record any more: a save works.
+    persistence::rewrite(&server).expect("the rewrite works");
+}
+
+#[test]
+fn a_segment_whose_rotted_record_died_is_compacted_away() {
+    let disk = SimDisk::new(7, Faults::none());
+    let (server, mut session) = start(&disk);
+    let value = "d".repeat(300);
+    let named = rot_keys(&server, &mut session, &disk, &["dead", "live"], &value);
+    let store = server.keyspace.tier.store().expect("the tier is open");
+    let (dead, live) = (cold_ref(&server, "dead"), cold_ref(&server, "live"));
+    // A later spill seals the segments that hold them (each record fills its own here).
+    send(&server, &mut session, &["SET", "later", &value]);
+    send(&server, &mut session, &["DEBUG", "SPILL", "later"]);
+    store.flush().expect("flush");
+    let files = || strata_sim::tier::segment_files(&disk, Path::new(TIER_DIR));
+    let dead_file = segment_file_name(dead.segment);
+    assert!(files().contains(&dead_file));
+
+    // Overwritten (without reading it): the rotted record is dead, and its segment goes.
+    send(&server, &mut session, &["SET", "dead", "new"]);
+    let disk_before = store.stats().disk_bytes;
+    let tier = &*server.keyspace.tier;
+    assert!(strata::tier::compact::compact_once(&server, tier, &store));
+    assert!(!files().contains(&dead_file), "{:?}", files());
+    assert_eq!(
+        store.stats().disk_bytes,
+        disk_before - u64::from(dead.length)
+    );
+    // The rotted live record keeps its segment, and its key its error.
+    assert!(files().contains(&segment_file_name(live.segment)));
+    let texts = errors_of(&send(&server, &mut session, &["GET", "live"]));
+    assert!(
+        texts.len() == 1 && texts[0].contains(&named[1]),
+        "{texts:?}"
+    );
+    assert_eq!(
+        send(&server, &mut session, &["GET", "dead"]),
         Reply::Bulk(Bytes::from_static(b"new"))
     );
 }

@@ -98,7 +98,7 @@ fn restore(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let options = parse_restore_options(argv)?;
     let db = ctx.db();
     let key = &argv[1];
-    if !options.replace && ctx.ks.lookup(db, key).is_some() {
+    if !options.replace && ctx.ks.lookup_meta(db, key).is_some() {
         return Err(BUSY_KEY.into());
     }
     let ttl = args::int(&argv[2])?;

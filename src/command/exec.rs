@@ -331,7 +331,7 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
         let positions: Vec<(&[Bytes], Vec<usize>)> = plan
             .iter()
             .filter(|(command, _)| !METADATA_ONLY.contains(&command.fullname.as_str()))
-            .map(|(command, args)| (*args, command.key_positions(args)))
+            .map(|(command, args)| (*args, read_key_positions(command, args)))
             .collect();
         let keys: Vec<&[u8]> = positions
             .iter()
@@ -553,12 +553,28 @@ fn has_cold_keys(server: &Server) -> bool {
         > 0
 }
 
+/// The positions of the keys whose old value `command` may read: every key but those its key
+/// specs say it only overwrites or deletes (SET without GET, MSET, RENAME's and COPY's
+/// destinations, RESTORE, the STORE commands' destinations). Those are not brought back
+/// from the disk tier: a record that cannot be read must not stop a write that replaces it,
+/// and reading a value only to drop it is wasted I/O. A key named at a read position too
+/// (BITOP's destination among its sources) is still read.
+fn read_key_positions(command: &Command, args: &[Bytes]) -> Vec<usize> {
+    let mut positions = command.key_positions(args);
+    let unread = command.unread_key_positions(args);
+    if !unread.is_empty() {
+        positions.retain(|position| !unread.contains(position));
+    }
+    positions
+}
+
 /// Reads attempts per command before leaving a cold key to the locked fallback.
 const WARM_ATTEMPTS: usize = 3;
 
 /// Brings the command's cold keys back into RAM with the locks released: no disk read happens
 /// while a shard is held. A record that fails its checks fails the command, before it ran,
-/// with the reason.
+/// with the reason. Keys the command only overwrites or deletes stay cold
+/// (`read_key_positions`): the command drops their records without reading them.
 fn warm<'a>(
     server: &'a Server,
     ks: Locked<'a>,
@@ -574,7 +590,7 @@ fn warm<'a>(
     {
         return Ok(ks);
     }
-    let positions = command.key_positions(args);
+    let positions = read_key_positions(command, args);
     let keys: SmallVec<[&[u8]; 4]> = positions
         .iter()
         .filter_map(|&i| args.get(i))

@@ -499,7 +499,8 @@ fn rename_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], nx: bool) -> CmdResult 
         // Redis 7: renaming an existing key to itself changes nothing and is not propagated.
         return Ok(if nx { Reply::Integer(0) } else { Reply::OK });
     }
-    if nx && ctx.ks.lookup(db, target).is_some() {
+    // Existence only: the target's value, cold or not, is replaced without being read.
+    if nx && ctx.ks.lookup_meta(db, target).is_some() {
         return Ok(Reply::Integer(0));
     }
     let (entry, expire_at_ms) = ctx.ks.take(db, source).expect("the source was just found");
@@ -550,7 +551,7 @@ fn copy(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut copied = Entry::new(entry.value.clone(), now_ms, mode);
     copied.flags = entry.flags & FLAG_RAW;
     let expire_at_ms = ctx.ks.expire_at(source_db, source);
-    if ctx.ks.lookup(target_db, target).is_some() && !replace {
+    if ctx.ks.lookup_meta(target_db, target).is_some() && !replace {
         return Ok(Reply::Integer(0));
     }
     ctx.ks.put(target_db, target, copied, expire_at_ms);

@@ -288,7 +288,8 @@ fn set_generic(
     };
     let db = ctx.db();
     let conditional = options.has(OPT_NX) || options.has(OPT_XX);
-    let found = conditional && ctx.ks.lookup(db, key).is_some();
+    // Existence only (in RAM): a cold value is not read, since SET replaces it.
+    let found = conditional && ctx.ks.lookup_meta(db, key).is_some();
     if (options.has(OPT_NX) && found) || (options.has(OPT_XX) && !found) {
         return Ok(SetOutcome {
             written: false,
@@ -468,7 +469,7 @@ fn mset_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], nx: bool) -> Result<bool,
     if nx
         && argv[1..]
             .chunks(2)
-            .any(|pair| ctx.ks.lookup(db, &pair[0]).is_some())
+            .any(|pair| ctx.ks.lookup_meta(db, &pair[0]).is_some())
     {
         return Ok(false);
     }

@@ -94,6 +94,240 @@ pub mod flags {
     }
 }
 
+/// Key-spec flags, as Redis names them in a key spec (`COMMAND INFO`'s eighth field): what a
+/// command does with a key's value.
+pub mod key_flags {
+    /// Reads the value without changing it.
+    pub const RO: u32 = 1 << 0;
+    /// Reads and changes the value.
+    pub const RW: u32 = 1 << 1;
+    /// Overwrites the value: the old one is not read.
+    pub const OW: u32 = 1 << 2;
+    /// Deletes the key.
+    pub const RM: u32 = 1 << 3;
+    /// The value (or data derived from it) is returned or otherwise read.
+    pub const ACCESS: u32 = 1 << 4;
+    pub const UPDATE: u32 = 1 << 5;
+    pub const INSERT: u32 = 1 << 6;
+    pub const DELETE: u32 = 1 << 7;
+    pub const NOT_KEY: u32 = 1 << 8;
+    pub const INCOMPLETE: u32 = 1 << 9;
+    /// The flags depend on the arguments (SET's GET, BITFIELD's GET).
+    pub const VARIABLE_FLAGS: u32 = 1 << 10;
+
+    pub(super) fn from_name(name: &str) -> u32 {
+        match name {
+            "RO" => RO,
+            "RW" => RW,
+            "OW" => OW,
+            "RM" => RM,
+            "access" => ACCESS,
+            "update" => UPDATE,
+            "insert" => INSERT,
+            "delete" => DELETE,
+            "not_key" => NOT_KEY,
+            "incomplete" => INCOMPLETE,
+            "variable_flags" => VARIABLE_FLAGS,
+            _ => 0,
+        }
+    }
+}
+
+/// Where a key spec's search for keys begins (Redis's `begin_search`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BeginSearch {
+    Index(i32),
+    /// After the first argument equal to `keyword` (case-insensitively), searching from
+    /// `start_from` forwards, or backwards from the end when negative.
+    Keyword {
+        keyword: String,
+        start_from: i32,
+    },
+    Unknown,
+}
+
+/// How a key spec finds its keys from where the search began (Redis's `find_keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FindKeys {
+    Range {
+        last_key: i32,
+        key_step: i32,
+        limit: i32,
+    },
+    Keynum {
+        keynum_index: i32,
+        first_key: i32,
+        key_step: i32,
+    },
+    Unknown,
+}
+
+/// One of a command's key specs (Redis 7): which arguments are keys and what is done to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// `key_flags` bits.
+    pub flags: u32,
+    begin_search: BeginSearch,
+    find_keys: FindKeys,
+}
+
+/// Most commands have a key spec or two.
+pub type Positions = smallvec::SmallVec<[usize; 4]>;
+
+impl KeySpec {
+    /// Whether the command never reads this key's old value: it overwrites or deletes it
+    /// (`OW` or `RM` without `ACCESS`). Existence and TTL are metadata, always in RAM.
+    fn value_unread(&self, flags: u32) -> bool {
+        flags & (key_flags::OW | key_flags::RM) != 0 && flags & key_flags::ACCESS == 0
+    }
+
+    /// The argument positions of this spec's keys in `args` (Redis's
+    /// `getKeysUsingKeySpecs`); none when the spec is unknown or does not match.
+    fn positions(&self, args: &[Bytes], out: &mut Positions) {
+        let argc = args.len() as i64;
+        let first = match &self.begin_search {
+            BeginSearch::Index(index) => i64::from(*index),
+            BeginSearch::Keyword {
+                keyword,
+                start_from,
+            } => {
+                let start = i64::from(*start_from);
+                let is_keyword =
+                    |i: &i64| args[*i as usize].eq_ignore_ascii_case(keyword.as_bytes());
+                let found = match start.cmp(&0) {
+                    std::cmp::Ordering::Greater => (start..argc - 1).find(is_keyword),
+                    std::cmp::Ordering::Less => (1..=argc + start).rev().find(is_keyword),
+                    std::cmp::Ordering::Equal => None,
+                };
+                match found {
+                    Some(at) => at + 1,
+                    None => return,
+                }
+            }
+            BeginSearch::Unknown => return,
+        };
+        let (first, last, step) = match self.find_keys {
+            FindKeys::Range {
+                last_key,
+                key_step,
+                limit,
+            } => {
+                let last = if last_key >= 0 {
+                    first + i64::from(last_key)
+                } else if limit == 0 {
+                    argc + i64::from(last_key)
+                } else {
+                    first + (argc - first) / i64::from(limit) + i64::from(last_key)
+                };
+                (first, last, i64::from(key_step))
+            }
+            FindKeys::Keynum {
+                keynum_index,
+                first_key,
+                key_step,
+            } => {
+                let Some(count) = usize::try_from(first + i64::from(keynum_index))
+                    .ok()
+                    .and_then(|at| args.get(at))
+                    .and_then(|word| std::str::from_utf8(word).ok()?.parse::<i64>().ok())
+                else {
+                    return;
+                };
+                let first = first + i64::from(first_key);
+                (
+                    first,
+                    first + (count - 1) * i64::from(key_step),
+                    i64::from(key_step),
+                )
+            }
+            FindKeys::Unknown => return,
+        };
+        if first < 1 || step < 1 {
+            return;
+        }
+        // Bounded by the arguments: a spec naming positions past them names no more keys.
+        let mut at = first;
+        while at <= last && at < argc {
+            out.push(at as usize);
+            at += step;
+        }
+    }
+
+    /// Parses one spec from the generator's typed JSON map.
+    fn from_json(spec: &Json) -> Option<KeySpec> {
+        let field = |map: &Json, name: &str| -> Option<Json> {
+            map.get("v")?
+                .as_array()?
+                .iter()
+                .find(|pair| pair.pointer("/0/v").and_then(Json::as_str) == Some(name))
+                .and_then(|pair| pair.get(1).cloned())
+        };
+        let int = |map: &Json, name: &str| -> i32 {
+            field(map, name)
+                .and_then(|value| value.get("v")?.as_i64())
+                .unwrap_or(0) as i32
+        };
+        let text = |map: &Json, name: &str| -> String {
+            field(map, name)
+                .and_then(|value| Some(value.get("v")?.as_str()?.to_string()))
+                .unwrap_or_default()
+        };
+        let flags = field(spec, "flags")?
+            .get("v")?
+            .as_array()?
+            .iter()
+            .filter_map(|flag| flag.get("v")?.as_str())
+            .map(key_flags::from_name)
+            .fold(0, |a, b| a | b);
+        let begin = field(spec, "begin_search")?;
+        let begin_spec = field(&begin, "spec").unwrap_or(Json::Null);
+        let begin_search = match text(&begin, "type").as_str() {
+            "index" => BeginSearch::Index(int(&begin_spec, "index")),
+            "keyword" => BeginSearch::Keyword {
+                keyword: text(&begin_spec, "keyword"),
+                start_from: int(&begin_spec, "startfrom"),
+            },
+            _ => BeginSearch::Unknown,
+        };
+        let find = field(spec, "find_keys")?;
+        let find_spec = field(&find, "spec").unwrap_or(Json::Null);
+        let find_keys = match text(&find, "type").as_str() {
+            "range" => FindKeys::Range {
+                last_key: int(&find_spec, "lastkey"),
+                key_step: int(&find_spec, "keystep"),
+                limit: int(&find_spec, "limit"),
+            },
+            "keynum" => FindKeys::Keynum {
+                keynum_index: int(&find_spec, "keynumidx"),
+                first_key: int(&find_spec, "firstkey"),
+                key_step: int(&find_spec, "keystep"),
+            },
+            _ => FindKeys::Unknown,
+        };
+        Some(KeySpec {
+            flags,
+            begin_search,
+            find_keys,
+        })
+    }
+}
+
+/// The flags of a `VARIABLE_FLAGS` spec for these arguments (Redis's `setGetKeys`): SET
+/// reads the old value only with GET. Unknown cases keep the declared flags, which read.
+fn variable_key_flags(command: &str, declared: u32, args: &[Bytes]) -> u32 {
+    match command {
+        "set"
+            if !args
+                .iter()
+                .skip(3)
+                .any(|word| word.eq_ignore_ascii_case(b"get")) =>
+        {
+            key_flags::OW | key_flags::UPDATE
+        }
+        _ => declared,
+    }
+}
+
 /// One command or subcommand in the table.
 pub struct Command {
     /// Index into per-command statistics.
@@ -110,6 +344,8 @@ pub struct Command {
     /// None for a container (CONFIG, CLIENT) whose subcommands carry the handlers.
     pub handler: Option<Handler>,
     pub subcommands: HashMap<String, Command>,
+    /// Redis's key specs: what the command does with each of its keys.
+    pub key_specs: Vec<KeySpec>,
     info: Json,
     docs: Json,
 }
@@ -129,6 +365,25 @@ impl Command {
             Lock::Custom(find) | Lock::AllNaming(find) => find(args),
             _ => range_positions(self.first_key, self.last_key, self.key_step, args.len()),
         }
+    }
+
+    /// The positions among `key_positions(args)` whose old value the command never reads,
+    /// by its key specs: it only overwrites or deletes them (MSET's keys, RENAME's and COPY's
+    /// destinations, SET without GET). A key also named at another position may still be read
+    /// there.
+    pub fn unread_key_positions(&self, args: &[Bytes]) -> Positions {
+        let mut unread = Positions::new();
+        for spec in &self.key_specs {
+            let flags = if spec.flags & key_flags::VARIABLE_FLAGS != 0 {
+                variable_key_flags(&self.fullname, spec.flags, args)
+            } else {
+                spec.flags
+            };
+            if spec.value_unread(flags) {
+                spec.positions(args, &mut unread);
+            }
+        }
+        unread
     }
 
     /// The COMMAND INFO entry, listing only the subcommands Strata implements.
@@ -394,6 +649,10 @@ fn command_from_info(name: &str, info: Json, docs: Json, id: usize) -> Command {
         lock: Lock::None,
         handler: None,
         subcommands: HashMap::new(),
+        key_specs: field(8)
+            .as_array()
+            .map(|specs| specs.iter().filter_map(KeySpec::from_json).collect())
+            .unwrap_or_default(),
         info,
         docs,
     }
@@ -423,6 +682,42 @@ mod tests {
                 command.fullname
             );
         }
+    }
+
+    fn unread(words: &[&str]) -> Vec<usize> {
+        let args: Vec<Bytes> = words.iter().map(|w| Bytes::from(w.to_string())).collect();
+        let command = table().get(&args[0]).expect("a command");
+        command.unread_key_positions(&args).into_vec()
+    }
+
+    #[test]
+    fn key_specs_say_which_old_values_are_never_read() {
+        // Overwritten or deleted only.
+        assert_eq!(unread(&["set", "k", "v"]), vec![1]);
+        assert_eq!(unread(&["set", "k", "v", "NX", "KEEPTTL"]), vec![1]);
+        assert_eq!(unread(&["mset", "a", "1", "b", "2"]), vec![1, 3]);
+        assert_eq!(unread(&["rename", "a", "b"]), vec![2]);
+        assert_eq!(unread(&["copy", "a", "b", "REPLACE"]), vec![2]);
+        assert_eq!(unread(&["restore", "k", "0", "x", "REPLACE"]), vec![1]);
+        assert_eq!(unread(&["setex", "k", "10", "v"]), vec![1]);
+        assert_eq!(unread(&["sunionstore", "d", "a", "b"]), vec![1]);
+        assert_eq!(unread(&["bitop", "and", "d", "a", "b"]), vec![2]);
+        assert_eq!(unread(&["del", "a", "b"]), vec![1, 2]);
+        assert_eq!(
+            unread(&["georadius", "g", "0", "0", "1", "km", "STORE", "d"]),
+            vec![7]
+        );
+        assert_eq!(
+            unread(&["zunionstore", "d", "2", "a", "b", "WEIGHTS", "1", "2"]),
+            vec![1]
+        );
+        // Read: SET with GET, the sources, SMOVE's and LMOVE's destinations, GETDEL.
+        assert!(unread(&["set", "k", "v", "get"]).is_empty());
+        assert!(unread(&["smove", "a", "b", "m"]).is_empty());
+        assert!(unread(&["lmove", "a", "b", "LEFT", "RIGHT"]).is_empty());
+        assert!(unread(&["getdel", "k"]).is_empty());
+        assert!(unread(&["append", "k", "v"]).is_empty());
+        assert!(unread(&["georadius", "g", "0", "0", "1", "km"]).is_empty());
     }
 
     #[test]

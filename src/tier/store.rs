@@ -16,6 +16,17 @@
 //! Segments are a memory tier, not durable data: they are never fsynced, and `open` removes
 //! whatever a previous run left, since after a restart the data comes back from the AOF/RDB.
 //!
+//! A segment's file, from its first flush on, is in the file table (`files`, which loom checks
+//! on its own in `tests/loom_segment.rs`): a read of a record in the file takes a handle to the
+//! file after the store mutex is released and reads through it with no lock held; `retire`
+//! takes the file out of the table, and the last handle's drop unmaps it, so a reader gets the
+//! bytes it located or Gone, never another record's (ids are never reused).
+//!
+//! Compaction (`records`, then `retire`) copies only live records. A walk counts and steps
+//! over a corrupt record (`resync`); a segment whose live records could not all be moved (a
+//! corrupt live one, whose key still points there) is not retired, and is not offered again
+//! until more of it dies. So a corrupt dead record never keeps its segment's disk space.
+//!
 //! Invariants, per segment: `live <= appended`, `written <= appended <= capacity`, and the tail
 //! holds exactly the bytes past `written` and the slot; across segments, the totals
 //! (`disk_bytes`, `appended_bytes`, `live_bytes`) are the sums of the segments'.
@@ -24,6 +35,7 @@ use crate::io::fs::SegmentFile;
 use crate::io::FileSystem;
 use crate::tier::cold::ColdRef;
 use crate::tier::segment::{self, FormatError, HEADER_BYTES};
+use files::Files;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +45,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::tier::segment::Compression;
+
+mod files;
 
 /// Default capacity of one segment file.
 pub const SEGMENT_BYTES_DEFAULT: u32 = 64 << 20;
@@ -52,6 +66,12 @@ pub const RELEASE_PAGES_EVERY_BYTES: u64 = 32 << 20;
 const FAULT_AROUND_BYTES: u64 = 64 << 10;
 /// A sealed segment with less than this share of live bytes is worth compacting.
 const COMPACTION_LIVE_PERCENT: u64 = 50;
+/// Bytes after a corrupt record whose header's lengths cannot be trusted that a walk searches
+/// for the next record that checks: a bound on the work one corrupt record costs.
+const RESYNC_BYTES_MAX: u32 = 1 << 20;
+/// Bytes that search may checksum in all: bytes that look like headers with plausible lengths
+/// at many offsets (a crafted value) cannot make it quadratic.
+const RESYNC_CHECKED_BYTES_MAX: usize = 16 << 20;
 const _: () = assert!(FLUSH_BYTES_THRESHOLD < TAIL_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MIN as usize > HEADER_BYTES);
 
@@ -157,9 +177,9 @@ pub struct StoreStats {
 
 /// One segment's state; its file exists from its first flush on.
 struct Segment {
-    /// Bytes the file can hold (its mapped length).
+    /// Bytes the file can hold (its mapped length). The file itself is in `Store::files`
+    /// from the segment's first flush on.
     capacity: u32,
-    file: Option<Arc<dyn SegmentFile>>,
     /// Bytes of records appended (in the file, the slot or the tail).
     appended: u32,
     /// Bytes in the file.
@@ -170,21 +190,25 @@ struct Segment {
     live: u64,
     /// No more appends: a later record did not fit.
     sealed: bool,
-    /// A record walk found corruption: not a compaction candidate again.
-    unreadable: bool,
+    /// A record walk met a corrupt record (and walked past it).
+    corrupt: bool,
+    /// `live` when a retire was refused because live records remained (a corrupt one, which
+    /// compaction cannot move: its key still points here). A compaction candidate again only
+    /// once `live` falls below it (that record may have died).
+    stuck_live: Option<u64>,
 }
 
 impl Segment {
     fn new(capacity: u32) -> Segment {
         Segment {
             capacity,
-            file: None,
             appended: 0,
             written: 0,
             tail: Vec::new(),
             live: 0,
             sealed: false,
-            unreadable: false,
+            corrupt: false,
+            stuck_live: None,
         }
     }
 }
@@ -200,7 +224,6 @@ struct Inner {
     segments: BTreeMap<u32, Segment>,
     /// The segment receiving appends.
     active: Option<u32>,
-    next_id: u32,
     writing: Option<Writing>,
     max_disk_bytes: u64,
     /// A write failed and its bytes wait in the tail: appends are refused until a flush works.
@@ -231,8 +254,9 @@ impl Inner {
         segment.written < segment.appended || self.writing_len(id) > 0
     }
 
-    fn check_invariants(&self) {
+    fn check_invariants(&self, files: &Files<dyn SegmentFile>) {
         let (mut disk, mut appended, mut live) = (0u64, 0u64, 0u64);
+        let next_id = files.next_id();
         for (&id, segment) in &self.segments {
             assert!(segment.written <= segment.appended);
             assert!(segment.appended <= segment.capacity);
@@ -241,8 +265,8 @@ impl Inner {
                 segment.written + self.writing_len(id) + segment.tail.len() as u32,
                 segment.appended
             );
-            assert!(segment.written == 0 || segment.file.is_some());
-            assert!(id < self.next_id);
+            assert!(segment.written == 0 || files.contains(id));
+            assert!(id < next_id);
             disk += u64::from(segment.written);
             appended += u64::from(segment.appended);
             live += segment.live;
@@ -261,6 +285,13 @@ impl Inner {
     }
 }
 
+/// Where `locate` found a record, under the mutex.
+enum Place {
+    /// In the segment's file: its handle is taken from `Store::files` after the mutex.
+    File,
+    Elsewhere(Source),
+}
+
 /// Where a record's bytes are, found under the mutex and read after it is released.
 enum Source {
     File(Arc<dyn SegmentFile>),
@@ -277,6 +308,8 @@ pub struct Store {
     /// Apart from `inner` so that encoding (zstd) happens before taking the store mutex.
     compression: Mutex<Compression>,
     inner: Mutex<Inner>,
+    /// The segments' files, handed to readers (taken after `inner` when both are held).
+    files: Files<dyn SegmentFile>,
     /// Held for a whole flush (never with `inner`): one flush at a time owns the slot.
     flushing: Mutex<()>,
     /// Bytes read through the maps, for `RELEASE_PAGES_EVERY_BYTES`.
@@ -335,7 +368,6 @@ impl Store {
             inner: Mutex::new(Inner {
                 segments: BTreeMap::new(),
                 active: None,
-                next_id: 1,
                 writing: None,
                 max_disk_bytes: config.max_disk_bytes,
                 io_failed: false,
@@ -347,6 +379,7 @@ impl Store {
                 #[cfg(debug_assertions)]
                 live_refs: std::collections::HashMap::new(),
             }),
+            files: Files::new(),
             flushing: Mutex::new(()),
             mapped_read_bytes: AtomicU64::new(0),
             cold_reads: AtomicU64::new(0),
@@ -450,8 +483,7 @@ impl Store {
             None => {
                 // Ids are never reused; running out of them (four billion segments) is a
                 // full tier, not a reason to alias old refs.
-                let id = inner.next_id;
-                inner.next_id = id.checked_add(1).ok_or(TierError::Full)?;
+                let id = self.files.allocate().ok_or(TierError::Full)?;
                 if let Some(previous) = inner.active.and_then(|a| inner.segments.get_mut(&a)) {
                     previous.sealed = true;
                 }
@@ -516,7 +548,7 @@ impl Store {
         let mut inner = self.inner.lock();
         inner.io_failed = false;
         #[cfg(debug_assertions)]
-        inner.check_invariants();
+        inner.check_invariants(&self.files);
         Ok(())
     }
 
@@ -566,8 +598,8 @@ impl Store {
             let Some(segment) = inner.segments.get(&id) else {
                 return Ok(None);
             };
-            if let Some(file) = &segment.file {
-                return Ok(Some(file.clone()));
+            if let Some(file) = self.files.get(id) {
+                return Ok(Some(file));
             }
             segment.capacity
         };
@@ -576,11 +608,12 @@ impl Store {
             .fs
             .create_segment(&path, u64::from(capacity))
             .map_err(|error| self.write_failed(format!("creating {}: {error}", path.display())))?;
-        let mut inner = self.inner.lock();
-        match inner.segments.get_mut(&id) {
-            Some(segment) => {
-                debug_assert!(segment.file.is_none(), "one flush at a time");
-                segment.file = Some(file.clone());
+        let inner = self.inner.lock();
+        match inner.segments.get(&id) {
+            // Added under `inner`, so that `clear` either sees it or the segment is gone here.
+            Some(_) => {
+                let added = self.files.insert(id, file.clone());
+                debug_assert!(added, "one flush at a time");
                 Ok(Some(file))
             }
             None => {
@@ -719,8 +752,22 @@ impl Store {
     }
 
     /// Finds where a record's bytes are, under the mutex: Gone for a segment that no longer
-    /// exists, None for a range that is not wholly in one place (not a record).
+    /// exists, None for a range that is not wholly in one place (not a record). A record in
+    /// the file is handed over as a handle to the file, taken once the mutex is released
+    /// (`files`): a retire meanwhile leaves none, which is Gone too.
     fn locate(&self, cold: ColdRef) -> Result<Option<Source>, TierError> {
+        Ok(match self.locate_locked(cold)? {
+            None => None,
+            Some(Place::Elsewhere(source)) => Some(source),
+            Some(Place::File) => {
+                let file = self.files.get(cold.segment).ok_or(TierError::Gone)?;
+                Some(Source::File(file))
+            }
+        })
+    }
+
+    /// `locate`'s look-up under the mutex.
+    fn locate_locked(&self, cold: ColdRef) -> Result<Option<Place>, TierError> {
         let (id, offset, length) = (cold.segment, cold.offset, cold.length);
         let inner = self.inner.lock();
         let segment = inner.segments.get(&id).ok_or(TierError::Gone)?;
@@ -734,13 +781,17 @@ impl Store {
         Ok(if end > u64::from(segment.appended) {
             None
         } else if end <= u64::from(segment.written) {
-            segment.file.clone().map(Source::File)
+            Some(Place::File)
         } else if let Some(writing) = writing {
             let start = (offset - writing.offset) as usize;
-            Some(Source::Writing(writing.bytes.clone(), start))
+            Some(Place::Elsewhere(Source::Writing(
+                writing.bytes.clone(),
+                start,
+            )))
         } else if offset >= tail_start {
             let start = (offset - tail_start) as usize;
-            (segment.tail.get(start..start + length as usize)).map(|b| Source::Copied(b.to_vec()))
+            (segment.tail.get(start..start + length as usize))
+                .map(|bytes| Place::Elsewhere(Source::Copied(bytes.to_vec())))
         } else {
             None
         })
@@ -752,15 +803,7 @@ impl Store {
         if (before + bytes) / RELEASE_PAGES_EVERY_BYTES == before / RELEASE_PAGES_EVERY_BYTES {
             return;
         }
-        let files: Vec<Arc<dyn SegmentFile>> = {
-            let inner = self.inner.lock();
-            inner
-                .segments
-                .values()
-                .filter_map(|segment| segment.file.clone())
-                .collect()
-        };
-        for file in files {
+        for file in self.files.all() {
             file.release_pages();
         }
     }
@@ -785,7 +828,8 @@ impl Store {
         inner.live_bytes = inner.live_bytes.saturating_sub(length);
     }
 
-    /// A sealed, fully written segment whose live ratio fell below half, the emptiest first.
+    /// A sealed, fully written segment whose live ratio fell below half, the emptiest first;
+    /// not one whose retire was refused, until more of it dies.
     pub fn compaction_candidate(&self) -> Option<u32> {
         let inner = self.inner.lock();
         inner
@@ -793,7 +837,7 @@ impl Store {
             .iter()
             .filter(|(&id, segment)| {
                 segment.sealed
-                    && !segment.unreadable
+                    && segment.stuck_live.is_none_or(|stuck| segment.live < stuck)
                     && !inner.has_unwritten(id, segment)
                     && segment.live * 100 < u64::from(segment.written) * COMPACTION_LIVE_PERCENT
             })
@@ -805,9 +849,11 @@ impl Store {
             .map(|(&id, _)| id)
     }
 
-    /// The records of a segment (header walk, crc-checked), for the compactor to check each
-    /// owner under its shard lock. A corrupt record fails the walk, naming its offset, and the
-    /// segment is no longer offered for compaction.
+    /// The records of a segment that check (header walk, crc-checked), for the compactor to
+    /// check each owner under its shard lock. A corrupt record is counted, logged and walked
+    /// past (`resync`): compaction copies only live records, and `retire` refuses a segment
+    /// that still has live bytes, so a corrupt *dead* record does not keep its segment, and a
+    /// corrupt live one does (its key still points there). Fails only for a failed read.
     pub fn records(&self, segment: u32) -> Result<Vec<RecordInfo>, TierError> {
         let end = {
             let inner = self.inner.lock();
@@ -819,26 +865,90 @@ impl Store {
         };
         let mut records = Vec::new();
         let mut offset = 0u32;
-        // Bounded: each step advances by at least a header, and never past `end`.
+        let mut corrupt = false;
+        // Bounded: each step advances by at least a header or a byte, and never past `end`.
         while offset < end {
-            let walked = self.walk_one(segment, offset, end);
-            let info = match walked {
-                Ok(info) => info,
-                Err(error) => {
-                    if matches!(error, TierError::Corrupt { .. }) {
-                        if let Some(state) = self.inner.lock().segments.get_mut(&segment) {
-                            state.unreadable = true;
-                        }
-                    }
-                    return Err(error);
+            match self.walk_one(segment, offset, end) {
+                Ok(info) => {
+                    debug_assert!(info.cold.length as usize >= HEADER_BYTES);
+                    offset += info.cold.length;
+                    records.push(info);
                 }
-            };
-            debug_assert!(info.cold.length as usize >= HEADER_BYTES);
-            offset += info.cold.length;
-            records.push(info);
+                Err(TierError::Corrupt { .. }) => {
+                    corrupt = true;
+                    match self.resync(segment, offset, end)? {
+                        Some(next) => offset = next,
+                        // Nothing checks within reach: the rest is not walked, and any live
+                        // record there keeps the segment.
+                        None => break,
+                    }
+                }
+                Err(error) => return Err(error),
+            }
         }
-        debug_assert_eq!(offset, end);
+        debug_assert!(corrupt || offset == end);
+        if corrupt {
+            if let Some(state) = self.inner.lock().segments.get_mut(&segment) {
+                state.corrupt = true;
+            }
+        }
         Ok(records)
+    }
+
+    /// Where the next record that checks starts after the corrupt one at `offset`: the end
+    /// its header states when the record there checks (a flipped bit in the key or payload
+    /// leaves the lengths right), else the first offset in the next `RESYNC_BYTES_MAX` bytes
+    /// where one does, within `RESYNC_CHECKED_BYTES_MAX` of checksumming. None if none does. A
+    /// false match (bytes inside a value that happen to form a record) cannot move anything:
+    /// no live ref names an offset that is not a record start, so the owner check skips it.
+    fn resync(&self, segment: u32, offset: u32, end: u32) -> Result<Option<u32>, TierError> {
+        debug_assert!(offset < end);
+        let window_bytes = (end - offset).min(RESYNC_BYTES_MAX);
+        let window = match self.record_bytes(ColdRef {
+            segment,
+            offset,
+            length: window_bytes,
+            kind: 0,
+        }) {
+            Ok(window) => window,
+            // Not wholly in one place (a segment still being written): not walked further.
+            Err(TierError::Corrupt { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let mut checked_bytes = 0usize;
+        let checks_at = |at: usize, checked_bytes: &mut usize| -> bool {
+            if at == (end - offset) as usize {
+                return true;
+            }
+            let Some(rest) = window.get(at..) else {
+                return false;
+            };
+            let Some(bytes) = segment::record_length(rest)
+                .ok()
+                .and_then(|length| rest.get(..length))
+            else {
+                return false;
+            };
+            *checked_bytes += bytes.len();
+            segment::decode(bytes).is_ok()
+        };
+        if let Ok(length) = segment::record_length(&window) {
+            if length >= HEADER_BYTES
+                && length <= (end - offset) as usize
+                && checks_at(length, &mut checked_bytes)
+            {
+                return Ok(Some(offset + length as u32));
+            }
+        }
+        for at in 1..window.len() {
+            if checks_at(at, &mut checked_bytes) {
+                return Ok(Some(offset + at as u32));
+            }
+            if checked_bytes > RESYNC_CHECKED_BYTES_MAX {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Reads and checks the record at `offset`, knowing the segment's records end at `end`.
@@ -880,47 +990,64 @@ impl Store {
         })
     }
 
-    /// Deletes a compacted segment's file; later reads of its refs return Err(Gone). Only a
-    /// sealed, fully written segment can be retired (a compaction candidate).
-    pub fn retire(&self, segment: u32) {
+    /// Deletes a compacted segment's file; later reads of its refs return Err(Gone). True if
+    /// retired. Only a sealed, fully written segment without live records can be retired (a
+    /// compaction candidate whose live records were moved). One whose live records could not
+    /// all be moved (a corrupt one: its key still points here) is kept, and not offered for
+    /// compaction again until more of it dies.
+    pub fn retire(&self, segment: u32) -> bool {
         let removed = {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
-            let Some(state) = inner.segments.get(&segment) else {
-                return;
+            let being_written = inner.writing_len(segment) > 0;
+            let Some(state) = inner.segments.get_mut(&segment) else {
+                return false;
             };
-            if !state.sealed || inner.has_unwritten(segment, state) {
+            if !state.sealed || state.written < state.appended || being_written {
                 debug_assert!(false, "retire of segment {segment}, not sealed and written");
                 tracing::error!("Tier: refused to retire segment {segment}: still written to");
-                return;
+                return false;
+            }
+            if state.live > 0 {
+                // Refs into it would read Gone forever. Without a corrupt record the compactor
+                // moved less than all, which is a bug.
+                debug_assert!(state.corrupt, "retire of segment {segment} with live bytes");
+                tracing::warn!(
+                    "Tier: segment {segment} kept: {} live bytes could not be moved{}",
+                    state.live,
+                    if state.corrupt {
+                        " (a corrupt record)"
+                    } else {
+                        ""
+                    }
+                );
+                state.stuck_live = Some(state.live);
+                return false;
             }
             let Some(state) = inner.segments.remove(&segment) else {
-                return;
+                return false;
             };
-            if state.live > 0 {
-                // Refs into it would read Gone forever: the compactor moved less than all.
-                debug_assert!(false, "retire of segment {segment} with live bytes");
-                tracing::error!(
-                    "Tier: retired segment {segment} with {} live bytes",
-                    state.live
-                );
-            }
             inner.disk_bytes -= u64::from(state.written);
             inner.appended_bytes -= u64::from(state.appended);
             inner.live_bytes -= state.live;
             inner.compactions += 1;
             #[cfg(debug_assertions)]
             inner.live_refs.retain(|&(id, _), _| id != segment);
-            #[cfg(debug_assertions)]
-            inner.check_invariants();
             state
         };
-        if removed.file.is_some() {
+        // Taken out of the table with no lock held: a reader that located a record before
+        // either gets the handle (and the right bytes) or none (Gone); `clear` may have taken
+        // the file meanwhile, and removed it.
+        if let Some(file) = self.files.retire(segment) {
             self.remove_file(segment);
+            // Dropped here, outside the mutexes: unmapping and closing may take a while.
+            // Readers holding the file keep their map until they finish.
+            drop(file);
         }
-        // Dropped here, outside the mutex: unmapping and closing may take a while. Readers
-        // holding the file keep their map until they finish.
         drop(removed);
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        true
     }
 
     fn remove_file(&self, segment: u32) {
@@ -933,10 +1060,9 @@ impl Store {
     /// FLUSHALL: drops every segment and the tail. Segment ids go on from where they were, so
     /// no old ref ever names a new record (its reads return Gone).
     pub fn clear(&self) {
-        let dropped = {
+        {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
-            let segments = std::mem::take(&mut inner.segments);
             inner.active = None;
             // A flush in progress keeps its own handle and finds its segment gone.
             inner.writing = None;
@@ -946,12 +1072,13 @@ impl Store {
             inner.live_bytes = 0;
             #[cfg(debug_assertions)]
             inner.live_refs.clear();
-            segments
-        };
-        for (id, segment) in dropped {
-            if segment.file.is_some() {
-                self.remove_file(id);
-            }
+            inner.segments.clear();
+        }
+        // After `inner`: a first flush adds its file under `inner`, so it is either in the
+        // table now or finds its segment gone and removes the file itself.
+        for (id, file) in self.files.clear() {
+            self.remove_file(id);
+            drop(file);
         }
     }
 
@@ -971,7 +1098,7 @@ impl Store {
 
     /// Asserts the cross-segment invariants (tests call it after each step).
     pub fn check_invariants(&self) {
-        self.inner.lock().check_invariants();
+        self.inner.lock().check_invariants(&self.files);
     }
 }
 
@@ -1387,20 +1514,90 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_segment_fails_its_walk_and_is_not_offered_again() {
+    fn a_corrupt_dead_record_is_walked_past_and_its_segment_retired() {
         let (fs, store, first, second) = two_records_in_a_sealed_segment();
+        let path = store.segment_path(first.segment);
         store.free(first);
         store.free(second);
         assert_eq!(store.compaction_candidate(), Some(first.segment));
-        fs.flip(
-            &store.segment_path(second.segment),
-            second.offset as usize + 40,
+        // A flipped payload bit: the header's lengths still lead past the record.
+        fs.flip(&path, second.offset as usize + 40);
+        let records = store.records(first.segment).expect("walk");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].cold, first);
+        assert_eq!(store.stats().corrupt_records, 1);
+        let disk_before = store.stats().disk_bytes;
+        assert!(store.retire(first.segment), "nothing live is left");
+        assert!(!fs.exists(&path));
+        assert_eq!(
+            store.stats().disk_bytes,
+            disk_before - u64::from(first.length + second.length)
         );
-        match store.records(first.segment) {
-            Err(TierError::Corrupt { offset, .. }) => assert_eq!(offset, second.offset),
-            other => panic!("{other:?}"),
-        }
+        assert!(matches!(store.read(second), Err(TierError::Gone)));
+        store.check_invariants();
+    }
+
+    #[test]
+    fn a_walk_finds_the_record_after_one_whose_lengths_are_corrupt() {
+        let (fs, store, first, second) = two_records_in_a_sealed_segment();
+        store.free(first);
+        // The dead first record's key length: its header no longer says where it ends.
+        fs.flip(
+            &store.segment_path(first.segment),
+            first.offset as usize + 10,
+        );
+        let records = store.records(first.segment).expect("walk");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].cold, second);
+        assert_eq!(records[0].key, b"b");
+        // The compactor's move of the live record, then the retire.
+        let moved = store
+            .append_raw(&store.read_raw(second).expect("raw"))
+            .expect("move");
+        store.free(second);
+        store.flush().expect("flush");
+        assert!(store.retire(first.segment));
+        assert_eq!(store.read(moved).expect("moved"), vec![2u8; 100]);
+        store.check_invariants();
+    }
+
+    #[test]
+    fn a_corrupt_live_record_keeps_its_segment_until_it_dies() {
+        // Three records in the first segment; the middle one stays live.
+        let (fs, store) = mem_store(400, Compression::None);
+        let refs: Vec<ColdRef> = (0..4u8)
+            .map(|index| store.append(0, &[b'a' + index], 1, &[index; 100]))
+            .collect::<Result<_, _>>()
+            .expect("append");
+        store.flush().expect("flush");
+        let (first, second) = (refs[0], refs[1]);
+        assert_eq!(refs[2].segment, first.segment);
+        let path = store.segment_path(first.segment);
+        store.free(first);
+        store.free(refs[2]);
+        fs.flip(&path, second.offset as usize + 40);
+        assert_eq!(store.compaction_candidate(), Some(first.segment));
+        let records = store.records(first.segment).expect("walk");
+        assert_eq!(
+            records.len(),
+            2,
+            "the corrupt record is not offered for a move"
+        );
+        // Its key still points at it: the segment stays, and is not offered again.
+        assert!(!store.retire(first.segment));
+        assert!(fs.exists(&path));
+        assert!(matches!(
+            store.read(second),
+            Err(TierError::Corrupt { offset, .. }) if offset == second.offset
+        ));
         assert_eq!(store.compaction_candidate(), None);
+        // Once the key is overwritten or deleted, the segment goes.
+        store.free(second);
+        assert_eq!(store.compaction_candidate(), Some(first.segment));
+        assert_eq!(store.records(first.segment).expect("walk").len(), 2);
+        assert!(store.retire(first.segment));
+        assert!(!fs.exists(&path));
+        store.check_invariants();
     }
 
     #[test]
