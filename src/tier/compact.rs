@@ -106,8 +106,8 @@ pub fn compact_once(server: &Server, tier: &Tier, store: &Store) -> bool {
     if !complete || server.keyspace.snapshot.is_active() {
         return false;
     }
-    store.retire(segment);
-    true
+    // A corrupt live record stays where its key points: then the segment stays too.
+    store.retire(segment)
 }
 
 /// Sleeps as needed to keep the copying under `COMPACT_BYTES_PER_SECOND` (on the server's
