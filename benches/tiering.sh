@@ -5,7 +5,8 @@
 #   reports peak RSS (VmHWM) against maxmemory + the key index (measured: the same keys with
 #   1-byte values on a server without a limit);
 # - GET throughput with 90% of reads on a 10% hot set (two redis-benchmark runs at once,
-#   9:1 requests, 45:5 clients), against the same server without a memory limit, as a ratio;
+#   9:1 requests, 45:5 clients), against the same server without a memory limit, runs
+#   interleaved (3 rounds after a warm-up each), as ratios of throughput and of server CPU;
 # - p50/p99/p99.9 of cold GETs (1 client, random keys) after dropping the page cache of the
 #   segment files;
 # - BGSAVE of the whole dataset (RSS while it runs) and a restart that loads it under the same
@@ -36,18 +37,20 @@ load() { # load <port> [size]: prints redis-cli --pipe's summary line
     python3 benches/tiering_data.py load "$KEYS" "${2:-$SIZE}" | redis-cli -p "$1" --pipe 2>&1 | tail -1
 }
 
-# get_mix <port>: requests/s of GETs, 90% on the hot tenth
+# get_mix <port> <pid>: "requests/s server-CPU-seconds" of GETs, 90% on the hot tenth
 get_mix() {
-    local port=$1 start end
+    local port=$1 pid=$2 start end cpu0 cpu1
+    cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
     start=$(date +%s.%N)
     redis-benchmark -p "$port" -c 45 -n $((GETS * 9 / 10)) -r "$HOT" -t get -q >/dev/null 2>&1 &
     local hot=$!
     redis-benchmark -p "$port" -c 5 -n $((GETS / 10)) -r "$KEYS" -t get -q >/dev/null 2>&1
     wait "$hot"
     end=$(date +%s.%N)
-    awk -v n="$GETS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }'
+    cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+    awk -v n="$GETS" -v a="$start" -v b="$end" -v c0="$cpu0" -v c1="$cpu1" \
+        'BEGIN { printf "%.0f %.2f\n", n / (b - a), (c1 - c0) / 100 }'
 }
-
 
 echo "== key index: $KEYS keys with 1-byte values, no limit"
 read -r port pid < <(start strata "$WORK/index" --save "" --tiering no)
@@ -70,10 +73,26 @@ echo "dbsize: $(redis-cli -p "$port" dbsize)"
 python3 benches/tiering_data.py check "$port" "$KEYS" "$SIZE" || true
 echo "peak RSS after reading every key back: $(peak_rss_mb "$pid") MB; now $(grep -E 'RssAnon|RssFile' "/proc/$pid/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 
-echo "== GET, 90% of reads on the hot $HOT keys"
-get_mix "$port" >/dev/null # warm-up: the hot set settles in RAM
-tiered_rps=$(get_mix "$port")
-echo "tiered: $tiered_rps req/s; promotions $(info "$port" tiering tiering_promotions), cold reads $(info "$port" tiering tiering_cold_reads)"
+echo "== GET, 90% of reads on the hot $HOT keys: tiered and in RAM, runs interleaved"
+read -r ram_port ram_pid < <(start strata "$WORK/ram" --save "" --tiering no)
+load "$ram_port" >/dev/null
+echo "in RAM: peak RSS $(peak_rss_mb "$ram_pid") MB after the load"
+# Warm-up: the hot set settles in RAM (promotions) on the tiered server.
+get_mix "$port" "$pid" >/dev/null
+get_mix "$ram_port" "$ram_pid" >/dev/null
+tiered_sum=0 ram_sum=0 tiered_cpu=0 ram_cpu=0
+for round in 1 2 3; do
+    read -r rps cpu < <(get_mix "$port" "$pid")
+    echo "round $round tiered: $rps req/s, $cpu CPU s"
+    tiered_sum=$((tiered_sum + rps)) tiered_cpu=$(awk -v a="$tiered_cpu" -v b="$cpu" 'BEGIN { print a + b }')
+    read -r rps cpu < <(get_mix "$ram_port" "$ram_pid")
+    echo "round $round in RAM: $rps req/s, $cpu CPU s"
+    ram_sum=$((ram_sum + rps)) ram_cpu=$(awk -v a="$ram_cpu" -v b="$cpu" 'BEGIN { print a + b }')
+done
+stop "$ram_port"
+echo "tiered: promotions $(info "$port" tiering tiering_promotions), cold reads $(info "$port" tiering tiering_cold_reads)"
+echo "GET ratio tiered / in RAM: $(ratio "$tiered_sum" "$ram_sum") (throughput), $(ratio "$ram_cpu" "$tiered_cpu") (server CPU per GET, in RAM / tiered)"
+echo "peak RSS after the GET mix: $(peak_rss_mb "$pid") MB"
 
 echo "== cold GETs with the segment files' page cache dropped"
 if ! (sync && echo 1 >/proc/sys/vm/drop_caches) 2>/dev/null; then
@@ -100,15 +119,6 @@ read -r port pid < <(start strata "$WORK/tiered" --save "" --maxmemory "$MAXMEMO
 t1=$(date +%s.%N)
 echo "restart: $(redis-cli -p "$port" dbsize) keys loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }'); peak RSS $(peak_rss_mb "$pid") MB"
 stop "$port"
-
-echo "== Strata without a limit (the same data in RAM)"
-read -r port pid < <(start strata "$WORK/ram" --save "" --tiering no)
-load "$port" >/dev/null
-get_mix "$port" >/dev/null
-ram_rps=$(get_mix "$port")
-echo "in RAM: $ram_rps req/s; peak RSS $(peak_rss_mb "$pid") MB"
-stop "$port"
-echo "GET ratio tiered / in RAM: $(ratio "$tiered_rps" "$ram_rps")"
 
 for policy in noeviction allkeys-lru; do
     echo "== real Redis, maxmemory $MAXMEMORY, $policy"
