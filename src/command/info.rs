@@ -14,6 +14,7 @@ use super::table::{table, Lock, Spec};
 use crate::error::CmdResult;
 use crate::protocol::Reply;
 use crate::server::Server;
+use crate::tier::alloc::{proc_kilobytes, resident_bytes};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::fmt::Write as _;
@@ -281,23 +282,6 @@ pub fn bytes_to_human(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-/// Resident set size from /proc/self/status (`VmRSS`, in kB), 0 where unavailable.
-pub fn resident_bytes() -> u64 {
-    proc_kilobytes("/proc/self/status", "VmRSS:")
-}
-
-fn proc_kilobytes(path: &str, field: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|number| number.parse::<u64>().ok())
-        })
-        .map(|kilobytes| kilobytes * 1024)
-        .unwrap_or(0)
-}
 
 /// `used_memory` now, folding it into the peak.
 pub fn used_memory_sampled() -> u64 {
@@ -710,6 +694,7 @@ fn tiering_section(server: &Server, counts: &[(usize, usize)]) -> Fields {
         "tiering_ram_bytes" => crate::tier::used_memory(),
         "tiering_index_bytes" => tier.index_bytes(),
         "tiering_budgeted_bytes" => crate::tier::spill::budgeted_memory(server),
+        "tiering_resident_excess_bytes" => tier.resident_excess.load(Ordering::Relaxed),
         "tiering_disk_bytes" => store.disk_bytes,
         "tiering_live_bytes" => store.live_bytes,
         "tiering_buffered_bytes" => store.buffered_bytes,

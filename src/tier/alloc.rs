@@ -8,6 +8,9 @@
 //! into the shared total once it passes `FLUSH_BYTES`: the total is exact to within that much
 //! per thread.
 //!
+//! `resident_bytes` is the other side of the same question: what the system sees (RSS), which
+//! the allocator's page reuse keeps above the count.
+//!
 //! The simulator replaces the figure on its thread with its own (`set_thread_gauge`): the
 //! allocator's count covers the whole process (the simulated disk, other runs' threads), so
 //! it would neither mean the server's memory nor replay the same from a seed.
@@ -55,6 +58,31 @@ fn account(delta: isize) {
             ALLOCATED.fetch_add(delta, Ordering::Relaxed);
         }
     }
+}
+
+/// Whether the calling thread's figure is a gauge (the simulator's), not the count: then
+/// nothing else about the process's memory means anything either (RSS included).
+pub fn gauge_active() -> bool {
+    GAUGE.with(Cell::get).is_some()
+}
+
+/// Resident set size from /proc/self/status (`VmRSS`, in kB), 0 where unavailable.
+pub fn resident_bytes() -> u64 {
+    proc_kilobytes("/proc/self/status", "VmRSS:")
+}
+
+/// A `name: N kB` field of a /proc file, in bytes; 0 where unavailable.
+pub fn proc_kilobytes(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|number| number.parse::<u64>().ok())
+        })
+        .map(|kilobytes| kilobytes * 1024)
+        .unwrap_or(0)
 }
 
 /// Bytes currently allocated through the counting allocator (or the thread's gauge, if set).

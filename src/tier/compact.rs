@@ -56,6 +56,7 @@ pub fn tick(server: &Server) {
     };
     let limit = super::spill::effective_limit(server);
     super::spill::refill_promotion_budget(server);
+    super::spill::track_resident(server);
     if limit > 0 && super::spill::budgeted_memory(server) > limit / 1000 * HEADROOM_PERMILLE {
         super::spill::relieve(server, limit / 1000 * HEADROOM_PERMILLE);
     }

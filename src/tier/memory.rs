@@ -54,6 +54,9 @@ pub struct Tier {
     /// Bytes of the key index (the keyspace tables: nodes, buckets, long keys), kept by
     /// `keyspace::Db`; signed deltas added with wrapping, read as their sum.
     index_bytes: Counter,
+    /// How far RSS ran over the allocated bytes plus slack at the last upkeep tick: charged to
+    /// the values' budget (`spill::track_resident`).
+    pub resident_excess: AtomicUsize,
 }
 
 impl Default for Tier {
@@ -67,6 +70,7 @@ impl Default for Tier {
             promotion_budget: AtomicI64::new(0),
             always_lend: AtomicBool::new(false),
             index_bytes: Counter::default(),
+            resident_excess: AtomicUsize::new(0),
         }
     }
 }
