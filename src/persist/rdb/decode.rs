@@ -979,6 +979,31 @@ mod tests {
             crate::persist::rdb::fuzz_restore_payload(&bytes);
         }
 
+        /// What the parallel loader relies on: where decoding succeeds, skipping takes the
+        /// very same bytes (or leaves the type to the decoder), flipped bits or not.
+        #[test]
+        fn skip_body_takes_what_decode_body_takes(
+            value in value(),
+            compression in any::<bool>(),
+            flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..3),
+        ) {
+            let mut bytes = encode(&value, compression);
+            for (index, bit) in flips {
+                let index = index % bytes.len();
+                bytes[index] ^= 1 << bit;
+            }
+            let kind = bytes[0];
+            let mut decoder = Reader::at(&bytes, 1);
+            let decoded = decode_body(&mut decoder, kind, &DecodeOptions::DEFAULT);
+            let mut skipper = Reader::at(&bytes, 1);
+            match (decoded, skip_body(&mut skipper, kind)) {
+                (Ok(_), Ok(true)) => prop_assert_eq!(skipper.position(), decoder.position()),
+                (Ok(_), Err(error)) => prop_assert!(false, "skip failed: {}", error.reason),
+                (_, Ok(false)) => prop_assert_eq!(skipper.position(), 1),
+                (Err(_), _) => {}
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             crate::persist::rdb::fuzz_restore_payload(&bytes);

@@ -267,3 +267,134 @@ fn decode_record(
     })
     .map_err(|reason| DecodeError::new(head.offset, reason))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::rdb::encode::EncodeOptions;
+    use crate::persist::rdb::file::Writer;
+    use crate::types::hash::Hash;
+    use crate::types::list::{End, List};
+    use crate::types::ListpackLimits;
+
+    type Loaded = Vec<(usize, Vec<u8>, Value, Option<u64>)>;
+
+    /// A file of `keys` keys of several types over two databases, past a few batches.
+    fn file(keys: usize) -> Vec<u8> {
+        let mut writer = Writer::new(EncodeOptions::DEFAULT, 0, 0, &[]);
+        let mut bytes = Vec::new();
+        for index in 0..keys {
+            let value = match index % 3 {
+                0 => Value::string(format!("value {index}").as_bytes()),
+                1 => {
+                    let mut hash = Hash::new();
+                    for field in 0..(index % 7 + 1) {
+                        let text = format!("{field}:{index}");
+                        hash.set(text.as_bytes(), b"x", ListpackLimits::HASH_DEFAULT);
+                    }
+                    Value::Hash(Box::new(hash))
+                }
+                _ => {
+                    let mut list = List::new();
+                    for element in 0..(index % 5 + 1) {
+                        list.push(End::Right, format!("{element}").as_bytes());
+                    }
+                    Value::List(Box::new(list))
+                }
+            };
+            let expire = (index % 4 == 0).then_some(index as u64 * 1000);
+            let db = usize::from(index >= keys / 2);
+            let key = format!("key:{index}");
+            writer
+                .entry(db, key.as_bytes(), &value, expire)
+                .expect("encodable");
+            bytes.extend(writer.take());
+        }
+        bytes.extend(writer.finish(true));
+        bytes
+    }
+
+    fn load_with(bytes: &[u8], workers: usize) -> Result<(Loaded, u64), DecodeError> {
+        let keys = Mutex::new(Vec::new());
+        let released = Mutex::new(0usize);
+        let loaded = load(
+            bytes,
+            &DecodeOptions::DEFAULT,
+            16,
+            true,
+            workers,
+            &|key| {
+                let record = (key.db, key.key.to_vec(), key.value, key.expire_ms);
+                keys.lock().push(record);
+                Ok(())
+            },
+            &|offset| {
+                let mut released = released.lock();
+                assert!(offset >= *released, "released offsets only rise");
+                *released = offset;
+            },
+        )?;
+        let mut keys = keys.into_inner();
+        keys.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok((keys, loaded.keys))
+    }
+
+    #[test]
+    fn workers_load_what_one_thread_loads() {
+        let bytes = file(3000);
+        let (one, count) = load_with(&bytes, 1).expect("a sound file");
+        assert_eq!(count, 3000);
+        assert_eq!(one.len(), 3000);
+        for workers in [2, 4] {
+            let (many, count) = load_with(&bytes, workers).expect("a sound file");
+            assert_eq!(count, 3000);
+            assert!(many == one, "{workers} workers load the same keys");
+        }
+    }
+
+    #[test]
+    fn the_earliest_error_is_reported_as_one_thread_reports_it() {
+        let bytes = file(3000);
+        // A hash's listpack (a one-field hash, stored as a short plain string after its
+        // key) loses its end marker two thirds in, which only the decoder notices; then
+        // the checksum is spoiled too: the first error in the file wins.
+        let key_end = bytes
+            .windows(9)
+            .position(|window| window == b"\x08key:2002")
+            .expect("the key is in the file")
+            + 9;
+        let blob_len = bytes[key_end] as usize;
+        assert!(blob_len < 64, "a short plain string");
+        let mut broken = bytes.clone();
+        assert_eq!(broken[key_end + blob_len], 0xff, "the listpack's end marker");
+        broken[key_end + blob_len] = 0;
+        let end = broken.len() - 1;
+        broken[end] ^= 0xff;
+        let one = load_with(&broken, 1).expect_err("a broken value");
+        let many = load_with(&broken, 3).expect_err("a broken value");
+        assert_eq!((many.offset, &many.reason), (one.offset, &one.reason));
+        assert!(many.offset <= key_end, "the record's error, not the checksum's");
+    }
+
+    #[test]
+    fn a_refused_key_stops_the_load_with_its_offset() {
+        let bytes = file(2000);
+        let outcome = load(
+            &bytes,
+            &DecodeOptions::DEFAULT,
+            16,
+            true,
+            2,
+            &|key| {
+                if key.key == b"key:1501" {
+                    return Err("refused".into());
+                }
+                Ok(())
+            },
+            &|_| {},
+        );
+        let error = outcome.expect_err("the key is refused");
+        assert_eq!(error.reason, "refused");
+        assert_eq!(&bytes[error.offset + 1..error.offset + 10], b"\x08key:1501");
+    }
+}
