@@ -662,6 +662,37 @@ mod tests {
         fs.contents(&dir().join(manifest::incr_name(PREFIX, seq)))
     }
 
+    /// Under `everysec` a feed does not wake the writer: it comes round on its own within
+    /// its interval and writes what waits; a close still writes and fsyncs everything.
+    #[test]
+    fn everysec_writes_what_is_fed_without_a_wake_up_per_feed() {
+        let fs = FlakyFs::default();
+        let aof = Aof::new(Arc::new(fs.clone()), Arc::new(crate::io::SystemClock));
+        aof.set_policy(Fsync::Everysec);
+        let manifest = manifest::Manifest {
+            incr: vec![incr(1)],
+            incr_seq: 1,
+            ..manifest::Manifest::default()
+        };
+        aof.open(&dir(), PREFIX, manifest, 0).expect("open");
+        let mut sink = aof.sink();
+        sink.feed(b"SET a 1;", 8);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !incr_file(&fs, 1).ends_with(b"SET a 1;") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer came round"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sink.feed(b"SET b 1;", 16);
+        aof.close();
+        assert_eq!(aof.durable_offset(), 16);
+        assert!(incr_file(&fs, 1)
+            .windows(8)
+            .any(|bytes| bytes == b"SET b 1;"));
+    }
+
     /// Effects fed while the AOF is failed but after a rewrite's instant (an expired or
     /// evicted key's DEL: no client write, so no MISCONF stops it) are in neither the
     /// rewrite's base nor the old file: they must reach the new incr file.

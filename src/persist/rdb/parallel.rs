@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 /// Records per batch: enough that a worker takes the channel's lock rarely.
 const BATCH_RECORDS_MAX: usize = 512;
@@ -72,7 +72,10 @@ struct Finished {
 impl Shared {
     fn fail(&self, error: DecodeError) {
         let mut failure = self.failure.lock();
-        if failure.as_ref().is_none_or(|first| error.offset < first.offset) {
+        if failure
+            .as_ref()
+            .is_none_or(|first| error.offset < first.offset)
+        {
             *failure = Some(error);
         }
         self.stop.store(true, Ordering::Release);
@@ -81,7 +84,10 @@ impl Shared {
     fn finish(&self, sequence: u64) {
         let mut finished = self.finished.lock();
         let Finished { below, beyond } = &mut *finished;
-        assert!(sequence >= *below && beyond.insert(sequence), "a batch is finished once");
+        assert!(
+            sequence >= *below && beyond.insert(sequence),
+            "a batch is finished once"
+        );
         while beyond.remove(below) {
             *below += 1;
         }
@@ -115,18 +121,34 @@ pub fn load(
         finished: Mutex::new(Finished::default()),
     };
     let (sender, receiver) = mpsc::sync_channel::<Batch<'_>>(workers * BATCHES_QUEUED_PER_WORKER);
-    let receiver = Mutex::new(receiver);
+    // Only the workers hold the queue's other end: should they all stop, a send fails
+    // instead of waiting for ever.
+    let receiver = Arc::new(Mutex::new(receiver));
+    let receivers: Vec<_> = (0..workers).map(|_| receiver.clone()).collect();
+    drop(receiver);
     let walked = std::thread::scope(|scope| {
-        for index in 0..workers {
-            let (shared, receiver) = (&shared, &receiver);
-            std::thread::Builder::new()
+        for (index, receiver) in receivers.into_iter().enumerate() {
+            let shared = &shared;
+            let spawned = std::thread::Builder::new()
                 .name(format!("rdb-load-{index}"))
                 .spawn_scoped(scope, move || {
-                    decode_batches(bytes, options, receiver, shared, visit)
-                })
-                .map_err(|err| DecodeError::new(0, format!("can't start a loading thread: {err}")))?;
+                    decode_batches(bytes, options, &receiver, shared, visit)
+                });
+            if let Err(err) = spawned {
+                // `sender` goes with this closure: the workers started see the queue closed.
+                let reason = format!("can't start a loading thread: {err}");
+                return Err(DecodeError::new(0, reason));
+            }
         }
-        let walked = walk(bytes, options, databases, verify_checksum, &sender, &shared, done);
+        let walked = walk(
+            bytes,
+            options,
+            databases,
+            verify_checksum,
+            &sender,
+            &shared,
+            done,
+        );
         // The workers end once the queue is empty and closed.
         drop(sender);
         walked
@@ -158,7 +180,10 @@ fn walk<'a>(
     // The start offsets of the batches sent and not known to be decoded, oldest first.
     let mut starts: VecDeque<(u64, usize)> = VecDeque::new();
     let mut send = |batch: &mut Batch<'a>, next_offset: usize| -> Result<(), DecodeError> {
-        let start = batch.records.first().map_or(next_offset, |record| record.head.offset);
+        let start = batch
+            .records
+            .first()
+            .map_or(next_offset, |record| record.head.offset);
         let next = Batch {
             sequence: batch.sequence + 1,
             records: Vec::with_capacity(BATCH_RECORDS_MAX),
@@ -170,7 +195,10 @@ fn walk<'a>(
             return Err(DecodeError::new(next_offset, "the loading threads stopped"));
         }
         let below = shared.finished.lock().below;
-        while starts.front().is_some_and(|&(sequence, _)| sequence < below) {
+        while starts
+            .front()
+            .is_some_and(|&(sequence, _)| sequence < below)
+        {
             starts.pop_front();
         }
         done(starts.front().map_or(next_offset, |&(_, offset)| offset));
@@ -366,14 +394,21 @@ mod tests {
         let blob_len = bytes[key_end] as usize;
         assert!(blob_len < 64, "a short plain string");
         let mut broken = bytes.clone();
-        assert_eq!(broken[key_end + blob_len], 0xff, "the listpack's end marker");
+        assert_eq!(
+            broken[key_end + blob_len],
+            0xff,
+            "the listpack's end marker"
+        );
         broken[key_end + blob_len] = 0;
         let end = broken.len() - 1;
         broken[end] ^= 0xff;
         let one = load_with(&broken, 1).expect_err("a broken value");
         let many = load_with(&broken, 3).expect_err("a broken value");
         assert_eq!((many.offset, &many.reason), (one.offset, &one.reason));
-        assert!(many.offset <= key_end, "the record's error, not the checksum's");
+        assert!(
+            many.offset <= key_end,
+            "the record's error, not the checksum's"
+        );
     }
 
     #[test]
