@@ -9,6 +9,8 @@
 //! The loader reads versions 1 to 12 and every opcode Redis has written. What it cannot hold
 //! (module values and module aux data) stops the load with a clear error; function libraries
 //! are skipped with a warning until scripting exists. Every error names the byte offset.
+//! [`walk`] reads everything around the values (opcodes, the checksum) and leaves each value
+//! to its caller: [`load`] decodes it at once, `parallel::load` hands it to other threads.
 
 use super::decode::{decode_body, DecodeOptions, Reader};
 use super::encode::{encode_value, write_len, write_string, EncodeOptions};
