@@ -619,12 +619,20 @@ mod tests {
         }
     }
 
-    /// An AOF appending to incr file 1, stepped by hand.
+    /// An AOF appending to incr file 1 under `always`, stepped by hand.
     fn opened() -> (FlakyFs, Aof, Box<dyn Sink>) {
+        opened_with(Fsync::Always, true)
+    }
+
+    /// An AOF appending to incr file 1 under `policy`, stepped by hand when `manual`, else
+    /// by its writer thread.
+    fn opened_with(policy: Fsync, manual: bool) -> (FlakyFs, Aof, Box<dyn Sink>) {
         let fs = FlakyFs::default();
         let aof = Aof::new(Arc::new(fs.clone()), Arc::new(crate::io::SystemClock));
-        aof.set_manual();
-        aof.set_policy(Fsync::Always);
+        if manual {
+            aof.set_manual();
+        }
+        aof.set_policy(policy);
         let manifest = manifest::Manifest {
             incr: vec![incr(1)],
             incr_seq: 1,
@@ -666,16 +674,7 @@ mod tests {
     /// its interval and writes what waits; a close still writes and fsyncs everything.
     #[test]
     fn everysec_writes_what_is_fed_without_a_wake_up_per_feed() {
-        let fs = FlakyFs::default();
-        let aof = Aof::new(Arc::new(fs.clone()), Arc::new(crate::io::SystemClock));
-        aof.set_policy(Fsync::Everysec);
-        let manifest = manifest::Manifest {
-            incr: vec![incr(1)],
-            incr_seq: 1,
-            ..manifest::Manifest::default()
-        };
-        aof.open(&dir(), PREFIX, manifest, 0).expect("open");
-        let mut sink = aof.sink();
+        let (fs, aof, mut sink) = opened_with(Fsync::Everysec, false);
         sink.feed(b"SET a 1;", 8);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !incr_file(&fs, 1).ends_with(b"SET a 1;") {
