@@ -5,7 +5,11 @@
 //! the crate but `crate::sync`).
 //!
 //! - The propagation log [`Handoff::feed`]s each write's bytes with the log offset just past
-//!   them, under its own lock, so offsets only rise. The bytes wait in `pending`.
+//!   them, under its own lock, so offsets only rise. The bytes wait in `pending`. A feed wakes
+//!   the writer at once by default (`appendfsync always`: a client waits for it); after
+//!   [`Handoff::set_wake_after`] only once that many bytes are pending, the writer otherwise
+//!   coming round on its idle time-out (`everysec` and `no`, where a wake-up per write cost
+//!   more than the write itself).
 //! - The writer takes everything pending while it holds the file ([`Handoff::round`]), writes
 //!   it and records `written`; when the policy says so it fsyncs, records `synced` and
 //!   publishes that offset as `durable`. Writes fed while an fsync runs share the next one.
@@ -23,7 +27,8 @@
 //!
 //! Invariants: `durable <= synced <= written <= end of what was fed`; `durable` moves only
 //! after an fsync that succeeded (but in the simulator's deliberately broken variant); a
-//! writer waits for work only while nothing is pending, so a feed cannot be missed.
+//! writer waits for work only while less than its wake-up mark is pending (one byte unless
+//! set), and the feed that reaches the mark wakes it, so a feed cannot be missed.
 //!
 //! Lock order: file, then pending. Bytes leave `pending` only while the file is held, so
 //! whoever holds the file (a rewrite switching files) sees every byte fed before it either
@@ -82,6 +87,8 @@ pub struct Handoff<F> {
     covered: AtomicBool,
     /// The reply writes are refused with once `failed` is set.
     failure: Mutex<Option<String>>,
+    /// Pending bytes from which a feed wakes the writer; 0 wakes it on every feed.
+    wake_after_bytes: AtomicU64,
     /// Test-only: publishes what is written as durable before its fsync (the simulator's
     /// self-test of its checker).
     acknowledge_unsynced: AtomicBool,
@@ -104,6 +111,7 @@ impl<F: Output> Handoff<F> {
             failed: AtomicBool::new(false),
             covered: AtomicBool::new(false),
             failure: Mutex::new(None),
+            wake_after_bytes: AtomicU64::new(0),
             acknowledge_unsynced: AtomicBool::new(false),
         }
     }
@@ -156,29 +164,48 @@ impl<F: Output> Handoff<F> {
         self.enabled.load(Ordering::Acquire)
     }
 
+    /// From now on a feed wakes the writer only once `bytes` are pending (0: on every feed).
+    /// The writer then also sleeps until that many are pending or its idle time-out passes.
+    pub fn set_wake_after(&self, bytes: u64) {
+        self.wake_after_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Pending bytes that make work for the writer: at least one.
+    fn work_bytes(&self) -> usize {
+        self.wake_after_bytes.load(Ordering::Relaxed).max(1) as usize
+    }
+
     /// The propagation log's bytes up to log offset `end`, fed under the log's lock. Returns
     /// the bytes now pending, or `None` when the AOF is off and the bytes were dropped.
     pub fn feed(&self, bytes: &[u8], end: u64) -> Option<usize> {
         if !self.is_enabled() {
             return None;
         }
+        let work_bytes = self.work_bytes();
         let mut pending = self.pending.lock();
+        let before = pending.bytes.len();
         pending.bytes.extend_from_slice(bytes);
         pending.end = end;
         let pending_bytes = pending.bytes.len();
         drop(pending);
-        self.wake.notify_one();
+        // Only the feed that makes the work wakes the writer: a writer that looked before it
+        // saw too little and sleeps (it looks under `pending`), one that looks after sees it.
+        if before < work_bytes && pending_bytes >= work_bytes {
+            self.wake.notify_one();
+        }
         Some(pending_bytes)
     }
 
-    /// The writer's wait between rounds: returns once something is pending or the writer is
-    /// to stop, or after `idle` (for the everysec deadline).
+    /// The writer's wait between rounds: returns once there is work pending (see
+    /// [`Handoff::set_wake_after`]) or the writer is to stop, or after `idle` (for the
+    /// everysec deadline, and the bytes short of the wake-up mark).
     pub fn wait_for_work(&self, idle: Duration) {
+        let work_bytes = self.work_bytes();
         let mut pending = self.pending.lock();
         // Held bytes are no work until the rewrite ends, which wakes the writer; looked at
         // under `pending`, which the end takes before its wake-up, so it cannot be missed.
         let holding = self.holding();
-        if (pending.bytes.is_empty() || holding) && !pending.stop {
+        if (pending.bytes.len() < work_bytes || holding) && !pending.stop {
             self.wake.wait_for(&mut pending, idle);
         }
     }

@@ -6,8 +6,8 @@
 //! writes them out and fsyncs by `appendfsync`:
 //! - `always`: a client's reply leaves only once the bytes of its writes are fsynced; writes
 //!   that arrive while an fsync runs share the next one (group commit);
-//! - `everysec`: written at once, fsynced about once a second;
-//! - `no`: written at once, fsynced when the kernel decides.
+//! - `everysec`: written within 10 ms (or once 512 KiB wait), fsynced about once a second;
+//! - `no`: written as `everysec`, fsynced when the kernel decides.
 //!
 //! A failed write or fsync leaves the file in an unknown state: from then on writes (and an
 //! EXEC holding one, and PING) are refused with Redis's `-MISCONF Errors writing to the AOF
@@ -35,8 +35,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the writer sleeps when idle before checking the everysec deadline again.
+/// How long the writer sleeps when idle before checking the everysec deadline again
+/// (`always`, where every feed wakes it).
 const IDLE_WAKE: Duration = Duration::from_millis(100);
+/// Under `everysec` and `no` feeds do not wake the writer (a futex wake-up and a write per
+/// client write cost more than the write): it writes what is pending this often, or once
+/// [`LAZY_WAKE_BYTES`] are pending. A process crash loses at most this much more than
+/// the bytes still in the kernel; `everysec` promises about two seconds.
+const LAZY_WRITE_INTERVAL: Duration = Duration::from_millis(10);
+/// Pending bytes that wake the writer under `everysec` and `no` (bounds what waits).
+const LAZY_WAKE_BYTES: u64 = 512 * 1024;
 /// `everysec`'s fsync interval.
 const EVERYSEC_MS: u64 = 1000;
 
@@ -166,7 +174,7 @@ pub struct Aof {
 
 impl Aof {
     pub fn new(fs: Arc<dyn FileSystem>, clock: Arc<dyn Clock>) -> Aof {
-        Aof {
+        let aof = Aof {
             shared: Arc::new(Shared {
                 fs,
                 clock,
@@ -179,7 +187,9 @@ impl Aof {
             writer: Mutex::new(None),
             location: Mutex::new(None),
             manifest: Mutex::new(manifest::Manifest::default()),
-        }
+        };
+        aof.set_policy(Fsync::Everysec);
+        aof
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -192,6 +202,11 @@ impl Aof {
 
     pub fn set_policy(&self, policy: Fsync) {
         self.shared.policy.store(policy.code(), Ordering::Relaxed);
+        let wake_after = match policy {
+            Fsync::Always => 0,
+            Fsync::Everysec | Fsync::No => LAZY_WAKE_BYTES,
+        };
+        self.shared.handoff.set_wake_after(wake_after);
         // The writer looks at the new policy now rather than at its next idle wake.
         self.shared.handoff.wake_writer();
     }
@@ -333,6 +348,12 @@ impl Aof {
         self.shared.manual.store(true, Ordering::Relaxed);
     }
 
+    /// Whether the owner drives the AOF by hand (the simulator): it wants every step
+    /// deterministic, so loading runs on one thread too.
+    pub fn is_manual(&self) -> bool {
+        self.shared.manual.load(Ordering::Relaxed)
+    }
+
     /// One round of the writer (manual mode): write what is pending, fsync if due.
     pub fn step(&self) {
         write_once(&self.shared);
@@ -435,7 +456,11 @@ impl Sink for AofSink {
 /// The writer thread: drains what the sink fed, writes it, fsyncs by policy.
 fn write_loop(shared: &Shared) {
     loop {
-        shared.handoff.wait_for_work(IDLE_WAKE);
+        let idle = match Fsync::from_code(shared.policy.load(Ordering::Relaxed)) {
+            Fsync::Always => IDLE_WAKE,
+            Fsync::Everysec | Fsync::No => LAZY_WRITE_INTERVAL,
+        };
+        shared.handoff.wait_for_work(idle);
         if write_once(shared) {
             return;
         }
@@ -594,12 +619,20 @@ mod tests {
         }
     }
 
-    /// An AOF appending to incr file 1, stepped by hand.
+    /// An AOF appending to incr file 1 under `always`, stepped by hand.
     fn opened() -> (FlakyFs, Aof, Box<dyn Sink>) {
+        opened_with(Fsync::Always, true)
+    }
+
+    /// An AOF appending to incr file 1 under `policy`, stepped by hand when `manual`, else
+    /// by its writer thread.
+    fn opened_with(policy: Fsync, manual: bool) -> (FlakyFs, Aof, Box<dyn Sink>) {
         let fs = FlakyFs::default();
         let aof = Aof::new(Arc::new(fs.clone()), Arc::new(crate::io::SystemClock));
-        aof.set_manual();
-        aof.set_policy(Fsync::Always);
+        if manual {
+            aof.set_manual();
+        }
+        aof.set_policy(policy);
         let manifest = manifest::Manifest {
             incr: vec![incr(1)],
             incr_seq: 1,
@@ -635,6 +668,28 @@ mod tests {
 
     fn incr_file(fs: &FlakyFs, seq: u64) -> Vec<u8> {
         fs.contents(&dir().join(manifest::incr_name(PREFIX, seq)))
+    }
+
+    /// Under `everysec` a feed does not wake the writer: it comes round on its own within
+    /// its interval and writes what waits; a close still writes and fsyncs everything.
+    #[test]
+    fn everysec_writes_what_is_fed_without_a_wake_up_per_feed() {
+        let (fs, aof, mut sink) = opened_with(Fsync::Everysec, false);
+        sink.feed(b"SET a 1;", 8);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !incr_file(&fs, 1).ends_with(b"SET a 1;") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer came round"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sink.feed(b"SET b 1;", 16);
+        aof.close();
+        assert_eq!(aof.durable_offset(), 16);
+        assert!(incr_file(&fs, 1)
+            .windows(8)
+            .any(|bytes| bytes == b"SET b 1;"));
     }
 
     /// Effects fed while the AOF is failed but after a rewrite's instant (an expired or

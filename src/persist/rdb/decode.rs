@@ -78,6 +78,12 @@ impl<'a> Reader<'a> {
         Reader { input, position: 0 }
     }
 
+    /// A reader of `input` from `position` (offsets stay those of the whole input).
+    pub fn at(input: &'a [u8], position: usize) -> Reader<'a> {
+        assert!(position <= input.len(), "a position inside the input");
+        Reader { input, position }
+    }
+
     pub fn position(&self) -> usize {
         self.position
     }
@@ -206,6 +212,31 @@ impl<'a> Reader<'a> {
                 format!("unknown string encoding {other}"),
             )),
         }
+    }
+
+    /// Moves past a string in any of its encodings: exactly the bytes [`Reader::string`]
+    /// takes, without decompressing or converting anything.
+    pub fn skip_string(&mut self) -> Result<(), DecodeError> {
+        let at = self.position;
+        let len = match self.length_or_encoding()? {
+            Ok(len) => len,
+            Err(ENC_INT8) => 1,
+            Err(ENC_INT16) => 2,
+            Err(ENC_INT32) => 4,
+            Err(ENC_LZF) => {
+                let compressed_len = self.length()?;
+                self.length()?;
+                compressed_len
+            }
+            Err(other) => {
+                return Err(DecodeError::new(
+                    at,
+                    format!("unknown string encoding {other}"),
+                ))
+            }
+        };
+        self.take(len)?;
+        Ok(())
     }
 
     /// The text double of RDB_TYPE_ZSET (`rdbLoadDoubleValue`): a length byte, with 253, 254
@@ -344,6 +375,52 @@ pub fn decode_value_exact(input: &[u8]) -> Result<(Value, usize), DecodeError> {
     Ok((value, used))
 }
 
+/// Moves past a value of RDB type `kind` without building it, for a loader that frames
+/// records on one thread and decodes them on others. Where [`decode_body`] succeeds, this
+/// takes exactly the bytes it takes (the decoder's checks of contents are left to it).
+/// `Ok(false)`, the reader unmoved, for the types it leaves to [`decode_body`] (streams,
+/// modules, unknown ones).
+pub fn skip_body(reader: &mut Reader<'_>, kind: u8) -> Result<bool, DecodeError> {
+    use super::*;
+    match kind {
+        TYPE_STRING | TYPE_HASH_ZIPMAP | TYPE_LIST_ZIPLIST | TYPE_SET_INTSET
+        | TYPE_ZSET_ZIPLIST | TYPE_HASH_ZIPLIST | TYPE_HASH_LISTPACK | TYPE_ZSET_LISTPACK
+        | TYPE_SET_LISTPACK => reader.skip_string()?,
+        TYPE_LIST | TYPE_SET => {
+            for _ in 0..reader.count()? {
+                reader.skip_string()?;
+            }
+        }
+        TYPE_HASH => {
+            for _ in 0..reader.count()? {
+                reader.skip_string()?;
+                reader.skip_string()?;
+            }
+        }
+        TYPE_ZSET | TYPE_ZSET_2 => {
+            for _ in 0..reader.count()? {
+                reader.skip_string()?;
+                if kind == TYPE_ZSET_2 {
+                    reader.take(8)?;
+                } else if let len @ 0..=252 = reader.byte()? {
+                    // 253 to 255 are NaN and the infinities, with no text.
+                    reader.take(len as u64)?;
+                }
+            }
+        }
+        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
+            for _ in 0..reader.count()? {
+                if kind == TYPE_LIST_QUICKLIST_2 {
+                    reader.length()?;
+                }
+                reader.skip_string()?;
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Reads a value of RDB type `kind` (Redis's `rdbLoadObject`).
 pub fn decode_body(
     reader: &mut Reader<'_>,
@@ -364,10 +441,6 @@ pub fn decode_body(
         TYPE_HASH_ZIPMAP => {
             let blob = reader.string()?;
             let pairs = zipmap::pairs(&blob).map_err(|error| blob_error(at, error))?;
-            let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs
-                .into_iter()
-                .map(|(field, value)| (field.to_vec(), value.to_vec()))
-                .collect();
             // Zipmaps convert by count and by length (and always refuse duplicates).
             let longest = pairs
                 .iter()
@@ -375,7 +448,12 @@ pub fn decode_body(
                 .max();
             let fits = pairs.len() <= options.hash_limits.entries_max
                 && longest.unwrap_or(0) <= options.hash_limits.value_bytes_max;
-            hash_from_pairs(at, pairs, true, fits, options)?
+            let limits = if fits { UNLIMITED } else { options.hash_limits };
+            let mut hash = Hash::new();
+            for (field, value) in pairs {
+                add_pair(&mut hash, at, field, value, true, limits)?;
+            }
+            non_empty(at, Value::Hash(Box::new(hash)))?
         }
         TYPE_LIST_ZIPLIST => {
             let blob = reader.string()?;
@@ -411,12 +489,16 @@ pub fn decode_body(
                     "hash blob with an odd number of elements",
                 ));
             }
-            let pairs: Vec<(Vec<u8>, Vec<u8>)> = elements
-                .chunks_exact(2)
-                .map(|pair| (pair[0].to_vec(), pair[1].to_vec()))
-                .collect();
-            let fits = pairs.len() <= options.hash_limits.entries_max;
-            hash_from_pairs(at, pairs, options.deep, fits, options)?
+            let fits = elements.len() / 2 <= options.hash_limits.entries_max;
+            let limits = if fits { UNLIMITED } else { options.hash_limits };
+            let mut hash = Hash::new();
+            let (mut field_digits, mut value_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
+            for pair in elements.chunks_exact(2) {
+                let field = element_bytes(&pair[0], &mut field_digits);
+                let value = element_bytes(&pair[1], &mut value_digits);
+                add_pair(&mut hash, at, field, value, options.deep, limits)?;
+            }
+            non_empty(at, Value::Hash(Box::new(hash)))?
         }
         TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
             read_quicklist(reader, kind == TYPE_LIST_QUICKLIST_2, options)?
@@ -647,7 +729,9 @@ fn zset_from_pairs(
         if score.is_nan() {
             return Err(DecodeError::new(at, "zset with NAN score detected"));
         }
-        pairs.push((score, CompactBytes::from_vec(pair[0].to_vec())));
+        let mut digits = itoa::Buffer::new();
+        let member = CompactBytes::new(element_bytes(&pair[0], &mut digits));
+        pairs.push((score, member));
     }
     if has_duplicate_members(&pairs) {
         if options.deep {
@@ -689,27 +773,34 @@ fn read_plain_hash(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<V
     non_empty(at, Value::Hash(Box::new(hash)))
 }
 
-/// A hash from the pairs of a compact blob: a listpack when `fits`, else a hashtable.
-/// Duplicate fields are an error when `refuse_duplicates`, else the first one wins.
-fn hash_from_pairs(
+/// Adds a pair of a compact blob to `hash`, under `limits` (a listpack stays one unless it
+/// has too many entries). A duplicate field is an error when `refuse_duplicates`, else the
+/// first one wins.
+fn add_pair(
+    hash: &mut Hash,
     at: usize,
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    field: &[u8],
+    value: &[u8],
     refuse_duplicates: bool,
-    fits: bool,
-    options: &DecodeOptions,
-) -> Result<Value, DecodeError> {
-    let limits = if fits { UNLIMITED } else { options.hash_limits };
-    let mut hash = Hash::new();
-    for (field, value) in &pairs {
-        if hash.contains(field) {
-            if refuse_duplicates {
-                return Err(DecodeError::new(at, "hash blob with duplicate fields"));
-            }
-            continue;
+    limits: ListpackLimits,
+) -> Result<(), DecodeError> {
+    if refuse_duplicates {
+        // One lookup: `set` says whether the field was new (the hash is dropped if not).
+        if !hash.set(field, value, limits) {
+            return Err(DecodeError::new(at, "hash blob with duplicate fields"));
         }
+    } else if !hash.contains(field) {
         hash.set(field, value, limits);
     }
-    non_empty(at, Value::Hash(Box::new(hash)))
+    Ok(())
+}
+
+/// An element's bytes: its own, or an integer's decimal digits written into `digits`.
+fn element_bytes<'e>(element: &'e Element<'_>, digits: &'e mut itoa::Buffer) -> &'e [u8] {
+    match element {
+        Element::Bytes(bytes) => bytes,
+        Element::Int(value) => digits.format(*value).as_bytes(),
+    }
 }
 
 #[cfg(test)]
@@ -886,6 +977,31 @@ mod tests {
             let crc = crate::persist::rdb::crc64::checksum(&bytes);
             bytes.extend_from_slice(&crc.to_le_bytes());
             crate::persist::rdb::fuzz_restore_payload(&bytes);
+        }
+
+        /// What the parallel loader relies on: where decoding succeeds, skipping takes the
+        /// very same bytes (or leaves the type to the decoder), flipped bits or not.
+        #[test]
+        fn skip_body_takes_what_decode_body_takes(
+            value in value(),
+            compression in any::<bool>(),
+            flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..3),
+        ) {
+            let mut bytes = encode(&value, compression);
+            for (index, bit) in flips {
+                let index = index % bytes.len();
+                bytes[index] ^= 1 << bit;
+            }
+            let kind = bytes[0];
+            let mut decoder = Reader::at(&bytes, 1);
+            let decoded = decode_body(&mut decoder, kind, &DecodeOptions::DEFAULT);
+            let mut skipper = Reader::at(&bytes, 1);
+            match (decoded, skip_body(&mut skipper, kind)) {
+                (Ok(_), Ok(true)) => prop_assert_eq!(skipper.position(), decoder.position()),
+                (Ok(_), Err(error)) => prop_assert!(false, "skip failed: {}", error.reason),
+                (_, Ok(false)) => prop_assert_eq!(skipper.position(), 1),
+                (Err(_), _) => {}
+            }
         }
 
         #[test]

@@ -9,11 +9,14 @@
 //! The loader reads versions 1 to 12 and every opcode Redis has written. What it cannot hold
 //! (module values and module aux data) stops the load with a clear error; function libraries
 //! are skipped with a warning until scripting exists. Every error names the byte offset.
+//! [`walk`] reads everything around the values (opcodes, the checksum) and leaves each value
+//! to its caller: [`load`] decodes it at once, `parallel::load` hands it to other threads.
 
 use super::decode::{decode_body, DecodeOptions, Reader};
 use super::encode::{encode_value, write_len, write_string, EncodeOptions};
 use super::{crc64, DecodeError, RDB_VERSION, RDB_VERSION_READ_MAX};
 use crate::types::Value;
+use std::borrow::Cow;
 
 const OPCODE_SLOT_INFO: u8 = 244;
 const OPCODE_FUNCTION2: u8 = 245;
@@ -156,6 +159,40 @@ pub fn load(
     verify_checksum: bool,
     visit: &mut dyn FnMut(Key<'_>) -> Result<(), String>,
 ) -> Result<Loaded, DecodeError> {
+    walk(bytes, databases, verify_checksum, &mut |reader, head| {
+        let value = decode_body(reader, head.kind, options)?;
+        visit(Key {
+            db: head.db,
+            key: &head.key,
+            value,
+            expire_ms: head.expire_ms,
+            offset: head.offset,
+        })
+        .map_err(|reason| DecodeError::new(head.offset, reason))
+    })
+}
+
+/// A key record as the walk meets it, its value next in the reader.
+pub struct Head<'a> {
+    pub db: usize,
+    /// Borrowed from the file unless stored as an integer or compressed.
+    pub key: Cow<'a, [u8]>,
+    /// The value's RDB type.
+    pub kind: u8,
+    pub expire_ms: Option<u64>,
+    /// Where the record starts (its expiry, if any, first).
+    pub offset: usize,
+}
+
+/// Walks the records of a whole RDB file: reads the header, the opcodes and the trailing
+/// checksum itself, and hands each key record to `record`, which must read the value (the
+/// reader is just past the key). `record` counts in `Loaded::keys` once it returns `Ok`.
+pub fn walk<'a>(
+    bytes: &'a [u8],
+    databases: usize,
+    verify_checksum: bool,
+    record: &mut dyn FnMut(&mut Reader<'a>, Head<'a>) -> Result<(), DecodeError>,
+) -> Result<Loaded, DecodeError> {
     let mut reader = Reader::new(bytes);
     let magic = reader.take(9)?;
     if &magic[..5] != b"REDIS" {
@@ -279,16 +316,14 @@ pub fn load(
                 // Redis (and `Writer`) store a key like any string: "12345" as an integer,
                 // a long key LZF-compressed.
                 let key = reader.string()?;
-                let value = decode_body(&mut reader, kind, options)?;
-                let expire = expire_ms.take();
-                visit(Key {
+                let head = Head {
                     db,
-                    key: &key,
-                    value,
-                    expire_ms: expire,
+                    key,
+                    kind,
+                    expire_ms: expire_ms.take(),
                     offset: at,
-                })
-                .map_err(|reason| DecodeError::new(at, reason))?;
+                };
+                record(&mut reader, head)?;
                 loaded.keys += 1;
             }
         }

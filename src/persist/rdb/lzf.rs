@@ -255,10 +255,15 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
             let Some(start) = out.len().checked_sub(back + 1) else {
                 return Err(LzfError::BadReference);
             };
-            // Byte by byte: a reference may overlap the bytes it produces (a run).
-            for index in start..start + copy {
-                let byte = out[index];
-                out.push(byte);
+            if back + 1 >= copy {
+                // The reference lies wholly behind the bytes it produces: one copy.
+                out.extend_from_within(start..start + copy);
+            } else {
+                // Byte by byte: the reference overlaps the bytes it produces (a run).
+                for index in start..start + copy {
+                    let byte = out[index];
+                    out.push(byte);
+                }
             }
         }
     }

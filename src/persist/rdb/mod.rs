@@ -11,7 +11,8 @@
 //! the byte offset. `DecodeOptions::deep` adds Redis's `sanitize-dump-payload` checks
 //! (duplicates, back lengths, header counts) on top of what memory safety already needs.
 //!
-//! Streams (types 15, 19, 21) are in `stream.rs`.
+//! Streams (types 15, 19, 21) are in `stream.rs`. A whole file is walked in `file.rs`, and
+//! decoded on several threads in `parallel.rs`.
 
 pub mod crc64;
 pub mod decode;
@@ -20,6 +21,7 @@ pub mod file;
 pub mod intset;
 pub mod listpack;
 pub mod lzf;
+pub mod parallel;
 pub mod payload;
 pub mod stream;
 pub mod ziplist;
