@@ -282,7 +282,6 @@ pub fn bytes_to_human(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-
 /// `used_memory` now, folding it into the peak.
 pub fn used_memory_sampled() -> u64 {
     let used = crate::tier::used_memory() as u64;

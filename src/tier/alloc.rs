@@ -71,6 +71,12 @@ pub fn resident_bytes() -> u64 {
     proc_kilobytes("/proc/self/status", "VmRSS:")
 }
 
+/// The anonymous part of the resident set (`RssAnon`: the heap, stacks; not the binary's
+/// pages or mapped files), 0 where unavailable.
+pub fn resident_anonymous_bytes() -> u64 {
+    proc_kilobytes("/proc/self/status", "RssAnon:")
+}
+
 /// A `name: N kB` field of a /proc file, in bytes; 0 where unavailable.
 pub fn proc_kilobytes(path: &str, field: &str) -> u64 {
     std::fs::read_to_string(path)

@@ -57,7 +57,7 @@ pub fn tick(server: &Server) {
     let limit = super::spill::effective_limit(server);
     super::spill::refill_promotion_budget(server);
     super::spill::track_resident(server);
-    if limit > 0 && super::spill::budgeted_memory(server) > limit / 1000 * HEADROOM_PERMILLE {
+    if limit > 0 && super::spill::spill_pressure(server) > limit / 1000 * HEADROOM_PERMILLE {
         super::spill::relieve(server, limit / 1000 * HEADROOM_PERMILLE);
     }
     // The tail reaches the disk even when little is spilled.

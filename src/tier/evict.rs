@@ -57,7 +57,7 @@ fn policy(word: &str) -> Option<(Pool, Order)> {
 /// text when a `denyoom` command must be refused.
 pub fn enforce(server: &Server, denyoom: bool) -> Result<(), &'static str> {
     let limit = super::spill::effective_limit(server);
-    if limit == 0 || super::spill::budgeted_memory(server) <= limit {
+    if limit == 0 || super::spill::spill_pressure(server) <= limit {
         return Ok(());
     }
     // Tiering: spill instead of deleting or refusing; the policy applies only when the disk

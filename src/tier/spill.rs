@@ -78,7 +78,7 @@ pub fn keep_read_value(server: &Server, entry: &Entry, value: &Value) -> bool {
         return false;
     }
     let limit = effective_limit(server);
-    let used = budgeted_memory(server);
+    let used = spill_pressure(server);
     let bytes = value.heap_bytes();
     if limit == 0 || used + bytes <= limit / 1000 * PROMOTE_FREELY_PERMILLE {
         return true;
@@ -137,19 +137,28 @@ pub fn budgeted_memory(server: &Server) -> usize {
     let used = super::used_memory();
     let tier = &server.keyspace.tier;
     if tier.is_open() && crate::config_int!(server.config, "maxmemory") > 0 {
-        used.saturating_sub(tier.index_bytes()) + tier.resident_excess.load(Ordering::Relaxed)
+        used.saturating_sub(tier.index_bytes())
     } else {
         used
     }
 }
 
-/// RSS may run this share (in 1/1000s) over the allocated bytes before values pay for it.
+/// What spilling and promotion hold to the limit: `budgeted_memory` plus the RSS excess
+/// (`track_resident`). A soft target: when nothing more can be spilled, eviction and `-OOM`
+/// go by `budgeted_memory` alone, so the allocator's slack never refuses a write.
+pub fn spill_pressure(server: &Server) -> usize {
+    budgeted_memory(server) + server.keyspace.tier.resident_excess.load(Ordering::Relaxed)
+}
+
+/// Anonymous RSS may run this share (in 1/1000s) over the allocated bytes, plus
+/// `RESIDENT_SLACK_BYTES` (stacks, the allocator's own tables), before values pay for it.
 const RESIDENT_SLACK_PERMILLE: usize = 125;
+const RESIDENT_SLACK_BYTES: usize = 8 << 20;
 /// At most this share (in 1/1000s) of the limit is taken from values for RSS.
 const RESIDENT_EXCESS_MAX_PERMILLE: usize = 250;
 
-/// The upkeep, every tick: charges RSS beyond the allocated bytes plus slack to the values'
-/// budget. The allocator cannot hand back a page while any value on it lives, and spilling
+/// The upkeep, every tick: charges anonymous RSS (the binary's pages and mapped files are
+/// not the allocator's) beyond the allocated bytes plus slack to the values' budget. The allocator cannot hand back a page while any value on it lives, and spilling
 /// frees values all over: at 2M keys under `maxmemory 200mb`, RSS ran 29% over the count
 /// (430 MB against 333 MB). The limit is there to bound RSS, so the excess is spilled for;
 /// capped, because spilling gives pages back only as they empty (a runaway would spill
@@ -161,9 +170,9 @@ pub fn track_resident(server: &Server) {
         && !super::alloc::gauge_active()
     {
         let used = super::used_memory();
-        let allowed = used + used / 1000 * RESIDENT_SLACK_PERMILLE;
+        let allowed = used + used / 1000 * RESIDENT_SLACK_PERMILLE + RESIDENT_SLACK_BYTES;
         let cap = effective_limit(server) / 1000 * RESIDENT_EXCESS_MAX_PERMILLE;
-        (super::alloc::resident_bytes() as usize)
+        (super::alloc::resident_anonymous_bytes() as usize)
             .saturating_sub(allowed)
             .min(cap)
     } else {
@@ -175,7 +184,7 @@ pub fn track_resident(server: &Server) {
 /// Spills if memory is over the limit (loading, the cron); true when under it afterwards.
 pub fn relieve_if_over(server: &Server) -> bool {
     let limit = effective_limit(server);
-    if limit == 0 || budgeted_memory(server) <= limit {
+    if limit == 0 || spill_pressure(server) <= limit {
         return true;
     }
     relieve(server, limit)
@@ -194,7 +203,7 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
     let mut rng = crate::util::random();
     let mut shard = rng.gen_range(0..SHARDS);
     let outcome = loop {
-        if budgeted_memory(server) <= limit {
+        if spill_pressure(server) <= limit {
             break true;
         }
         // Enough work for one call: the command goes ahead and the next one continues.
