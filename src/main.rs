@@ -62,7 +62,7 @@ fn main() {
     // logged by the tier): not a crash report.
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !info.payload().is::<strata::tier::memory::ReadFault>() {
+        if !strata::tier::memory::is_tier_unwind(info.payload()) {
             report(info);
         }
     }));

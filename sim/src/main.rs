@@ -57,7 +57,7 @@ fn main() {
     // own hook does). Every other panic is printed.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !info.payload().is::<strata::tier::memory::ReadFault>() {
+        if !strata::tier::memory::is_tier_unwind(info.payload()) {
             default_hook(info);
         }
     }));

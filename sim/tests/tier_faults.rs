@@ -78,7 +78,7 @@ fn a_rotted_record_fails_its_key_only_until_deleted_or_restarted() {
     // replies with its text; the default hook would print it as if something crashed.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !info.payload().is::<strata::tier::memory::ReadFault>() {
+        if !strata::tier::memory::is_tier_unwind(info.payload()) {
             default_hook(info);
         }
     }));

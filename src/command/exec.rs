@@ -463,16 +463,30 @@ fn run(
     args: &[Bytes],
 ) -> (Reply, Option<Action>) {
     let now_ms = server.clock.now_ms();
-    let ks = lock_command(server, command, args, now_ms);
-    let ks = match warm(server, ks, session.db, command, args, now_ms) {
-        Ok(ks) => ks,
-        Err(error) => {
-            server.stats.record_call(command, 0, true);
-            server.stats.record_error(&error, None);
-            return (error.into_reply(), None);
+    // Keys an earlier run met cold without having warmed them (SORT's BY/GET patterns).
+    let mut found_cold: SmallVec<[(usize, Vec<u8>); 2]> = SmallVec::new();
+    let mut outcome = loop {
+        let ks = lock_command(server, command, args, now_ms);
+        let warmed = warm(server, ks, session.db, command, args, now_ms)
+            .and_then(|ks| warm_found_cold(server, ks, command, args, now_ms, &found_cold));
+        let mut ks = match warmed {
+            Ok(ks) => ks,
+            Err(error) => {
+                server.stats.record_call(command, 0, true);
+                server.stats.record_error(&error, None);
+                return (error.into_reply(), None);
+            }
+        };
+        ks.warm_on_miss = found_cold.len() < RERUNS_MAX;
+        let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
+        match outcome.need_warm.take() {
+            Some(key) => {
+                drop(outcome.ks);
+                found_cold.push(key);
+            }
+            None => break outcome,
         }
     };
-    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
     // Published while the shards are still locked, so the log's order is the keyspace's.
     if let Some(offset) = publish(
         server,
@@ -486,6 +500,29 @@ fn run(
         crate::server::blocking::serve_ready(server, ready);
     }
     (outcome.reply, outcome.action)
+}
+
+/// Times a command runs again after meeting a cold key it had not warmed before it is left
+/// to read such keys with its locks held (`locked_reads`).
+const RERUNS_MAX: usize = 3;
+
+/// Warms the keys earlier runs of the command met cold (`NeedWarm`), as `warm` does its named
+/// keys.
+fn warm_found_cold<'a>(
+    server: &'a Server,
+    mut ks: Locked<'a>,
+    command: &'static Command,
+    args: &[Bytes],
+    now_ms: u64,
+    found: &[(usize, Vec<u8>)],
+) -> Result<Locked<'a>, Error> {
+    let lend = command.has(super::table::flags::READONLY);
+    for (db, key) in found {
+        ks = warm_keys(server, ks, *db, &[&key[..]], lend, || {
+            lock_command(server, command, args, now_ms)
+        })?;
+    }
+    Ok(ks)
 }
 
 /// Locks the shards one command needs.
@@ -696,6 +733,9 @@ struct Outcome<'a> {
     /// The view, handed back for the next command of a transaction.
     ks: Locked<'a>,
     effects: Vec<(usize, Vec<Bytes>)>,
+    /// The command met this cold key before changing anything (`Locked::warm_on_miss`): it
+    /// did not run; warm the key and run it again.
+    need_warm: Option<(usize, Vec<u8>)>,
 }
 
 /// Runs a command's handler on an already locked view: statistics, slowlog, effects.
@@ -713,6 +753,7 @@ fn invoke<'a>(
             action: None,
             ks,
             effects: Vec::new(),
+            need_warm: None,
         };
     };
     let now_ms = ks.now_ms;
@@ -737,6 +778,19 @@ fn invoke<'a>(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&mut ctx, args)));
     let result = match outcome {
         Ok(result) => result,
+        Err(panic) if panic.is::<crate::tier::memory::NeedWarm>() => {
+            let need = panic.downcast::<crate::tier::memory::NeedWarm>().ok();
+            // Nothing changed (the unwind is only taken before any change): no statistics,
+            // events or effects; the executor runs the command again.
+            let Ctx { ks, .. } = ctx;
+            return Outcome {
+                reply: Reply::Null,
+                action: None,
+                ks,
+                effects: Vec::new(),
+                need_warm: need.map(|need| (need.db, need.key)),
+            };
+        }
         Err(panic) if panic.is::<crate::tier::memory::ReadFault>() => {
             let fault = panic.downcast_ref::<crate::tier::memory::ReadFault>();
             Err(Error::err(
@@ -793,6 +847,7 @@ fn invoke<'a>(
         action,
         ks,
         effects,
+        need_warm: None,
     }
 }
 
