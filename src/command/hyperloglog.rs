@@ -33,7 +33,7 @@ pub static COMMANDS: &[Spec] = &[
 ];
 
 fn sparse_bytes_max(ctx: &Ctx<'_, '_>) -> usize {
-    ctx.server.config.int("hll-sparse-max-bytes").max(0) as usize
+    crate::config_int!(ctx.server.config, "hll-sparse-max-bytes").max(0) as usize
 }
 
 /// Which lookup Redis uses (lookupKeyRead counts keyspace hits and misses).
