@@ -357,7 +357,8 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
     let mut action = None;
     for (command, args) in &multi.queued {
         feed_monitors(server, session, command, args);
-        let outcome = invoke(server, session, command, args, ks, Mode::Transaction);
+        let started_us = server.clock.now_us();
+        let outcome = invoke(server, session, command, args, ks, Mode::Transaction, started_us);
         ks = outcome.ks;
         effects.extend(outcome.effects);
         if matches!(outcome.action, Some(Action::Shutdown { .. })) {
@@ -462,7 +463,12 @@ fn run(
     command: &'static Command,
     args: &[Bytes],
 ) -> (Reply, Option<Action>) {
-    let now_ms = server.clock.now_ms();
+    // One clock read is both the command's time snapshot and the start of its duration, as
+    // Redis 7.0's call() uses its cached ustime() (a wall-clock duration, like Redis's). The
+    // duration (commandstats, slowlog) so includes waiting for the shard locks and reading
+    // cold values back: time the client waited on this command.
+    let now_us = server.clock.now_us();
+    let now_ms = now_us / 1000;
     let ks = lock_command(server, command, args, now_ms);
     let ks = match warm(server, ks, session.db, command, args, now_ms) {
         Ok(ks) => ks,
@@ -472,7 +478,7 @@ fn run(
             return (error.into_reply(), None);
         }
     };
-    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
+    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal, now_us);
     // Published while the shards are still locked, so the log's order is the keyspace's.
     if let Some(offset) = publish(
         server,
@@ -669,8 +675,8 @@ pub fn serve_waiter(
     let mut session = Session::new(waiter.client.clone(), true);
     session.db = waiter.db;
     session.resp3 = waiter.resp3;
-    let now_ms = server.clock.now_ms();
-    let ks = lock_for(server, &[(command, &waiter.args[..])], &[], now_ms);
+    let now_us = server.clock.now_us();
+    let ks = lock_for(server, &[(command, &waiter.args[..])], &[], now_us / 1000);
     let mut outcome = invoke(
         server,
         &mut session,
@@ -678,6 +684,7 @@ pub fn serve_waiter(
         &waiter.args,
         ks,
         Mode::Serving,
+        now_us,
     );
     let still_blocked = matches!(outcome.action, Some(Action::Block { .. }));
     publish(
@@ -698,7 +705,8 @@ struct Outcome<'a> {
     effects: Vec<(usize, Vec<Bytes>)>,
 }
 
-/// Runs a command's handler on an already locked view: statistics, slowlog, effects.
+/// Runs a command's handler on an already locked view: statistics, slowlog, effects. Its
+/// duration runs from `started_us` (unix microseconds, read by the caller).
 fn invoke<'a>(
     server: &'a Server,
     session: &mut Session,
@@ -706,6 +714,7 @@ fn invoke<'a>(
     args: &[Bytes],
     ks: Locked<'a>,
     mode: Mode,
+    started_us: u64,
 ) -> Outcome<'a> {
     let Some(handler) = command.handler else {
         return Outcome {
@@ -716,7 +725,6 @@ fn invoke<'a>(
         };
     };
     let now_ms = ks.now_ms;
-    let started = Instant::now();
     let db = session.db;
     let dirty_before = ks.dirty;
     let mut ks = ks;
@@ -772,7 +780,7 @@ fn invoke<'a>(
         }
     }
     let effects = collect_effects(server, &mut ctx, db, args, dirty_before);
-    let elapsed_us = started.elapsed().as_micros() as u64;
+    let elapsed_us = server.clock.now_us().saturating_sub(started_us);
     server
         .slowlog
         .record(server, ctx.session, args, now_ms, elapsed_us);
