@@ -153,6 +153,9 @@ impl Chunk {
             self.front = offset(at);
             return;
         }
+        if self.front > 0 && self.data.len() + element.len() > self.data.capacity() {
+            self.close_front();
+        }
         let at = self.start(index);
         let _total = offset(self.data.len() + element.len()); // the last offset after the insert
         let (shift, new_end) = (offset(element.len()), offset(at + element.len()));
@@ -646,6 +649,36 @@ mod tests {
 
     fn popped(items: &[CompactBytes]) -> Vec<String> {
         strings(items.iter().map(|item| item.as_slice()))
+    }
+
+    /// A chunk opened at the head fills from its end; a head pop leaves room that a head push
+    /// reuses without moving bytes; a push or insert that would grow the buffer while room
+    /// is left closes the room first (test chunks hold 12 bytes, 4 elements).
+    #[test]
+    fn spare_room_at_a_chunks_head() {
+        let mut chunk = Chunk::starting(b"dd", true, End::Left);
+        assert_eq!((chunk.front, chunk.data.len()), (10, 12));
+        chunk.insert(0, b"cc");
+        chunk.insert(0, b"b");
+        assert_eq!(chunk.front, 7);
+        assert_eq!(chunk.ends, [8, 10, 12]);
+        chunk.drop_front(1);
+        assert_eq!((chunk.front, chunk.bytes()), (8, 4));
+        chunk.insert(0, b"aaa");
+        assert_eq!(chunk.front, 5);
+        assert!(chunk.has_room(1) && !chunk.has_room(6));
+        chunk.push_back(b"ee");
+        assert_eq!(chunk.front, 0, "the tail push closed the room instead of growing");
+        let elements: Vec<&[u8]> = (0..chunk.count()).map(|index| chunk.get(index)).collect();
+        assert_eq!(elements, [&b"aaa"[..], b"cc", b"dd", b"ee"]);
+        assert_eq!(chunk.ends, [3, 5, 7, 9]);
+        // So does an insert after the head; one that fits leaves the room where it is.
+        let mut chunk = Chunk::starting(b"z", true, End::Left);
+        chunk.insert(1, b"y");
+        assert_eq!((chunk.front, chunk.get(0), chunk.get(1)), (0, &b"z"[..], &b"y"[..]));
+        chunk.drop_front(1);
+        chunk.insert(1, b"x");
+        assert_eq!((chunk.front, chunk.get(0), chunk.get(1)), (1, &b"y"[..], &b"x"[..]));
     }
 
     #[test]
