@@ -358,7 +358,15 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
     for (command, args) in &multi.queued {
         feed_monitors(server, session, command, args);
         let started_us = server.clock.now_us();
-        let outcome = invoke(server, session, command, args, ks, Mode::Transaction, started_us);
+        let outcome = invoke(
+            server,
+            session,
+            command,
+            args,
+            ks,
+            Mode::Transaction,
+            started_us,
+        );
         ks = outcome.ks;
         effects.extend(outcome.effects);
         if matches!(outcome.action, Some(Action::Shutdown { .. })) {

@@ -357,11 +357,15 @@ impl List {
         match end {
             End::Left => match self.chunks.front_mut() {
                 Some(chunk) if chunk.has_room(element.len()) => chunk.insert(0, element),
-                _ => self.chunks.push_front(Chunk::starting(element, growing, End::Left)),
+                _ => self
+                    .chunks
+                    .push_front(Chunk::starting(element, growing, End::Left)),
             },
             End::Right => match self.chunks.back_mut() {
                 Some(chunk) if chunk.has_room(element.len()) => chunk.push_back(element),
-                _ => self.chunks.push_back(Chunk::starting(element, growing, End::Right)),
+                _ => self
+                    .chunks
+                    .push_back(Chunk::starting(element, growing, End::Right)),
             },
         }
         self.len += 1;
@@ -668,17 +672,26 @@ mod tests {
         assert_eq!(chunk.front, 5);
         assert!(chunk.has_room(1) && !chunk.has_room(6));
         chunk.push_back(b"ee");
-        assert_eq!(chunk.front, 0, "the tail push closed the room instead of growing");
+        assert_eq!(
+            chunk.front, 0,
+            "the tail push closed the room instead of growing"
+        );
         let elements: Vec<&[u8]> = (0..chunk.count()).map(|index| chunk.get(index)).collect();
         assert_eq!(elements, [&b"aaa"[..], b"cc", b"dd", b"ee"]);
         assert_eq!(chunk.ends, [3, 5, 7, 9]);
         // So does an insert after the head; one that fits leaves the room where it is.
         let mut chunk = Chunk::starting(b"z", true, End::Left);
         chunk.insert(1, b"y");
-        assert_eq!((chunk.front, chunk.get(0), chunk.get(1)), (0, &b"z"[..], &b"y"[..]));
+        assert_eq!(
+            (chunk.front, chunk.get(0), chunk.get(1)),
+            (0, &b"z"[..], &b"y"[..])
+        );
         chunk.drop_front(1);
         chunk.insert(1, b"x");
-        assert_eq!((chunk.front, chunk.get(0), chunk.get(1)), (1, &b"y"[..], &b"x"[..]));
+        assert_eq!(
+            (chunk.front, chunk.get(0), chunk.get(1)),
+            (1, &b"y"[..], &b"x"[..])
+        );
     }
 
     #[test]
