@@ -64,7 +64,7 @@ fn proto_max_bulk_len(ctx: &Ctx<'_, '_>) -> i64 {
     if ctx.session.obey {
         return i64::MAX;
     }
-    ctx.server.config.int("proto-max-bulk-len")
+    crate::config_int!(ctx.server.config, "proto-max-bulk-len")
 }
 
 /// Bit `offset` of `bytes` (zero past the end).

@@ -357,7 +357,16 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
     let mut action = None;
     for (command, args) in &multi.queued {
         feed_monitors(server, session, command, args);
-        let outcome = invoke(server, session, command, args, ks, Mode::Transaction);
+        let started_us = server.clock.now_us();
+        let outcome = invoke(
+            server,
+            session,
+            command,
+            args,
+            ks,
+            Mode::Transaction,
+            started_us,
+        );
         ks = outcome.ks;
         effects.extend(outcome.effects);
         if matches!(outcome.action, Some(Action::Shutdown { .. })) {
@@ -462,31 +471,22 @@ fn run(
     command: &'static Command,
     args: &[Bytes],
 ) -> (Reply, Option<Action>) {
-    let now_ms = server.clock.now_ms();
-    // Keys an earlier run met cold without having warmed them (SORT's BY/GET patterns).
-    let mut found_cold: SmallVec<[(usize, Vec<u8>); 2]> = SmallVec::new();
-    let mut outcome = loop {
-        let ks = lock_command(server, command, args, now_ms);
-        let warmed = warm(server, ks, session.db, command, args, now_ms)
-            .and_then(|ks| warm_found_cold(server, ks, command, args, now_ms, &found_cold));
-        let mut ks = match warmed {
-            Ok(ks) => ks,
-            Err(error) => {
-                server.stats.record_call(command, 0, true);
-                server.stats.record_error(&error, None);
-                return (error.into_reply(), None);
-            }
-        };
-        ks.warm_on_miss = found_cold.len() < RERUNS_MAX;
-        let mut outcome = invoke(server, session, command, args, ks, Mode::Normal);
-        match outcome.need_warm.take() {
-            Some(key) => {
-                drop(outcome.ks);
-                found_cold.push(key);
-            }
-            None => break outcome,
+    // One clock read is both the command's time snapshot and the start of its duration, as
+    // Redis 7.0's call() uses its cached ustime() (a wall-clock duration, like Redis's). The
+    // duration (commandstats, slowlog) so includes waiting for the shard locks and reading
+    // cold values back: time the client waited on this command.
+    let now_us = server.clock.now_us();
+    let now_ms = now_us / 1000;
+    let ks = lock_command(server, command, args, now_ms);
+    let ks = match warm(server, ks, session.db, command, args, now_ms) {
+        Ok(ks) => ks,
+        Err(error) => {
+            server.stats.record_call(command, 0, true);
+            server.stats.record_error(&error, None);
+            return (error.into_reply(), None);
         }
     };
+    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal, now_us);
     // Published while the shards are still locked, so the log's order is the keyspace's.
     if let Some(offset) = publish(
         server,
@@ -500,29 +500,6 @@ fn run(
         crate::server::blocking::serve_ready(server, ready);
     }
     (outcome.reply, outcome.action)
-}
-
-/// Times a command runs again after meeting a cold key it had not warmed before it is left
-/// to read such keys with its locks held (`locked_reads`).
-const RERUNS_MAX: usize = 3;
-
-/// Warms the keys earlier runs of the command met cold (`NeedWarm`), as `warm` does its named
-/// keys.
-fn warm_found_cold<'a>(
-    server: &'a Server,
-    mut ks: Locked<'a>,
-    command: &'static Command,
-    args: &[Bytes],
-    now_ms: u64,
-    found: &[(usize, Vec<u8>)],
-) -> Result<Locked<'a>, Error> {
-    let lend = command.has(super::table::flags::READONLY);
-    for (db, key) in found {
-        ks = warm_keys(server, ks, *db, &[&key[..]], lend, || {
-            lock_command(server, command, args, now_ms)
-        })?;
-    }
-    Ok(ks)
 }
 
 /// Locks the shards one command needs.
@@ -706,8 +683,8 @@ pub fn serve_waiter(
     let mut session = Session::new(waiter.client.clone(), true);
     session.db = waiter.db;
     session.resp3 = waiter.resp3;
-    let now_ms = server.clock.now_ms();
-    let ks = lock_for(server, &[(command, &waiter.args[..])], &[], now_ms);
+    let now_us = server.clock.now_us();
+    let ks = lock_for(server, &[(command, &waiter.args[..])], &[], now_us / 1000);
     let mut outcome = invoke(
         server,
         &mut session,
@@ -715,6 +692,7 @@ pub fn serve_waiter(
         &waiter.args,
         ks,
         Mode::Serving,
+        now_us,
     );
     let still_blocked = matches!(outcome.action, Some(Action::Block { .. }));
     publish(
@@ -733,12 +711,10 @@ struct Outcome<'a> {
     /// The view, handed back for the next command of a transaction.
     ks: Locked<'a>,
     effects: Vec<(usize, Vec<Bytes>)>,
-    /// The command met this cold key before changing anything (`Locked::warm_on_miss`): it
-    /// did not run; warm the key and run it again.
-    need_warm: Option<(usize, Vec<u8>)>,
 }
 
-/// Runs a command's handler on an already locked view: statistics, slowlog, effects.
+/// Runs a command's handler on an already locked view: statistics, slowlog, effects. Its
+/// duration runs from `started_us` (unix microseconds, read by the caller).
 fn invoke<'a>(
     server: &'a Server,
     session: &mut Session,
@@ -746,6 +722,7 @@ fn invoke<'a>(
     args: &[Bytes],
     ks: Locked<'a>,
     mode: Mode,
+    started_us: u64,
 ) -> Outcome<'a> {
     let Some(handler) = command.handler else {
         return Outcome {
@@ -753,11 +730,9 @@ fn invoke<'a>(
             action: None,
             ks,
             effects: Vec::new(),
-            need_warm: None,
         };
     };
     let now_ms = ks.now_ms;
-    let started = Instant::now();
     let db = session.db;
     let dirty_before = ks.dirty;
     let mut ks = ks;
@@ -778,19 +753,6 @@ fn invoke<'a>(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&mut ctx, args)));
     let result = match outcome {
         Ok(result) => result,
-        Err(panic) if panic.is::<crate::tier::memory::NeedWarm>() => {
-            let need = panic.downcast::<crate::tier::memory::NeedWarm>().ok();
-            // Nothing changed (the unwind is only taken before any change): no statistics,
-            // events or effects; the executor runs the command again.
-            let Ctx { ks, .. } = ctx;
-            return Outcome {
-                reply: Reply::Null,
-                action: None,
-                ks,
-                effects: Vec::new(),
-                need_warm: need.map(|need| (need.db, need.key)),
-            };
-        }
         Err(panic) if panic.is::<crate::tier::memory::ReadFault>() => {
             let fault = panic.downcast_ref::<crate::tier::memory::ReadFault>();
             Err(Error::err(
@@ -826,7 +788,7 @@ fn invoke<'a>(
         }
     }
     let effects = collect_effects(server, &mut ctx, db, args, dirty_before);
-    let elapsed_us = started.elapsed().as_micros() as u64;
+    let elapsed_us = server.clock.now_us().saturating_sub(started_us);
     server
         .slowlog
         .record(server, ctx.session, args, now_ms, elapsed_us);
@@ -847,7 +809,6 @@ fn invoke<'a>(
         action,
         ks,
         effects,
-        need_warm: None,
     }
 }
 

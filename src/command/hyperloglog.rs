@@ -33,7 +33,7 @@ pub static COMMANDS: &[Spec] = &[
 ];
 
 fn sparse_bytes_max(ctx: &Ctx<'_, '_>) -> usize {
-    ctx.server.config.int("hll-sparse-max-bytes").max(0) as usize
+    crate::config_int!(ctx.server.config, "hll-sparse-max-bytes").max(0) as usize
 }
 
 /// Which lookup Redis uses (lookupKeyRead counts keyspace hits and misses).
@@ -99,32 +99,52 @@ fn pfadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let key = &argv[1];
     let db = ctx.db();
     let sparse_max = sparse_bytes_max(ctx);
-    let mut updated = 0usize;
-    if hll_for_update(ctx, key, Lookup::Write)?.is_none() {
-        let created = Value::Str(CompactBytes::from_vec(hll::new_sparse()));
-        ctx.ks.set(db, key, created, false);
-        if let Some(entry) = ctx.ks.peek(db, key) {
-            entry.flags |= FLAG_RAW;
+    // One look-up when the key exists (the hot path); creating it takes a second.
+    let updated = match hll_for_update(ctx, key, Lookup::Write)? {
+        Some(registers) => add_elements(registers, &argv[2..], sparse_max)?,
+        None => {
+            let created = Value::Str(CompactBytes::from_vec(hll::new_sparse()));
+            ctx.ks.set(db, key, created, false);
+            if let Some(entry) = ctx.ks.peek(db, key) {
+                entry.flags |= FLAG_RAW;
+            }
+            let Some(registers) = hll_for_update(ctx, key, Lookup::Write)? else {
+                unreachable!("the key exists: created above");
+            };
+            // Creating the key is a change even when no register moved, and Redis marks the
+            // cached cardinality stale for it too.
+            add_elements(registers, &argv[2..], sparse_max)?;
+            hll::invalidate_cache(registers);
+            true
         }
-        updated += 1;
-    }
-    let Some(registers) = hll_for_update(ctx, key, Lookup::Write)? else {
-        unreachable!("the key exists: found or created above");
     };
-    for element in &argv[2..] {
-        match hll::add(registers, element, sparse_max) {
-            SetOutcome::Updated => updated += 1,
-            SetOutcome::Unchanged => {}
-            // Redis answers at once, keeping what the earlier elements changed.
-            SetOutcome::Corrupt => return Err(Error::from(CORRUPT_HLL)),
-        }
-    }
-    if updated > 0 {
-        hll::invalidate_cache(registers);
+    if updated {
         ctx.ks.signal_modified(db, key);
         ctx.ks.notify(notify::STRING, "pfadd", db, key);
     }
-    Ok(Reply::Integer((updated > 0) as i64))
+    Ok(Reply::Integer(updated as i64))
+}
+
+/// Adds each element to `registers`; true if any register changed (the cached cardinality
+/// is then invalidated). A corrupt value stops at once, keeping what earlier elements changed,
+/// as Redis does.
+fn add_elements(
+    registers: &mut Vec<u8>,
+    elements: &[Bytes],
+    sparse_max: usize,
+) -> Result<bool, Error> {
+    let mut updated = false;
+    for element in elements {
+        match hll::add(registers, element, sparse_max) {
+            SetOutcome::Updated => updated = true,
+            SetOutcome::Unchanged => {}
+            SetOutcome::Corrupt => return Err(Error::from(CORRUPT_HLL)),
+        }
+    }
+    if updated {
+        hll::invalidate_cache(registers);
+    }
+    Ok(updated)
 }
 
 /// `PFCOUNT key [key ...]`: the estimated cardinality (of the union for several keys).

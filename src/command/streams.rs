@@ -106,11 +106,21 @@ const BLOCKED_READ_COUNT_DEFAULT: u64 = 1000;
 const AUTOCLAIM_ATTEMPTS_FACTOR: u64 = 10;
 
 fn bulk_id(id: StreamId) -> Reply {
-    Reply::Bulk(Bytes::from(id.to_string()))
+    Reply::Bulk(id_arg(id))
 }
 
+/// `ms-seq` as bytes, written with `itoa`: XADD renders an ID for its reply and its
+/// propagated rewrite on every call, and `Display` through `format!` cost more than the rest
+/// of the reply.
 fn id_arg(id: StreamId) -> Bytes {
-    Bytes::from(id.to_string())
+    let mut ms = itoa::Buffer::new();
+    let mut seq = itoa::Buffer::new();
+    let (ms, seq) = (ms.format(id.ms), seq.format(id.seq));
+    let mut text = Vec::with_capacity(ms.len() + 1 + seq.len());
+    text.extend_from_slice(ms.as_bytes());
+    text.push(b'-');
+    text.extend_from_slice(seq.as_bytes());
+    Bytes::from(text)
 }
 
 fn bulk_int(value: i64) -> Bytes {
@@ -314,8 +324,8 @@ fn count_write(ctx: &mut Ctx<'_, '_>) {
 
 fn node_limits(ctx: &Ctx<'_, '_>) -> NodeLimits {
     NodeLimits {
-        bytes_max: ctx.server.config.int("stream-node-max-bytes").max(0) as usize,
-        entries_max: ctx.server.config.int("stream-node-max-entries").max(0) as u64,
+        bytes_max: crate::config_int!(ctx.server.config, "stream-node-max-bytes").max(0) as usize,
+        entries_max: crate::config_int!(ctx.server.config, "stream-node-max-entries").max(0) as u64,
     }
 }
 
@@ -510,8 +520,10 @@ fn xadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
             rewritten = Some(args);
         }
     }
+    // Rendered once: the reply and the rewrite share the bytes.
+    let id_text = id_arg(id);
     if !matches!(parsed.id, Some((_, true))) {
-        rewritten.get_or_insert_with(|| argv.to_vec())[parsed.id_index] = id_arg(id);
+        rewritten.get_or_insert_with(|| argv.to_vec())[parsed.id_index] = id_text.clone();
     }
     if exists {
         ctx.ks.signal_modified(db, key);
@@ -523,7 +535,7 @@ fn xadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     if let Some(args) = rewritten {
         ctx.propagate(args);
     }
-    Ok(bulk_id(id))
+    Ok(Reply::Bulk(id_text))
 }
 
 /// `XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]`: the number of entries removed.

@@ -40,9 +40,6 @@ pub struct Locked<'a> {
     /// Cold values lent to a read-only command (`install_warm` with `keep` false): in the
     /// entry only while the locks are held; `Drop` puts each pointer back.
     lent: SmallVec<[Lent; 1]>,
-    /// Set by the executor for a command it can run again: a cold key met before anything
-    /// changed unwinds with `NeedWarm` instead of being read under the lock.
-    pub warm_on_miss: bool,
 }
 
 /// A value read from the disk tier for one read-only command, its record left in place.
@@ -76,7 +73,6 @@ impl<'a> Locked<'a> {
             events: Vec::new(),
             writing: true,
             lent: SmallVec::new(),
-            warm_on_miss: false,
         }
     }
 
@@ -203,23 +199,10 @@ impl<'a> Locked<'a> {
     /// value brought back into RAM if it was cold: what commands work on.
     fn live_entry(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         let tier = &*self.keyspace.tier;
-        // Nothing changed yet (no write, event or lazy expiry to propagate): the command can
-        // be run again from the start.
-        let can_retry = self.warm_on_miss
-            && self.dirty == 0
-            && self.events.is_empty()
-            && self.expired.is_empty();
         let entry = self.live_entry_raw(db, key)?;
         if let Value::Cold(cold) = entry.value {
-            if can_retry {
-                std::panic::panic_any(crate::tier::memory::NeedWarm {
-                    db,
-                    key: key.to_vec(),
-                });
-            }
             // The executor warms a command's keys before locking for it; a key it could not
-            // name in advance (a script's, SORT's BY/GET patterns, in a transaction or after
-            // the command changed something) is read here, lock held.
+            // name in advance (a script's, SORT's BY/GET patterns) is read here, lock held.
             tier.stats.locked_reads.incr();
             match tier.read(cold) {
                 Ok(value) => {

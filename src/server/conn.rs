@@ -190,7 +190,7 @@ pub async fn serve<S>(
                         Batch::Blocked(wait) => blocked = Some(wait),
                     }
                 }
-                let limit = server.config.int("client-query-buffer-limit").max(0) as usize;
+                let limit = crate::config_int!(server.config, "client-query-buffer-limit").max(0) as usize;
                 if input.len() > limit {
                     tracing::warn!(client = %handle.addr, "closing client that reached max query buffer length");
                     break;
@@ -288,7 +288,7 @@ async fn process_requests(
             return Batch::Deferred;
         }
         let limits = Limits {
-            bulk_bytes_max: server.config.int("proto-max-bulk-len"),
+            bulk_bytes_max: crate::config_int!(server.config, "proto-max-bulk-len"),
             authenticated: session.authenticated || !server.requires_auth(),
         };
         let args = match parser.parse(input, limits) {

@@ -20,18 +20,10 @@ use std::sync::Arc;
 /// before it is used).
 pub struct ReadFault(pub String);
 
-/// A command met a cold key its executor did not warm (SORT's BY/GET patterns) before it had
-/// changed anything: unwinds to the executor, which reads the value with the locks released
-/// and runs the command again (`Locked::warm_on_miss`). Nothing is read under a lock then.
-pub struct NeedWarm {
-    pub db: usize,
-    pub key: Vec<u8>,
-}
-
-/// Whether a panic's payload is one of the tier's unwinds to the executor (`ReadFault`,
-/// `NeedWarm`): control flow, not a crash, so panic hooks do not report it.
+/// Whether a panic's payload is the tier's unwind to the executor (`ReadFault`): control
+/// flow, not a crash, so panic hooks do not report it.
 pub fn is_tier_unwind(payload: &(dyn std::any::Any + Send)) -> bool {
-    payload.is::<ReadFault>() || payload.is::<NeedWarm>()
+    payload.is::<ReadFault>()
 }
 
 #[derive(Default)]

@@ -6,9 +6,12 @@
 //! the same shape with Rust types: a `VecDeque` of chunks, each chunk one contiguous byte
 //! buffer holding its elements back to back plus a `u32` end offset per element. A small
 //! element then costs its bytes plus 4, where a slot per element (`VecDeque<CompactBytes>`)
-//! would cost 24 plus spare capacity. Pushing or popping at an end moves at most one chunk's
-//! bytes (bounded by `CHUNK_BYTES_MAX`), as inserting at a listpack's head does in Redis;
-//! reaching an index walks the chunk counts from the nearer end, O(n / CHUNK_ELEMENTS_MAX).
+//! would cost 24 plus spare capacity. A chunk may keep spare room before its first element:
+//! a chunk opened by a push at the head is filled from its end backwards, and a pop from the
+//! head leaves its bytes as room, so LPUSH and LPOP copy one element and shift no bytes
+//! (where inserting at a listpack's head moves the whole listpack in Redis). Other inserts
+//! move at most one chunk's bytes (bounded by `CHUNK_BYTES_MAX`); reaching an index walks
+//! the chunk counts from the nearer end, O(n / CHUNK_ELEMENTS_MAX).
 //!
 //! Indexes follow Redis's conventions: a negative index counts from the tail (-1 is the last
 //! element). The operations here are pure: the keyspace rules (delete the key when the list
@@ -16,7 +19,8 @@
 //!
 //! Invariants (checked by `check`, in debug builds after every mutation):
 //! - no chunk is empty, and `len` is the sum of the chunks' element counts;
-//! - a chunk's `ends` rise monotonically and the last one is its data length;
+//! - a chunk's `ends` rise monotonically from its spare room (`front`) and the last one is its
+//!   data length;
 //! - a chunk holds at most `CHUNK_ELEMENTS_MAX` elements, and more than one element only while
 //!   its bytes fit `CHUNK_BYTES_MAX` (one larger element gets a chunk of its own, like Redis's
 //!   plain nodes).
@@ -25,7 +29,7 @@ use super::CompactBytes;
 use std::collections::VecDeque;
 
 /// Bytes of element data a chunk may hold (Redis's default listpack limit is 8 KB; half that
-/// halves the bytes moved by a push at the head).
+/// halves the bytes an insert inside a chunk moves).
 #[cfg(not(test))]
 const CHUNK_BYTES_MAX: usize = 4096;
 /// Elements a chunk may hold, which bounds the offset work of a push at the head.
@@ -51,10 +55,15 @@ pub enum End {
     Right,
 }
 
-/// A run of elements stored back to back: element `i` is `data[ends[i-1]..ends[i]]`.
+/// A run of elements stored back to back after `front` spare bytes: element `i` is
+/// `data[start(i)..ends[i]]`, where `start(0)` is `front` and `start(i)` is `ends[i - 1]`.
+/// Offsets count from the buffer's start, spare bytes included, so a push into the spare
+/// room at the head or a pop from the head moves no element bytes and changes no offset.
 #[derive(Debug, Clone, Default)]
 struct Chunk {
     data: Vec<u8>,
+    /// Spare bytes before the first element: where LPUSH writes, and what LPOP leaves.
+    front: u32,
     ends: Vec<u32>,
 }
 
@@ -65,15 +74,22 @@ impl Chunk {
         chunk
     }
 
-    /// A chunk holding `element`, with room for a full chunk when `full_size`.
-    fn starting(element: &[u8], full_size: bool) -> Chunk {
+    /// A chunk holding `element`, with room for a full chunk when `full_size`; the room is
+    /// before the element for a chunk that grows at the head (`at` is `End::Left`).
+    fn starting(element: &[u8], full_size: bool, at: End) -> Chunk {
         if !full_size || element.len() > CHUNK_BYTES_MAX {
             return Chunk::single(element);
         }
         let mut chunk = Chunk {
             data: Vec::with_capacity(CHUNK_BYTES_MAX),
+            front: 0,
             ends: Vec::with_capacity(ENDS_PREALLOCATED),
         };
+        if at == End::Left {
+            let front = CHUNK_BYTES_MAX - element.len();
+            chunk.data.resize(front, 0);
+            chunk.front = offset(front);
+        }
         chunk.push_back(element);
         chunk
     }
@@ -82,9 +98,14 @@ impl Chunk {
         self.ends.len()
     }
 
+    /// Bytes of element data, spare room excluded.
+    fn bytes(&self) -> usize {
+        self.data.len() - self.front as usize
+    }
+
     fn start(&self, index: usize) -> usize {
         if index == 0 {
-            0
+            self.front as usize
         } else {
             self.ends[index - 1] as usize
         }
@@ -96,24 +117,50 @@ impl Chunk {
 
     /// True when `extra` more bytes (one more element) may join this chunk.
     fn has_room(&self, extra: usize) -> bool {
-        self.count() < CHUNK_ELEMENTS_MAX && self.data.len() + extra <= CHUNK_BYTES_MAX
+        self.count() < CHUNK_ELEMENTS_MAX && self.bytes() + extra <= CHUNK_BYTES_MAX
     }
 
     fn push_back(&mut self, element: &[u8]) {
+        // Spare room at the head is given up rather than letting the buffer grow past it.
+        if self.front > 0 && self.data.len() + element.len() > self.data.capacity() {
+            self.close_front();
+        }
         // Offsets are computed before any change, so a refused size leaves the chunk whole.
         let end = offset(self.data.len() + element.len());
         self.data.extend_from_slice(element);
         self.ends.push(end);
     }
 
+    /// Moves the elements down to the buffer's start, so no spare room is left at the head.
+    fn close_front(&mut self) {
+        let front = self.front as usize;
+        self.data.copy_within(front.., 0);
+        self.data.truncate(self.data.len() - front);
+        for end in &mut self.ends {
+            *end -= self.front;
+        }
+        self.front = 0;
+    }
+
     /// Inserts at `index` (0..=count), shifting the later elements' bytes and offsets.
     fn insert(&mut self, index: usize, element: &[u8]) {
         debug_assert!(index <= self.count());
+        if index == 0 && element.len() <= self.front as usize {
+            // The hot path of LPUSH: the element goes into the spare room at the head.
+            let at = self.front as usize - element.len();
+            self.data[at..at + element.len()].copy_from_slice(element);
+            self.ends.insert(0, self.front);
+            self.front = offset(at);
+            return;
+        }
+        if self.front > 0 && self.data.len() + element.len() > self.data.capacity() {
+            self.close_front();
+        }
         let at = self.start(index);
         let _total = offset(self.data.len() + element.len()); // the last offset after the insert
         let (shift, new_end) = (offset(element.len()), offset(at + element.len()));
         // Grow, move the tail up with one memmove, then copy the element in: `splice` with an
-        // iterator moves byte by byte, and a head push is the hot path of LPUSH.
+        // iterator moves byte by byte.
         let old_len = self.data.len();
         self.data.resize(old_len + element.len(), 0);
         self.data.copy_within(at..old_len, at + element.len());
@@ -136,15 +183,11 @@ impl Chunk {
         }
     }
 
-    /// Removes the first `count` elements.
+    /// Removes the first `count` elements: their bytes become spare room at the head.
     fn drop_front(&mut self, count: usize) {
         debug_assert!(count <= self.count());
-        let cut = self.start(count);
-        self.data.drain(..cut);
+        self.front = offset(self.start(count));
         self.ends.drain(..count);
-        for end in &mut self.ends {
-            *end -= offset(cut);
-        }
     }
 
     /// Removes the last `count` elements.
@@ -165,7 +208,11 @@ impl Chunk {
             .into_iter()
             .map(|end| end - offset(cut))
             .collect();
-        Chunk { data, ends }
+        Chunk {
+            data,
+            front: 0,
+            ends,
+        }
     }
 
     fn heap_bytes(&self) -> usize {
@@ -237,7 +284,8 @@ impl List {
             for chunk in &self.chunks {
                 assert!(chunk.count() > 0, "an empty chunk");
                 assert!(chunk.count() <= CHUNK_ELEMENTS_MAX);
-                assert!(chunk.count() == 1 || chunk.data.len() <= CHUNK_BYTES_MAX);
+                assert!(chunk.count() == 1 || chunk.bytes() <= CHUNK_BYTES_MAX);
+                assert!(chunk.ends.first().is_some_and(|&end| end >= chunk.front));
                 assert!(chunk.ends.windows(2).all(|pair| pair[0] <= pair[1]));
                 assert_eq!(
                     chunk.ends.last().map(|&end| end as usize),
@@ -309,11 +357,15 @@ impl List {
         match end {
             End::Left => match self.chunks.front_mut() {
                 Some(chunk) if chunk.has_room(element.len()) => chunk.insert(0, element),
-                _ => self.chunks.push_front(Chunk::starting(element, growing)),
+                _ => self
+                    .chunks
+                    .push_front(Chunk::starting(element, growing, End::Left)),
             },
             End::Right => match self.chunks.back_mut() {
                 Some(chunk) if chunk.has_room(element.len()) => chunk.push_back(element),
-                _ => self.chunks.push_back(Chunk::starting(element, growing)),
+                _ => self
+                    .chunks
+                    .push_back(Chunk::starting(element, growing, End::Right)),
             },
         }
         self.len += 1;
@@ -413,7 +465,7 @@ impl List {
     fn rebalance(&mut self, chunk_index: usize) {
         let chunk = &mut self.chunks[chunk_index];
         let count = chunk.count();
-        let fits = count <= CHUNK_ELEMENTS_MAX && chunk.data.len() <= CHUNK_BYTES_MAX;
+        let fits = count <= CHUNK_ELEMENTS_MAX && chunk.bytes() <= CHUNK_BYTES_MAX;
         if count == 1 || fits {
             return;
         }
@@ -601,6 +653,45 @@ mod tests {
 
     fn popped(items: &[CompactBytes]) -> Vec<String> {
         strings(items.iter().map(|item| item.as_slice()))
+    }
+
+    /// A chunk opened at the head fills from its end; a head pop leaves room that a head push
+    /// reuses without moving bytes; a push or insert that would grow the buffer while room
+    /// is left closes the room first (test chunks hold 12 bytes, 4 elements).
+    #[test]
+    fn spare_room_at_a_chunks_head() {
+        let mut chunk = Chunk::starting(b"dd", true, End::Left);
+        assert_eq!((chunk.front, chunk.data.len()), (10, 12));
+        chunk.insert(0, b"cc");
+        chunk.insert(0, b"b");
+        assert_eq!(chunk.front, 7);
+        assert_eq!(chunk.ends, [8, 10, 12]);
+        chunk.drop_front(1);
+        assert_eq!((chunk.front, chunk.bytes()), (8, 4));
+        chunk.insert(0, b"aaa");
+        assert_eq!(chunk.front, 5);
+        assert!(chunk.has_room(1) && !chunk.has_room(6));
+        chunk.push_back(b"ee");
+        assert_eq!(
+            chunk.front, 0,
+            "the tail push closed the room instead of growing"
+        );
+        let elements: Vec<&[u8]> = (0..chunk.count()).map(|index| chunk.get(index)).collect();
+        assert_eq!(elements, [&b"aaa"[..], b"cc", b"dd", b"ee"]);
+        assert_eq!(chunk.ends, [3, 5, 7, 9]);
+        // So does an insert after the head; one that fits leaves the room where it is.
+        let mut chunk = Chunk::starting(b"z", true, End::Left);
+        chunk.insert(1, b"y");
+        assert_eq!(
+            (chunk.front, chunk.get(0), chunk.get(1)),
+            (0, &b"z"[..], &b"y"[..])
+        );
+        chunk.drop_front(1);
+        chunk.insert(1, b"x");
+        assert_eq!(
+            (chunk.front, chunk.get(0), chunk.get(1)),
+            (1, &b"y"[..], &b"x"[..])
+        );
     }
 
     #[test]
