@@ -119,6 +119,43 @@ fn metadata_commands_never_read_the_disk() {
 }
 
 #[test]
+fn sort_reads_its_cold_source_and_pattern_keys_with_no_lock_held() {
+    // SORT locks the whole keyspace, and its BY and GET patterns name keys its arguments do
+    // not: the executor finds them from the source's elements and reads them first.
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    conn.cmd("CONFIG SET tiering-min-value-size 1");
+    let name = |id: usize| format!("name-{id}-{}", "x".repeat(100));
+    for (id, weight) in [(1, 30), (2, 10), (3, 20)] {
+        conn.cmd(&format!("RPUSH ids {id}"));
+        conn.cmd(&format!("SET weight_{id} {weight}"));
+        conn.cmd(&format!("HSET info_{id} name {}", name(id)));
+    }
+    let expected = conn.cmd("SORT ids BY weight_* GET info_*->name GET #");
+    for line in [
+        "SORT ids BY weight_* GET info_*->name GET #",
+        "SORT_RO ids BY weight_* GET info_*->name GET #",
+        "SORT ids BY weight_* GET info_*->name STORE sorted",
+    ] {
+        conn.cmd("DEL sorted");
+        assert_eq!(conn.cmd("DEBUG SPILL"), b":7\r\n");
+        let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
+        let reply = conn.cmd(line);
+        if line.contains("STORE") {
+            assert_eq!(reply, b":3\r\n");
+        } else {
+            assert_eq!(reply, expected, "{line}");
+        }
+        assert_eq!(
+            info_number(&mut conn, "tiering", "tiering_locked_reads"),
+            locked,
+            "{line} read under the lock"
+        );
+    }
+    assert_eq!(conn.cmd("LINDEX sorted 0"), bulk(&name(2)));
+}
+
+#[test]
 fn with_memory_full_reads_borrow_cold_values_and_only_the_hot_set_comes_back() {
     // Large enough that writing out the spill tail (a MiB at a time) leaves memory within the
     // 96% over which a read no longer finds room to spare.

@@ -597,9 +597,11 @@ fn warm<'a>(
     args: &[Bytes],
     now_ms: u64,
 ) -> Result<Locked<'a>, Error> {
+    // SORT locks the whole keyspace (its patterns can name any key), yet names its source.
+    let sort = matches!(command.fullname.as_str(), "sort" | "sort_ro");
     // Nothing cold (the common case): no key positions computed, nothing allocated.
     if !has_cold_keys(server)
-        || !matches!(command.lock, Lock::Keys | Lock::Custom(_))
+        || !(sort || matches!(command.lock, Lock::Keys | Lock::Custom(_)))
         || METADATA_ONLY.contains(&command.fullname.as_str())
     {
         return Ok(ks);
@@ -612,10 +614,26 @@ fn warm<'a>(
         .collect();
     // A read-only command borrows cold values unless the policy brings them back.
     let lend = command.has(super::table::flags::READONLY);
-    warm_keys(server, ks, db, &keys, lend, || {
-        lock_command(server, command, args, now_ms)
-    })
+    let relock = || lock_command(server, command, args, now_ms);
+    let mut ks = warm_keys(server, ks, db, &keys, lend, relock)?;
+    // SORT's BY and GET patterns name keys the arguments do not: found from the source's
+    // elements now, read like the named ones (a key that turns cold in between is read under
+    // the lock, as are more than `SORT_PATTERN_KEYS_MAX`).
+    if sort && args.len() > 2 {
+        let found = ks.peek_meta(db, &args[1]).and_then(|entry| {
+            super::sort::pattern_keys(&entry.value, args, lend, SORT_PATTERN_KEYS_MAX)
+        });
+        if let Some(found) = found.filter(|found| !found.is_empty()) {
+            let found: SmallVec<[&[u8]; 4]> = found.iter().map(|key| &key[..]).collect();
+            ks = warm_keys(server, ks, db, &found, lend, relock)?;
+        }
+    }
+    Ok(ks)
 }
+
+/// SORT pattern keys read ahead with the locks released, at most (each read is held in RAM
+/// until the command ends).
+const SORT_PATTERN_KEYS_MAX: usize = 1024;
 
 /// Reads the cold values among `keys` with the locks released, relocks with `relock`, and
 /// installs each value whose entry still holds the pointer it was read from (records are

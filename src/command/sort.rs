@@ -215,6 +215,50 @@ fn fetch(ctx: &mut Ctx<'_, '_>, pattern: &[u8], element: &Bytes) -> Option<Bytes
     }
 }
 
+/// The keys SORT's BY and GET patterns name for the elements of the source `value` (looked at
+/// under the lock, before SORT runs), or None when there would be more than `max`: the
+/// executor reads the cold ones with the locks released, as it does the keys a command names,
+/// so SORT does not read them from the disk tier with the whole keyspace locked.
+pub fn pattern_keys(
+    value: &Value,
+    argv: &[Bytes],
+    readonly: bool,
+    max: usize,
+) -> Option<Vec<Vec<u8>>> {
+    let options = parse(argv, readonly).ok()?;
+    let patterns: Vec<&Bytes> = options.by.iter().chain(&options.gets).collect();
+    let length = match value {
+        Value::List(list) => list.len(),
+        Value::Set(set) => set.len(),
+        Value::ZSet(zset) => zset.len(),
+        _ => 0,
+    };
+    if patterns.is_empty() || length == 0 {
+        return Some(Vec::new());
+    }
+    if length.saturating_mul(patterns.len()) > max {
+        return None;
+    }
+    let elements: Vec<Bytes> = match value {
+        Value::List(list) => list.iter().map(Bytes::copy_from_slice).collect(),
+        Value::Set(set) => set.members(),
+        Value::ZSet(zset) => zset
+            .iter_range(0, length, false)
+            .map(|(_, member)| Bytes::copy_from_slice(member))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut keys = Vec::with_capacity(elements.len() * patterns.len());
+    for element in &elements {
+        for pattern in &patterns {
+            if let Target::Key(key) | Target::Field(key, _) = substitute(pattern, element) {
+                keys.push(key);
+            }
+        }
+    }
+    Some(keys)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Weights and comparison
 // ---------------------------------------------------------------------------------------------
