@@ -156,6 +156,27 @@ fn sort_reads_its_cold_source_and_pattern_keys_with_no_lock_held() {
 }
 
 #[test]
+fn a_blocked_client_is_served_with_its_cold_keys_read_with_no_lock_held() {
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    let mut waiter = server.connect();
+    conn.cmd("CONFIG SET tiering-min-value-size 1");
+    conn.cmd(&format!("RPUSH dst {}", "d".repeat(200)));
+    waiter.send_command(&["BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"]);
+    common::wait_for(|| info_number(&mut conn, "clients", "blocked_clients") == 1);
+    // Spilled while the client waits: its first try read `dst` back.
+    assert_eq!(conn.cmd("DEBUG SPILL dst"), b":1\r\n");
+    let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
+    conn.cmd("RPUSH src moved");
+    assert_eq!(waiter.read_reply().expect("BLMOVE reply"), bulk("moved"));
+    assert_eq!(conn.cmd("LLEN dst"), b":2\r\n");
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_locked_reads"),
+        locked
+    );
+}
+
+#[test]
 fn with_memory_full_reads_borrow_cold_values_and_only_the_hot_set_comes_back() {
     // Large enough that writing out the spill tail (a MiB at a time) leaves memory within the
     // 96% over which a read no longer finds room to spare.

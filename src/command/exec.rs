@@ -702,7 +702,15 @@ pub fn serve_waiter(
     session.db = waiter.db;
     session.resp3 = waiter.resp3;
     let now_us = server.clock.now_us();
-    let ks = lock_for(server, &[(command, &waiter.args[..])], &[], now_us / 1000);
+    let now_ms = now_us / 1000;
+    let ks = lock_for(server, &[(command, &waiter.args[..])], &[], now_ms);
+    // A key written for the waiter may have been spilled since (never read: the first to go):
+    // read with the locks released, as for any command. Another client may run in between;
+    // it then simply came first, and the waiter finds what is left.
+    let ks = match warm(server, ks, waiter.db, command, &waiter.args, now_ms) {
+        Ok(ks) => ks,
+        Err(error) => return (error.into_reply(), false, Vec::new()),
+    };
     let mut outcome = invoke(
         server,
         &mut session,
