@@ -153,6 +153,19 @@ fn sort_reads_its_cold_source_and_pattern_keys_with_no_lock_held() {
         );
     }
     assert_eq!(conn.cmd("LINDEX sorted 0"), bulk(&name(2)));
+    // Queued in a transaction: EXEC reads them before locking for it.
+    assert_eq!(conn.cmd("DEBUG SPILL"), b":8\r\n");
+    let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
+    conn.cmd("MULTI");
+    conn.cmd("SORT ids BY weight_* GET info_*->name GET #");
+    let mut exec = b"*1\r\n".to_vec();
+    exec.extend_from_slice(&expected);
+    assert_eq!(conn.cmd("EXEC"), exec);
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_locked_reads"),
+        locked,
+        "SORT in EXEC read under the lock"
+    );
 }
 
 #[test]

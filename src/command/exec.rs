@@ -342,6 +342,17 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
             Ok(ks) => ks,
             Err(_) => lock_for(server, &plan, &watched_keys, now_ms),
         };
+        let found: Vec<Vec<u8>> = plan
+            .iter()
+            .flat_map(|(command, args)| sort_pattern_keys(&mut ks, session.db, command, args))
+            .collect();
+        if !found.is_empty() {
+            let found: Vec<&[u8]> = found.iter().map(|key| &key[..]).collect();
+            ks = match warm_keys(server, ks, session.db, &found, false, relock) {
+                Ok(ks) => ks,
+                Err(_) => lock_for(server, &plan, &watched_keys, now_ms),
+            };
+        }
     }
     let broken = super::transactions::watches_broken(&mut ks, &watched);
     super::transactions::release_watches(&mut ks, &watched);
@@ -616,19 +627,33 @@ fn warm<'a>(
     let lend = command.has(super::table::flags::READONLY);
     let relock = || lock_command(server, command, args, now_ms);
     let mut ks = warm_keys(server, ks, db, &keys, lend, relock)?;
-    // SORT's BY and GET patterns name keys the arguments do not: found from the source's
-    // elements now, read like the named ones (a key that turns cold in between is read under
-    // the lock, as are more than `SORT_PATTERN_KEYS_MAX`).
-    if sort && args.len() > 2 {
-        let found = ks.peek_meta(db, &args[1]).and_then(|entry| {
-            super::sort::pattern_keys(&entry.value, args, lend, SORT_PATTERN_KEYS_MAX)
-        });
-        if let Some(found) = found.filter(|found| !found.is_empty()) {
-            let found: SmallVec<[&[u8]; 4]> = found.iter().map(|key| &key[..]).collect();
-            ks = warm_keys(server, ks, db, &found, lend, relock)?;
-        }
+    let found = sort_pattern_keys(&mut ks, db, command, args);
+    if !found.is_empty() {
+        let found: SmallVec<[&[u8]; 4]> = found.iter().map(|key| &key[..]).collect();
+        ks = warm_keys(server, ks, db, &found, lend, relock)?;
     }
     Ok(ks)
+}
+
+/// The keys a SORT's BY and GET patterns name, which its arguments do not: found from its
+/// source's elements as they are now, to be read like the named ones (a key that turns cold
+/// in between is read under the lock, as are more than `SORT_PATTERN_KEYS_MAX`). Empty for
+/// other commands.
+fn sort_pattern_keys(
+    ks: &mut Locked<'_>,
+    db: usize,
+    command: &Command,
+    args: &[Bytes],
+) -> Vec<Vec<u8>> {
+    if !matches!(command.fullname.as_str(), "sort" | "sort_ro") || args.len() <= 2 {
+        return Vec::new();
+    }
+    let readonly = command.has(super::table::flags::READONLY);
+    ks.peek_meta(db, &args[1])
+        .and_then(|entry| {
+            super::sort::pattern_keys(&entry.value, args, readonly, SORT_PATTERN_KEYS_MAX)
+        })
+        .unwrap_or_default()
 }
 
 /// SORT pattern keys read ahead with the locks released, at most (each read is held in RAM
