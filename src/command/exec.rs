@@ -656,9 +656,10 @@ fn sort_pattern_keys(
         .unwrap_or_default()
 }
 
-/// SORT pattern keys read ahead with the locks released, at most (each read is held in RAM
-/// until the command ends).
-const SORT_PATTERN_KEYS_MAX: usize = 1024;
+/// SORT pattern keys read ahead with the locks released, at most. The values read are held
+/// in RAM until the command ends (as its reply would hold the GET values anyway); past this,
+/// the sort reads its cold pattern keys with the whole keyspace locked, so the bound is high.
+const SORT_PATTERN_KEYS_MAX: usize = 65_536;
 
 /// Reads the cold values among `keys` with the locks released, relocks with `relock`, and
 /// installs each value whose entry still holds the pointer it was read from (records are
