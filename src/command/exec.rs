@@ -608,11 +608,10 @@ fn warm<'a>(
     args: &[Bytes],
     now_ms: u64,
 ) -> Result<Locked<'a>, Error> {
-    // SORT locks the whole keyspace (its patterns can name any key), yet names its source.
-    let sort = matches!(command.fullname.as_str(), "sort" | "sort_ro");
-    // Nothing cold (the common case): no key positions computed, nothing allocated.
+    // Nothing cold (the common case): no key positions computed, nothing allocated. SORT
+    // locks the whole keyspace (its patterns can name any key), yet names its source.
     if !has_cold_keys(server)
-        || !(sort || matches!(command.lock, Lock::Keys | Lock::Custom(_)))
+        || !(is_sort(command) || matches!(command.lock, Lock::Keys | Lock::Custom(_)))
         || METADATA_ONLY.contains(&command.fullname.as_str())
     {
         return Ok(ks);
@@ -645,7 +644,7 @@ fn sort_pattern_keys(
     command: &Command,
     args: &[Bytes],
 ) -> Vec<Vec<u8>> {
-    if !matches!(command.fullname.as_str(), "sort" | "sort_ro") || args.len() <= 2 {
+    if !is_sort(command) || args.len() <= 2 {
         return Vec::new();
     }
     let readonly = command.has(super::table::flags::READONLY);
@@ -654,6 +653,10 @@ fn sort_pattern_keys(
             super::sort::pattern_keys(&entry.value, args, readonly, SORT_PATTERN_KEYS_MAX)
         })
         .unwrap_or_default()
+}
+
+fn is_sort(command: &Command) -> bool {
+    matches!(command.fullname.as_str(), "sort" | "sort_ro")
 }
 
 /// SORT pattern keys read ahead with the locks released, at most. The values read are held

@@ -135,12 +135,17 @@ pub fn effective_limit(server: &Server) -> usize {
 /// tiering keeps an explicit `maxmemory` (see the module doc).
 pub fn budgeted_memory(server: &Server) -> usize {
     let used = super::used_memory();
-    let tier = &server.keyspace.tier;
-    if tier.is_open() && crate::config_int!(server.config, "maxmemory") > 0 {
-        used.saturating_sub(tier.index_bytes())
+    if budgets_values(server) {
+        used.saturating_sub(server.keyspace.tier.index_bytes())
     } else {
         used
     }
+}
+
+/// Whether the limit budgets values (tiering with an explicit `maxmemory`) rather than all
+/// the process holds (Redis's meaning, and the automatic limit's).
+fn budgets_values(server: &Server) -> bool {
+    server.keyspace.tier.is_open() && crate::config_int!(server.config, "maxmemory") > 0
 }
 
 /// What spilling and promotion hold to the limit: `budgeted_memory` plus the RSS excess
@@ -158,17 +163,14 @@ const RESIDENT_SLACK_BYTES: usize = 8 << 20;
 const RESIDENT_EXCESS_MAX_PERMILLE: usize = 250;
 
 /// The upkeep, every tick: charges anonymous RSS (the binary's pages and mapped files are
-/// not the allocator's) beyond the allocated bytes plus slack to the values' budget. The allocator cannot hand back a page while any value on it lives, and spilling
-/// frees values all over: at 2M keys under `maxmemory 200mb`, RSS ran 29% over the count
+/// not the allocator's) beyond the allocated bytes plus slack to the values' budget. The
+/// allocator cannot hand back a page while any value on it lives, and spilling frees values
+/// all over: at 2M keys under `maxmemory 200mb`, RSS ran 29% over the count
 /// (430 MB against 333 MB). The limit is there to bound RSS, so the excess is spilled for;
 /// capped, because spilling gives pages back only as they empty (a runaway would spill
 /// everything for little). Not under the simulator's gauge (RSS would not replay).
 pub fn track_resident(server: &Server) {
-    let tier = &server.keyspace.tier;
-    let excess = if tier.is_open()
-        && crate::config_int!(server.config, "maxmemory") > 0
-        && !super::alloc::gauge_active()
-    {
+    let excess = if budgets_values(server) && !super::alloc::gauge_active() {
         let used = super::used_memory();
         let allowed = used + used / 1000 * RESIDENT_SLACK_PERMILLE + RESIDENT_SLACK_BYTES;
         let cap = effective_limit(server) / 1000 * RESIDENT_EXCESS_MAX_PERMILLE;
@@ -178,7 +180,11 @@ pub fn track_resident(server: &Server) {
     } else {
         0
     };
-    tier.resident_excess.store(excess, Ordering::Relaxed);
+    server
+        .keyspace
+        .tier
+        .resident_excess
+        .store(excess, Ordering::Relaxed);
 }
 
 /// Spills if memory is over the limit (loading, the cron); true when under it afterwards.
