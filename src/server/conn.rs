@@ -93,6 +93,10 @@ pub async fn serve<S>(
     let mut closing = false;
     let mut deferred = false;
     let mut blocked: Option<BlockedWait> = None;
+    // One registration for the whole connection: a fresh `killed()` per turn of the loop
+    // locks the notifier's waiter list twice per turn, several turns per request.
+    let killed = handle.killed();
+    tokio::pin!(killed);
     loop {
         if closing && output.is_empty() {
             break;
@@ -128,7 +132,7 @@ pub async fn serve<S>(
         }
         let blocked_deadline = blocked.as_ref().and_then(|wait| wait.deadline);
         tokio::select! {
-            _ = handle.killed() => break,
+            _ = &mut killed => break,
             reply = async { (&mut blocked.as_mut().expect("guarded").reply).await }, if blocked.is_some() => {
                 blocked = None;
                 if let Ok(reply) = reply {
@@ -189,6 +193,9 @@ pub async fn serve<S>(
                         Batch::Abort => break,
                         Batch::Blocked(wait) => blocked = Some(wait),
                     }
+                    if !output.is_empty() && !write_now(&mut writer, &mut output, &server) {
+                        break;
+                    }
                 }
                 let limit = crate::config_int!(server.config, "client-query-buffer-limit").max(0) as usize;
                 if input.len() > limit {
@@ -210,6 +217,30 @@ pub async fn serve<S>(
     super::pubsub::unsubscribe_all(&server, &mut session);
     server.monitors.remove(session.id);
     server.clients.unregister(session.id);
+}
+
+/// Writes what the socket takes right now, without waiting: an unpipelined reply leaves in
+/// the turn that read its request, as Redis writes before it next waits for events, instead
+/// of in a turn of its own. False when the connection is gone. Whatever the socket does not
+/// take is written by the loop once the socket is writable.
+fn write_now<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    output: &mut BytesMut,
+    server: &Server,
+) -> bool {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(writer).poll_write(&mut context, output) {
+        std::task::Poll::Ready(Ok(0)) | std::task::Poll::Ready(Err(_)) => false,
+        std::task::Poll::Ready(Ok(written)) => {
+            server
+                .stats
+                .net_output_bytes
+                .fetch_add(written as u64, Ordering::Relaxed);
+            output.advance(written);
+            true
+        }
+        std::task::Poll::Pending => true,
+    }
 }
 
 /// Redis's checkClientOutputBufferLimits for this client's class: true when it must go.
