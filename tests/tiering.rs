@@ -138,7 +138,10 @@ fn sort_reads_its_cold_source_and_pattern_keys_with_no_lock_held() {
         "SORT ids BY weight_* GET info_*->name STORE sorted",
     ] {
         conn.cmd("DEL sorted");
-        assert_eq!(conn.cmd("DEBUG SPILL"), b":7\r\n");
+        // Everything cold (pattern keys read ahead are lent, so stay cold: only what a
+        // command brought back is spilled again).
+        conn.cmd("DEBUG SPILL");
+        assert_eq!(info_number(&mut conn, "tiering", "tiering_cold_keys"), 7);
         let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
         let reply = conn.cmd(line);
         if line.contains("STORE") {
@@ -154,7 +157,8 @@ fn sort_reads_its_cold_source_and_pattern_keys_with_no_lock_held() {
     }
     assert_eq!(conn.cmd("LINDEX sorted 0"), bulk(&name(2)));
     // Queued in a transaction: EXEC reads them before locking for it.
-    assert_eq!(conn.cmd("DEBUG SPILL"), b":8\r\n");
+    conn.cmd("DEBUG SPILL");
+    assert_eq!(info_number(&mut conn, "tiering", "tiering_cold_keys"), 8);
     let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
     conn.cmd("MULTI");
     conn.cmd("SORT ids BY weight_* GET info_*->name GET #");
@@ -166,6 +170,65 @@ fn sort_reads_its_cold_source_and_pattern_keys_with_no_lock_held() {
         locked,
         "SORT in EXEC read under the lock"
     );
+}
+
+#[test]
+fn a_sort_over_more_cold_pattern_keys_than_ever_fit_a_read_ahead_reads_none_under_the_lock() {
+    // 70,000 elements, each naming a weight key and a hash whose one field GET takes: past
+    // what the executor used to read ahead whole (65,536 keys). Only the parts the patterns
+    // take are held, so every one is read with no lock held.
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    conn.cmd("CONFIG SET tiering-min-value-size 1");
+    let count = 70_000usize;
+    let ids: Vec<usize> = (0..count).collect();
+    for chunk in ids.chunks(1000) {
+        let mut bytes = Vec::new();
+        let mut push = vec!["RPUSH".to_string(), "ids".to_string()];
+        for &id in chunk {
+            push.push(id.to_string());
+            // Weights in reverse order of the ids, so the sort has work to do.
+            let weight = (count - id).to_string();
+            bytes.extend(common::encode_command(&[
+                "SET",
+                &format!("w_{id}"),
+                &weight,
+            ]));
+            let name = format!("name-{id}");
+            let hash = format!("h_{id}");
+            let other = "o".repeat(200);
+            bytes.extend(common::encode_command(&[
+                "HSET", &hash, "name", &name, "other", &other,
+            ]));
+        }
+        bytes.extend(common::encode_command(&push));
+        conn.send(&bytes);
+        for _ in 0..chunk.len() * 2 + 1 {
+            let reply = conn.read_reply().expect("reply");
+            assert!(!reply.starts_with(b"-"), "{}", common::escape(&reply));
+        }
+    }
+    let line = "SORT ids BY w_* LIMIT 0 3 GET h_*->name GET #";
+    let expected = conn.cmd(line);
+    assert_eq!(
+        common::escape(&expected),
+        common::escape(
+            b"*6\r\n$10\r\nname-69999\r\n$5\r\n69999\r\n$10\r\nname-69998\r\n$5\r\n69998\r\n$10\r\nname-69997\r\n$5\r\n69997\r\n"
+        )
+    );
+    for line in [line, "SORT_RO ids BY w_* LIMIT 0 3 GET h_*->name GET #"] {
+        let spilled = conn.cmd("DEBUG SPILL");
+        assert!(spilled.starts_with(b":"), "{}", common::escape(&spilled));
+        let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
+        assert_eq!(conn.cmd(line), expected, "{line}");
+        assert_eq!(
+            info_number(&mut conn, "tiering", "tiering_locked_reads"),
+            locked,
+            "{line} read under the lock"
+        );
+    }
+    // The parts are only lent: the hashes stay cold, whole.
+    assert_eq!(conn.cmd("HGET h_5 other"), bulk(&"o".repeat(200)));
 }
 
 #[test]

@@ -7,11 +7,14 @@
 
 use super::table::{flags, range_iter, table, Command, Lock};
 use crate::error::{error_code, CmdResult, Error};
+use crate::keyspace::locked::Prefetched;
 use crate::keyspace::Locked;
 use crate::protocol::Reply;
 use crate::server::{Server, Session};
+use crate::types::Value;
 use bytes::Bytes;
 use smallvec::SmallVec;
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// A command's handler: parses its arguments, runs on the locked keyspace, returns a reply.
@@ -338,21 +341,14 @@ fn exec_transaction(server: &Server, session: &mut Session) -> (Reply, Option<Ac
             .flat_map(|(args, at)| at.iter().filter_map(|&i| args.get(i)).map(|k| &k[..]))
             .collect();
         let relock = || lock_for(server, &plan, &watched_keys, now_ms);
-        ks = match warm_keys(server, ks, session.db, &keys, false, relock) {
-            Ok(ks) => ks,
-            Err(_) => lock_for(server, &plan, &watched_keys, now_ms),
-        };
-        let found: Vec<Vec<u8>> = plan
-            .iter()
-            .flat_map(|(command, args)| sort_pattern_keys(&mut ks, session.db, command, args))
-            .collect();
-        if !found.is_empty() {
-            let found: Vec<&[u8]> = found.iter().map(|key| &key[..]).collect();
-            ks = match warm_keys(server, ks, session.db, &found, false, relock) {
-                Ok(ks) => ks,
-                Err(_) => lock_for(server, &plan, &watched_keys, now_ms),
-            };
+        let mut prefetched = Prefetched::default();
+        for (command, args) in &plan {
+            let db = session.db;
+            ks = prefetch_sort_patterns(server, ks, db, command, args, &mut prefetched, relock)
+                .unwrap_or_else(|_| relock());
         }
+        ks = warm_keys(server, ks, session.db, &keys, false, relock).unwrap_or_else(|_| relock());
+        ks.set_prefetched(prefetched);
     }
     let broken = super::transactions::watches_broken(&mut ks, &watched);
     super::transactions::release_watches(&mut ks, &watched);
@@ -625,44 +621,116 @@ fn warm<'a>(
     // A read-only command borrows cold values unless the policy brings them back.
     let lend = command.has(super::table::flags::READONLY);
     let relock = || lock_command(server, command, args, now_ms);
+    // SORT's pattern keys first: what the named keys lend lives only while the locks are
+    // held, and reading ahead releases them.
+    let mut prefetched = Prefetched::default();
+    let ks = prefetch_sort_patterns(server, ks, db, command, args, &mut prefetched, relock)?;
     let mut ks = warm_keys(server, ks, db, &keys, lend, relock)?;
-    let found = sort_pattern_keys(&mut ks, db, command, args);
-    if !found.is_empty() {
-        let found: SmallVec<[&[u8]; 4]> = found.iter().map(|key| &key[..]).collect();
-        ks = warm_keys(server, ks, db, &found, lend, relock)?;
-    }
+    ks.set_prefetched(prefetched);
     Ok(ks)
-}
-
-/// The keys a SORT's BY and GET patterns name, which its arguments do not: found from its
-/// source's elements as they are now, to be read like the named ones (a key that turns cold
-/// in between is read under the lock, as are more than `SORT_PATTERN_KEYS_MAX`). Empty for
-/// other commands.
-fn sort_pattern_keys(
-    ks: &mut Locked<'_>,
-    db: usize,
-    command: &Command,
-    args: &[Bytes],
-) -> Vec<Vec<u8>> {
-    if !is_sort(command) || args.len() <= 2 {
-        return Vec::new();
-    }
-    let readonly = command.has(super::table::flags::READONLY);
-    ks.peek_meta(db, &args[1])
-        .and_then(|entry| {
-            super::sort::pattern_keys(&entry.value, args, readonly, SORT_PATTERN_KEYS_MAX)
-        })
-        .unwrap_or_default()
 }
 
 fn is_sort(command: &Command) -> bool {
     matches!(command.fullname.as_str(), "sort" | "sort_ro")
 }
 
-/// SORT pattern keys read ahead with the locks released, at most. The values read are held
-/// in RAM until the command ends (as its reply would hold the GET values anyway); past this,
-/// the sort reads its cold pattern keys with the whole keyspace locked, so the bound is high.
-const SORT_PATTERN_KEYS_MAX: usize = 65_536;
+/// Elements of a SORT's source whose pattern keys are looked at per hold of the locks.
+const SORT_PREFETCH_ELEMENTS: usize = 4096;
+/// What a SORT may hold read ahead (keys, fields, parts). Past it, the rest of its cold
+/// pattern keys are read with the keyspace locked: a bound for a sort far larger than its
+/// reply (BY over millions of cold keys with a small LIMIT) rather than a common case.
+const SORT_PREFETCH_BYTES_MAX: usize = 256 << 20;
+
+/// The hash fields SORT's patterns take from one key (None: the key's string itself).
+type PatternFields<'p> = SmallVec<[Option<&'p [u8]>; 1]>;
+
+/// Reads ahead, with the locks released, the cold keys a SORT's BY and GET patterns name
+/// for the elements of its source as they are now (which its arguments do not name), keeping
+/// only the part each pattern takes (`sort::part`) in `prefetched`. A cold source is read for
+/// its elements here too. A key that changes before the sort runs is no longer cold at the
+/// pointer read, and the sort reads it under the lock (the fallback). No-op for other
+/// commands.
+fn prefetch_sort_patterns<'a>(
+    server: &'a Server,
+    mut ks: Locked<'a>,
+    db: usize,
+    command: &Command,
+    args: &[Bytes],
+    prefetched: &mut Prefetched,
+    relock: impl Fn() -> Locked<'a>,
+) -> Result<Locked<'a>, Error> {
+    if !is_sort(command) || args.len() <= 2 {
+        return Ok(ks);
+    }
+    let readonly = command.has(super::table::flags::READONLY);
+    let Some(patterns) = super::sort::patterns(args, readonly) else {
+        return Ok(ks);
+    };
+    let tier = &server.keyspace.tier;
+    let source = match ks.peek_meta(db, &args[1]) {
+        None => return Ok(ks),
+        Some(entry) => match &entry.value {
+            Value::Cold(cold) => Err(*cold),
+            value => Ok(super::sort::elements(value)),
+        },
+    };
+    let elements = match source {
+        Ok(elements) => elements,
+        Err(cold) => {
+            drop(ks);
+            let read = tier.read(cold);
+            ks = relock();
+            match read {
+                Ok(value) => super::sort::elements(&value),
+                // Warming the source, next, reports a bad record; a compacted one is read
+                // again there.
+                Err(_) => return Ok(ks),
+            }
+        }
+    };
+    if patterns.is_empty() || elements.is_empty() {
+        return Ok(ks);
+    }
+    for chunk in elements.chunks(SORT_PREFETCH_ELEMENTS) {
+        if prefetched.bytes() > SORT_PREFETCH_BYTES_MAX {
+            break;
+        }
+        let mut fields: HashMap<Vec<u8>, PatternFields<'_>> = HashMap::new();
+        for element in chunk {
+            for pattern in &patterns {
+                if let Some((key, field)) = super::sort::target(pattern, element) {
+                    let wanted = fields.entry(key).or_default();
+                    if !wanted.contains(&field) {
+                        wanted.push(field);
+                    }
+                }
+            }
+        }
+        let cold: Vec<(Vec<u8>, crate::tier::ColdRef)> = ks
+            .cold_refs(db, fields.keys().map(|key| &key[..]))
+            .into_iter()
+            .map(|(key, cold)| (key.to_vec(), cold))
+            .collect();
+        if cold.is_empty() {
+            continue;
+        }
+        drop(ks);
+        for (key, pointer) in cold {
+            let value = match tier.read(pointer) {
+                Ok(value) => value,
+                // Compacted meanwhile: the sort reads it under the lock.
+                Err(crate::tier::store::TierError::Gone) => continue,
+                Err(err) => return Err(tier_read_error(&key, err)),
+            };
+            for &field in fields.get(&key).into_iter().flatten() {
+                let part = super::sort::part(&value, field);
+                prefetched.insert(db, &key, field, pointer, part);
+            }
+        }
+        ks = relock();
+    }
+    Ok(ks)
+}
 
 /// Reads the cold values among `keys` with the locks released, relocks with `relock`, and
 /// installs each value whose entry still holds the pointer it was read from (records are
@@ -699,12 +767,7 @@ fn warm_keys<'a>(
                 }
                 // Compacted meanwhile: the entry holds a newer pointer; the next round reads it.
                 Err(crate::tier::store::TierError::Gone) => {}
-                Err(err) => {
-                    return Err(Error::err(format!(
-                        "can't read the value of '{}' from the disk tier: {err}",
-                        String::from_utf8_lossy(key)
-                    )))
-                }
+                Err(err) => return Err(tier_read_error(key, err)),
             }
         }
         cold = ks.cold_refs(db, keys.iter().copied());
@@ -716,6 +779,14 @@ fn warm_keys<'a>(
         }
     }
     Ok(ks)
+}
+
+/// The error a command gets when one of its cold values cannot be read.
+fn tier_read_error(key: &[u8], err: crate::tier::store::TierError) -> Error {
+    Error::err(format!(
+        "can't read the value of '{}' from the disk tier: {err}",
+        String::from_utf8_lossy(key)
+    ))
 }
 
 /// Re-runs a blocked client's command for it; returns the reply, whether it must keep

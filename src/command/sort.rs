@@ -198,65 +198,62 @@ fn substitute<'p>(pattern: &'p [u8], element: &[u8]) -> Target<'p> {
 }
 
 /// The value a pattern names for `element`: a string key's value or a hash field's; `None`
-/// when the key is missing or of another type, or the pattern has no `*`.
+/// when the key is missing or of another type, or the pattern has no `*`. A cold key's part
+/// read ahead by the executor (`Prefetched`) is used as it is; others are looked up.
 fn fetch(ctx: &mut Ctx<'_, '_>, pattern: &[u8], element: &Bytes) -> Option<Bytes> {
     let db = ctx.db();
-    match substitute(pattern, element) {
-        Target::Itself => Some(element.clone()),
-        Target::Nothing => None,
-        Target::Key(key) => match &ctx.ks.lookup_read(db, &key)?.value {
-            Value::Str(value) => Some(Bytes::copy_from_slice(value)),
-            _ => None,
-        },
-        Target::Field(key, field) => match &ctx.ks.lookup_read(db, &key)?.value {
-            Value::Hash(hash) => hash.get(field).map(Bytes::copy_from_slice),
-            _ => None,
-        },
+    let (key, field) = match substitute(pattern, element) {
+        Target::Itself => return Some(element.clone()),
+        Target::Nothing => return None,
+        Target::Key(key) => (key, None),
+        Target::Field(key, field) => (key, Some(field)),
+    };
+    if let Some(part) = ctx.ks.lookup_prefetched(db, &key, field) {
+        return part;
+    }
+    part(&ctx.ks.lookup_read(db, &key)?.value, field)
+}
+
+/// What a pattern takes from the value it names: the string itself (`field` None) or one
+/// field of a hash; None for another type or a missing field.
+pub fn part(value: &Value, field: Option<&[u8]>) -> Option<Bytes> {
+    match (value, field) {
+        (Value::Str(value), None) => Some(Bytes::copy_from_slice(value)),
+        (Value::Hash(hash), Some(field)) => hash.get(field).map(Bytes::copy_from_slice),
+        _ => None,
     }
 }
 
-/// The keys SORT's BY and GET patterns name for the elements of the source `value` (looked at
-/// under the lock, before SORT runs), or None when there would be more than `max`: the
-/// executor reads the cold ones with the locks released, as it does the keys a command names,
-/// so SORT does not read them from the disk tier with the whole keyspace locked.
-pub fn pattern_keys(
-    value: &Value,
-    argv: &[Bytes],
-    readonly: bool,
-    max: usize,
-) -> Option<Vec<Vec<u8>>> {
+/// The BY and GET patterns of a SORT, for the executor to read the keys they name ahead
+/// with the locks released, so SORT does not read them from the disk tier with the whole
+/// keyspace locked. None when the arguments do not parse (SORT then fails by itself).
+pub fn patterns(argv: &[Bytes], readonly: bool) -> Option<Vec<Bytes>> {
     let options = parse(argv, readonly).ok()?;
-    let patterns: Vec<&Bytes> = options.by.iter().chain(&options.gets).collect();
-    let length = match value {
-        Value::List(list) => list.len(),
-        Value::Set(set) => set.len(),
-        Value::ZSet(zset) => zset.len(),
-        _ => 0,
-    };
-    if patterns.is_empty() || length == 0 {
-        return Some(Vec::new());
-    }
-    if length.saturating_mul(patterns.len()) > max {
-        return None;
-    }
-    let elements: Vec<Bytes> = match value {
+    Some(options.by.into_iter().chain(options.gets).collect())
+}
+
+/// The elements SORT would load from `value` (a copy, as SORT's own sort vector is); empty
+/// for a type SORT refuses.
+pub fn elements(value: &Value) -> Vec<Bytes> {
+    match value {
         Value::List(list) => list.iter().map(Bytes::copy_from_slice).collect(),
         Value::Set(set) => set.members(),
         Value::ZSet(zset) => zset
-            .iter_range(0, length, false)
+            .iter_range(0, zset.len(), false)
             .map(|(_, member)| Bytes::copy_from_slice(member))
             .collect(),
         _ => Vec::new(),
-    };
-    let mut keys = Vec::with_capacity(elements.len() * patterns.len());
-    for element in &elements {
-        for pattern in &patterns {
-            if let Target::Key(key) | Target::Field(key, _) = substitute(pattern, element) {
-                keys.push(key);
-            }
-        }
     }
-    Some(keys)
+}
+
+/// The key `pattern` names for `element`, and the hash field when it names one; None for
+/// `#` and patterns without `*`.
+pub fn target<'p>(pattern: &'p [u8], element: &[u8]) -> Option<(Vec<u8>, Option<&'p [u8]>)> {
+    match substitute(pattern, element) {
+        Target::Key(key) => Some((key, None)),
+        Target::Field(key, field) => Some((key, Some(field))),
+        Target::Itself | Target::Nothing => None,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

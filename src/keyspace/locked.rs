@@ -40,6 +40,76 @@ pub struct Locked<'a> {
     /// Cold values lent to a read-only command (`install_warm` with `keep` false): in the
     /// entry only while the locks are held; `Drop` puts each pointer back.
     lent: SmallVec<[Lent; 1]>,
+    /// What SORT's patterns name, read ahead with the locks released (`lookup_prefetched`).
+    prefetched: Option<Box<Prefetched>>,
+}
+
+/// Values of cold keys read from the disk tier with the locks released and cut down to the
+/// part a command takes (SORT's BY and GET patterns take a string, or one field of a hash),
+/// each with the pointer it was read from: valid while the key's entry still holds that
+/// pointer (records are never reused). Holding the parts, not the values, keeps a SORT over
+/// many cold keys near the memory its reply and its sort vector need anyway.
+#[derive(Default)]
+pub struct Prefetched {
+    /// Per key: its database, each field read (None: the string itself), the pointer, the
+    /// part.
+    parts: std::collections::HashMap<Box<[u8]>, SmallVec<[Part; 1]>>,
+    bytes: usize,
+}
+
+struct Part {
+    db: usize,
+    field: Option<Box<[u8]>>,
+    cold: crate::tier::ColdRef,
+    value: Option<bytes::Bytes>,
+}
+
+/// Bookkeeping per part held, beside its bytes, for `Prefetched::bytes`.
+const PART_OVERHEAD_BYTES: usize = 64;
+
+impl Prefetched {
+    pub fn insert(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        field: Option<&[u8]>,
+        cold: crate::tier::ColdRef,
+        value: Option<bytes::Bytes>,
+    ) {
+        self.bytes += key.len()
+            + field.map_or(0, <[u8]>::len)
+            + value.as_ref().map_or(0, |value| value.len())
+            + PART_OVERHEAD_BYTES;
+        self.parts.entry(key.into()).or_default().push(Part {
+            db,
+            field: field.map(Into::into),
+            cold,
+            value,
+        });
+    }
+
+    /// Bytes held, roughly: keys, fields, parts and bookkeeping.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn get(
+        &self,
+        db: usize,
+        key: &[u8],
+        field: Option<&[u8]>,
+        cold: crate::tier::ColdRef,
+    ) -> Option<&Option<bytes::Bytes>> {
+        self.parts
+            .get(key)?
+            .iter()
+            .find(|part| part.db == db && part.field.as_deref() == field && part.cold == cold)
+            .map(|part| &part.value)
+    }
 }
 
 /// A value read from the disk tier for one read-only command, its record left in place.
@@ -73,7 +143,45 @@ impl<'a> Locked<'a> {
             events: Vec::new(),
             writing: true,
             lent: SmallVec::new(),
+            prefetched: None,
         }
+    }
+
+    /// Hands the view what was read ahead for its command (`lookup_prefetched`).
+    pub fn set_prefetched(&mut self, prefetched: Prefetched) {
+        self.prefetched = (!prefetched.is_empty()).then(|| Box::new(prefetched));
+    }
+
+    /// A part of `key` (its string, or hash `field`) read ahead with the locks released, if
+    /// the key is still cold at the pointer it was read from: counted and touched as
+    /// `lookup_read` would, without a disk read. None sends the caller to `lookup_read`
+    /// (a hot or missing key, or one that changed since).
+    pub fn lookup_prefetched(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        field: Option<&[u8]>,
+    ) -> Option<Option<bytes::Bytes>> {
+        let prefetched = self.prefetched.take()?;
+        if self.writing {
+            self.preserve(db, key);
+        }
+        let mode = self.keyspace.access_mode();
+        let now_ms = self.now_ms;
+        let found = self.live_entry_raw(db, key).and_then(|entry| {
+            let Value::Cold(cold) = entry.value else {
+                return None;
+            };
+            let part = prefetched.get(db, key, field, cold)?.clone();
+            entry.touch(now_ms, mode);
+            entry.flags |= super::entry::FLAG_READ;
+            Some(part)
+        });
+        self.prefetched = Some(prefetched);
+        if found.is_some() {
+            count_hit(&self.keyspace.stats, true);
+        }
+        found
     }
 
     /// Raises the keyspace notification `name` (Redis's event name: `set`, `lpush`, `del`,
@@ -201,8 +309,8 @@ impl<'a> Locked<'a> {
         let tier = &*self.keyspace.tier;
         let entry = self.live_entry_raw(db, key)?;
         if let Value::Cold(cold) = entry.value {
-            // The executor warms a command's keys before locking for it; a key it could not
-            // name in advance (a script's, SORT's BY/GET patterns) is read here, lock held.
+            // The executor reads a command's cold keys (SORT's pattern keys too) before
+            // locking for it; one that changed in between is read here, lock held.
             tier.stats.locked_reads.incr();
             match tier.read(cold) {
                 Ok(value) => {
