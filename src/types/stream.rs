@@ -764,7 +764,7 @@ impl Stream {
             // Strata also opens one before the tail's packed bytes would pass what a block
             // holds (`block::PACKED_BYTES_MAX`), which Redis's 1 GiB limit keeps for entries
             // of short integers only.
-            let packed_len = self.blocks.get(master).map_or(0, Block::packed_len);
+            let packed_len = self.blocks.values().next_back().map_or(0, Block::packed_len);
             let full = node.bytes + total_bytes >= node_bytes_max
                 || (limits.entries_max != 0 && node.live + node.deleted >= limits.entries_max)
                 || packed_len.saturating_add(packed_max) > block::PACKED_BYTES_MAX;
@@ -848,8 +848,13 @@ impl Stream {
         }
         // An entry with its node's master fields keeps its values only (Redis's SAMEFIELDS):
         // the names are the node's, not copied into every entry.
-        let Some(block) = self.blocks.get_mut(&master_id) else {
-            unreachable!("every node has a block");
+        // The tail's block is the last one: reached down the tree's right edge, no search.
+        let block = match self.blocks.iter_mut().next_back() {
+            Some((master, block)) if *master == master_id => block,
+            _ => match self.blocks.get_mut(&master_id) {
+                Some(block) => block,
+                None => unreachable!("every node has a block"),
+            },
         };
         if same_fields {
             block.push_with(id, |out| {
