@@ -87,7 +87,10 @@ impl Block {
     /// Appends an entry above every one held, its packed strings written by `write` (which
     /// must write at least the kind byte).
     pub(super) fn push_with(&mut self, id: StreamId, write: impl FnOnce(&mut Vec<u8>)) {
-        assert!(self.ids.last().is_none_or(|last| *last < id), "block IDs ascend");
+        assert!(
+            self.ids.last().is_none_or(|last| *last < id),
+            "block IDs ascend"
+        );
         let start = self.packed.len();
         write(&mut self.packed);
         assert!(self.packed.len() > start, "an entry has its kind byte");
@@ -194,7 +197,12 @@ mod tests {
 
     #[test]
     fn removes_from_the_middle_and_the_front() {
-        let mut block = block(&[(1, b"\x00a"), (2, b"\x01bb"), (3, b"\x00ccc"), (4, b"\x01d")]);
+        let mut block = block(&[
+            (1, b"\x00a"),
+            (2, b"\x01bb"),
+            (3, b"\x00ccc"),
+            (4, b"\x01d"),
+        ]);
         assert_eq!(block.search(StreamId::new(3, 0)), Ok(2));
         assert_eq!(block.count_below(StreamId::new(3, 0)), 2);
         assert_eq!(block.count_to(StreamId::new(3, 0)), 3);
