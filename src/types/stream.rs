@@ -56,6 +56,9 @@ mod block;
 
 use crate::types::CompactBytes;
 use block::Block;
+
+/// The most bytes one node's live entries may take packed: a loader refuses a node past it.
+pub const NODE_PACKED_BYTES_MAX: usize = block::PACKED_BYTES_MAX;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 

@@ -245,6 +245,14 @@ pub fn decode(
         ));
     }
     check_node_ranges(&nodes)?;
+    // Only a hand-made file gets here (a listpack's size is a u32, and Redis keeps nodes
+    // far smaller), but Strata's node holds its entries in one block with 32-bit ends.
+    if let Some(loaded) = nodes.iter().find(|loaded| {
+        let packed: usize = loaded.entries.iter().map(|(_, packed)| packed.len()).sum();
+        packed > crate::types::stream::NODE_PACKED_BYTES_MAX
+    }) {
+        return Err(DecodeError::new(loaded.at, "stream node too large"));
+    }
     let live: usize = nodes.iter().map(|loaded| loaded.entries.len()).sum();
 
     let length_at = reader.position();
