@@ -69,6 +69,9 @@ pub struct Ctx<'a, 's> {
     rewrite: Option<Vec<Vec<Bytes>>>,
     /// Propagate even though nothing changed (Redis's `forceCommandPropagation`).
     forced: bool,
+    /// Whether anything consumes the propagation log, read once as the command starts, so a
+    /// log that gains a consumer meanwhile sees all of this command's effects or none.
+    propagating: bool,
     pub action: Option<Action>,
     /// How many of `ks.events` were raised before the reply was written (see `reply_written`).
     reply_at: Option<usize>,
@@ -83,6 +86,12 @@ impl<'a, 's> Ctx<'a, 's> {
     /// The command's time snapshot, unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         self.ks.now_ms
+    }
+
+    /// Whether this command's effects go to the propagation log (an AOF or a replica reads
+    /// it): a rewrite only the log would read need not be built when not.
+    pub fn propagating(&self) -> bool {
+        self.propagating
     }
 
     /// Propagate `args` instead of the command as received. Call again to add more.
@@ -872,6 +881,7 @@ fn invoke<'a>(
         mode,
         rewrite: None,
         forced: false,
+        propagating: server.log.is_active(),
         action: None,
         reply_at: None,
     };
@@ -960,7 +970,7 @@ fn collect_effects(
     // `forced` also covers a read-only command whose change Redis propagates (PFCOUNT
     // writing its cached cardinality back: Redis propagates any command that dirtied).
     let wrote = (ctx.command.is_write() && dirty > 0) || ctx.forced;
-    if !server.log.is_active() || (ctx.ks.expired.is_empty() && !wrote) {
+    if !ctx.propagating || (ctx.ks.expired.is_empty() && !wrote) {
         ctx.ks.expired.clear();
         return Vec::new();
     }

@@ -482,6 +482,7 @@ fn xadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         ctx.ks
             .set(db, key, Value::Stream(Box::new(Stream::new())), false);
     }
+    let propagating = ctx.propagating();
     let Some(stream) = stream_write(ctx, key)? else {
         return Err(Error::err("internal error: stream vanished"));
     };
@@ -514,7 +515,7 @@ fn xadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let mut trimmed = false;
     if let Some(trim) = parsed.trim {
         trimmed = stream.trim(trim, parsed.approx, parsed.limit) > 0;
-        if parsed.approx {
+        if parsed.approx && propagating {
             let mut args = argv.to_vec();
             rewrite_trim(stream, &parsed, &mut args);
             rewritten = Some(args);
@@ -522,7 +523,7 @@ fn xadd(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     }
     // Rendered once: the reply and the rewrite share the bytes.
     let id_text = id_arg(id);
-    if !matches!(parsed.id, Some((_, true))) {
+    if propagating && !matches!(parsed.id, Some((_, true))) {
         rewritten.get_or_insert_with(|| argv.to_vec())[parsed.id_index] = id_text.clone();
     }
     if exists {
