@@ -15,9 +15,9 @@ fn value(index: usize) -> String {
     format!("{head}{}", "x".repeat(VALUE_BYTES - head.len()))
 }
 
-/// Writes `count` values, pipelined.
-fn fill(conn: &mut Conn, count: usize) {
-    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+/// Writes the values of `indexes`, pipelined.
+fn fill(conn: &mut Conn, indexes: std::ops::Range<usize>) {
+    for chunk in indexes.collect::<Vec<_>>().chunks(100) {
         let mut bytes = Vec::new();
         for index in chunk {
             let key = format!("key:{index}");
@@ -31,6 +31,21 @@ fn fill(conn: &mut Conn, count: usize) {
         for _ in chunk {
             let reply = conn.read_reply().expect("SET reply");
             assert_eq!(reply, b"+OK\r\n");
+        }
+    }
+}
+
+/// Reads the values of `indexes` back, pipelined, and checks each.
+fn read_back(conn: &mut Conn, indexes: std::ops::Range<usize>) {
+    for chunk in indexes.collect::<Vec<_>>().chunks(100) {
+        let mut bytes = Vec::new();
+        for index in chunk {
+            bytes.extend(common::encode_command(&["GET", &format!("key:{index}")]));
+        }
+        conn.send(&bytes);
+        for index in chunk {
+            let reply = conn.read_reply().expect("GET reply");
+            assert_eq!(reply, bulk(&value(*index)), "key:{index}");
         }
     }
 }
@@ -50,7 +65,7 @@ fn a_dataset_over_maxmemory_spills_and_reads_back_whole() {
     let server = tiered(&[]);
     let mut conn = server.connect();
     let count = 40_000; // about 40 MB of values under a 24 MB limit
-    fill(&mut conn, count);
+    fill(&mut conn, 0..count);
     let cold = info_number(&mut conn, "tiering", "tiering_cold_keys");
     assert!(cold > 10_000, "only {cold} cold keys");
     let used = info_number(&mut conn, "memory", "used_memory");
@@ -74,7 +89,7 @@ fn a_dataset_over_maxmemory_spills_and_reads_back_whole() {
 fn metadata_commands_never_read_the_disk() {
     let server = tiered(&[]);
     let mut conn = server.connect();
-    fill(&mut conn, 200);
+    fill(&mut conn, 0..200);
     conn.cmd("EXPIRE key:2 1000");
     assert_eq!(conn.cmd("DEBUG SPILL"), b":200\r\n");
     let reads = info_number(&mut conn, "tiering", "tiering_cold_reads");
@@ -116,6 +131,33 @@ fn metadata_commands_never_read_the_disk() {
     // A value read comes back into RAM.
     assert_eq!(conn.cmd("GET key:8"), bulk(&value(8)));
     assert!(info_number(&mut conn, "tiering", "tiering_promotions") > promotions);
+}
+
+#[test]
+#[ignore = "fails: the burst spills about a tenth of the hot set (issue 6, open)"]
+fn a_burst_of_new_keys_does_not_push_the_hot_set_out() {
+    // 2 MB read often, then 60 MB of new keys (2.5 times the limit) written and never read:
+    // the spill takes the burst, and the hot set is still in RAM after it. Today about 190
+    // of the 2,000 hot keys are spilled: a shard's sample spills its 4 coldest even when
+    // fewer of them are unread, so a sample holding 2 burst keys spills 2 hot ones too.
+    // Spilling only values as cold as the coldest, and sampling on to find an unread one,
+    // brought it to 0 in most runs but 700-900 in about one run in six, cause not found.
+    let server = tiered(&[]);
+    let mut conn = server.connect();
+    let hot = 2_000;
+    fill(&mut conn, 0..hot);
+    for _ in 0..3 {
+        read_back(&mut conn, 0..hot);
+    }
+    fill(&mut conn, hot..hot + 60_000);
+    assert!(info_number(&mut conn, "tiering", "tiering_cold_keys") > 30_000);
+    let reads = info_number(&mut conn, "tiering", "tiering_cold_reads");
+    read_back(&mut conn, 0..hot);
+    assert_eq!(
+        info_number(&mut conn, "tiering", "tiering_cold_reads"),
+        reads,
+        "a hot key was spilled by the burst"
+    );
 }
 
 #[test]
@@ -259,7 +301,7 @@ fn with_memory_full_reads_borrow_cold_values_and_only_the_hot_set_comes_back() {
     let server = Server::strata(&["--maxmemory", "64mb", "--enable-debug-command", "yes"]);
     let mut conn = server.connect();
     let count = 100_000; // about 100 MB of values under a 64 MB limit
-    fill(&mut conn, count);
+    fill(&mut conn, 0..count);
     let names: Vec<String> = (0..303).map(|index| format!("key:{index}")).collect();
     let mut spill = vec!["DEBUG", "SPILL"];
     spill.extend(names.iter().map(String::as_str));
@@ -342,7 +384,7 @@ fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
         let mut server =
             Server::start_in(common::Kind::Strata, data.path(), &args).expect("strata");
         let mut conn = server.connect();
-        fill(&mut conn, count);
+        fill(&mut conn, 0..count);
         conn.cmd("DEBUG SPILL");
         assert!(info_number(&mut conn, "tiering", "tiering_cold_keys") > 20_000);
         // An AOF rewrite and an RDB snapshot stream the cold values from the segments.
@@ -392,7 +434,7 @@ fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
 fn a_corrupt_record_fails_its_key_only_and_names_segment_and_offset() {
     let server = tiered(&[]);
     let mut conn = server.connect();
-    fill(&mut conn, 50);
+    fill(&mut conn, 0..50);
     assert_eq!(conn.cmd("DEBUG SPILL"), b":50\r\n");
     // Let the upkeep write the tail out, then damage one value's bytes on disk.
     common::wait_for(|| info_number(&mut conn, "tiering", "tiering_buffered_bytes") == 0);
