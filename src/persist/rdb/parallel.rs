@@ -22,7 +22,7 @@
 //! ([`KeepFreedPages`]) instead of returning them at once as the server otherwise asks.
 
 use super::decode::{decode_body, skip_body, DecodeOptions, Reader};
-use super::file::{self, Head, Key, Loaded};
+use super::file::{self, Head, Key, Loaded, Resize};
 use super::DecodeError;
 use crate::types::Value;
 use parking_lot::Mutex;
@@ -146,8 +146,10 @@ impl Drop for KeepFreedPages {
 }
 
 /// [`file::load`] with `workers` threads decoding (one: the same as `file::load`, on the
-/// calling thread). `visit` is called from the workers, in no particular order; `done` from
-/// the calling thread, with offsets that only rise.
+/// calling thread). `visit` is called from the workers, in no particular order; `done` and
+/// `resize` from the calling thread, `done` with offsets that only rise, `resize` before any
+/// key of its database.
+#[allow(clippy::too_many_arguments)]
 pub fn load(
     bytes: &[u8],
     options: &DecodeOptions,
@@ -156,16 +158,25 @@ pub fn load(
     workers: usize,
     visit: &(dyn Fn(Key<'_>) -> Result<(), String> + Sync),
     done: &dyn Fn(usize),
+    resize: &mut dyn FnMut(Resize),
 ) -> Result<Loaded, DecodeError> {
     let workers = workers.min(WORKERS_MAX);
     let _keep = KeepFreedPages::new();
     if workers <= 1 {
-        return file::load(bytes, options, databases, verify_checksum, &mut |key| {
+        let mut visit_one = |key: Key<'_>| {
             let offset = key.offset;
             visit(key)?;
             done(offset);
             Ok(())
-        });
+        };
+        return file::load_sized(
+            bytes,
+            options,
+            databases,
+            verify_checksum,
+            &mut visit_one,
+            resize,
+        );
     }
     let shared = Shared {
         failure: Mutex::new(None),
@@ -200,6 +211,7 @@ pub fn load(
             &sender,
             &shared,
             done,
+            resize,
         );
         // The workers end once the queue is empty and closed.
         drop(sender);
@@ -215,6 +227,7 @@ pub fn load(
 }
 
 /// The calling thread's part: walks the file, batches the records, sends them.
+#[allow(clippy::too_many_arguments)]
 fn walk<'a>(
     bytes: &'a [u8],
     options: &DecodeOptions,
@@ -223,6 +236,7 @@ fn walk<'a>(
     sender: &mpsc::SyncSender<Batch<'a>>,
     shared: &Shared,
     done: &dyn Fn(usize),
+    resize: &mut dyn FnMut(Resize),
 ) -> Result<Loaded, DecodeError> {
     let mut batch = Batch {
         sequence: 0,
@@ -256,7 +270,7 @@ fn walk<'a>(
         done(starts.front().map_or(next_offset, |&(_, offset)| offset));
         Ok(())
     };
-    let loaded = file::walk(bytes, databases, verify_checksum, &mut |reader, head| {
+    let mut record = |reader: &mut Reader<'a>, head: Head<'a>| {
         if shared.stop.load(Ordering::Acquire) {
             // A worker failed at an earlier record; its error is the one reported.
             return Err(DecodeError::new(head.offset, "stopped"));
@@ -283,7 +297,8 @@ fn walk<'a>(
             send(&mut batch, value_end)?;
         }
         Ok(())
-    })?;
+    };
+    let loaded = file::walk(bytes, databases, verify_checksum, &mut record, resize)?;
     if !batch.records.is_empty() {
         send(&mut batch, bytes.len())?;
     }
@@ -413,6 +428,7 @@ mod tests {
                 assert!(offset >= *released, "released offsets only rise");
                 *released = offset;
             },
+            &mut |_| {},
         )?;
         let mut keys = keys.into_inner();
         keys.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -489,6 +505,7 @@ mod tests {
                 Ok(())
             },
             &|_| {},
+            &mut |_| {},
         );
         let error = outcome.expect_err("the key is refused");
         assert_eq!(error.reason, "refused");
