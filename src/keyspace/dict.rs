@@ -228,9 +228,15 @@ impl<V> Dict<V> {
     /// Inserts a key known to be absent.
     pub fn insert_new(&mut self, key: CompactBytes, value: V) -> &mut V {
         debug_assert!(!self.contains_key(&key));
+        let hash = self.hash(&key);
+        self.push_new(hash, key, value)
+    }
+
+    /// Inserts an absent key of hash `hash`: one rehash step, growth if due, then the node
+    /// goes where new entries go.
+    fn push_new(&mut self, hash: u64, key: CompactBytes, value: V) -> &mut V {
         self.rehash_step();
         self.expand_if_needed();
-        let hash = self.hash(&key);
         let target = if self.is_rehashing() { 1 } else { 0 };
         self.key_heap_bytes += key.heap_bytes();
         let node = Box::new(Node {
@@ -265,16 +271,7 @@ impl<V> Dict<V> {
         if !self.is_empty() && self.find(hash, &key).is_some() {
             return Err((key, value));
         }
-        self.rehash_step();
-        self.expand_if_needed();
-        let target = if self.is_rehashing() { 1 } else { 0 };
-        self.key_heap_bytes += key.heap_bytes();
-        let node = Box::new(Node {
-            next: None,
-            key,
-            value,
-        });
-        Ok(&mut self.tables[target].push(hash, node).value)
+        Ok(self.push_new(hash, key, value))
     }
 
     /// Makes room for `additional` more entries without growing again (Redis's `dictExpand`

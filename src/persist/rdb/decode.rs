@@ -5,7 +5,9 @@
 //! larger than the rest of the input is refused at once), compressed strings may not claim
 //! more than LZF can expand to, and embedded blobs are walked with bounds checks. Errors
 //! carry the byte offset. The result is built through the types' public constructors, with
-//! the encoding Redis 7.0's `rdbLoadObject` would choose under the given thresholds.
+//! the encoding Redis 7.0's `rdbLoadObject` would choose under the given thresholds; a set's
+//! table and a listpack hash's pairs are made at their final size (the count is in the
+//! record), each member hashed once.
 
 use super::listpack::{self, BlobError, Element};
 use super::{lzf, ziplist, DecodeError};

@@ -11,6 +11,8 @@
 //! are skipped with a warning until scripting exists. Every error names the byte offset.
 //! [`walk`] reads everything around the values (opcodes, the checksum) and leaves each value
 //! to its caller: [`load`] decodes it at once, `parallel::load` hands it to other threads.
+//! RESIZEDB is written from the sizes the snapshot's caller gives (`Writer::set_sizes`) and
+//! read as a hint ([`Resize`], bounded by the bytes left), so a loader sizes its tables once.
 
 use super::decode::{decode_body, DecodeOptions, Reader};
 use super::encode::{encode_value, write_len, write_string, EncodeOptions};
