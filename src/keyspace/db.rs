@@ -64,6 +64,40 @@ impl Db {
         self.account();
     }
 
+    /// A loaded key (RDB, an AOF's base): inserted unless present, with its expiry, the key
+    /// hashed once for both tables (they share a hasher) and each probed once. `Err` hands
+    /// the entry back when the key is present (a file that repeats a key is corrupt).
+    pub fn insert_loaded(
+        &mut self,
+        key: &[u8],
+        entry: Entry,
+        expire_ms: Option<u64>,
+    ) -> Result<(), Entry> {
+        debug_assert!(!entry.has_expire(), "the expiry comes as expire_ms");
+        let hash = self.keys.hash(key);
+        let stored = self
+            .keys
+            .insert_unique_hashed(hash, CompactBytes::new(key), entry)
+            .map_err(|(_, entry)| entry)?;
+        if let Some(when_ms) = expire_ms {
+            stored.flags |= FLAG_EXPIRES;
+            let installed =
+                self.expires
+                    .insert_unique_hashed(hash, CompactBytes::new(key), when_ms);
+            assert!(installed.is_ok(), "an expiry without its key");
+        }
+        self.account();
+        Ok(())
+    }
+
+    /// Makes room in the tables for `keys` more keys, `expires` of them with an expiry
+    /// (RESIZEDB; the caller bounds both).
+    pub fn reserve(&mut self, keys: usize, expires: usize) {
+        self.keys.reserve(keys);
+        self.expires.reserve(expires);
+        self.account();
+    }
+
     /// Background table upkeep (`Dict::maintain` of both tables).
     pub fn maintain(&mut self, steps: usize) {
         self.keys.maintain(steps);
@@ -216,6 +250,32 @@ mod tests {
             tier.index_bytes(),
             db.keys.index_bytes() + db.expires.index_bytes(),
         )
+    }
+
+    #[test]
+    fn loaded_keys_are_refused_when_repeated_and_carry_their_expiry() {
+        let tier = Arc::new(Tier::default());
+        let hasher = Hasher::with_seeds(1, 2, 3, 4);
+        let mut db = Db::new(&hasher, tier.clone());
+        db.reserve(100, 50);
+        let entry =
+            |text: &[u8]| Entry::new(Value::Str(CompactBytes::new(text)), 0, AccessMode::Lru);
+        for i in 0..100u64 {
+            let expire = (i % 2 == 0).then_some(1_000 + i);
+            let key = format!("k{i}");
+            assert!(db
+                .insert_loaded(key.as_bytes(), entry(b"v"), expire)
+                .is_ok());
+        }
+        assert!(!db.keys.is_rehashing() && !db.expires.is_rehashing());
+        let refused = db.insert_loaded(b"k4", entry(b"again"), None);
+        assert!(refused.is_err());
+        assert_eq!(db.len(), 100);
+        assert_eq!(db.expires.len(), 50);
+        assert_eq!(db.expire_at(b"k4"), Some(1_004));
+        assert_eq!(db.expire_at(b"k5"), None);
+        let (counted, actual) = index_of(&tier, &db);
+        assert_eq!(counted, actual);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! present for a whole SCAN is returned at least once even if the table grows or shrinks
 //! between calls. That holds only for chained power-of-two tables walked with a reverse-binary
 //! cursor (`dictScan`), which is what this is. Rehashing moves one bucket per write, so a
-//! resize never stalls a shard, and buckets cost one pointer each.
+//! resize never stalls a shard, and buckets cost one pointer each. A loader that knows the
+//! final size (RDB's RESIZEDB, a collection's count) `reserve`s it, so the table is made once
+//! and never rehashed, and inserts with `insert_unique` (one hash, one probe).
 //!
 //! Invariants: `tables[0]` is the live table; while rehashing, buckets below `rehash_index`
 //! of `tables[0]` are empty and new entries go to `tables[1]`; `len()` is the sum of both.
@@ -226,9 +228,15 @@ impl<V> Dict<V> {
     /// Inserts a key known to be absent.
     pub fn insert_new(&mut self, key: CompactBytes, value: V) -> &mut V {
         debug_assert!(!self.contains_key(&key));
+        let hash = self.hash(&key);
+        self.push_new(hash, key, value)
+    }
+
+    /// Inserts an absent key of hash `hash`: one rehash step, growth if due, then the node
+    /// goes where new entries go.
+    fn push_new(&mut self, hash: u64, key: CompactBytes, value: V) -> &mut V {
         self.rehash_step();
         self.expand_if_needed();
-        let hash = self.hash(&key);
         let target = if self.is_rehashing() { 1 } else { 0 };
         self.key_heap_bytes += key.heap_bytes();
         let node = Box::new(Node {
@@ -237,6 +245,54 @@ impl<V> Dict<V> {
             value,
         });
         &mut self.tables[target].push(hash, node).value
+    }
+
+    /// Inserts `key` unless present, hashing it once and probing each table once (a loader's
+    /// insert: the key is new unless the input repeats one). `Err` hands back the key and
+    /// value when it is present.
+    pub fn insert_unique(
+        &mut self,
+        key: CompactBytes,
+        value: V,
+    ) -> Result<&mut V, (CompactBytes, V)> {
+        let hash = self.hash(&key);
+        self.insert_unique_hashed(hash, key, value)
+    }
+
+    /// [`Dict::insert_unique`] with the hash already computed (dicts built from the same
+    /// hasher share it).
+    pub fn insert_unique_hashed(
+        &mut self,
+        hash: u64,
+        key: CompactBytes,
+        value: V,
+    ) -> Result<&mut V, (CompactBytes, V)> {
+        debug_assert_eq!(hash, self.hash(&key), "the hash of this dict's hasher");
+        if !self.is_empty() && self.find(hash, &key).is_some() {
+            return Err((key, value));
+        }
+        Ok(self.push_new(hash, key, value))
+    }
+
+    /// Makes room for `additional` more entries without growing again (Redis's `dictExpand`
+    /// with RESIZEDB's sizes, or a collection's count): an empty dict gets its table at once,
+    /// a non-empty one starts an incremental resize. Does nothing while a rehash runs, or when
+    /// the table already has room. The caller bounds `additional` (it allocates a bucket per
+    /// entry).
+    pub fn reserve(&mut self, additional: usize) {
+        let wanted = self.len().saturating_add(additional);
+        if self.is_rehashing() || wanted <= self.tables[0].buckets.len() {
+            return;
+        }
+        let Some(size) = wanted.max(TABLE_SIZE_MIN).checked_next_power_of_two() else {
+            return;
+        };
+        if self.is_empty() {
+            self.tables[0] = Table::with_size(size);
+        } else {
+            self.start_resize(size);
+        }
+        debug_assert!(self.tables[0].buckets.len() >= wanted || self.is_rehashing());
     }
 
     /// The value for `key`, inserting `make()` first if absent.
@@ -714,6 +770,49 @@ mod tests {
                 "missed stable{i}"
             );
         }
+    }
+
+    #[test]
+    fn a_reserved_dict_takes_its_entries_without_rehashing() {
+        let mut dict = Dict::new(hasher());
+        dict.reserve(1000);
+        assert_eq!(dict.bucket_count(), 1024);
+        for i in 0..1000u32 {
+            let key = CompactBytes::new(format!("k{i}").as_bytes());
+            assert!(dict.insert_unique(key, i).is_ok());
+            assert!(!dict.is_rehashing());
+        }
+        assert_eq!(dict.bucket_count(), 1024);
+        let repeated = dict.insert_unique(CompactBytes::new(b"k7"), 0);
+        assert!(matches!(repeated, Err((key, 0)) if key.as_slice() == b"k7"));
+        assert_eq!(dict.get(b"k7"), Some(&7));
+        assert_eq!(dict.len(), 1000);
+        // Room already there: nothing changes; more than there is: an incremental resize.
+        dict.reserve(24);
+        assert!(!dict.is_rehashing());
+        dict.reserve(2000);
+        assert!(dict.is_rehashing());
+        dict.rehash(100_000);
+        assert_eq!(dict.bucket_count(), 4096);
+        for i in 0..1000u32 {
+            assert_eq!(dict.get(format!("k{i}").as_bytes()), Some(&i));
+        }
+    }
+
+    #[test]
+    fn insert_unique_refuses_a_present_key_while_rehashing() {
+        let mut dict = Dict::new(hasher());
+        let mut i = 0u32;
+        while !dict.is_rehashing() {
+            dict.insert(CompactBytes::new(format!("k{i}").as_bytes()), i);
+            i += 1;
+        }
+        for j in 0..i {
+            let key = CompactBytes::new(format!("k{j}").as_bytes());
+            assert!(dict.insert_unique(key, 0).is_err(), "k{j} is present");
+        }
+        assert!(dict.insert_unique(CompactBytes::new(b"new"), 0).is_ok());
+        assert_eq!(dict.len(), i as usize + 1);
     }
 
     #[test]

@@ -574,6 +574,29 @@ impl<'a> Locked<'a> {
         self.signal_modified(db, key);
     }
 
+    /// A key read from an RDB file (or an AOF's base) while loading, with its expiry; false,
+    /// and nothing changed, when the key is there already (the file repeats it). One hash
+    /// and one probe; no notification, watch or dirty count, as Redis's `dbAddRDBLoad`
+    /// (no client is served yet).
+    pub fn insert_loaded(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        value: Value,
+        expire_ms: Option<u64>,
+    ) -> bool {
+        let shared = if self.keyspace.share_integers() && is_shared_integer(&value) {
+            FLAG_SHARED
+        } else {
+            0
+        };
+        let mut entry = Entry::new(value, self.now_ms, self.keyspace.access_mode());
+        entry.flags = shared | self.keyspace.snapshot.saved_bit();
+        self.db(db, key)
+            .insert_loaded(key, entry, expire_ms)
+            .is_ok()
+    }
+
     /// `set` with an expiry: one write, as Redis counts a SET with EX/PX (`server.dirty`).
     pub fn set_expiring(&mut self, db: usize, key: &[u8], value: Value, when_ms: u64) {
         self.set(db, key, value, false);

@@ -813,6 +813,13 @@ fn loading_workers(server: &Server) -> usize {
     std::thread::available_parallelism().map_or(1, |cores| cores.get())
 }
 
+/// A shard's share of `keys` keys spread by hash, with room for the unevenness (four
+/// standard deviations: a share just under a power of two still fits its table).
+fn shard_share(keys: usize) -> usize {
+    let share = keys.div_ceil(crate::keyspace::shards::SHARDS);
+    share + 4 * share.isqrt()
+}
+
 /// Loads an RDB's keys into the keyspace, decoding on [`loading_workers`] threads (keys reach
 /// the keyspace in no particular order). `preamble`: an AOF base, whose keys past their
 /// time are kept (the AOF after it may still touch them), as Redis does. `done` is told, now
@@ -845,16 +852,12 @@ pub fn load_rdb_bytes(
                 return Ok(());
             }
             let mut ks = server.keyspace.lock_keys([key.key], now_ms);
-            if ks.exists(key.db, key.key) {
+            if !ks.insert_loaded(key.db, key.key, key.value, key.expire_ms) {
                 return Err(format!(
                     "RDB has duplicated key '{}' in DB {}",
                     String::from_utf8_lossy(key.key),
                     key.db
                 ));
-            }
-            ks.set(key.db, key.key, key.value, false);
-            if let Some(at) = key.expire_ms {
-                ks.set_expire(key.db, key.key, at);
             }
             drop(ks);
             // A dataset larger than memory spills as it loads.
@@ -868,6 +871,13 @@ pub fn load_rdb_bytes(
             if offset >= released.load(Ordering::Relaxed) + RELEASE_EVERY as u64 {
                 released.store(offset, Ordering::Relaxed);
                 done(offset as usize);
+            }
+        },
+        // RESIZEDB: each shard's tables sized for its share, so they never rehash.
+        &mut |size| {
+            let mut ks = server.keyspace.lock_all(now_ms);
+            for slice in ks.slices(size.db) {
+                slice.reserve(shard_share(size.keys), shard_share(size.expires));
             }
         },
     );
@@ -913,14 +923,29 @@ impl RdbSink {
         file: Box<dyn crate::io::WritableFile>,
         aux: &[(&str, &str)],
     ) -> RdbSink {
+        let mut writer = crate::persist::rdb::file::Writer::new(
+            crate::persist::rdb::EncodeOptions::from_config(&server.config),
+            server.clock.now_ms(),
+            crate::tier::used_memory() as u64,
+            aux,
+        );
+        // RESIZEDB's sizes, from just before the snapshot's instant: a loader's hint.
+        let mut ks = server.keyspace.lock_all(server.clock.now_ms());
+        let sizes = (0..server.keyspace.databases())
+            .map(|db| {
+                ks.slices(db).fold((0, 0), |(keys, expires), slice| {
+                    (
+                        keys + slice.len() as u64,
+                        expires + slice.expires.len() as u64,
+                    )
+                })
+            })
+            .collect();
+        drop(ks);
+        writer.set_sizes(sizes);
         RdbSink {
             file,
-            writer: Some(crate::persist::rdb::file::Writer::new(
-                crate::persist::rdb::EncodeOptions::from_config(&server.config),
-                server.clock.now_ms(),
-                crate::tier::used_memory() as u64,
-                aux,
-            )),
+            writer: Some(writer),
             size: 0,
             failure: None,
         }

@@ -43,6 +43,23 @@ impl Hash {
         }
     }
 
+    /// A listpack hash of `pairs`, in their order; the fields must be unique (a loader that
+    /// checked them builds the vector at its final size).
+    pub fn from_listpack_pairs(pairs: Vec<(CompactBytes, CompactBytes)>) -> Hash {
+        debug_assert!(
+            {
+                let mut fields: Vec<&[u8]> =
+                    pairs.iter().map(|(field, _)| field.as_slice()).collect();
+                fields.sort_unstable();
+                fields.windows(2).all(|pair| pair[0] != pair[1])
+            },
+            "unique fields"
+        );
+        Hash {
+            encoding: Encoding::Listpack(pairs),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match &self.encoding {
             Encoding::Listpack(pairs) => pairs.len(),

@@ -100,6 +100,14 @@ impl Set {
         }
     }
 
+    /// A hashtable set of the members `table` holds (a loader builds the table at its final
+    /// size, each member hashed once, with [`collection_hasher`]).
+    pub fn from_table(table: Dict<()>) -> Set {
+        Set {
+            encoding: Encoding::Table(table),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match &self.encoding {
             Encoding::Ints(ints) => ints.len(),

@@ -5,7 +5,9 @@
 //! larger than the rest of the input is refused at once), compressed strings may not claim
 //! more than LZF can expand to, and embedded blobs are walked with bounds checks. Errors
 //! carry the byte offset. The result is built through the types' public constructors, with
-//! the encoding Redis 7.0's `rdbLoadObject` would choose under the given thresholds.
+//! the encoding Redis 7.0's `rdbLoadObject` would choose under the given thresholds; a set's
+//! table and a listpack hash's pairs are made at their final size (the count is in the
+//! record), each member hashed once.
 
 use super::listpack::{self, BlobError, Element};
 use super::{lzf, ziplist, DecodeError};
@@ -13,9 +15,11 @@ use super::{
     ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF, LEN_14BIT, LEN_32BIT, LEN_64BIT, LEN_6BIT,
     LEN_ENCODED, QUICKLIST_PACKED, QUICKLIST_PLAIN,
 };
+use crate::keyspace::dict::{collection_hasher, Dict};
+use crate::protocol::parser::parse_i64;
 use crate::types::hash::Hash;
 use crate::types::list::{End, List};
-use crate::types::set::{Member, Set};
+use crate::types::set::{Member, Set, INTSET_ENTRIES_LIMIT};
 use crate::types::zset::ZSet;
 use crate::types::{CompactBytes, ListpackLimits, Value};
 use std::borrow::Cow;
@@ -490,6 +494,14 @@ pub fn decode_body(
                 ));
             }
             let fits = elements.len() / 2 <= options.hash_limits.entries_max;
+            if fits {
+                if let Some(hash) = listpack_hash(&elements) {
+                    return non_empty(at, Value::Hash(Box::new(hash)));
+                }
+                if options.deep {
+                    return Err(DecodeError::new(at, "hash blob with duplicate fields"));
+                }
+            }
             let limits = if fits { UNLIMITED } else { options.hash_limits };
             let mut hash = Hash::new();
             let (mut field_digits, mut value_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
@@ -649,20 +661,56 @@ fn read_quicklist(
     non_empty_list(at, list)
 }
 
+/// Redis's `rdbLoadObject` for a plain set: an intset while the count fits one and the
+/// members are integers; otherwise a hashtable made at its final size (`dictExpand` there),
+/// each member hashed once.
 fn read_plain_set(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<Value, DecodeError> {
     let at = reader.position();
     let count = reader.count()?;
-    let mut set = Set::new();
+    let intset_entries_max = options.set_intset_entries_max.min(INTSET_ENTRIES_LIMIT);
+    let table_with_room = || {
+        let mut table = Dict::new(collection_hasher());
+        table.reserve(count.min(super::RESERVE_ITEMS_MAX));
+        table
+    };
+    let mut ints = (count <= intset_entries_max).then(Set::new);
+    let mut table = if ints.is_none() {
+        Some(table_with_room())
+    } else {
+        None
+    };
+    let duplicate = |member_at| DecodeError::new(member_at, "duplicate set members detected");
     for _ in 0..count {
         let member_at = reader.position();
         let member = reader.string()?;
-        if !set.add(&member, options.set_intset_entries_max) {
-            return Err(DecodeError::new(
-                member_at,
-                "duplicate set members detected",
-            ));
+        if let Some(set) = &mut ints {
+            if parse_i64(&member).is_some() {
+                // At most `count` members: the intset never outgrows its limit here.
+                if !set.add(&member, intset_entries_max) {
+                    return Err(duplicate(member_at));
+                }
+                continue;
+            }
+            // The first member that is not an integer: the integers so far move to a table.
+            let mut converted = table_with_room();
+            set.for_each(|member| {
+                member.with_bytes(|bytes| converted.insert_new(CompactBytes::new(bytes), ()));
+            });
+            ints = None;
+            table = Some(converted);
+        }
+        let Some(table) = &mut table else {
+            unreachable!("a set is an intset or a table");
+        };
+        if table.insert_unique(CompactBytes::new(&member), ()).is_err() {
+            return Err(duplicate(member_at));
         }
     }
+    let set = match (ints, table) {
+        (Some(set), _) => set,
+        (None, Some(table)) => Set::from_table(table),
+        (None, None) => unreachable!("a set is an intset or a table"),
+    };
     non_empty(at, Value::Set(Box::new(set)))
 }
 
@@ -771,6 +819,28 @@ fn read_plain_hash(reader: &mut Reader<'_>, options: &DecodeOptions) -> Result<V
         hash.set(&field, &value, options.hash_limits);
     }
     non_empty(at, Value::Hash(Box::new(hash)))
+}
+
+/// The listpack hash of a blob's (field, value) elements, made at its final size; `None`
+/// when a field repeats (the caller refuses the blob or keeps the first of each).
+fn listpack_hash(elements: &[Element<'_>]) -> Option<Hash> {
+    debug_assert!(elements.len() % 2 == 0);
+    let mut digits = itoa::Buffer::new();
+    let pairs: Vec<(CompactBytes, CompactBytes)> = elements
+        .chunks_exact(2)
+        .map(|pair| {
+            let field = CompactBytes::new(element_bytes(&pair[0], &mut digits));
+            let value = CompactBytes::new(element_bytes(&pair[1], &mut digits));
+            (field, value)
+        })
+        .collect();
+    let mut fields: Vec<&[u8]> = pairs.iter().map(|(field, _)| field.as_slice()).collect();
+    fields.sort_unstable();
+    if fields.windows(2).any(|pair| pair[0] == pair[1]) {
+        return None;
+    }
+    drop(fields);
+    Some(Hash::from_listpack_pairs(pairs))
 }
 
 /// Adds a pair of a compact blob to `hash`, under `limits` (a listpack stays one unless it

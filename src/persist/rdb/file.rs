@@ -11,6 +11,8 @@
 //! are skipped with a warning until scripting exists. Every error names the byte offset.
 //! [`walk`] reads everything around the values (opcodes, the checksum) and leaves each value
 //! to its caller: [`load`] decodes it at once, `parallel::load` hands it to other threads.
+//! RESIZEDB is written from the sizes the snapshot's caller gives (`Writer::set_sizes`) and
+//! read as a hint ([`Resize`], bounded by the bytes left), so a loader sizes its tables once.
 
 use super::decode::{decode_body, DecodeOptions, Reader};
 use super::encode::{encode_value, write_len, write_string, EncodeOptions};
@@ -31,6 +33,14 @@ const OPCODE_EXPIRETIME: u8 = 253;
 const OPCODE_SELECTDB: u8 = 254;
 const OPCODE_EOF: u8 = 255;
 
+/// RESIZEDB's sizes are hints from outside: a database is promised at most one key per this
+/// many bytes left in the file (a real record rarely takes fewer; a file of smaller ones only
+/// makes its tables grow past the hint). A table's bucket takes 8 bytes, so a hostile hint
+/// costs at most half the file's size.
+const RESIZE_RECORD_BYTES_MIN: u64 = 16;
+/// And at most this many keys per database whatever the file's size (512 MB of buckets).
+pub const RESIZE_KEYS_MAX: u64 = 1 << 26;
+
 /// Builds an RDB file piece by piece; `take` hands back what is ready to write.
 pub struct Writer {
     out: Vec<u8>,
@@ -38,6 +48,9 @@ pub struct Writer {
     options: EncodeOptions,
     db: Option<usize>,
     scratch: Vec<u8>,
+    /// Each database's (keys, keys with an expiry) for RESIZEDB, when the caller knows them;
+    /// taken (left zero) once written, so a database selected again is not resized twice.
+    sizes: Vec<(u64, u64)>,
 }
 
 impl Writer {
@@ -54,6 +67,7 @@ impl Writer {
             options,
             db: None,
             scratch: Vec::new(),
+            sizes: Vec::new(),
         };
         writer
             .out
@@ -76,7 +90,16 @@ impl Writer {
         writer
     }
 
-    /// Appends one key; `SELECTDB` goes first when the database changes.
+    /// Each database's size, (keys, keys with an expiry), as the snapshot starts: written as
+    /// RESIZEDB after the database's first SELECTDB, as Redis does, so a loader sizes its
+    /// tables once. A hint: a loader must not trust it beyond what the file can hold.
+    pub fn set_sizes(&mut self, sizes: Vec<(u64, u64)>) {
+        assert!(sizes.iter().all(|&(keys, expires)| expires <= keys));
+        self.sizes = sizes;
+    }
+
+    /// Appends one key; `SELECTDB` goes first when the database changes (with RESIZEDB the
+    /// first time, when sizes were given).
     pub fn entry(
         &mut self,
         db: usize,
@@ -88,6 +111,14 @@ impl Writer {
             self.out.push(OPCODE_SELECTDB);
             write_len(&mut self.out, db as u64);
             self.db = Some(db);
+            if let Some(size) = self.sizes.get_mut(db) {
+                let (keys, expires) = std::mem::take(size);
+                if keys > 0 {
+                    self.out.push(OPCODE_RESIZEDB);
+                    write_len(&mut self.out, keys);
+                    write_len(&mut self.out, expires);
+                }
+            }
         }
         self.scratch.clear();
         encode_value(&mut self.scratch, value, &self.options)
@@ -150,6 +181,33 @@ pub struct Key<'a> {
     pub offset: usize,
 }
 
+/// A database's size as RESIZEDB gives it (Redis sizes its tables with it before the keys
+/// come), bounded by what the rest of the file could hold: `RESIZE_RECORD_BYTES_MIN`,
+/// `RESIZE_KEYS_MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resize {
+    pub db: usize,
+    pub keys: usize,
+    /// Keys with an expiry; at most `keys`.
+    pub expires: usize,
+}
+
+impl Resize {
+    /// The bounded hint from RESIZEDB's two lengths, with `left` bytes of file after them.
+    fn bounded(db: usize, keys: u64, expires: u64, left: usize) -> Resize {
+        let keys_max = (left as u64 / RESIZE_RECORD_BYTES_MIN).min(RESIZE_KEYS_MAX);
+        let keys = keys.min(keys_max);
+        let expires = expires.min(keys);
+        let resize = Resize {
+            db,
+            keys: keys as usize,
+            expires: expires as usize,
+        };
+        assert!(resize.expires <= resize.keys && resize.keys as u64 <= RESIZE_KEYS_MAX);
+        resize
+    }
+}
+
 /// Reads a whole RDB file, handing each key to `visit` (which may refuse it with an error
 /// that stops the load). `databases` bounds SELECTDB; `verify_checksum` is `rdbchecksum`.
 pub fn load(
@@ -159,7 +217,26 @@ pub fn load(
     verify_checksum: bool,
     visit: &mut dyn FnMut(Key<'_>) -> Result<(), String>,
 ) -> Result<Loaded, DecodeError> {
-    walk(bytes, databases, verify_checksum, &mut |reader, head| {
+    load_sized(
+        bytes,
+        options,
+        databases,
+        verify_checksum,
+        visit,
+        &mut |_| {},
+    )
+}
+
+/// [`load`], telling `resize` each database's size before its keys (RESIZEDB, bounded).
+pub fn load_sized(
+    bytes: &[u8],
+    options: &DecodeOptions,
+    databases: usize,
+    verify_checksum: bool,
+    visit: &mut dyn FnMut(Key<'_>) -> Result<(), String>,
+    resize: &mut dyn FnMut(Resize),
+) -> Result<Loaded, DecodeError> {
+    let mut record = |reader: &mut Reader<'_>, head: Head<'_>| {
         let value = decode_body(reader, head.kind, options)?;
         visit(Key {
             db: head.db,
@@ -169,7 +246,8 @@ pub fn load(
             offset: head.offset,
         })
         .map_err(|reason| DecodeError::new(head.offset, reason))
-    })
+    };
+    walk(bytes, databases, verify_checksum, &mut record, resize)
 }
 
 /// A key record as the walk meets it, its value next in the reader.
@@ -187,11 +265,13 @@ pub struct Head<'a> {
 /// Walks the records of a whole RDB file: reads the header, the opcodes and the trailing
 /// checksum itself, and hands each key record to `record`, which must read the value (the
 /// reader is just past the key). `record` counts in `Loaded::keys` once it returns `Ok`.
+/// `resize` hears each RESIZEDB, bounded ([`Resize`]).
 pub fn walk<'a>(
     bytes: &'a [u8],
     databases: usize,
     verify_checksum: bool,
     record: &mut dyn FnMut(&mut Reader<'a>, Head<'a>) -> Result<(), DecodeError>,
+    resize: &mut dyn FnMut(Resize),
 ) -> Result<Loaded, DecodeError> {
     let mut reader = Reader::new(bytes);
     let magic = reader.take(9)?;
@@ -261,8 +341,9 @@ pub fn walk<'a>(
                 db = index as usize;
             }
             OPCODE_RESIZEDB => {
-                reader.length()?;
-                reader.length()?;
+                let keys = reader.length()?;
+                let expires = reader.length()?;
+                resize(Resize::bounded(db, keys, expires, reader.remaining()));
             }
             OPCODE_SLOT_INFO => {
                 reader.length()?;
@@ -461,5 +542,77 @@ mod tests {
         let many = file(&[(15, &b"a"[..], Value::string(b"v"), None)]);
         let error = load(&many, &DecodeOptions::DEFAULT, 4, true, &mut |_| Ok(())).expect_err("db");
         assert!(error.reason.contains("more than 4 databases"));
+    }
+
+    fn sizes_heard(bytes: &[u8]) -> Vec<Resize> {
+        let mut heard = Vec::new();
+        let options = DecodeOptions::DEFAULT;
+        load_sized(bytes, &options, 16, true, &mut |_| Ok(()), &mut |size| {
+            heard.push(size)
+        })
+        .expect("valid");
+        heard
+    }
+
+    #[test]
+    fn resizedb_is_written_once_per_database_and_heard_before_its_keys() {
+        let mut writer = Writer::new(EncodeOptions::DEFAULT, 0, 0, &[]);
+        writer.set_sizes(vec![(2, 1), (0, 0), (1, 0)]);
+        let mut bytes = Vec::new();
+        let value = Value::string(b"v");
+        for (db, key, expire) in [(0, "a", Some(5)), (2, "b", None), (0, "c", None)] {
+            writer
+                .entry(db, key.as_bytes(), &value, expire)
+                .expect("encodable");
+        }
+        bytes.extend(writer.take());
+        bytes.extend(writer.finish(true));
+        let resize = |db, keys, expires| Resize { db, keys, expires };
+        // Database 0 is selected twice, resized once.
+        assert_eq!(sizes_heard(&bytes), [resize(0, 2, 1), resize(2, 1, 0)]);
+        assert_eq!(read(&bytes).expect("valid").len(), 3);
+    }
+
+    /// A file whose RESIZEDB claims `keys` and `expires` for database 0, then holds one key.
+    fn claiming(keys: u64, expires: u64) -> Vec<u8> {
+        let mut bytes = b"REDIS0010".to_vec();
+        bytes.extend([OPCODE_SELECTDB, 0, OPCODE_RESIZEDB]);
+        write_len(&mut bytes, keys);
+        write_len(&mut bytes, expires);
+        bytes.push(crate::persist::rdb::TYPE_STRING);
+        write_string(&mut bytes, b"k", &EncodeOptions::DEFAULT);
+        write_string(&mut bytes, b"v", &EncodeOptions::DEFAULT);
+        bytes.push(OPCODE_EOF);
+        bytes.extend(0u64.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_hostile_resizedb_is_bounded_by_the_bytes_left() {
+        // 2^60 keys, and more expiring keys than keys: what 14 bytes left can hold.
+        let heard = sizes_heard(&claiming(1 << 60, u64::MAX));
+        let left = 14u64;
+        let bound = (left / RESIZE_RECORD_BYTES_MIN) as usize;
+        assert_eq!(
+            heard,
+            [Resize {
+                db: 0,
+                keys: bound,
+                expires: bound
+            }]
+        );
+        // However large the file, never past the absolute bound.
+        let huge = Resize::bounded(0, u64::MAX, 3, usize::MAX);
+        assert_eq!(huge.keys as u64, RESIZE_KEYS_MAX);
+        assert_eq!(huge.expires, 3);
+        // An honest hint passes as it is.
+        assert_eq!(
+            Resize::bounded(1, 10, 4, 1 << 20),
+            Resize {
+                db: 1,
+                keys: 10,
+                expires: 4
+            }
+        );
     }
 }

@@ -259,10 +259,15 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
                 // The reference lies wholly behind the bytes it produces: one copy.
                 out.extend_from_within(start..start + copy);
             } else {
-                // Byte by byte: the reference overlaps the bytes it produces (a run).
-                for index in start..start + copy {
-                    let byte = out[index];
-                    out.push(byte);
+                // The reference overlaps the bytes it produces: from `start` on, the output
+                // repeats with a period of `back + 1`, so each copy may take everything from
+                // `start` to the end, doubling, instead of a byte at a time (a run of zeros
+                // in a padded number is one such copy of up to 264 bytes).
+                let mut left = copy;
+                while left > 0 {
+                    let step = left.min(out.len() - start);
+                    out.extend_from_within(start..start + step);
+                    left -= step;
                 }
             }
         }
@@ -283,6 +288,22 @@ mod tests {
         if let Some(compressed) = compress(input, input.len() + 64) {
             assert_eq!(decompress(&compressed, input.len()).unwrap(), input);
         }
+    }
+
+    #[test]
+    fn overlapping_references_repeat_their_period() {
+        // Runs whose reference overlaps the bytes it produces, at periods 1 to 7, and a
+        // padded number as the benchmark's strings are.
+        for period in 1..8u8 {
+            let input: Vec<u8> = (0..600u32)
+                .map(|index| b'a' + (index as u8 % period))
+                .collect();
+            round_trip(&input);
+        }
+        round_trip(format!("{:0100}", 1234).as_bytes());
+        // A run of one literal and one reference of 264 bytes, decoded by hand.
+        let compressed = [0u8, b'z', 0xe0, 255, 0];
+        assert_eq!(decompress(&compressed, 1 + 264).unwrap(), vec![b'z'; 265]);
     }
 
     #[test]

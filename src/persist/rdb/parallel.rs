@@ -17,9 +17,12 @@
 //! `BATCH_RECORDS_MAX` records or about `BATCH_BYTES_MAX` bytes of values, so the walk never
 //! runs far ahead. `done` learns the offset before which every record was decoded (a mapped
 //! file's pages behind it can go).
+//!
+//! Memory: while a load runs, mimalloc keeps the pages freed for its default delay
+//! ([`KeepFreedPages`]) instead of returning them at once as the server otherwise asks.
 
 use super::decode::{decode_body, skip_body, DecodeOptions, Reader};
-use super::file::{self, Head, Key, Loaded};
+use super::file::{self, Head, Key, Loaded, Resize};
 use super::DecodeError;
 use crate::types::Value;
 use parking_lot::Mutex;
@@ -94,9 +97,59 @@ impl Shared {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, v3 enum), as `main.rs` names it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// mimalloc's own purge delay (v3), kept while a load runs.
+const LOADING_PURGE_DELAY_MS: std::ffi::c_long = 1000;
+
+/// While one lives, mimalloc keeps freed pages for its default delay instead of returning
+/// them at once (the server's setting, `main.rs`). A load frees short-lived buffers all the
+/// time (a blob's elements, a decompressed string, a batch); a page they emptied was handed
+/// back with `madvise` (a TLB shoot-down on every core) and faulted in again by the next
+/// record: 230,000 `madvise` calls and a third of the CPU for 2M keys. Nothing a load
+/// allocates is meant to go back anyway. The last one dropped restores the previous delay
+/// (loads may overlap in tests).
+struct KeepFreedPages;
+
+/// Loads running, and the delay to restore when the last ends.
+static KEEPING: parking_lot::Mutex<(usize, std::ffi::c_long)> = parking_lot::Mutex::new((0, 0));
+
+impl KeepFreedPages {
+    #[allow(unsafe_code)]
+    fn new() -> KeepFreedPages {
+        let mut keeping = KEEPING.lock();
+        if keeping.0 == 0 {
+            // SAFETY: reads and sets one integer option of the allocator; callable at any
+            // time, and harmless where mimalloc is not the global allocator (tests).
+            keeping.1 = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+            // SAFETY: as above.
+            unsafe {
+                libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, LOADING_PURGE_DELAY_MS)
+            };
+        }
+        keeping.0 += 1;
+        KeepFreedPages
+    }
+}
+
+impl Drop for KeepFreedPages {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        let mut keeping = KEEPING.lock();
+        assert!(keeping.0 > 0, "one count per guard");
+        keeping.0 -= 1;
+        if keeping.0 == 0 {
+            // SAFETY: as in `new`.
+            unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, keeping.1) };
+        }
+    }
+}
+
 /// [`file::load`] with `workers` threads decoding (one: the same as `file::load`, on the
-/// calling thread). `visit` is called from the workers, in no particular order; `done` from
-/// the calling thread, with offsets that only rise.
+/// calling thread). `visit` is called from the workers, in no particular order; `done` and
+/// `resize` from the calling thread, `done` with offsets that only rise, `resize` before any
+/// key of its database.
+#[allow(clippy::too_many_arguments)]
 pub fn load(
     bytes: &[u8],
     options: &DecodeOptions,
@@ -105,15 +158,25 @@ pub fn load(
     workers: usize,
     visit: &(dyn Fn(Key<'_>) -> Result<(), String> + Sync),
     done: &dyn Fn(usize),
+    resize: &mut dyn FnMut(Resize),
 ) -> Result<Loaded, DecodeError> {
     let workers = workers.min(WORKERS_MAX);
+    let _keep = KeepFreedPages::new();
     if workers <= 1 {
-        return file::load(bytes, options, databases, verify_checksum, &mut |key| {
+        let mut visit_one = |key: Key<'_>| {
             let offset = key.offset;
             visit(key)?;
             done(offset);
             Ok(())
-        });
+        };
+        return file::load_sized(
+            bytes,
+            options,
+            databases,
+            verify_checksum,
+            &mut visit_one,
+            resize,
+        );
     }
     let shared = Shared {
         failure: Mutex::new(None),
@@ -148,6 +211,7 @@ pub fn load(
             &sender,
             &shared,
             done,
+            resize,
         );
         // The workers end once the queue is empty and closed.
         drop(sender);
@@ -163,6 +227,7 @@ pub fn load(
 }
 
 /// The calling thread's part: walks the file, batches the records, sends them.
+#[allow(clippy::too_many_arguments)]
 fn walk<'a>(
     bytes: &'a [u8],
     options: &DecodeOptions,
@@ -171,6 +236,7 @@ fn walk<'a>(
     sender: &mpsc::SyncSender<Batch<'a>>,
     shared: &Shared,
     done: &dyn Fn(usize),
+    resize: &mut dyn FnMut(Resize),
 ) -> Result<Loaded, DecodeError> {
     let mut batch = Batch {
         sequence: 0,
@@ -204,7 +270,7 @@ fn walk<'a>(
         done(starts.front().map_or(next_offset, |&(_, offset)| offset));
         Ok(())
     };
-    let loaded = file::walk(bytes, databases, verify_checksum, &mut |reader, head| {
+    let mut record = |reader: &mut Reader<'a>, head: Head<'a>| {
         if shared.stop.load(Ordering::Acquire) {
             // A worker failed at an earlier record; its error is the one reported.
             return Err(DecodeError::new(head.offset, "stopped"));
@@ -231,7 +297,8 @@ fn walk<'a>(
             send(&mut batch, value_end)?;
         }
         Ok(())
-    })?;
+    };
+    let loaded = file::walk(bytes, databases, verify_checksum, &mut record, resize)?;
     if !batch.records.is_empty() {
         send(&mut batch, bytes.len())?;
     }
@@ -361,10 +428,21 @@ mod tests {
                 assert!(offset >= *released, "released offsets only rise");
                 *released = offset;
             },
+            &mut |_| {},
         )?;
         let mut keys = keys.into_inner();
         keys.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok((keys, loaded.keys))
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn freed_pages_are_kept_while_a_load_runs() {
+        let keep = KeepFreedPages::new();
+        // SAFETY: reads one integer option of the allocator.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(delay, LOADING_PURGE_DELAY_MS);
+        drop(keep);
     }
 
     #[test]
@@ -427,6 +505,7 @@ mod tests {
                 Ok(())
             },
             &|_| {},
+            &mut |_| {},
         );
         let error = outcome.expect_err("the key is refused");
         assert_eq!(error.reason, "refused");
