@@ -840,6 +840,10 @@ pub fn load_rdb_bytes(
     let loaded_keys = AtomicU64::new(0);
     let released = AtomicU64::new(0);
     let was_loading = server.keyspace.loading.swap(true, Ordering::AcqRel);
+    crate::persist::rdb::parallel::KEEP_FREED_PAGES.store(
+        !crate::tier::spill::budgets_values(server),
+        Ordering::Relaxed,
+    );
     let outcome = crate::persist::rdb::parallel::load(
         bytes,
         &options,

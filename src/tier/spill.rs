@@ -144,7 +144,7 @@ pub fn budgeted_memory(server: &Server) -> usize {
 
 /// Whether the limit budgets values (tiering with an explicit `maxmemory`) rather than all
 /// the process holds (Redis's meaning, and the automatic limit's).
-fn budgets_values(server: &Server) -> bool {
+pub fn budgets_values(server: &Server) -> bool {
     server.keyspace.tier.is_open() && crate::config_int!(server.config, "maxmemory") > 0
 }
 
