@@ -613,20 +613,24 @@ impl<V> Dict<V> {
     }
 }
 
-/// The hasher for collections' dicts (hash fields, set members): seeded once per process
-/// from the keyspace's seed, so the simulator's runs (and their SCAN orders) repeat.
+/// The hasher for collections' dicts (hash fields, set members): seeded from the keyspace's
+/// seed, so the simulator's runs (and their SCAN orders) repeat. A dict keeps the hasher it
+/// was made with.
 pub fn collection_hasher() -> Hasher {
     COLLECTION_HASHER
-        .get_or_init(|| Hasher::with_seeds(0x5eed, 1, 2, 3))
+        .read()
         .clone()
+        .unwrap_or_else(|| Hasher::with_seeds(0x5eed, 1, 2, 3))
 }
 
-/// Seeds [`collection_hasher`]; the first call wins (the keyspace calls it at start).
+/// Seeds [`collection_hasher`] (the keyspace calls it as it is made). The last call wins:
+/// when the first did, the simulator's seeds after the first in one process got the first
+/// one's collection order, so a failing seed did not fail when replayed alone.
 pub fn seed_collection_hasher(seed: u64) {
-    let _ = COLLECTION_HASHER.set(Hasher::with_seeds(seed ^ 0xc011, seed.rotate_left(7), 5, 9));
+    *COLLECTION_HASHER.write() = Some(Hasher::with_seeds(seed ^ 0xc011, seed.rotate_left(7), 5, 9));
 }
 
-static COLLECTION_HASHER: std::sync::OnceLock<Hasher> = std::sync::OnceLock::new();
+static COLLECTION_HASHER: parking_lot::RwLock<Option<Hasher>> = parking_lot::RwLock::new(None);
 
 impl<V: Clone> Clone for Dict<V> {
     fn clone(&self) -> Dict<V> {
