@@ -50,6 +50,18 @@ fn read_back(conn: &mut Conn, indexes: std::ops::Range<usize>) {
     }
 }
 
+/// Runs `commands` and checks that they read nothing from the disk tier with a lock held.
+fn with_no_locked_read<T>(conn: &mut Conn, what: &str, commands: impl FnOnce(&mut Conn) -> T) -> T {
+    let locked = info_number(conn, "tiering", "tiering_locked_reads");
+    let result = commands(conn);
+    assert_eq!(
+        info_number(conn, "tiering", "tiering_locked_reads"),
+        locked,
+        "{what} read under the lock"
+    );
+    result
+}
+
 fn bulk(text: &str) -> Vec<u8> {
     format!("${}\r\n{text}\r\n", text.len()).into_bytes()
 }
@@ -185,34 +197,24 @@ fn sort_reads_its_cold_source_and_pattern_keys_with_no_lock_held() {
         // command brought back is spilled again).
         conn.cmd("DEBUG SPILL");
         assert_eq!(info_number(&mut conn, "tiering", "tiering_cold_keys"), 7);
-        let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
-        let reply = conn.cmd(line);
+        let reply = with_no_locked_read(&mut conn, line, |conn| conn.cmd(line));
         if line.contains("STORE") {
             assert_eq!(reply, b":3\r\n");
         } else {
             assert_eq!(reply, expected, "{line}");
         }
-        assert_eq!(
-            info_number(&mut conn, "tiering", "tiering_locked_reads"),
-            locked,
-            "{line} read under the lock"
-        );
     }
     assert_eq!(conn.cmd("LINDEX sorted 0"), bulk(&name(2)));
     // Queued in a transaction: EXEC reads them before locking for it.
     conn.cmd("DEBUG SPILL");
     assert_eq!(info_number(&mut conn, "tiering", "tiering_cold_keys"), 8);
-    let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
-    conn.cmd("MULTI");
-    conn.cmd("SORT ids BY weight_* GET info_*->name GET #");
     let mut exec = b"*1\r\n".to_vec();
     exec.extend_from_slice(&expected);
-    assert_eq!(conn.cmd("EXEC"), exec);
-    assert_eq!(
-        info_number(&mut conn, "tiering", "tiering_locked_reads"),
-        locked,
-        "SORT in EXEC read under the lock"
-    );
+    with_no_locked_read(&mut conn, "SORT in EXEC", |conn| {
+        conn.cmd("MULTI");
+        conn.cmd("SORT ids BY weight_* GET info_*->name GET #");
+        assert_eq!(conn.cmd("EXEC"), exec);
+    });
 }
 
 #[test]
@@ -262,13 +264,8 @@ fn a_sort_over_more_cold_pattern_keys_than_ever_fit_a_read_ahead_reads_none_unde
     for line in [line, "SORT_RO ids BY w_* LIMIT 0 3 GET h_*->name GET #"] {
         let spilled = conn.cmd("DEBUG SPILL");
         assert!(spilled.starts_with(b":"), "{}", common::escape(&spilled));
-        let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
-        assert_eq!(conn.cmd(line), expected, "{line}");
-        assert_eq!(
-            info_number(&mut conn, "tiering", "tiering_locked_reads"),
-            locked,
-            "{line} read under the lock"
-        );
+        let reply = with_no_locked_read(&mut conn, line, |conn| conn.cmd(line));
+        assert_eq!(reply, expected, "{line}");
     }
     // The parts are only lent: the hashes stay cold, whole.
     assert_eq!(conn.cmd("HGET h_5 other"), bulk(&"o".repeat(200)));
@@ -285,14 +282,11 @@ fn a_blocked_client_is_served_with_its_cold_keys_read_with_no_lock_held() {
     common::wait_for(|| info_number(&mut conn, "clients", "blocked_clients") == 1);
     // Spilled while the client waits: its first try read `dst` back.
     assert_eq!(conn.cmd("DEBUG SPILL dst"), b":1\r\n");
-    let locked = info_number(&mut conn, "tiering", "tiering_locked_reads");
-    conn.cmd("RPUSH src moved");
-    assert_eq!(waiter.read_reply().expect("BLMOVE reply"), bulk("moved"));
-    assert_eq!(conn.cmd("LLEN dst"), b":2\r\n");
-    assert_eq!(
-        info_number(&mut conn, "tiering", "tiering_locked_reads"),
-        locked
-    );
+    with_no_locked_read(&mut conn, "serving BLMOVE", |conn| {
+        conn.cmd("RPUSH src moved");
+        assert_eq!(waiter.read_reply().expect("BLMOVE reply"), bulk("moved"));
+        assert_eq!(conn.cmd("LLEN dst"), b":2\r\n");
+    });
 }
 
 #[test]

@@ -711,21 +711,8 @@ fn load(value: &mut Value, options: &mut Options) -> Option<Loaded> {
             };
             direct(elements)
         }
-        Value::List(list) => Loaded {
-            elements: list.iter().map(Bytes::copy_from_slice).collect(),
-            start,
-            end,
-        },
-        Value::Set(set) => Loaded {
-            elements: set.members(),
-            start,
-            end,
-        },
-        Value::ZSet(zset) => Loaded {
-            elements: zset
-                .iter_range(0, length, false)
-                .map(|(_, member)| Bytes::copy_from_slice(member))
-                .collect(),
+        Value::List(_) | Value::Set(_) | Value::ZSet(_) => Loaded {
+            elements: elements(value),
             start,
             end,
         },

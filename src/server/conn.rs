@@ -170,10 +170,7 @@ pub async fn serve<S>(
             written = writer.write(&output), if !output.is_empty() => {
                 match written {
                     Ok(0) | Err(_) => break,
-                    Ok(written) => {
-                        server.stats.net_output_bytes.fetch_add(written as u64, Ordering::Relaxed);
-                        output.advance(written);
-                    }
+                    Ok(written) => sent(&server, &mut output, written),
                 }
             }
             read = reader.read_buf(&mut input), if reading => {
@@ -232,15 +229,20 @@ fn write_now<W: AsyncWrite + Unpin>(
     match std::pin::Pin::new(writer).poll_write(&mut context, output) {
         std::task::Poll::Ready(Ok(0)) | std::task::Poll::Ready(Err(_)) => false,
         std::task::Poll::Ready(Ok(written)) => {
-            server
-                .stats
-                .net_output_bytes
-                .fetch_add(written as u64, Ordering::Relaxed);
-            output.advance(written);
+            sent(server, output, written);
             true
         }
         std::task::Poll::Pending => true,
     }
+}
+
+/// `written` bytes of `output` went to the socket.
+fn sent(server: &Server, output: &mut BytesMut, written: usize) {
+    server
+        .stats
+        .net_output_bytes
+        .fetch_add(written as u64, Ordering::Relaxed);
+    output.advance(written);
 }
 
 /// Redis's checkClientOutputBufferLimits for this client's class: true when it must go.
