@@ -617,20 +617,31 @@ impl<V> Dict<V> {
 /// seed, so the simulator's runs (and their SCAN orders) repeat. A dict keeps the hasher it
 /// was made with.
 pub fn collection_hasher() -> Hasher {
-    COLLECTION_HASHER
-        .read()
-        .clone()
-        .unwrap_or_else(|| Hasher::with_seeds(0x5eed, 1, 2, 3))
+    SEEDED_HERE
+        .with(|seeded| seeded.borrow().clone())
+        .unwrap_or_else(|| {
+            COLLECTION_HASHER
+                .get_or_init(|| Hasher::with_seeds(0x5eed, 1, 2, 3))
+                .clone()
+        })
 }
 
-/// Seeds [`collection_hasher`] (the keyspace calls it as it is made). The last call wins:
-/// when the first did, the simulator's seeds after the first in one process got the first
-/// one's collection order, so a failing seed did not fail when replayed alone.
+/// Seeds [`collection_hasher`] (the keyspace calls it as it is made): for this thread, and
+/// for the process if it is the first. The thread that made a keyspace uses that keyspace's
+/// seed, so the simulator's seeds, each run on one thread, get their own collection order
+/// even after other seeds ran in the process (with the first call winning everywhere, a
+/// failing seed passed when replayed alone); the server's runtime threads use the first.
 pub fn seed_collection_hasher(seed: u64) {
-    *COLLECTION_HASHER.write() = Some(Hasher::with_seeds(seed ^ 0xc011, seed.rotate_left(7), 5, 9));
+    let hasher = Hasher::with_seeds(seed ^ 0xc011, seed.rotate_left(7), 5, 9);
+    SEEDED_HERE.with(|seeded| *seeded.borrow_mut() = Some(hasher.clone()));
+    let _ = COLLECTION_HASHER.set(hasher);
 }
 
-static COLLECTION_HASHER: parking_lot::RwLock<Option<Hasher>> = parking_lot::RwLock::new(None);
+static COLLECTION_HASHER: std::sync::OnceLock<Hasher> = std::sync::OnceLock::new();
+
+thread_local! {
+    static SEEDED_HERE: std::cell::RefCell<Option<Hasher>> = const { std::cell::RefCell::new(None) };
+}
 
 impl<V: Clone> Clone for Dict<V> {
     fn clone(&self) -> Dict<V> {
