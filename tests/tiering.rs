@@ -146,15 +146,13 @@ fn metadata_commands_never_read_the_disk() {
 }
 
 #[test]
-#[ignore = "fails: the burst spills part of the hot set (issue 6, open)"]
 fn a_burst_of_new_keys_does_not_push_the_hot_set_out() {
     // 2 MB read often, then 60 MB of new keys (2.5 times the limit) written and never read:
-    // the spill takes the burst, and the hot set is still in RAM after it. Today about 190
-    // of the 2,000 hot keys are spilled in a run (a shard's sample spills its 4 coldest even
-    // when fewer are unread), and 700-900 in about one run in six (the RSS allowance follows
-    // the bytes allocated, so each spill raises the excess spilled for). A candidate fix
-    // for both passes this test 12 runs in 12 but makes `strata-sim --seeds 300` fail seed
-    // 219 (a durability check), so it is not in.
+    // the spill takes the burst, and the hot set is still in RAM after it. Before the spill
+    // looked only for values as cold as a new key, about 190 of the 2,000 hot keys went in a
+    // run (a shard's sample spilled its 4 coldest even when fewer were unread), and 700-900
+    // in one run in six (the RSS allowance followed the bytes allocated, so each spill raised
+    // the excess spilled for).
     let server = tiered(&[]);
     let mut conn = server.connect();
     let hot = 2_000;

@@ -252,6 +252,25 @@ impl SimDisk {
         Some(fault)
     }
 
+    /// Lines describing every named file (for debugging a failed seed).
+    pub fn describe(&self) -> String {
+        let state = self.lock();
+        let mut text = String::new();
+        for (path, &inode) in &state.names {
+            let file = &state.inodes[inode];
+            let durable = state.durable_names.get(path) == Some(&inode);
+            text.push_str(&format!(
+                "  {} inode {inode}: {} bytes, {} durable{}{}\n",
+                path.display(),
+                file.data.len(),
+                file.durable_len,
+                if file.doubtful { ", doubtful" } else { "" },
+                if durable { "" } else { ", name not durable" },
+            ));
+        }
+        text
+    }
+
     /// The power goes out: what was not durable is lost or torn, as the seed decides.
     pub fn crash(&self) {
         let mut state = self.lock();
@@ -273,6 +292,10 @@ impl SimDisk {
         state.names = names.clone();
         state.durable_names = names;
         for inode in state.inodes.iter_mut() {
+            // A failed sync's doubt dies with the power: after the restart, a sync that
+            // succeeds makes the file durable again. (Left set on a file with nothing
+            // unsynced, it made every later sync of that file a silent no-op.)
+            inode.doubtful = false;
             let unsynced = inode.data.len().saturating_sub(inode.durable_len);
             if unsynced == 0 {
                 continue;
@@ -289,7 +312,6 @@ impl SimDisk {
             };
             inode.data.truncate(cut);
             inode.durable_len = inode.data.len();
-            inode.doubtful = false;
         }
     }
 
@@ -579,6 +601,32 @@ mod tests {
             lost_file |= !disk.exists(&dir.join("b"));
         }
         assert!(lost_file && torn_tail, "the seeds cover both faults");
+    }
+
+    /// Seeds 3042 and 3922 lost acknowledged `always` writes because of this: an empty file
+    /// whose sync failed stayed doubtful across the crash, so the next server's syncs of it
+    /// succeeded without making anything durable.
+    #[test]
+    fn a_failed_sync_is_forgotten_at_a_crash() {
+        let faults = Faults {
+            sync_failure: 1.0,
+            ..Faults::none()
+        };
+        let disk = SimDisk::new(1, faults);
+        let dir = Path::new("/d");
+        let mut file = disk.create(&dir.join("a")).expect("create");
+        disk.sync_dir(dir).expect("sync dir");
+        assert!(file.sync().is_err(), "every sync fails");
+        disk.crash();
+        disk.heal();
+        let mut file = disk.append(&dir.join("a")).expect("reopen");
+        file.write_all(b"after the restart").expect("write");
+        file.sync().expect("sync on a healed disk");
+        disk.crash();
+        assert_eq!(
+            disk.read(&dir.join("a")).expect("read"),
+            b"after the restart"
+        );
     }
 
     #[test]

@@ -424,6 +424,15 @@ impl Run {
         }
         // The shadow learns what the request changed (and what eviction or expiry did first).
         let history = std::mem::take(&mut *self.history());
+        if self.verbose && history.bytes.len() > self.shadow.position {
+            let fresh = &history.bytes[self.shadow.position..];
+            eprintln!(
+                "  history {}..{}: {}",
+                self.shadow.position,
+                history.bytes.len(),
+                String::from_utf8_lossy(&fresh[..fresh.len().min(300)]).replace("\r\n", " ")
+            );
+        }
         let replayed = self.shadow.catch_up(&history.bytes);
         *self.history() = history;
         if let Err(err) = replayed {
@@ -456,6 +465,9 @@ impl Run {
         if failed && self.failed_at.is_none() {
             self.failed_at = Some(durable);
             "aof failed".hash(&mut self.trace);
+            if self.verbose {
+                eprintln!("{} aof failed, durable to {durable}", self.clock.now_ms());
+            }
         }
         if failed {
             // Never acknowledged: their connections are closed without a reply.
@@ -465,6 +477,9 @@ impl Run {
         let (done, still): (Vec<usize>, Vec<usize>) =
             self.waiting.iter().partition(|&&offset| offset <= durable);
         self.waiting = still;
+        if self.verbose && !done.is_empty() {
+            eprintln!("{} acknowledged up to {durable}", self.clock.now_ms());
+        }
         for offset in done {
             self.acknowledge(offset);
         }
@@ -473,6 +488,9 @@ impl Run {
     fn rewrite(&mut self, current: &Incarnation) {
         let outcome = persistence::rewrite(&current.server);
         outcome.is_ok().hash(&mut self.trace);
+        if self.verbose {
+            eprintln!("{} rewrite: {outcome:?}", self.clock.now_ms());
+        }
         match outcome {
             Ok(()) => self.outcome.rewrites += 1,
             Err(_) => self.outcome.rewrites_failed += 1,
@@ -506,11 +524,17 @@ impl Run {
         let required = self.required(crash_ms).max(synced);
         ("crash", step).hash(&mut self.trace);
         if self.verbose {
-            eprintln!("{crash_ms} crash");
+            eprintln!("{crash_ms} crash: required {required}, synced {synced}");
         }
         self.outcome.crashes += 1;
         self.retire(current);
+        if self.verbose {
+            eprint!("before the crash:\n{}", self.disk.describe());
+        }
         self.disk.crash();
+        if self.verbose {
+            eprint!("after the crash:\n{}", self.disk.describe());
+        }
         self.waiting.clear();
         let Some(recovered) = self.start(0) else {
             return;

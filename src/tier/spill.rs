@@ -40,6 +40,9 @@ const SPILLS_PER_CALL_MAX: usize = 4096;
 const BUCKETS_PER_SAMPLE: usize = 64;
 /// Times one call writes the tail out and tries again after the store refused a spill.
 const SPILL_RETRIES_MAX: usize = 16;
+/// A sample with no value as cold as a new key grows to this many times its size looking
+/// for one.
+const COLD_SEARCH_FACTOR: usize = 4;
 /// Values spilled from one shard's sample before moving on.
 const SPILLS_PER_SHARD_MAX: usize = 4;
 
@@ -55,6 +58,15 @@ pub fn heat(entry: &Entry, now_ms: u64, mode: AccessMode) -> u32 {
             // 255 when just used, falling with the logarithm of the idle time.
             255u32.saturating_sub(16 * (64 - idle.leading_zeros()))
         }
+    }
+}
+
+/// Whether a value of this heat is no warmer than a key just written and never read (LRU:
+/// unread since written; LFU: at most a new key's counter).
+fn as_cold_as_new(heat: u32, mode: AccessMode) -> bool {
+    match mode {
+        AccessMode::Lfu { .. } => heat <= crate::keyspace::entry::LFU_INIT,
+        AccessMode::Lru => heat == 0,
     }
 }
 
@@ -155,7 +167,7 @@ pub fn spill_pressure(server: &Server) -> usize {
     budgeted_memory(server) + server.keyspace.tier.resident_excess.load(Ordering::Relaxed)
 }
 
-/// Anonymous RSS may run this share (in 1/1000s) over the allocated bytes, plus
+/// Anonymous RSS may run this share (in 1/1000s) over the limit plus the key index, plus
 /// `RESIDENT_SLACK_BYTES` (stacks, the allocator's own tables), before values pay for it.
 const RESIDENT_SLACK_PERMILLE: usize = 125;
 const RESIDENT_SLACK_BYTES: usize = 8 << 20;
@@ -163,17 +175,22 @@ const RESIDENT_SLACK_BYTES: usize = 8 << 20;
 const RESIDENT_EXCESS_MAX_PERMILLE: usize = 250;
 
 /// The upkeep, every tick: charges anonymous RSS (the binary's pages and mapped files are
-/// not the allocator's) beyond the allocated bytes plus slack to the values' budget. The
-/// allocator cannot hand back a page while any value on it lives, and spilling frees values
-/// all over: at 2M keys under `maxmemory 200mb`, RSS ran 29% over the count
-/// (430 MB against 333 MB). The limit is there to bound RSS, so the excess is spilled for;
-/// capped, because spilling gives pages back only as they empty (a runaway would spill
-/// everything for little). Not under the simulator's gauge (RSS would not replay).
+/// not the allocator's) beyond what the limit allows (the limit plus the key index, plus
+/// slack) to the values' budget. The allocator cannot hand back a page while any value on it
+/// lives, and spilling frees values all over: at 2M keys under `maxmemory 200mb`, RSS ran
+/// 29% over the count (430 MB against 333 MB). The limit is there to bound RSS, so the
+/// excess is spilled for; capped, because spilling gives pages back only as they empty.
+/// Measured against the limit, not against the bytes allocated now: spilling lowers those at
+/// once and RSS only later, so an allowance that followed them grew the excess with every
+/// spill, and the spilling ran on until it reached values in use (after a burst of new keys,
+/// most of a hot set: `a_burst_of_new_keys_does_not_push_the_hot_set_out`).
+/// Not under the simulator's gauge (RSS would not replay).
 pub fn track_resident(server: &Server) {
     let excess = if budgets_values(server) && !super::alloc::gauge_active() {
-        let used = super::used_memory();
-        let allowed = used + used / 1000 * RESIDENT_SLACK_PERMILLE + RESIDENT_SLACK_BYTES;
-        let cap = effective_limit(server) / 1000 * RESIDENT_EXCESS_MAX_PERMILLE;
+        let limit = effective_limit(server);
+        let bound = limit + server.keyspace.tier.index_bytes();
+        let allowed = bound + bound / 1000 * RESIDENT_SLACK_PERMILLE + RESIDENT_SLACK_BYTES;
+        let cap = limit / 1000 * RESIDENT_EXCESS_MAX_PERMILLE;
         (super::alloc::resident_anonymous_bytes() as usize)
             .saturating_sub(allowed)
             .min(cap)
@@ -205,6 +222,7 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
     }
     let mut spilled = 0;
     let mut dry_shards = 0;
+    let mut warm_too = false;
     let mut retries = 0;
     let mut rng = crate::util::random();
     let mut shard = rng.gen_range(0..SHARDS);
@@ -217,9 +235,14 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
             break true;
         }
         if dry_shards >= SHARDS {
-            break false;
+            if warm_too {
+                break false;
+            }
+            // Nothing as cold as a new key in any shard's sample: values in use go now.
+            warm_too = true;
+            dry_shards = 0;
         }
-        match spill_from_shard(server, tier, shard) {
+        match spill_from_shard(server, tier, shard, warm_too) {
             Ok(0) => dry_shards += 1,
             Ok(count) => {
                 dry_shards = 0;
@@ -246,7 +269,13 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
 }
 
 /// Samples one shard and spills its coldest values; how many, or Err when the tier refused.
-fn spill_from_shard(server: &Server, tier: &Tier, shard: usize) -> Result<usize, ()> {
+/// Unless `warm_too`, only values as cold as a new key: a sample without one spills nothing.
+fn spill_from_shard(
+    server: &Server,
+    tier: &Tier,
+    shard: usize,
+    warm_too: bool,
+) -> Result<usize, ()> {
     let samples =
         (crate::config_int!(server.config, "maxmemory-samples").clamp(1, 64) as usize) * 2;
     let min_bytes = tier.min_value_bytes.load(Ordering::Relaxed);
@@ -261,15 +290,24 @@ fn spill_from_shard(server: &Server, tier: &Tier, shard: usize) -> Result<usize,
         if slice.keys.is_empty() {
             continue;
         }
-        // First pass: the heats of the next `samples` values still in RAM along the sweep.
+        // First pass: the heats of the next `samples` values still in RAM along the sweep,
+        // and on until one is as cold as a new key (up to `COLD_SEARCH_FACTOR` times as many
+        // values): what is read stays in RAM while something written and never read can go
+        // instead, and a RAM full of values in use costs a few times the walk, not more.
         let start = slice.spill_cursor;
         let mut heats: SmallVec<[u32; 128]> = SmallVec::new();
         let mut position = start;
         let mut walked = 0;
-        while heats.len() < samples && walked < samples * BUCKETS_PER_SAMPLE {
+        let mut found_cold = false;
+        let wanted = |heats: usize, found_cold: bool| {
+            heats < samples || (!found_cold && heats < samples * COLD_SEARCH_FACTOR)
+        };
+        while wanted(heats.len(), found_cold) && walked < samples * BUCKETS_PER_SAMPLE {
             position = slice.keys.sweep_mut(position, 1, |_, entry| {
                 if worth_spilling(&entry.value, min_bytes) {
-                    heats.push(heat(entry, now_ms, mode));
+                    let heat = heat(entry, now_ms, mode);
+                    found_cold |= as_cold_as_new(heat, mode);
+                    heats.push(heat);
                 }
                 true
             });
@@ -279,15 +317,23 @@ fn spill_from_shard(server: &Server, tier: &Tier, shard: usize) -> Result<usize,
             }
         }
         slice.spill_cursor = position;
-        if heats.is_empty() {
+        // Without a value as cold as a new key, what is in use waits for a round in which no
+        // shard has one (`relieve`).
+        if heats.is_empty() || (!found_cold && !warm_too) {
             continue;
         }
         heats.sort_unstable();
-        // Values with no heat at all (written, never read) all go: nothing is colder, and the
-        // walk that found them is the expensive part. Otherwise the coldest few.
-        let unheated = heats.iter().take_while(|&&heat| heat == 0).count();
-        let take = unheated.max(SPILLS_PER_SHARD_MAX).min(heats.len());
-        let threshold = heats[take - 1];
+        // The values as cold as the coldest: all of them when that is no heat at all
+        // (written, never read: nothing is colder, and the walk that found them is the
+        // expensive part), else a few. Never one hotter: taking the coldest few whatever their
+        // heat spilled values in use whenever a sample held fewer cold ones than that.
+        let threshold = heats[0];
+        let tied = heats.iter().take_while(|&&heat| heat == threshold).count();
+        let take = if threshold == 0 {
+            tied
+        } else {
+            tied.min(SPILLS_PER_SHARD_MAX)
+        };
         // Second pass over the same buckets (still in cache, the table unchanged under the
         // lock): spill the chosen ones in place, with no lookup by key.
         let mut taken = 0;
