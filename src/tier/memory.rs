@@ -60,9 +60,13 @@ pub struct Tier {
     /// Bytes of the key index (the keyspace tables: nodes, buckets, long keys), kept by
     /// `keyspace::Db`; signed deltas added with wrapping, read as their sum.
     index_bytes: Counter,
-    /// How far RSS ran over the allocated bytes plus slack at the last upkeep tick: charged to
-    /// the values' budget (`spill::track_resident`).
+    /// How far RSS ran over the limit plus the key index plus slack at the last upkeep tick:
+    /// charged to the values' budget (`spill::track_resident`).
     pub resident_excess: AtomicUsize,
+    /// The last spill round found no value as cold as a new key in any shard: the next ones
+    /// spill the coldest values in use without looking for one first (`spill::relieve`),
+    /// until a sample holds one again.
+    pub none_as_cold_as_new: AtomicBool,
 }
 
 impl Default for Tier {
@@ -77,6 +81,7 @@ impl Default for Tier {
             always_lend: AtomicBool::new(false),
             index_bytes: Counter::default(),
             resident_excess: AtomicUsize::new(0),
+            none_as_cold_as_new: AtomicBool::new(false),
         }
     }
 }

@@ -222,7 +222,10 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
     }
     let mut spilled = 0;
     let mut dry_shards = 0;
-    let mut warm_too = false;
+    // Once a round found nothing as cold as a new key, the rounds after it do not look
+    // again first: a RAM full of values in use (every key read) would pay for a fruitless
+    // round over every shard on every call.
+    let mut warm_too = tier.none_as_cold_as_new.load(Ordering::Relaxed);
     let mut retries = 0;
     let mut rng = crate::util::random();
     let mut shard = rng.gen_range(0..SHARDS);
@@ -240,6 +243,7 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
             }
             // Nothing as cold as a new key in any shard's sample: values in use go now.
             warm_too = true;
+            tier.none_as_cold_as_new.store(true, Ordering::Relaxed);
             dry_shards = 0;
         }
         match spill_from_shard(server, tier, shard, warm_too) {
@@ -269,7 +273,8 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
 }
 
 /// Samples one shard and spills its coldest values; how many, or Err when the tier refused.
-/// Unless `warm_too`, only values as cold as a new key: a sample without one spills nothing.
+/// Unless `warm_too`, only values as cold as a new key (looking a few samples further for
+/// one): a sample without one spills nothing.
 fn spill_from_shard(
     server: &Server,
     tier: &Tier,
@@ -300,7 +305,7 @@ fn spill_from_shard(
         let mut walked = 0;
         let mut found_cold = false;
         let wanted = |heats: usize, found_cold: bool| {
-            heats < samples || (!found_cold && heats < samples * COLD_SEARCH_FACTOR)
+            heats < samples || (!found_cold && !warm_too && heats < samples * COLD_SEARCH_FACTOR)
         };
         while wanted(heats.len(), found_cold) && walked < samples * BUCKETS_PER_SAMPLE {
             position = slice.keys.sweep_mut(position, 1, |_, entry| {
@@ -321,6 +326,10 @@ fn spill_from_shard(
         // shard has one (`relieve`).
         if heats.is_empty() || (!found_cold && !warm_too) {
             continue;
+        }
+        if found_cold && warm_too {
+            // New keys are being written again: the next rounds look for them first.
+            tier.none_as_cold_as_new.store(false, Ordering::Relaxed);
         }
         heats.sort_unstable();
         // The values as cold as the coldest: all of them when that is no heat at all
