@@ -76,11 +76,18 @@ enum State {
 pub struct RequestParser {
     state: State,
     args: Vec<Bytes>,
+    /// Requests parsed so far.
+    completed: u64,
 }
 
 impl RequestParser {
     pub fn new() -> RequestParser {
         RequestParser::default()
+    }
+
+    /// How many complete requests this parser has returned.
+    pub fn completed(&self) -> u64 {
+        self.completed
     }
 
     /// True while a request has been started but not finished: the client is mid-command.
@@ -111,7 +118,10 @@ impl RequestParser {
                     match parse_inline(buf)? {
                         None => return Ok(None),
                         Some(args) if args.is_empty() => continue,
-                        Some(args) => return Ok(Some(args)),
+                        Some(args) => {
+                            self.completed += 1;
+                            return Ok(Some(args));
+                        }
                     }
                 }
                 State::Multibulk { remaining, bulk } => {
@@ -119,6 +129,7 @@ impl RequestParser {
                         self.state = State::Start;
                         let args = std::mem::take(&mut self.args);
                         debug_assert!(!args.is_empty());
+                        self.completed += 1;
                         return Ok(Some(args));
                     }
                     match bulk {

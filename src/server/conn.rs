@@ -183,12 +183,21 @@ pub async fn serve<S>(
                     // Buffered until the blocking command returns, as Redis does.
                     deferred = true;
                 } else {
+                    let parsed_before = parser.completed();
                     match process_input(&server, &mut session, &mut parser, &mut input, &mut output, &mut outbox).await {
                         Batch::Drained => {}
                         Batch::Deferred => deferred = true,
                         Batch::Close => closing = true,
                         Batch::Abort => break,
                         Batch::Blocked(wait) => blocked = Some(wait),
+                    }
+                    // After a pipeline, the other connections with requests waiting run
+                    // first (the task goes to the back of the queue), so replies leave in a
+                    // burst, as Redis writes them all before it next waits for events. A
+                    // lone request's reply leaves at once: there the turn costs more than it
+                    // saves.
+                    if !output.is_empty() && parser.completed() - parsed_before > 1 {
+                        tokio::task::yield_now().await;
                     }
                     if !output.is_empty() && !write_now(&mut writer, &mut output, &server) {
                         break;
@@ -216,10 +225,17 @@ pub async fn serve<S>(
     server.clients.unregister(session.id);
 }
 
-/// Writes what the socket takes right now, without waiting: an unpipelined reply leaves in
-/// the turn that read its request, as Redis writes before it next waits for events, instead
-/// of in a turn of its own. False when the connection is gone. Whatever the socket does not
-/// take is written by the loop once the socket is writable.
+/// Writes what the socket takes right now, without waiting: a reply leaves in the turn that
+/// read its request, instead of in a turn of its own. False when the connection is gone.
+/// Whatever the socket does not take is written by the loop once the socket is writable.
+///
+/// After a pipeline the loop calls it once the other ready connections ran (`yield_now`): a client
+/// such as redis-benchmark, one thread driving 50 connections, then finds a burst of replies
+/// when it wakes, instead of being woken by each reply in turn. Written at once, each reply
+/// woke it again: SADD at `-P 16` made it sleep and wake 23,000-30,000 times per million
+/// requests (against Redis, 2,400-3,500), and the wake-ups (a cross-CPU interrupt each) were
+/// a quarter of the server's CPU time. With the yield: 4,200-5,000, and 1.2-1.4 times the
+/// throughput.
 fn write_now<W: AsyncWrite + Unpin>(
     writer: &mut W,
     output: &mut BytesMut,
