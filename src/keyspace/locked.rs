@@ -147,6 +147,28 @@ impl<'a> Locked<'a> {
         }
     }
 
+    /// Whether every one of `keys` lives in a shard this view holds.
+    pub fn holds_keys<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> bool {
+        self.all
+            || keys.into_iter().all(|key| {
+                let shard = self.keyspace.shard_of(key);
+                self.guards.iter().any(|(index, _)| *index == shard)
+            })
+    }
+
+    /// Starts the next command on this view (a connection running a pipeline on one hold
+    /// of its locks), with its own time snapshot. What the last one raised was taken.
+    pub fn next_command(&mut self, now_ms: u64) {
+        debug_assert!(self.expired.is_empty() && self.ready.is_empty() && self.events.is_empty());
+        debug_assert!(self.lent.is_empty() && self.prefetched.is_none());
+        self.now_ms = now_ms;
+        self.expire_ms = if self.keyspace.loading.load(Ordering::Relaxed) {
+            0
+        } else {
+            now_ms
+        };
+    }
+
     /// Hands the view what was read ahead for its command (`lookup_prefetched`).
     pub fn set_prefetched(&mut self, prefetched: Prefetched) {
         self.prefetched = (!prefetched.is_empty()).then(|| Box::new(prefetched));

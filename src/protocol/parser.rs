@@ -78,6 +78,10 @@ pub struct RequestParser {
     args: Vec<Bytes>,
     /// Requests parsed so far.
     completed: u64,
+    /// Requests handed back (`unread`), returned again first, the last handed back first.
+    unread: Vec<Vec<Bytes>>,
+    /// A protocol error handed back (`unread_error`): returned once the unread requests are.
+    error: Option<ProtocolError>,
 }
 
 impl RequestParser {
@@ -88,6 +92,20 @@ impl RequestParser {
     /// How many complete requests this parser has returned.
     pub fn completed(&self) -> u64 {
         self.completed
+    }
+
+    /// Hands back a request `parse` returned, to be returned again by the next call (the
+    /// connection looks ahead for requests it may run together, and stops at one it may not).
+    pub fn unread(&mut self, args: Vec<Bytes>) {
+        debug_assert!(self.unread.len() < 1024);
+        self.completed -= 1;
+        self.unread.push(args);
+    }
+
+    /// Hands back the protocol error `parse` returned, to be returned again once the requests
+    /// before it (handed back after it) have been.
+    pub fn unread_error(&mut self, error: ProtocolError) {
+        self.error = Some(error);
     }
 
     /// True while a request has been started but not finished: the client is mid-command.
@@ -102,6 +120,13 @@ impl RequestParser {
         buf: &mut BytesMut,
         limits: Limits,
     ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if let Some(args) = self.unread.pop() {
+            self.completed += 1;
+            return Ok(Some(args));
+        }
+        if let Some(error) = self.error.take() {
+            return Err(error);
+        }
         loop {
             match self.state {
                 State::Start => {

@@ -17,7 +17,7 @@
 
 use super::clients::{Outgoing, OutputClass, ReplyMode, Session};
 use super::state::{Server, ShutdownRequest};
-use crate::command::{dispatch, Action};
+use crate::command::{dispatch, dispatch_run, Action, RUN_REQUESTS_MAX};
 use crate::protocol::parser::{Limits, RequestParser};
 use crate::protocol::Reply;
 use bytes::{Buf, Bytes, BytesMut};
@@ -322,7 +322,9 @@ async fn wait_durable(server: &Server, session: &Session) -> bool {
     server.aof.wait_durable(session.write_offset).await
 }
 
-/// Runs complete requests from `input` until it has none left or replies pile up.
+/// Runs complete requests from `input` until it has none left or replies pile up. The
+/// requests run in `run_requests`, which waits for nothing; a request that must wait first
+/// (CLIENT PAUSE, a save over its allowance) or after (DEBUG SLEEP) comes back here for it.
 async fn process_requests(
     server: &Server,
     session: &mut Session,
@@ -332,9 +334,50 @@ async fn process_requests(
     outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) -> Batch {
     loop {
+        let (reply, action) = match run_requests(server, session, parser, input, output, outbox) {
+            Step::Done(batch) => return batch,
+            Step::Wait(args) => {
+                wait_if_paused(server, &args).await;
+                wait_for_snapshot(server, &args).await;
+                dispatch(server, session, args)
+            }
+            Step::Sleep(reply, action) => (reply, action),
+        };
+        if let Some(Action::Sleep(duration)) = &action {
+            tokio::time::sleep(*duration).await;
+        }
+        if let Some(batch) = finish_request(server, session, output, outbox, reply, action) {
+            return batch;
+        }
+    }
+}
+
+/// Where `run_requests` stopped.
+enum Step {
+    /// The batch is over.
+    Done(Batch),
+    /// This request must wait for a pause or a save to end before it runs.
+    Wait(Vec<Bytes>),
+    /// This request ran and asked to sleep before its reply (DEBUG SLEEP).
+    Sleep(Reply, Option<Action>),
+}
+
+/// Runs complete requests from `input` while none has to wait. Successive requests that
+/// may run together (`may_run_together`: keyed commands, nothing special about the client)
+/// run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX` at a
+/// time; the others one by one.
+fn run_requests(
+    server: &Server,
+    session: &mut Session,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
+) -> Step {
+    loop {
         if output.len() >= OUTPUT_PENDING_MAX {
             note_activity(server, session);
-            return Batch::Deferred;
+            return Step::Done(Batch::Deferred);
         }
         let limits = Limits {
             bulk_bytes_max: crate::config_int!(server.config, "proto-max-bulk-len"),
@@ -344,79 +387,142 @@ async fn process_requests(
             Ok(Some(args)) => args,
             Ok(None) => {
                 note_activity(server, session);
-                return Batch::Drained;
+                return Step::Done(Batch::Drained);
             }
             Err(error) => {
                 tracing::debug!(client = %session.handle.addr, "{}", error.0);
                 Reply::Error(format!("ERR {}", error.0)).encode(session.resp3, output);
-                return Batch::Close;
+                return Step::Done(Batch::Close);
             }
         };
-        wait_if_paused(server, &args).await;
-        wait_for_snapshot(server, &args).await;
+        if server.pause_active.load(Ordering::Acquire) || server.keyspace.snapshot.over_allowance()
+        {
+            return Step::Wait(args);
+        }
+        if crate::command::may_run_together(server, session, &args) {
+            let mut run = vec![args];
+            while run.len() < RUN_REQUESTS_MAX {
+                match parser.parse(input, limits) {
+                    Ok(Some(next)) if crate::command::may_run_together(server, session, &next) => {
+                        run.push(next)
+                    }
+                    Ok(Some(next)) => {
+                        parser.unread(next);
+                        break;
+                    }
+                    Ok(None) => break,
+                    // The requests before it run first.
+                    Err(error) => {
+                        parser.unread_error(error);
+                        break;
+                    }
+                }
+            }
+            if run.len() > 1 {
+                let replies = dispatch_run(server, session, &run);
+                let ran = replies.len();
+                // Stopped early (blocked clients served, or an action): the rest go again.
+                for args in run.drain(ran..).rev() {
+                    parser.unread(args);
+                }
+                for (reply, action) in replies {
+                    if let Some(batch) =
+                        finish_request(server, session, output, outbox, reply, action)
+                    {
+                        return Step::Done(batch);
+                    }
+                }
+                continue;
+            }
+            let Some(args) = run.pop() else {
+                continue;
+            };
+            let (reply, action) = dispatch(server, session, args);
+            if let Some(batch) = finish_request(server, session, output, outbox, reply, action) {
+                return Step::Done(batch);
+            }
+            continue;
+        }
         let (reply, action) = dispatch(server, session, args);
-        if let Some(Action::Sleep(duration)) = &action {
-            tokio::time::sleep(*duration).await;
+        if matches!(action, Some(Action::Sleep(_))) {
+            return Step::Sleep(reply, action);
         }
-        let blocks = matches!(action, Some(Action::Block { .. }));
-        // Messages the command caused for this very client (a RESP3 client publishing to
-        // itself, its own keyspace notifications) go before its reply.
-        drain_outbox(session, outbox, output);
-        match session.reply_mode {
-            // A blocked command's reply comes later, when it is served or times out.
-            _ if blocks => {}
-            ReplyMode::On => reply.encode(session.resp3, output),
-            ReplyMode::Off => {}
-            ReplyMode::Skip => session.reply_mode = ReplyMode::On,
-            ReplyMode::SkipNext => session.reply_mode = ReplyMode::Skip,
-        }
-        // Keyspace events Redis raises after writing the reply (HSET, LPUSH, EXPIRE, ...).
-        if !session.deferred_events.is_empty() {
-            super::pubsub::publish_deferred(server, session);
-            drain_outbox(session, outbox, output);
-        }
-        // Checked after every reply, as Redis does when it adds one, so a pipeline cannot
-        // pile up far past the limit before the connection loop looks.
-        session
-            .handle
-            .output_bytes
-            .store(output.len(), Ordering::Relaxed);
-        if over_output_limit(server, session) {
-            session.handle.close_for_output_limit(server.clock.now_ms());
-            output.clear();
-            return Batch::Abort;
-        }
-        match action {
-            Some(Action::Close) => return Batch::Close,
-            Some(Action::Shutdown { save, .. }) => {
-                server.request_shutdown(ShutdownRequest { save });
-                output.clear();
-                return Batch::Abort;
-            }
-            Some(Action::Monitor) => {
-                session.handle.info.lock().monitor = true;
-                server.monitors.add(session.handle.clone());
-            }
-            Some(Action::Block {
-                args,
-                keys,
-                timeout_ms,
-                timeout_reply,
-            }) => {
-                let (id, reply) =
-                    super::blocking::block(server, session, args, keys, timeout_reply.clone());
-                let deadline = timeout_ms
-                    .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
-                return Batch::Blocked(BlockedWait {
-                    id,
-                    reply,
-                    deadline,
-                    timeout_reply,
-                });
-            }
-            _ => {}
+        if let Some(batch) = finish_request(server, session, output, outbox, reply, action) {
+            return Step::Done(batch);
         }
     }
+}
+
+/// Everything after a request ran: its reply (after what the outbox holds for this client),
+/// the events Redis raises after the reply, the output limit, and what the command asked of
+/// the connection. Some when the batch ends here.
+fn finish_request(
+    server: &Server,
+    session: &mut Session,
+    output: &mut BytesMut,
+    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
+    reply: Reply,
+    action: Option<Action>,
+) -> Option<Batch> {
+    let blocks = matches!(action, Some(Action::Block { .. }));
+    // Messages the command caused for this very client (a RESP3 client publishing to
+    // itself, its own keyspace notifications) go before its reply.
+    drain_outbox(session, outbox, output);
+    match session.reply_mode {
+        // A blocked command's reply comes later, when it is served or times out.
+        _ if blocks => {}
+        ReplyMode::On => reply.encode(session.resp3, output),
+        ReplyMode::Off => {}
+        ReplyMode::Skip => session.reply_mode = ReplyMode::On,
+        ReplyMode::SkipNext => session.reply_mode = ReplyMode::Skip,
+    }
+    // Keyspace events Redis raises after writing the reply (HSET, LPUSH, EXPIRE, ...).
+    if !session.deferred_events.is_empty() {
+        super::pubsub::publish_deferred(server, session);
+        drain_outbox(session, outbox, output);
+    }
+    // Checked after every reply, as Redis does when it adds one, so a pipeline cannot
+    // pile up far past the limit before the connection loop looks.
+    session
+        .handle
+        .output_bytes
+        .store(output.len(), Ordering::Relaxed);
+    if over_output_limit(server, session) {
+        session.handle.close_for_output_limit(server.clock.now_ms());
+        output.clear();
+        return Some(Batch::Abort);
+    }
+    match action {
+        Some(Action::Close) => return Some(Batch::Close),
+        Some(Action::Shutdown { save, .. }) => {
+            server.request_shutdown(ShutdownRequest { save });
+            output.clear();
+            return Some(Batch::Abort);
+        }
+        Some(Action::Monitor) => {
+            session.handle.info.lock().monitor = true;
+            server.monitors.add(session.handle.clone());
+        }
+        Some(Action::Block {
+            args,
+            keys,
+            timeout_ms,
+            timeout_reply,
+        }) => {
+            let (id, reply) =
+                super::blocking::block(server, session, args, keys, timeout_reply.clone());
+            let deadline = timeout_ms
+                .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
+            return Some(Batch::Blocked(BlockedWait {
+                id,
+                reply,
+                deadline,
+                timeout_reply,
+            }));
+        }
+        _ => {}
+    }
+    None
 }
 
 /// Records what CLIENT LIST shows, once per batch of pipelined commands.

@@ -1,0 +1,121 @@
+//! Pipelines sent in one write get, byte for byte, the replies real Redis sends. Strata runs
+//! successive multi-key requests of a pipeline on one hold of their shards' locks
+//! (`command::dispatch_run`); these pipelines mix such runs with what must break them: other
+//! commands, SELECT, MULTI, errors, a blocked client to serve, a protocol error.
+
+mod common;
+
+use common::{encode_command, escape, Conn, Server};
+use std::time::Duration;
+
+/// Sends `lines` as one write and returns every reply, or everything up to the close when
+/// the server closes the connection.
+fn pipelined(conn: &mut Conn, lines: &[&str], raw_tail: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for line in lines {
+        let words: Vec<&str> = line.split(' ').collect();
+        bytes.extend(encode_command(&words));
+    }
+    bytes.extend_from_slice(raw_tail);
+    conn.send(&bytes);
+    if raw_tail.is_empty() {
+        let mut replies = Vec::new();
+        for _ in lines {
+            replies.extend(conn.read_reply().expect("a reply"));
+        }
+        replies
+    } else {
+        conn.read_until_closed(Duration::from_secs(5))
+            .unwrap_or_else(|partial| partial)
+    }
+}
+
+/// The same pipeline to both servers: the same bytes back.
+fn same_as_redis(lines: &[&str], raw_tail: &[u8]) {
+    let (strata, redis) = Server::pair(&[]);
+    let Some(redis) = redis else {
+        return;
+    };
+    let mine = pipelined(&mut strata.connect(), lines, raw_tail);
+    let theirs = pipelined(&mut redis.connect(), lines, raw_tail);
+    assert_eq!(escape(&mine), escape(&theirs));
+}
+
+#[test]
+fn runs_of_multi_key_commands_reply_as_redis_does() {
+    let mut lines = vec![
+        "MSET a 1 b 2 c 3",
+        "MSET d 4 e 5",
+        "MGET a b c d e f",
+        "EXISTS a b f",
+        "SET s x",
+        "MSETNX a 9 g 7",
+        "MSETNX g 7 h 8",
+        "MGET a g h",
+        "DEL a b",
+        "RPUSH l1 x y",
+        "SINTER l1 s",
+        "MSET odd",
+        "SELECT 1",
+        "MSET a 10 b 20",
+        "MGET a b c",
+        "SELECT 0",
+        "MGET a b c",
+        "MULTI",
+        "MSET x 1 y 2",
+        "MGET x y",
+        "EXEC",
+        "RENAME c cc",
+        "MGET c cc",
+        "LMOVE l1 l2 LEFT RIGHT",
+        "LMOVE l1 l2 LEFT RIGHT",
+        "LMOVE l1 l2 LEFT RIGHT",
+        "LRANGE l2 0 -1",
+        "SMOVE nosuch set2 m",
+        "DEL d e f g h",
+    ];
+    // Longer than one run, to cross the run's bound.
+    let many: Vec<String> = (0..40).map(|i| format!("MSET m{i} {i} n{i} {i}")).collect();
+    lines.extend(many.iter().map(String::as_str));
+    lines.push("MGET m0 n39 m17");
+    same_as_redis(&lines, b"");
+}
+
+#[test]
+fn a_protocol_error_after_a_run_comes_after_its_replies() {
+    same_as_redis(
+        &["MSET a 1 b 2", "MSET c 3 d 4", "MGET a b c d"],
+        b"*2\r\n$3\r\nGET\r\n$x\r\n",
+    );
+}
+
+#[test]
+fn a_client_readied_inside_a_run_is_served_before_the_next_command() {
+    // The first LMOVE readies `q`; Redis serves the blocked BLPOP at once, so the second
+    // LMOVE finds `q` empty. Served only after the run, the second would have moved `a`.
+    let (strata, redis) = Server::pair(&[]);
+    let Some(redis) = redis else {
+        return;
+    };
+    let mut outcomes = Vec::new();
+    for server in [&strata, &redis] {
+        let mut waiter = server.connect();
+        let mut conn = server.connect();
+        conn.cmd("RPUSH src a");
+        waiter.send_command(&["BLPOP", "q", "0"]);
+        common::wait_blocked(&mut conn, 1);
+        let replies = pipelined(
+            &mut conn,
+            &[
+                "LMOVE src q LEFT RIGHT",
+                "LMOVE q other LEFT RIGHT",
+                "MGET q other",
+            ],
+            b"",
+        );
+        let served = waiter.read_reply().expect("the waiter is served");
+        outcomes.push((escape(&replies), escape(&served)));
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert!(outcomes[1].1.contains('a'), "{:?}", outcomes[1]);
+}
