@@ -363,7 +363,8 @@ enum Step {
 }
 
 /// Runs complete requests from `input` while none has to wait. Successive requests that
-/// may run together (`may_run_together`: keyed commands, nothing special about the client)
+/// may run together (`may_run_together`: commands naming several keys, nothing special
+/// about the client)
 /// run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX` at a
 /// time; the others one by one.
 fn run_requests(
@@ -399,7 +400,7 @@ fn run_requests(
         {
             return Step::Wait(args);
         }
-        if crate::command::may_run_together(server, session, &args) {
+        let args = if crate::command::may_run_together(server, session, &args) {
             let mut run = vec![args];
             while run.len() < RUN_REQUESTS_MAX {
                 match parser.parse(input, limits) {
@@ -434,15 +435,13 @@ fn run_requests(
                 }
                 continue;
             }
-            let Some(args) = run.pop() else {
-                continue;
-            };
-            let (reply, action) = dispatch(server, session, args);
-            if let Some(batch) = finish_request(server, session, output, outbox, reply, action) {
-                return Step::Done(batch);
+            match run.pop() {
+                Some(args) => args,
+                None => continue,
             }
-            continue;
-        }
+        } else {
+            args
+        };
         let (reply, action) = dispatch(server, session, args);
         if matches!(action, Some(Action::Sleep(_))) {
             return Step::Sleep(reply, action);
