@@ -562,29 +562,43 @@ fn keys_to_lock<'x>(command: &Command, args: &'x [Bytes]) -> Option<SmallVec<[&'
 /// pipeline to one key must not keep the other connections out of its shard for long.
 pub const RUN_REQUESTS_MAX: usize = 16;
 
-/// Whether `args` may join a run of pipelined requests (`dispatch_run`): a command naming
-/// several keys that `dispatch` would run straight away, while nothing needs each reply
-/// before the next command runs (keyspace notifications, which Redis raises around each
-/// reply). One-key commands run one by one: their hold is so short that a thread waiting
-/// for it spins instead of sleeping, and a hold of a whole run made the other thread sleep
-/// (SADD and HSET at `-P 16`: a third slower with runs).
-pub fn may_run_together(server: &Server, session: &Session, args: &[Bytes]) -> bool {
-    server
+/// The command `args` names if it may join a run of pipelined requests (`dispatch_run`): one
+/// naming several keys that `dispatch` would run straight away, while nothing needs each
+/// reply before the next command runs (keyspace notifications, which Redis raises around
+/// each reply). One-key commands run one by one: their hold is so short that a thread
+/// waiting for it spins instead of sleeping, and a hold of a whole run made the other
+/// thread sleep (SADD and HSET at `-P 16`: a third slower with runs).
+pub fn run_command(server: &Server, session: &Session, args: &[Bytes]) -> Option<&'static Command> {
+    if server
         .keyspace
         .notify_flags
         .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-        && resolve(args).is_ok_and(|command| {
-            may_hold(server, session, command)
-                && keys_to_lock(command, args).is_some_and(|keys| keys.len() > 1)
-        })
+        != 0
+    {
+        return None;
+    }
+    let command = resolve(args).ok()?;
+    let several_keys = match command.lock {
+        Lock::Keys => range_iter(
+            command.first_key,
+            command.last_key,
+            command.key_step,
+            args.len(),
+        )
+        .filter(|&i| i < args.len())
+        .nth(1)
+        .is_some(),
+        Lock::Custom(find) => find(args).len() > 1,
+        Lock::None | Lock::All | Lock::AllNaming(_) => false,
+    };
+    (several_keys && runs_straight_away(server, session, command)).then_some(command)
 }
 
-/// Runs pipelined requests that `may_run_together` admitted on one hold of the shard locks
-/// of all their keys, and returns their replies in order. It may stop early: after a command
-/// that readied blocked clients (served, with the locks released, before anything else
-/// runs, as Redis serves them) or asked the connection for something (an `Action`); the
-/// caller dispatches the rest again.
+/// Runs pipelined requests that `run_command` admitted (each with its command) on one hold
+/// of the shard locks of all their keys, and returns their replies in order. It may stop
+/// early: after a command that readied blocked clients (served, with the locks released,
+/// before anything else runs, as Redis serves them) or asked the connection for something
+/// (an `Action`); the caller dispatches the rest again.
 ///
 /// Why: a command naming many keys locks many shards, and pipelined from many clients
 /// (redis-benchmark's MSET of 10 keys) kept two runtime threads taking overlapping sets of
@@ -597,28 +611,17 @@ pub fn may_run_together(server: &Server, session: &Session, args: &[Bytes]) -> b
 pub fn dispatch_run(
     server: &Server,
     session: &mut Session,
-    requests: &[Vec<Bytes>],
+    requests: &[(&'static Command, Vec<Bytes>)],
 ) -> Vec<(Reply, Option<Action>)> {
     debug_assert!(requests.len() <= RUN_REQUESTS_MAX);
-    let mut commands: SmallVec<[&'static Command; RUN_REQUESTS_MAX]> = SmallVec::new();
-    let mut keys: SmallVec<[&[u8]; RUN_REQUESTS_MAX]> = SmallVec::new();
-    for args in requests {
-        let Ok(command) = resolve(args) else {
-            break;
-        };
-        let Some(named) = keys_to_lock(command, args) else {
-            break;
-        };
-        commands.push(command);
-        keys.extend(named);
-    }
-    let mut replies = Vec::with_capacity(commands.len());
-    if commands.is_empty() {
-        return replies;
-    }
+    let mut replies = Vec::with_capacity(requests.len());
+    let keys: SmallVec<[&[u8]; RUN_REQUESTS_MAX]> = requests
+        .iter()
+        .flat_map(|(command, args)| keys_to_lock(command, args).into_iter().flatten())
+        .collect();
     let now_us = server.clock.now_us();
     let mut ks = server.keyspace.lock_keys(keys, now_us / 1000);
-    for (command, args) in commands.iter().zip(requests) {
+    for (command, args) in requests {
         session.handle.note_command(command.id);
         let now_us = server.clock.now_us();
         ks.next_command(now_us / 1000);
@@ -644,13 +647,12 @@ pub fn dispatch_run(
     replies
 }
 
-/// Whether `dispatch` would run `command` straight away with no check refusing it and no
-/// other work first: then a held lock may serve it. Anything that may evict or spill (which
-/// locks shards), read the disk tier, feed a monitor, queue in MULTI or refuse the command
-/// goes through `dispatch`.
-fn may_hold(server: &Server, session: &Session, command: &Command) -> bool {
+/// Whether `dispatch` would run `command` straight away, with no check refusing it and no
+/// other work first, so a run may take it (`run_command`). Anything that may evict or spill
+/// (which locks shards), read the disk tier, feed a monitor, queue in MULTI or refuse the
+/// command goes through `dispatch`.
+fn runs_straight_away(server: &Server, session: &Session, command: &Command) -> bool {
     command.handler.is_some()
-        && matches!(command.lock, Lock::Keys | Lock::Custom(_))
         && !session.obey
         && session.multi.is_none()
         && session.subscriptions.is_empty()

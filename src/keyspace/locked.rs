@@ -147,17 +147,9 @@ impl<'a> Locked<'a> {
         }
     }
 
-    /// Whether every one of `keys` lives in a shard this view holds.
-    pub fn holds_keys<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> bool {
-        self.all
-            || keys.into_iter().all(|key| {
-                let shard = self.keyspace.shard_of(key);
-                self.guards.iter().any(|(index, _)| *index == shard)
-            })
-    }
-
-    /// Starts the next command on this view (a connection running a pipeline on one hold
-    /// of its locks), with its own time snapshot. What the last one raised was taken.
+    /// Starts the next command on this view (a run of pipelined commands on one hold of
+    /// their locks, `dispatch_run`), with its own time snapshot. What the last one raised
+    /// was taken.
     pub fn next_command(&mut self, now_ms: u64) {
         debug_assert!(self.expired.is_empty() && self.ready.is_empty() && self.events.is_empty());
         debug_assert!(self.lent.is_empty() && self.prefetched.is_none());

@@ -224,8 +224,8 @@ const LOCK_YIELDS_MAX: usize = 32;
 /// yields: a futex wait and a wake per hand-off, a quarter of ZADD's CPU at `-P 16` (a
 /// sorted-set insert holds the lock for a microsecond or two). Yielding keeps the loser
 /// awake without taking the core from anyone else (redis-benchmark shares the 2 cores):
-/// ZADD `-P 16` 199-220k -> 331-360k requests/s (Redis 264-354k), 5.7-6.1 -> 4.6-5.0 µs of
-/// CPU per request; SADD, LPOP and HSET no slower. Spinning without yielding helped ZADD as
+/// ZADD `-P 16` 199-240k -> 304-382k requests/s (Redis 254-359k), 5.4-6.1 -> 4.3-5.4 µs of
+/// CPU per request; SADD, LPOP, LPUSH and HSET no slower. Spinning without yielding helped ZADD as
 /// much but cost SADD and LPOP 10-20%: the spinning thread took redis-benchmark's core.
 /// Under shuttle the plain lock: the checker schedules threads itself.
 fn lock_yielding(shard: &Mutex<Shard>) -> crate::sync::MutexGuard<'_, Shard> {

@@ -17,7 +17,7 @@
 
 use super::clients::{Outgoing, OutputClass, ReplyMode, Session};
 use super::state::{Server, ShutdownRequest};
-use crate::command::{dispatch, dispatch_run, Action, RUN_REQUESTS_MAX};
+use crate::command::{dispatch, dispatch_run, run_command, Action, RUN_REQUESTS_MAX};
 use crate::protocol::parser::{Limits, RequestParser};
 use crate::protocol::Reply;
 use bytes::{Buf, Bytes, BytesMut};
@@ -229,13 +229,13 @@ pub async fn serve<S>(
 /// read its request, instead of in a turn of its own. False when the connection is gone.
 /// Whatever the socket does not take is written by the loop once the socket is writable.
 ///
-/// After a pipeline the loop calls it once the other ready connections ran (`yield_now`): a client
-/// such as redis-benchmark, one thread driving 50 connections, then finds a burst of replies
-/// when it wakes, instead of being woken by each reply in turn. Written at once, each reply
-/// woke it again: SADD at `-P 16` made it sleep and wake 23,000-30,000 times per million
-/// requests (against Redis, 2,400-3,500), and the wake-ups (a cross-CPU interrupt each) were
-/// a quarter of the server's CPU time. With the yield: 4,200-5,000, and 1.2-1.4 times the
-/// throughput.
+/// After a pipeline the loop calls it once the other ready connections have run
+/// (`yield_now`): a client such as redis-benchmark, one thread driving 50 connections, then
+/// finds a burst of replies when it wakes, instead of being woken by each reply in turn.
+/// Written at once, each reply woke it again: SADD at `-P 16` made it sleep and wake
+/// 22,000-30,000 times per million requests (against Redis, 2,200-3,500), and the wake-ups (a
+/// cross-CPU interrupt each) were a quarter of the server's CPU time. With the yield:
+/// 4,700-5,500, and 661-685k -> 758-775k requests/s.
 fn write_now<W: AsyncWrite + Unpin>(
     writer: &mut W,
     output: &mut BytesMut,
@@ -362,11 +362,10 @@ enum Step {
     Sleep(Reply, Option<Action>),
 }
 
-/// Runs complete requests from `input` while none has to wait. Successive requests that
-/// may run together (`may_run_together`: commands naming several keys, nothing special
-/// about the client)
-/// run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX` at a
-/// time; the others one by one.
+/// Runs complete requests from `input` while none has to wait. Successive requests that may
+/// run together (`run_command`: commands naming several keys, nothing special about the
+/// client) run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX`
+/// at a time; the others one by one.
 fn run_requests(
     server: &Server,
     session: &mut Session,
@@ -400,47 +399,49 @@ fn run_requests(
         {
             return Step::Wait(args);
         }
-        let args = if crate::command::may_run_together(server, session, &args) {
-            let mut run = vec![args];
-            while run.len() < RUN_REQUESTS_MAX {
-                match parser.parse(input, limits) {
-                    Ok(Some(next)) if crate::command::may_run_together(server, session, &next) => {
-                        run.push(next)
-                    }
-                    Ok(Some(next)) => {
-                        parser.unread(next);
-                        break;
-                    }
-                    Ok(None) => break,
-                    // The requests before it run first.
-                    Err(error) => {
-                        parser.unread_error(error);
-                        break;
-                    }
-                }
-            }
-            if run.len() > 1 {
-                let replies = dispatch_run(server, session, &run);
-                let ran = replies.len();
-                // Stopped early (blocked clients served, or an action): the rest go again.
-                for args in run.drain(ran..).rev() {
-                    parser.unread(args);
-                }
-                for (reply, action) in replies {
-                    if let Some(batch) =
-                        finish_request(server, session, output, outbox, reply, action)
-                    {
-                        return Step::Done(batch);
+        let args = match run_command(server, session, &args) {
+            Some(command) => {
+                let mut run = vec![(command, args)];
+                while run.len() < RUN_REQUESTS_MAX {
+                    match parser.parse(input, limits) {
+                        Ok(Some(next)) => match run_command(server, session, &next) {
+                            Some(command) => run.push((command, next)),
+                            None => {
+                                parser.unread(next);
+                                break;
+                            }
+                        },
+                        Ok(None) => break,
+                        // The requests before it run first.
+                        Err(error) => {
+                            parser.unread_error(error);
+                            break;
+                        }
                     }
                 }
-                continue;
+                if run.len() == 1 {
+                    let Some((_, args)) = run.pop() else {
+                        continue;
+                    };
+                    args
+                } else {
+                    let replies = dispatch_run(server, session, &run);
+                    let ran = replies.len();
+                    // Stopped early (blocked clients served, or an action): the rest go again.
+                    for (_, args) in run.drain(ran..).rev() {
+                        parser.unread(args);
+                    }
+                    for (reply, action) in replies {
+                        if let Some(batch) =
+                            finish_request(server, session, output, outbox, reply, action)
+                        {
+                            return Step::Done(batch);
+                        }
+                    }
+                    continue;
+                }
             }
-            match run.pop() {
-                Some(args) => args,
-                None => continue,
-            }
-        } else {
-            args
+            None => args,
         };
         let (reply, action) = dispatch(server, session, args);
         if matches!(action, Some(Action::Sleep(_))) {
