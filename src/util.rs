@@ -200,7 +200,8 @@ const _: () = assert!(COUNTER_CELLS.is_power_of_two());
 #[derive(Default)]
 struct PaddedCell(std::sync::atomic::AtomicU64);
 
-fn counter_cell() -> usize {
+/// This thread's cell, for `Counter::add_in` (several counters bumped together).
+pub fn counter_cell() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -222,6 +223,13 @@ impl Counter {
 
     pub fn fetch_add(&self, value: u64, ordering: std::sync::atomic::Ordering) -> u64 {
         self.cells[counter_cell()].0.fetch_add(value, ordering)
+    }
+
+    /// `fetch_add` into a cell from `counter_cell`, looked up once for several counters.
+    pub fn add_in(&self, cell: usize, value: u64) {
+        self.cells[cell & (COUNTER_CELLS - 1)]
+            .0
+            .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn incr(&self) {

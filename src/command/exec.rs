@@ -491,7 +491,7 @@ fn run(
     // Redis 7.0's call() uses its cached ustime() (a wall-clock duration, like Redis's). The
     // duration (commandstats, slowlog) so includes waiting for the shard locks and reading
     // cold values back: time the client waited on this command.
-    let now_us = server.clock.now_us();
+    let now_us = session.start_us(&*server.clock);
     let now_ms = now_us / 1000;
     let ks = lock_command(server, command, args, now_ms);
     let ks = match warm(server, ks, session.db, command, args, now_ms) {
@@ -619,11 +619,11 @@ pub fn dispatch_run(
         .iter()
         .flat_map(|(command, args)| keys_to_lock(command, args).into_iter().flatten())
         .collect();
-    let now_us = server.clock.now_us();
+    let now_us = session.start_us(&*server.clock);
     let mut ks = server.keyspace.lock_keys(keys, now_us / 1000);
     for (command, args) in requests {
         session.handle.note_command(command.id);
-        let now_us = server.clock.now_us();
+        let now_us = session.start_us(&*server.clock);
         ks.next_command(now_us / 1000);
         let mut outcome = invoke(server, session, command, args, ks, Mode::Normal, now_us);
         if let Some(offset) = publish(
@@ -1037,7 +1037,10 @@ fn invoke<'a>(
         }
     }
     let effects = collect_effects(server, &mut ctx, db, args, dirty_before);
-    let elapsed_us = server.clock.now_us().saturating_sub(started_us);
+    let elapsed_us = ctx
+        .session
+        .end_us(&*server.clock)
+        .saturating_sub(started_us);
     server
         .slowlog
         .record(server, ctx.session, args, now_ms, elapsed_us);

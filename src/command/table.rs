@@ -476,7 +476,8 @@ fn json_to_reply(json: &Json) -> Reply {
 
 /// The whole table.
 pub struct Table {
-    commands: HashMap<String, Command, ahash::RandomState>,
+    /// By lower-case name, as bytes: a request's name is looked up without a UTF-8 check.
+    commands: HashMap<Box<[u8]>, Command, ahash::RandomState>,
     /// (parent name, subcommand name) by id.
     by_id: Vec<(String, Option<String>)>,
     count: usize,
@@ -495,8 +496,7 @@ impl Table {
         for (slot, c) in lower.iter_mut().zip(name) {
             *slot = c.to_ascii_lowercase();
         }
-        let lower = std::str::from_utf8(&lower[..name.len()]).ok()?;
-        self.commands.get(lower)
+        self.commands.get(&lower[..name.len()])
     }
 
     /// Commands and subcommands, for sizing per-command statistics.
@@ -511,7 +511,7 @@ impl Table {
     /// A command or subcommand by its id.
     pub fn by_id(&self, id: usize) -> Option<&Command> {
         self.by_id.get(id).and_then(|(name, sub)| {
-            let command = self.commands.get(name)?;
+            let command = self.commands.get(name.as_bytes())?;
             match sub {
                 Some(sub) => command.subcommands.get(sub),
                 None => Some(command),
@@ -552,16 +552,19 @@ impl Table {
             let entry = by_name
                 .get(parent)
                 .unwrap_or_else(|| panic!("{parent} is not a Redis 7.0 command"));
-            if !table.commands.contains_key(parent) {
+            if !table.commands.contains_key(parent.as_bytes()) {
                 let info = entry.get("info").cloned().unwrap_or(Json::Null);
                 let docs = entry.get("docs").cloned().unwrap_or(Json::Null);
                 let mut command = command_from_info(parent, info, docs, next_id);
                 table.by_id.push((parent.to_string(), None));
                 next_id += 1;
                 command.lock = spec.lock;
-                table.commands.insert(parent.to_string(), command);
+                table.commands.insert(parent.as_bytes().into(), command);
             }
-            let command = table.commands.get_mut(parent).expect("inserted above");
+            let command = table
+                .commands
+                .get_mut(parent.as_bytes())
+                .expect("inserted above");
             match sub {
                 None => {
                     command.handler = Some(spec.handler);

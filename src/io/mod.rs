@@ -33,16 +33,38 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_millis() as u64)
-            .unwrap_or(0)
+        let (seconds, nanos) = realtime();
+        seconds * 1000 + nanos / 1_000_000
     }
 
     fn now_us(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_micros() as u64)
-            .unwrap_or(0)
+        let (seconds, nanos) = realtime();
+        seconds * 1_000_000 + nanos / 1000
     }
+}
+
+/// Seconds and nanoseconds since the Unix epoch. Read twice per command, so straight from
+/// `clock_gettime` (the vDSO): `SystemTime::duration_since` and its 128-bit microseconds
+/// were a third of the cost of a reading (8% of the server's CPU at PUBLISH -P 16).
+/// A clock set before 1970 reads as the epoch.
+#[allow(unsafe_code)]
+fn realtime() -> (u64, u64) {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write to; CLOCK_REALTIME always exists.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    if status != 0 || now.tv_sec < 0 {
+        return fallback_realtime();
+    }
+    (now.tv_sec as u64, (now.tv_nsec as u64).min(999_999_999))
+}
+
+#[cold]
+fn fallback_realtime() -> (u64, u64) {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| (elapsed.as_secs(), elapsed.subsec_nanos() as u64))
+        .unwrap_or((0, 0))
 }

@@ -373,9 +373,52 @@ pub struct Session {
     /// Keyspace events the last command raised after writing its reply, published by the
     /// connection once the reply is encoded.
     pub deferred_events: Vec<crate::keyspace::notify::Event>,
+    /// Clock readings shared by the requests the connection runs back to back.
+    clock_chain: ClockChain,
+}
+
+/// While a connection runs the requests it has read without waiting in between
+/// (`conn::run_requests`), the reading that ends one command's duration is the next
+/// command's time snapshot and start: one clock read per pipelined request instead of two.
+/// Off everywhere else (tests advance a manual clock between commands).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ClockChain {
+    #[default]
+    Off,
+    /// On; the reading that ended the last command, if it has not been used yet.
+    On(Option<u64>),
 }
 
 impl Session {
+    /// Starts (`true`) or ends a run of back-to-back requests (see `ClockChain`).
+    pub fn chain_clock(&mut self, on: bool) {
+        self.clock_chain = if on {
+            ClockChain::On(None)
+        } else {
+            ClockChain::Off
+        };
+    }
+
+    /// A command's start: the reading that ended the previous one in a chain, else the clock.
+    pub fn start_us(&mut self, clock: &dyn crate::io::Clock) -> u64 {
+        match self.clock_chain {
+            ClockChain::On(Some(ended_us)) => {
+                self.clock_chain = ClockChain::On(None);
+                ended_us
+            }
+            _ => clock.now_us(),
+        }
+    }
+
+    /// A command's end, read from the clock; kept for the next command in a chain.
+    pub fn end_us(&mut self, clock: &dyn crate::io::Clock) -> u64 {
+        let ended_us = clock.now_us();
+        if let ClockChain::On(_) = self.clock_chain {
+            self.clock_chain = ClockChain::On(Some(ended_us));
+        }
+        ended_us
+    }
+
     pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
         Session {
             id: handle.id,
@@ -390,6 +433,7 @@ impl Session {
             obey: false,
             subscriptions: Default::default(),
             deferred_events: Vec::new(),
+            clock_chain: ClockChain::Off,
         }
     }
 
@@ -408,5 +452,41 @@ impl Session {
         info.resp = 2;
         info.monitor = false;
         info.no_evict = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{TestServer, START_MS};
+
+    #[test]
+    fn a_clock_chain_reuses_the_reading_that_ended_the_last_command_once() {
+        let test = TestServer::new();
+        let mut session = test.session();
+        let clock = &*test.server.clock;
+        let at = |ms: u64| (START_MS + ms) * 1000;
+        // Off: every start reads the clock, nothing is kept.
+        assert_eq!(session.end_us(clock), at(0));
+        test.advance_ms(1);
+        assert_eq!(session.start_us(clock), at(1));
+        session.chain_clock(true);
+        assert_eq!(session.start_us(clock), at(1), "nothing ended yet");
+        test.advance_ms(1);
+        assert_eq!(session.end_us(clock), at(2));
+        test.advance_ms(1);
+        assert_eq!(
+            session.start_us(clock),
+            at(2),
+            "the reading that ended the last"
+        );
+        assert_eq!(session.start_us(clock), at(3), "used once");
+        assert_eq!(session.end_us(clock), at(3));
+        session.chain_clock(false);
+        test.advance_ms(1);
+        assert_eq!(
+            session.start_us(clock),
+            at(4),
+            "forgotten when the chain ends"
+        );
     }
 }

@@ -365,8 +365,23 @@ enum Step {
 /// Runs complete requests from `input` while none has to wait. Successive requests that may
 /// run together (`run_command`: commands naming several keys, nothing special about the
 /// client) run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX`
-/// at a time; the others one by one.
+/// at a time; the others one by one. Nothing here waits, so one command's closing clock
+/// reading can open the next (`Session::chain_clock`).
 fn run_requests(
+    server: &Server,
+    session: &mut Session,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
+) -> Step {
+    session.chain_clock(true);
+    let step = run_requests_chained(server, session, parser, input, output, outbox);
+    session.chain_clock(false);
+    step
+}
+
+fn run_requests_chained(
     server: &Server,
     session: &mut Session,
     parser: &mut RequestParser,

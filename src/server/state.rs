@@ -57,13 +57,13 @@ impl ServerStats {
 
     pub fn record_call(&self, command: &Command, usec: u64, failed: bool) {
         let stats = &self.commands[command.id];
-        stats.calls.fetch_add(1, Ordering::Relaxed);
-        stats.usec.fetch_add(usec, Ordering::Relaxed);
+        let cell = crate::util::counter_cell();
+        stats.calls.add_in(cell, 1);
+        stats.usec.add_in(cell, usec);
         if failed {
-            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+            stats.failed_calls.add_in(cell, 1);
         }
-        self.total_commands_processed
-            .fetch_add(1, Ordering::Relaxed);
+        self.total_commands_processed.add_in(cell, 1);
     }
 
     /// Counts an error reply; `command` is Some when the command was found but refused before
