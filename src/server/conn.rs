@@ -76,19 +76,32 @@ impl PartialEq for BlockedWait {
 
 impl Eq for BlockedWait {}
 
+/// A connection's buffers: requests read and not yet parsed (and the parser's place in
+/// them), replies encoded and not yet written, and the outbox of messages other clients
+/// queued for it (pub/sub, MONITOR, a served blocked command's reply).
+struct Wire {
+    parser: RequestParser,
+    input: BytesMut,
+    output: BytesMut,
+    outbox: mpsc::UnboundedReceiver<Outgoing>,
+}
+
 /// Serves one client until it quits, is killed, errs, or the server stops.
 pub async fn serve<S>(
     server: Arc<Server>,
     stream: S,
     mut session: Session,
-    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
+    outbox: mpsc::UnboundedReceiver<Outgoing>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut output = BytesMut::new();
-    let mut parser = RequestParser::new();
+    let mut wire = Wire {
+        parser: RequestParser::new(),
+        input: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        output: BytesMut::new(),
+        outbox,
+    };
     let handle = session.handle.clone();
     let mut closing = false;
     let mut deferred = false;
@@ -98,26 +111,19 @@ pub async fn serve<S>(
     let killed = handle.killed();
     tokio::pin!(killed);
     loop {
-        if closing && output.is_empty() {
+        if closing && wire.output.is_empty() {
             break;
         }
-        handle.output_bytes.store(output.len(), Ordering::Relaxed);
+        handle
+            .output_bytes
+            .store(wire.output.len(), Ordering::Relaxed);
         if over_output_limit(&server, &session) {
             handle.close_for_output_limit(server.clock.now_ms());
             break;
         }
-        let room = output.len() < OUTPUT_PENDING_MAX;
+        let room = wire.output.len() < OUTPUT_PENDING_MAX;
         if deferred && room && !closing && blocked.is_none() {
-            match process_input(
-                &server,
-                &mut session,
-                &mut parser,
-                &mut input,
-                &mut output,
-                &mut outbox,
-            )
-            .await
-            {
+            match process_input(&server, &mut session, &mut wire).await {
                 Batch::Drained => deferred = false,
                 Batch::Deferred => {}
                 Batch::Close => closing = true,
@@ -128,7 +134,7 @@ pub async fn serve<S>(
         }
         let reading = room && !closing && !deferred;
         if reading {
-            input.reserve(READ_CHUNK_BYTES);
+            wire.input.reserve(READ_CHUNK_BYTES);
         }
         let blocked_deadline = blocked.as_ref().and_then(|wait| wait.deadline);
         tokio::select! {
@@ -144,7 +150,7 @@ pub async fn serve<S>(
                     if !wait_durable(&server, &session).await {
                         break;
                     }
-                    reply.encode(session.resp3, &mut output);
+                    reply.encode(session.resp3, &mut wire.output);
                 }
                 // Requests that arrived while blocked run now.
                 deferred = true;
@@ -152,28 +158,28 @@ pub async fn serve<S>(
             _ = async { tokio::time::sleep_until(blocked_deadline.expect("guarded")).await }, if blocked_deadline.is_some() => {
                 if let Some(wait) = blocked.take() {
                     if super::blocking::unblock(&server, wait.id).is_some() {
-                        wait.timeout_reply.encode(session.resp3, &mut output);
+                        wait.timeout_reply.encode(session.resp3, &mut wire.output);
                     } else {
                         // Served at this very moment: its reply is on the way.
                         if let Ok(reply) = wait.reply.await {
-                            reply.encode(session.resp3, &mut output);
+                            reply.encode(session.resp3, &mut wire.output);
                         }
                     }
                 }
                 deferred = true;
             }
-            message = outbox.recv(), if !closing && output.len() < OUTBOX_MOVE_BELOW_BYTES => {
+            message = wire.outbox.recv(), if !closing && wire.output.len() < OUTBOX_MOVE_BELOW_BYTES => {
                 let Some(message) = message else { break };
                 handle.outbox_bytes.fetch_sub(message.len(), Ordering::Relaxed);
-                message.write_to(session.resp3, &mut output);
+                message.write_to(session.resp3, &mut wire.output);
             }
-            written = writer.write(&output), if !output.is_empty() => {
+            written = writer.write(&wire.output), if !wire.output.is_empty() => {
                 match written {
                     Ok(0) | Err(_) => break,
-                    Ok(written) => sent(&server, &mut output, written),
+                    Ok(written) => sent(&server, &mut wire.output, written),
                 }
             }
-            read = reader.read_buf(&mut input), if reading => {
+            read = reader.read_buf(&mut wire.input), if reading => {
                 let read = match read {
                     Ok(0) | Err(_) => break,
                     Ok(read) => read,
@@ -183,8 +189,8 @@ pub async fn serve<S>(
                     // Buffered until the blocking command returns, as Redis does.
                     deferred = true;
                 } else {
-                    let parsed_before = parser.completed();
-                    match process_input(&server, &mut session, &mut parser, &mut input, &mut output, &mut outbox).await {
+                    let parsed_before = wire.parser.completed();
+                    match process_input(&server, &mut session, &mut wire).await {
                         Batch::Drained => {}
                         Batch::Deferred => deferred = true,
                         Batch::Close => closing = true,
@@ -196,21 +202,21 @@ pub async fn serve<S>(
                     // burst, as Redis writes them all before it next waits for events. A
                     // lone request's reply leaves at once: there the turn costs more than it
                     // saves.
-                    if !output.is_empty() && parser.completed() - parsed_before > 1 {
+                    if !wire.output.is_empty() && wire.parser.completed() - parsed_before > 1 {
                         tokio::task::yield_now().await;
                     }
-                    if !output.is_empty() && !write_now(&mut writer, &mut output, &server) {
+                    if !wire.output.is_empty() && !write_now(&mut writer, &mut wire.output, &server) {
                         break;
                     }
                 }
                 let limit = crate::config_int!(server.config, "client-query-buffer-limit").max(0) as usize;
-                if input.len() > limit {
+                if wire.input.len() > limit {
                     tracing::warn!(client = %handle.addr, "closing client that reached max query buffer length");
                     break;
                 }
                 let mut info = handle.info.lock();
-                info.query_buffer_bytes = input.len();
-                info.output_buffer_bytes = output.len();
+                info.query_buffer_bytes = wire.input.len();
+                info.output_buffer_bytes = wire.output.len();
             }
         }
     }
@@ -297,17 +303,10 @@ fn drain_outbox(
 /// Runs complete requests from `input` until it has none left or replies pile up; under
 /// `appendfsync always` the replies wait until the AOF has fsynced the batch's writes, and
 /// if it never will (a disk error), none of them is sent and the client is closed.
-async fn process_input(
-    server: &Server,
-    session: &mut Session,
-    parser: &mut RequestParser,
-    input: &mut BytesMut,
-    output: &mut BytesMut,
-    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
-) -> Batch {
-    let batch = process_requests(server, session, parser, input, output, outbox).await;
+async fn process_input(server: &Server, session: &mut Session, wire: &mut Wire) -> Batch {
+    let batch = process_requests(server, session, wire).await;
     if !wait_durable(server, session).await {
-        output.clear();
+        wire.output.clear();
         return Batch::Abort;
     }
     batch
@@ -325,16 +324,9 @@ async fn wait_durable(server: &Server, session: &Session) -> bool {
 /// Runs complete requests from `input` until it has none left or replies pile up. The
 /// requests run in `run_requests`, which waits for nothing; a request that must wait first
 /// (CLIENT PAUSE, a save over its allowance) or after (DEBUG SLEEP) comes back here for it.
-async fn process_requests(
-    server: &Server,
-    session: &mut Session,
-    parser: &mut RequestParser,
-    input: &mut BytesMut,
-    output: &mut BytesMut,
-    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
-) -> Batch {
+async fn process_requests(server: &Server, session: &mut Session, wire: &mut Wire) -> Batch {
     loop {
-        let (reply, action) = match run_requests(server, session, parser, input, output, outbox) {
+        let (reply, action) = match run_requests(server, session, wire) {
             Step::Done(batch) => return batch,
             Step::Wait(args) => {
                 wait_if_paused(server, &args).await;
@@ -346,7 +338,7 @@ async fn process_requests(
         if let Some(Action::Sleep(duration)) = &action {
             tokio::time::sleep(*duration).await;
         }
-        if let Some(batch) = finish_request(server, session, output, outbox, reply, action) {
+        if let Some(batch) = finish_request(server, session, wire, reply, action) {
             return batch;
         }
     }
@@ -367,30 +359,16 @@ enum Step {
 /// client) run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX`
 /// at a time; the others one by one. Nothing here waits, so one command's closing clock
 /// reading can open the next (`Session::chain_clock`).
-fn run_requests(
-    server: &Server,
-    session: &mut Session,
-    parser: &mut RequestParser,
-    input: &mut BytesMut,
-    output: &mut BytesMut,
-    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
-) -> Step {
+fn run_requests(server: &Server, session: &mut Session, wire: &mut Wire) -> Step {
     session.chain_clock(true);
-    let step = run_requests_chained(server, session, parser, input, output, outbox);
+    let step = run_requests_chained(server, session, wire);
     session.chain_clock(false);
     step
 }
 
-fn run_requests_chained(
-    server: &Server,
-    session: &mut Session,
-    parser: &mut RequestParser,
-    input: &mut BytesMut,
-    output: &mut BytesMut,
-    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
-) -> Step {
+fn run_requests_chained(server: &Server, session: &mut Session, wire: &mut Wire) -> Step {
     loop {
-        if output.len() >= OUTPUT_PENDING_MAX {
+        if wire.output.len() >= OUTPUT_PENDING_MAX {
             note_activity(server, session);
             return Step::Done(Batch::Deferred);
         }
@@ -398,7 +376,7 @@ fn run_requests_chained(
             bulk_bytes_max: crate::config_int!(server.config, "proto-max-bulk-len"),
             authenticated: session.authenticated || !server.requires_auth(),
         };
-        let args = match parser.parse(input, limits) {
+        let args = match wire.parser.parse(&mut wire.input, limits) {
             Ok(Some(args)) => args,
             Ok(None) => {
                 note_activity(server, session);
@@ -406,7 +384,7 @@ fn run_requests_chained(
             }
             Err(error) => {
                 tracing::debug!(client = %session.handle.addr, "{}", error.0);
-                Reply::Error(format!("ERR {}", error.0)).encode(session.resp3, output);
+                Reply::Error(format!("ERR {}", error.0)).encode(session.resp3, &mut wire.output);
                 return Step::Done(Batch::Close);
             }
         };
@@ -418,18 +396,18 @@ fn run_requests_chained(
             Some(command) => {
                 let mut run = vec![(command, args)];
                 while run.len() < RUN_REQUESTS_MAX {
-                    match parser.parse(input, limits) {
+                    match wire.parser.parse(&mut wire.input, limits) {
                         Ok(Some(next)) => match run_command(server, session, &next) {
                             Some(command) => run.push((command, next)),
                             None => {
-                                parser.unread(next);
+                                wire.parser.unread(next);
                                 break;
                             }
                         },
                         Ok(None) => break,
                         // The requests before it run first.
                         Err(error) => {
-                            parser.unread_error(error);
+                            wire.parser.unread_error(error);
                             break;
                         }
                     }
@@ -444,12 +422,10 @@ fn run_requests_chained(
                     let ran = replies.len();
                     // Stopped early (blocked clients served, or an action): the rest go again.
                     for (_, args) in run.drain(ran..).rev() {
-                        parser.unread(args);
+                        wire.parser.unread(args);
                     }
                     for (reply, action) in replies {
-                        if let Some(batch) =
-                            finish_request(server, session, output, outbox, reply, action)
-                        {
+                        if let Some(batch) = finish_request(server, session, wire, reply, action) {
                             return Step::Done(batch);
                         }
                     }
@@ -462,7 +438,7 @@ fn run_requests_chained(
         if matches!(action, Some(Action::Sleep(_))) {
             return Step::Sleep(reply, action);
         }
-        if let Some(batch) = finish_request(server, session, output, outbox, reply, action) {
+        if let Some(batch) = finish_request(server, session, wire, reply, action) {
             return Step::Done(batch);
         }
     }
@@ -474,11 +450,11 @@ fn run_requests_chained(
 fn finish_request(
     server: &Server,
     session: &mut Session,
-    output: &mut BytesMut,
-    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
+    wire: &mut Wire,
     reply: Reply,
     action: Option<Action>,
 ) -> Option<Batch> {
+    let Wire { output, outbox, .. } = wire;
     let blocks = matches!(action, Some(Action::Block { .. }));
     // Messages the command caused for this very client (a RESP3 client publishing to
     // itself, its own keyspace notifications) go before its reply.
