@@ -42,6 +42,10 @@ pub struct Locked<'a> {
     lent: SmallVec<[Lent; 1]>,
     /// What SORT's patterns name, read ahead with the locks released (`lookup_prefetched`).
     prefetched: Option<Box<Prefetched>>,
+    /// Values overwritten by `set`, freed once the locks are released: freeing is the
+    /// allocator's slow path when another thread allocated the value, and MSET's ten of them
+    /// kept its shards locked longer than its ten look-ups did.
+    overwritten: Vec<Value>,
 }
 
 /// Values of cold keys read from the disk tier with the locks released and cut down to the
@@ -143,6 +147,7 @@ impl<'a> Locked<'a> {
             events: Vec::new(),
             writing: true,
             lent: SmallVec::new(),
+            overwritten: Vec::new(),
             prefetched: None,
         }
     }
@@ -557,6 +562,8 @@ impl<'a> Locked<'a> {
                         old,
                         old_expire,
                     );
+                } else {
+                    self.overwritten.push(old);
                 }
                 entry.flags = (entry.flags & (FLAG_EXPIRES | FLAG_SNAPSHOT)) | shared;
                 entry.touch(now_ms, mode);
@@ -982,14 +989,16 @@ impl Locked<'_> {
 }
 
 impl Drop for Locked<'_> {
-    /// Lent values go back to being pointers before the locks are released (the guards are
-    /// dropped after this runs); the values themselves are freed after, with no lock held.
+    /// Lent values go back to being pointers before the locks are released; they and the
+    /// values `set` overwrote are freed after, with no lock held.
     fn drop(&mut self) {
-        if self.lent.is_empty() {
-            return;
-        }
-        let freed = self.return_lent();
+        let freed = if self.lent.is_empty() {
+            SmallVec::new()
+        } else {
+            self.return_lent()
+        };
         self.guards.clear();
         drop(freed);
+        drop(std::mem::take(&mut self.overwritten));
     }
 }
