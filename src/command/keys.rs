@@ -355,7 +355,7 @@ impl ScanCursor {
     const START: ScanCursor = ScanCursor { shard: 0, dict: 0 };
 
     /// The shard sits in the low bits so early cursors stay small; a dict cursor of a table
-    /// below 2^59 buckets fits above them.
+    /// below 2^56 buckets fits above them.
     fn encode(self) -> u64 {
         debug_assert!(self.shard < SHARDS);
         (self.dict << CURSOR_SHARD_BITS) | self.shard as u64
@@ -856,8 +856,8 @@ mod tests {
                 dict: 12345,
             },
             ScanCursor {
-                shard: 17,
-                dict: (1 << 58) + 3,
+                shard: SHARDS - 1,
+                dict: (1 << (63 - CURSOR_SHARD_BITS)) + 3,
             },
         ] {
             assert_eq!(ScanCursor::decode(cursor.encode()), cursor);
