@@ -169,7 +169,10 @@ pub fn spill_pressure(server: &Server) -> usize {
 
 /// Anonymous RSS may run this share (in 1/1000s) over the limit plus the key index, plus
 /// `RESIDENT_SLACK_BYTES` (stacks, the allocator's own tables), before values pay for it.
-const RESIDENT_SLACK_PERMILLE: usize = 125;
+/// RSS is read once a tick, and a fast load (150 MB/s of values) ran up to 14 MB past the
+/// allowance between readings; at 125 that reached the benchmark's bound (limit + index +
+/// 20%) in two runs of four.
+const RESIDENT_SLACK_PERMILLE: usize = 100;
 const RESIDENT_SLACK_BYTES: usize = 8 << 20;
 /// At most this share (in 1/1000s) of the limit is taken from values for RSS.
 const RESIDENT_EXCESS_MAX_PERMILLE: usize = 250;
@@ -204,6 +207,12 @@ pub fn track_resident(server: &Server) {
         .store(excess, Ordering::Relaxed);
 }
 
+/// Successive shards whose samples held nothing as cold as a new key before values in use
+/// may go: keys are spread evenly over the shards, so 32 in a row say as much as all 256
+/// would, at an eighth of the cost (each is locked and sampled). Whether anything at all can
+/// go still takes every shard (a few keys sit in a few shards).
+const DRY_ROUND_SHARDS: usize = if SHARDS < 32 { SHARDS } else { 32 };
+
 /// Spills if memory is over the limit (loading, the cron); true when under it afterwards.
 pub fn relieve_if_over(server: &Server) -> bool {
     let limit = effective_limit(server);
@@ -237,7 +246,8 @@ pub fn relieve(server: &Server, limit: usize) -> bool {
         if spilled >= SPILLS_PER_CALL_MAX {
             break true;
         }
-        if dry_shards >= SHARDS {
+        // Only a round over every shard proves nothing at all can go.
+        if dry_shards >= if warm_too { SHARDS } else { DRY_ROUND_SHARDS } {
             if warm_too {
                 break false;
             }
