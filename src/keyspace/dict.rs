@@ -393,6 +393,12 @@ impl<V> Dict<V> {
     /// [`Dict::scan`] with mutable values (the snapshot marks what it saved).
     pub fn scan_mut(&mut self, cursor: u64, mut visit: impl FnMut(&CompactBytes, &mut V)) -> u64 {
         let (buckets, next) = self.scan_step(cursor);
+        // The reverse-binary cursor lands on a cold cache line at every step, and reading the
+        // first entry's flags was three quarters of a snapshot step's own time (a SAVE):
+        // the next step's first entry is on its way while this one's are visited.
+        if next != 0 {
+            self.prefetch_bucket(next);
+        }
         for (table, index) in buckets {
             let mut node = self.tables[table].buckets[index].as_deref_mut();
             while let Some(current) = node {
@@ -451,6 +457,19 @@ impl<V> Dict<V> {
     /// Redis's reverse-binary cursor, which visits every bucket of the smaller table and then
     /// each bucket of the larger table that expands it, so a key present for the whole scan
     /// is returned at least once across resizes.
+    /// Asks the CPU to fetch the first entry of `cursor`'s bucket (not while rehashing: then a
+    /// step spans several buckets, and it is brief).
+    fn prefetch_bucket(&self, cursor: u64) {
+        if self.is_rehashing() {
+            return;
+        }
+        let table = &self.tables[0];
+        let index = (cursor & table.mask()) as usize;
+        if let Some(node) = table.buckets.get(index).and_then(|head| head.as_deref()) {
+            prefetch(node);
+        }
+    }
+
     fn scan_step(&self, cursor: u64) -> (SmallVec<[(usize, usize); 4]>, u64) {
         let mut buckets = SmallVec::new();
         if self.is_empty() {
@@ -683,6 +702,22 @@ impl<V> Drop for Dict<V> {
     fn drop(&mut self) {
         self.clear();
     }
+}
+
+/// A hint that `value` is about to be read: the CPU starts fetching its cache line.
+#[inline]
+#[allow(unsafe_code)]
+fn prefetch<T>(value: &T) {
+    // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a hint: it reads
+    // nothing into the program and never faults (here the address is a live reference anyway).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            (value as *const T).cast::<i8>(),
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 #[cfg(test)]
