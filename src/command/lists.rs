@@ -350,9 +350,10 @@ fn lrange(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
     let Some(list) = read_list(ctx, &argv[1])? else {
         return Ok(Reply::Array(Vec::new()));
     };
-    Ok(Reply::Array(
-        list.range(start, stop).map(Reply::bulk_copy).collect(),
-    ))
+    let count = list
+        .range_positions(start, stop)
+        .map_or(0, |(first, last)| last - first + 1);
+    Ok(Reply::bulk_array(count, list.range(start, stop)))
 }
 
 /// `LINDEX key index`: the key is looked up before the index is parsed, as in Redis (a
