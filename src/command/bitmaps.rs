@@ -134,46 +134,54 @@ pub fn first_bit(bytes: &[u8], bit: bool) -> i64 {
 }
 
 /// Redis's lookupStringForBitCommand: the string at the command's key, created or zero
-/// padded so that bit `max_bit` exists, and always made `raw`. Returns whether it was
-/// created or grew. WRONGTYPE for another type.
-fn string_for_bits<'k>(
-    ctx: &'k mut Ctx<'_, '_>,
+/// padded so that bit `max_bit` exists, and always made `raw`, handed to `write` with
+/// whether it was created or grew. WRONGTYPE for another type. A key that exists is looked up
+/// once (a second look-up was a seventh of SETBIT's CPU): `write` runs inside the borrow.
+fn string_for_bits<R>(
+    ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     max_bit: u64,
-) -> Result<(&'k mut Vec<u8>, bool), Error> {
+    write: impl FnOnce(&mut Vec<u8>, bool) -> R,
+) -> Result<R, Error> {
     let length = (max_bit >> 3) as usize + 1;
     let db = ctx.db();
-    let exists = match ctx.ks.lookup(db, key) {
-        None => false,
-        Some(entry) => match &entry.value {
-            Value::Str(_) => true,
-            #[allow(unreachable_patterns)]
-            _ => return Err(Error::WrongType),
-        },
-    };
-    if !exists {
-        ctx.ks.set(
-            db,
-            key,
-            Value::Str(CompactBytes::from_vec(vec![0u8; length])),
-            false,
-        );
+    fn grow(
+        entry: &mut crate::keyspace::Entry,
+        created: bool,
+        length: usize,
+    ) -> Result<(&mut Vec<u8>, bool), Error> {
+        let Value::Str(bytes) = &mut entry.value else {
+            return Err(Error::WrongType);
+        };
+        let bytes = bytes.to_mut();
+        entry.flags |= FLAG_RAW;
+        let mut changed = created;
+        if bytes.len() < length {
+            bytes.resize(length, 0);
+            changed = true;
+        }
+        debug_assert!(bytes.len() >= length);
+        Ok((bytes, changed))
     }
+    if let Some(entry) = ctx.ks.lookup(db, key) {
+        // The type first: a WRONGTYPE must leave the entry as it was.
+        if !matches!(entry.value, Value::Str(_)) {
+            return Err(Error::WrongType);
+        }
+        let (bytes, changed) = grow(entry, false, length)?;
+        return Ok(write(bytes, changed));
+    }
+    ctx.ks.set(
+        db,
+        key,
+        Value::Str(CompactBytes::from_vec(vec![0u8; length])),
+        false,
+    );
     let Some(entry) = ctx.ks.peek(db, key) else {
-        unreachable!("the key was found or created just above");
+        unreachable!("the key was created just above");
     };
-    entry.flags |= FLAG_RAW;
-    let Value::Str(bytes) = &mut entry.value else {
-        unreachable!("checked to be a string just above");
-    };
-    let bytes = bytes.to_mut();
-    let mut changed = !exists;
-    if bytes.len() < length {
-        bytes.resize(length, 0);
-        changed = true;
-    }
-    debug_assert!(bytes.len() >= length);
-    Ok((bytes, changed))
+    let (bytes, changed) = grow(entry, true, length)?;
+    Ok(write(bytes, changed))
 }
 
 /// Runs `read` on the string at `key` in place for a read command (counts hits and misses;
@@ -208,11 +216,15 @@ fn setbit(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
         return Err(Error::from(BIT_VALUE_INVALID));
     }
     let on = on == 1;
-    let (bytes, grew) = string_for_bits(ctx, key, offset)?;
-    let previous = bit_at(bytes, offset);
-    let changed = grew || previous != on;
+    let (previous, changed) = string_for_bits(ctx, key, offset, |bytes, grew| {
+        let previous = bit_at(bytes, offset);
+        let changed = grew || previous != on;
+        if changed {
+            set_bit(bytes, offset, on);
+        }
+        (previous, changed)
+    })?;
     if changed {
-        set_bit(bytes, offset, on);
         let db = ctx.db();
         ctx.ks.signal_modified(db, key);
         ctx.ks.notify(notify::STRING, "setbit", db, key);
@@ -824,21 +836,23 @@ fn bitfield_generic(ctx: &mut Ctx<'_, '_>, argv: &[Bytes], read_only: bool) -> C
         .map(|op| op.offset + op.bits as u64 - 1)
         .max()
         .unwrap_or(0);
-    let (bytes, grew) = string_for_bits(ctx, key, highest_bit)?;
-    let mut replies = Vec::with_capacity(ops.len());
-    let mut changes = 0usize;
-    for op in &ops {
-        if op.operation == FieldOperation::Get {
-            replies.push(apply_get(bytes, op));
-            continue;
+    let (replies, changes) = string_for_bits(ctx, key, highest_bit, |bytes, grew| {
+        let mut replies = Vec::with_capacity(ops.len());
+        let mut changes = 0usize;
+        for op in &ops {
+            if op.operation == FieldOperation::Get {
+                replies.push(apply_get(bytes, op));
+                continue;
+            }
+            let (reply, changed) = apply_write(bytes, op);
+            // A FAIL that wrote nothing does not count, even on a string that grew.
+            if !matches!(reply, Reply::Null) && (grew || changed) {
+                changes += 1;
+            }
+            replies.push(reply);
         }
-        let (reply, changed) = apply_write(bytes, op);
-        // A FAIL that wrote nothing does not count, even on a string that grew.
-        if !matches!(reply, Reply::Null) && (grew || changed) {
-            changes += 1;
-        }
-        replies.push(reply);
-    }
+        (replies, changes)
+    })?;
     if changes > 0 {
         let db = ctx.db();
         ctx.ks.signal_modified(db, key);
