@@ -199,7 +199,45 @@ impl Value {
             ),
             Reply::Bool(flag) => Value::Int(i64::from(flag)),
             Reply::Verbatim(_, bytes) => Value::Bulk(bytes.to_vec()),
+            // Encoded already (LRANGE's array of bulk strings): read back into its structure.
+            Reply::Raw(bytes) => match Value::decode(&bytes) {
+                Some((value, used)) if used == bytes.len() => value,
+                _ => Value::Bulk(bytes.to_vec()),
+            },
             other => Value::Bulk(other.to_bytes(false).to_vec()),
+        }
+    }
+
+    /// One RESP2 reply from the start of `bytes`, and how many bytes it took.
+    fn decode(bytes: &[u8]) -> Option<(Value, usize)> {
+        let end = bytes.windows(2).position(|pair| pair == b"\r\n")?;
+        let line = std::str::from_utf8(bytes.get(1..end)?).ok()?;
+        let after = end + 2;
+        match bytes.first()? {
+            b'+' => Some((Value::Status(line.into()), after)),
+            b'-' => Some((Value::Error(line.into()), after)),
+            b':' => Some((Value::Int(line.parse().ok()?), after)),
+            b'$' => {
+                let Ok(length) = usize::try_from(line.parse::<i64>().ok()?) else {
+                    return Some((Value::Nil, after));
+                };
+                let body = bytes.get(after..after.checked_add(length)?)?;
+                Some((Value::Bulk(body.to_vec()), after + length + 2))
+            }
+            b'*' => {
+                let Ok(count) = usize::try_from(line.parse::<i64>().ok()?) else {
+                    return Some((Value::NilArray, after));
+                };
+                let mut at = after;
+                let mut items = Vec::new();
+                for _ in 0..count {
+                    let (item, used) = Value::decode(bytes.get(at..)?)?;
+                    items.push(item);
+                    at += used;
+                }
+                Some((Value::Array(items), at))
+            }
+            _ => None,
         }
     }
 }
