@@ -48,6 +48,10 @@ pub struct Locked<'a> {
     overwritten: Vec<Value>,
 }
 
+/// Overwritten values a hold keeps to free after it (a transaction or a run of commands holds
+/// one for all of them); past this many, the rest are freed at once.
+const OVERWRITTEN_PENDING_MAX: usize = 1024;
+
 /// Values of cold keys read from the disk tier with the locks released and cut down to the
 /// part a command takes (SORT's BY and GET patterns take a string, or one field of a hash),
 /// each with the pointer it was read from: valid while the key's entry still holds that
@@ -562,7 +566,7 @@ impl<'a> Locked<'a> {
                         old,
                         old_expire,
                     );
-                } else {
+                } else if self.overwritten.len() < OVERWRITTEN_PENDING_MAX {
                     self.overwritten.push(old);
                 }
                 entry.flags = (entry.flags & (FLAG_EXPIRES | FLAG_SNAPSHOT)) | shared;
