@@ -15,6 +15,7 @@ use super::table::{Lock, Spec};
 use crate::error::{CmdResult, Error};
 use crate::keyspace::notify;
 use crate::long_double::{self, Extended, Parsed};
+use crate::protocol::reply::BulkArray;
 use crate::protocol::Reply;
 use crate::types::hash::{Hash, Limits};
 use crate::types::Value;
@@ -324,22 +325,22 @@ fn hexists(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
 
 /// `HKEYS key`: every field, in the encoding's order.
 fn hkeys(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
-    let mut fields = Vec::new();
-    if let Some(hash) = read(ctx, &argv[1])? {
-        fields.reserve(hash.len());
-        hash.for_each(|field, _| fields.push(Reply::bulk_copy(field.as_slice())));
-    }
-    Ok(Reply::Array(fields))
+    let Some(hash) = read(ctx, &argv[1])? else {
+        return Ok(Reply::Array(Vec::new()));
+    };
+    let mut fields = BulkArray::new(hash.len());
+    hash.for_each(|field, _| fields.push(field.as_slice()));
+    Ok(fields.finish())
 }
 
 /// `HVALS key`: every value, in the encoding's order.
 fn hvals(ctx: &mut Ctx<'_, '_>, argv: &[Bytes]) -> CmdResult {
-    let mut values = Vec::new();
-    if let Some(hash) = read(ctx, &argv[1])? {
-        values.reserve(hash.len());
-        hash.for_each(|_, value| values.push(Reply::bulk_copy(value.as_slice())));
-    }
-    Ok(Reply::Array(values))
+    let Some(hash) = read(ctx, &argv[1])? else {
+        return Ok(Reply::Array(Vec::new()));
+    };
+    let mut values = BulkArray::new(hash.len());
+    hash.for_each(|_, value| values.push(value.as_slice()));
+    Ok(values.finish())
 }
 
 /// `HGETALL key`: a map of fields to values (a flat array in RESP2).
