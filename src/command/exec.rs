@@ -535,27 +535,32 @@ fn lock_command<'a>(
 
 /// The keys whose shards a command locks; None for one that locks all of them or none.
 fn keys_to_lock<'x>(command: &Command, args: &'x [Bytes]) -> Option<SmallVec<[&'x [u8]; 4]>> {
-    match command.lock {
-        Lock::None | Lock::All | Lock::AllNaming(_) => None,
-        Lock::Keys => Some(
-            range_iter(
+    lock_positions(command, args).map(|positions| positions.map(|i| &args[i][..]).collect())
+}
+
+/// Where those keys are among `args`, without collecting them (`run_command` only counts).
+fn lock_positions(command: &Command, args: &[Bytes]) -> Option<impl Iterator<Item = usize>> {
+    let (range, found) = match command.lock {
+        Lock::None | Lock::All | Lock::AllNaming(_) => return None,
+        Lock::Keys => (
+            Some(range_iter(
                 command.first_key,
                 command.last_key,
                 command.key_step,
                 args.len(),
-            )
-            .filter_map(|i| args.get(i))
-            .map(|k| &k[..])
-            .collect(),
+            )),
+            None,
         ),
-        Lock::Custom(find) => Some(
-            find(args)
-                .iter()
-                .filter_map(|&i| args.get(i))
-                .map(|k| &k[..])
-                .collect(),
-        ),
-    }
+        Lock::Custom(find) => (None, Some(find(args))),
+    };
+    let argc = args.len();
+    Some(
+        range
+            .into_iter()
+            .flatten()
+            .chain(found.into_iter().flatten())
+            .filter(move |&i| i < argc),
+    )
 }
 
 /// Requests of a pipeline run on one hold of the locks at most (`dispatch_run`): a long
@@ -578,19 +583,8 @@ pub fn run_command(server: &Server, session: &Session, args: &[Bytes]) -> Option
         return None;
     }
     let command = resolve(args).ok()?;
-    let several_keys = match command.lock {
-        Lock::Keys => range_iter(
-            command.first_key,
-            command.last_key,
-            command.key_step,
-            args.len(),
-        )
-        .filter(|&i| i < args.len())
-        .nth(1)
-        .is_some(),
-        Lock::Custom(find) => find(args).len() > 1,
-        Lock::None | Lock::All | Lock::AllNaming(_) => false,
-    };
+    let several_keys =
+        lock_positions(command, args).is_some_and(|mut positions| positions.nth(1).is_some());
     (several_keys && runs_straight_away(server, session, command)).then_some(command)
 }
 
@@ -660,7 +654,7 @@ fn runs_straight_away(server: &Server, session: &Session, command: &Command) -> 
         && !server.loading.is_active()
         && !server.monitors.active()
         && !has_cold_keys(server)
-        && !crate::tier::evict::over_limit(server)
+        && !crate::tier::spill::over_limit(server)
         && !(command.is_write() && crate::server::persistence::write_refusal(server).is_some())
 }
 

@@ -63,7 +63,10 @@ fn bulk(element: CompactBytes) -> Reply {
 }
 
 fn bulk_array(elements: Vec<CompactBytes>) -> Reply {
-    Reply::Array(elements.into_iter().map(bulk).collect())
+    Reply::bulk_array(
+        elements.len(),
+        elements.iter().map(|element| element.as_slice()),
+    )
 }
 
 /// Redis's getListPositionFromObjectOrReply: LEFT or RIGHT, a syntax error otherwise.

@@ -453,10 +453,6 @@ impl<V> Dict<V> {
         }
     }
 
-    /// The `(table, bucket)` pairs one SCAN step visits from `cursor`, and the next cursor:
-    /// Redis's reverse-binary cursor, which visits every bucket of the smaller table and then
-    /// each bucket of the larger table that expands it, so a key present for the whole scan
-    /// is returned at least once across resizes.
     /// Asks the CPU to fetch the first entry of `cursor`'s bucket (not while rehashing: then a
     /// step spans several buckets, and it is brief).
     fn prefetch_bucket(&self, cursor: u64) {
@@ -470,6 +466,10 @@ impl<V> Dict<V> {
         }
     }
 
+    /// The `(table, bucket)` pairs one SCAN step visits from `cursor`, and the next cursor:
+    /// Redis's reverse-binary cursor, which visits every bucket of the smaller table and then
+    /// each bucket of the larger table that expands it, so a key present for the whole scan
+    /// is returned at least once across resizes.
     fn scan_step(&self, cursor: u64) -> (SmallVec<[(usize, usize); 4]>, u64) {
         let mut buckets = SmallVec::new();
         if self.is_empty() {

@@ -53,16 +53,10 @@ fn policy(word: &str) -> Option<(Pool, Order)> {
     })
 }
 
-/// Whether memory is over the limit: `enforce` has work to do.
-pub fn over_limit(server: &Server) -> bool {
-    let limit = super::spill::effective_limit(server);
-    limit != 0 && super::spill::spill_pressure(server) > limit
-}
-
 /// Evicts until memory is under `maxmemory` (or nothing more can go); Err with Redis's OOM
 /// text when a `denyoom` command must be refused.
 pub fn enforce(server: &Server, denyoom: bool) -> Result<(), &'static str> {
-    if !over_limit(server) {
+    if !super::spill::over_limit(server) {
         return Ok(());
     }
     let limit = super::spill::effective_limit(server);

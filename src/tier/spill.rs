@@ -215,11 +215,13 @@ const DRY_ROUND_SHARDS: usize = if SHARDS < 32 { SHARDS } else { 32 };
 
 /// Spills if memory is over the limit (loading, the cron); true when under it afterwards.
 pub fn relieve_if_over(server: &Server) -> bool {
+    !over_limit(server) || relieve(server, effective_limit(server))
+}
+
+/// Whether memory is over the limit (spilling and eviction have work to do).
+pub fn over_limit(server: &Server) -> bool {
     let limit = effective_limit(server);
-    if limit == 0 || spill_pressure(server) <= limit {
-        return true;
-    }
-    relieve(server, limit)
+    limit != 0 && spill_pressure(server) > limit
 }
 
 /// Spills until memory is at most `limit`, or a call's worth of values went; false when
