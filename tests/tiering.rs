@@ -362,6 +362,39 @@ fn with_memory_full_reads_borrow_cold_values_and_only_the_hot_set_comes_back() {
 }
 
 #[test]
+fn with_memory_full_of_values_in_use_promotions_only_trickle() {
+    // A working set larger than the limit, all of it read: a value brought back would push
+    // out another read as recently, so promotions take 16 times their bytes of the per-tick
+    // budget (a 64th of the limit, refilled every 100 ms) instead of their bytes.
+    let server = Server::strata(&["--maxmemory", "64mb"]);
+    let mut conn = server.connect();
+    let count = 100_000; // about 100 MB of values under a 64 MB limit
+    fill(&mut conn, 0..count);
+    // Every value read twice: in use from then on (the cold ones are lent until then). The
+    // third round promotes at the plain price until the upkeep's spill has taken values in
+    // use.
+    for _ in 0..3 {
+        read_back(&mut conn, 0..count);
+    }
+    let promotions = info_number(&mut conn, "tiering", "tiering_promotions");
+    let reads = info_number(&mut conn, "tiering", "tiering_cold_reads");
+    let started = std::time::Instant::now();
+    read_back(&mut conn, 0..count);
+    let ticks = started.elapsed().as_millis() as usize / 100 + 2;
+    let promoted = info_number(&mut conn, "tiering", "tiering_promotions") - promotions;
+    let cold_reads = info_number(&mut conn, "tiering", "tiering_cold_reads") - reads;
+    // A value's bytes are a little over its length. One tick's budget at the plain price
+    // (1,048 values) is allowed for, should a spill of values not in use come between.
+    let per_tick = (64 << 20) / 64 / (16 * VALUE_BYTES) + 1;
+    assert!(cold_reads >= 30_000, "{cold_reads} cold reads");
+    assert!(
+        promoted <= (ticks * per_tick + (64 << 20) / 64 / VALUE_BYTES) as u64,
+        "{promoted} promotions in {ticks} ticks for {cold_reads} cold reads"
+    );
+    assert_eq!(info_number(&mut conn, "tiering", "tiering_read_errors"), 0);
+}
+
+#[test]
 fn snapshots_and_restarts_carry_cold_values_and_stale_segments_go() {
     let data = tempfile::tempdir().expect("tempdir");
     let args = [

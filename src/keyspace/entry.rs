@@ -25,6 +25,10 @@ pub const FLAG_SNAPSHOT: u32 = 1 << 4;
 /// value): in LRU mode, spilling takes values nobody has read first, so a burst of writes of
 /// new keys does not push out what is being read.
 pub const FLAG_READ: u32 = 1 << 5;
+/// Read again after `FLAG_READ` was set (cleared with it): in LRU mode, what the memory tier
+/// counts as in use, so one pass over every key (a scan, a check) does not make each look as
+/// much in use as the values read over and over.
+pub const FLAG_READ_AGAIN: u32 = 1 << 6;
 /// Redis shares the integers below this (OBJ_SHARED_INTEGERS).
 pub const SHARED_INTEGERS: i64 = 10_000;
 /// OBJECT REFCOUNT of a shared object (OBJ_SHARED_REFCOUNT).
@@ -53,6 +57,14 @@ pub enum AccessMode {
 }
 
 impl Entry {
+    /// Records a read of the value (`FLAG_READ`, and `FLAG_READ_AGAIN` from the second on).
+    pub fn mark_read(&mut self) {
+        if self.flags & FLAG_READ != 0 {
+            self.flags |= FLAG_READ_AGAIN;
+        }
+        self.flags |= FLAG_READ;
+    }
+
     pub fn new(value: Value, now_ms: u64, mode: AccessMode) -> Entry {
         let access = match mode {
             AccessMode::Lru => lru_clock(now_ms),

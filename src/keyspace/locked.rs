@@ -197,7 +197,7 @@ impl<'a> Locked<'a> {
             };
             let part = prefetched.get(db, key, field, cold)?.clone();
             entry.touch(now_ms, mode);
-            entry.flags |= super::entry::FLAG_READ;
+            entry.mark_read();
             Some(part)
         });
         self.prefetched = Some(prefetched);
@@ -507,7 +507,7 @@ impl<'a> Locked<'a> {
         let found = self.lookup(db, key);
         count_hit(stats, found.is_some());
         let entry = found?;
-        entry.flags |= super::entry::FLAG_READ;
+        entry.mark_read();
         Some(entry)
     }
 

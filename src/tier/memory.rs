@@ -67,6 +67,9 @@ pub struct Tier {
     /// spill the coldest values in use without looking for one first (`spill::relieve`),
     /// until a sample holds one again.
     pub none_as_cold_as_new: AtomicBool,
+    /// The last values spilled were in use (`spill::in_use`): a promotion now pushes out a
+    /// value read about as recently, and costs more of the budget for it.
+    pub spilling_in_use: AtomicBool,
 }
 
 impl Default for Tier {
@@ -82,6 +85,7 @@ impl Default for Tier {
             index_bytes: Counter::default(),
             resident_excess: AtomicUsize::new(0),
             none_as_cold_as_new: AtomicBool::new(false),
+            spilling_in_use: AtomicBool::new(false),
         }
     }
 }

@@ -76,17 +76,41 @@ const PROMOTE_FREELY_PERMILLE: usize = 960;
 /// Over it, promotions share a budget per upkeep tick of the limit divided by this: the hot
 /// set still moves into RAM, at a bounded cost in spills, when it does not fit.
 const PROMOTION_BUDGET_DIVISOR: usize = 64;
+/// While the spill is taking values in use itself, a promotion costs this many times its
+/// bytes of the budget: it pushes out a value read as recently as it was, which gains nothing
+/// when the two are read about as often (a hot set larger than the limit, read evenly, spent
+/// a tenth of its CPU rewriting itself at the full rate), so only a trickle moves.
+const PROMOTION_OVER_IN_USE_COST: i64 = 16;
 /// In LRU mode, a value read again within this many seconds counts as in use.
 const RECENT_READ_SECONDS: u64 = 60;
+
+/// Whether a value is in use: read more than once, the last time recently (LRU:
+/// `FLAG_READ_AGAIN` and idle under a minute), or in LFU mode a counter above a new key's.
+/// What promotion lets back into RAM, and what it should not push out for another. One read
+/// is not enough: after a pass over every key (a scan, a check of the whole dataset) each
+/// would look as much in use as the values read over and over, and for a minute the hot set
+/// could come back only at the trickle meant for values no hotter than those they displace.
+fn in_use(entry: &Entry, now_ms: u64, mode: AccessMode) -> bool {
+    match mode {
+        AccessMode::Lfu { decay_minutes, .. } => {
+            entry.lfu_counter(now_ms, decay_minutes) > crate::keyspace::entry::LFU_INIT
+        }
+        AccessMode::Lru => {
+            entry.flags & crate::keyspace::entry::FLAG_READ_AGAIN != 0
+                && entry.idle_seconds(now_ms) <= RECENT_READ_SECONDS
+        }
+    }
+}
 
 /// Whether a cold value just read for a read-only command stays in RAM (promoted) or is only
 /// lent to it (its record stays and the entry points at it again after the command). Reading
 /// a cold value must not cost a spill elsewhere each time, or a working set larger than RAM
-/// spends its time rewriting itself: with memory full, only values in use (read before,
-/// recently: `FLAG_READ` and idle under a minute; in LFU mode a counter above a new key's) come
-/// back, within `promotion_budget`. `entry` is as it was before this read.
+/// spends its time rewriting itself: with memory full, only values in use come back, within
+/// `promotion_budget`, and only a trickle of them while the values the spill takes are in use
+/// too (`PROMOTION_OVER_IN_USE_COST`). `entry` is as it was before this read.
 pub fn keep_read_value(server: &Server, entry: &Entry, value: &Value) -> bool {
-    if server.keyspace.tier.always_lend.load(Ordering::Relaxed) {
+    let tier = &server.keyspace.tier;
+    if tier.always_lend.load(Ordering::Relaxed) {
         return false;
     }
     let limit = effective_limit(server);
@@ -95,18 +119,15 @@ pub fn keep_read_value(server: &Server, entry: &Entry, value: &Value) -> bool {
     if limit == 0 || used + bytes <= limit / 1000 * PROMOTE_FREELY_PERMILLE {
         return true;
     }
-    let in_use = match server.keyspace.access_mode() {
-        AccessMode::Lfu { decay_minutes, .. } => {
-            entry.lfu_counter(server.clock.now_ms(), decay_minutes)
-                > crate::keyspace::entry::LFU_INIT
-        }
-        AccessMode::Lru => {
-            entry.flags & crate::keyspace::entry::FLAG_READ != 0
-                && entry.idle_seconds(server.clock.now_ms()) <= RECENT_READ_SECONDS
-        }
+    if !in_use(entry, server.clock.now_ms(), server.keyspace.access_mode()) {
+        return false;
+    }
+    let cost = if tier.spilling_in_use.load(Ordering::Relaxed) {
+        bytes as i64 * PROMOTION_OVER_IN_USE_COST
+    } else {
+        bytes as i64
     };
-    let budget = &server.keyspace.tier.promotion_budget;
-    in_use && budget.fetch_sub(bytes as i64, Ordering::Relaxed) >= bytes as i64
+    tier.promotion_budget.fetch_sub(cost, Ordering::Relaxed) >= cost
 }
 
 /// Refills the promotion budget (the upkeep, every tick).
@@ -358,11 +379,13 @@ fn spill_from_shard(
         // Second pass over the same buckets (still in cache, the table unchanged under the
         // lock): spill the chosen ones in place, with no lookup by key.
         let mut taken = 0;
+        let mut took_in_use = false;
         let mut refused = None;
         slice.keys.sweep_mut(start, walked, |key, entry| {
             if worth_spilling(&entry.value, min_bytes) && heat(entry, now_ms, mode) <= threshold {
                 match tier.spill(db, key.as_slice(), &entry.value) {
                     Ok(cold) => {
+                        took_in_use |= in_use(entry, now_ms, mode);
                         entry.value = Value::Cold(cold);
                         taken += 1;
                     }
@@ -372,6 +395,9 @@ fn spill_from_shard(
             taken < take && refused.is_none()
         });
         spilled += taken;
+        if taken > 0 {
+            tier.spilling_in_use.store(took_in_use, Ordering::Relaxed);
+        }
         if let Some(err) = refused {
             tracing::debug!("tiering: spill refused: {err}");
             return Err(());
