@@ -609,16 +609,32 @@ pub fn dispatch_run(
 ) -> Vec<(Reply, Option<Action>)> {
     debug_assert!(requests.len() <= RUN_REQUESTS_MAX);
     let mut replies = Vec::with_capacity(requests.len());
-    let keys: SmallVec<[&[u8]; RUN_REQUESTS_MAX]> = requests
-        .iter()
-        .flat_map(|(command, args)| keys_to_lock(command, args).into_iter().flatten())
-        .collect();
-    let now_us = session.start_us(&*server.clock);
-    let mut ks = server.keyspace.lock_keys(keys, now_us / 1000);
+    // Every command's keys, and where each command's end.
+    let mut keys: SmallVec<[&[u8]; 4 * RUN_REQUESTS_MAX]> = SmallVec::new();
+    let mut ends: SmallVec<[usize; RUN_REQUESTS_MAX]> = SmallVec::new();
     for (command, args) in requests {
+        keys.extend(keys_to_lock(command, args).into_iter().flatten());
+        ends.push(keys.len());
+    }
+    let keys_of = |index: usize| match index.checked_sub(1) {
+        _ if index >= ends.len() => &keys[..0],
+        None => &keys[..ends[0]],
+        Some(before) => &keys[ends[before]..ends[index]],
+    };
+    let now_us = session.start_us(&*server.clock);
+    let mut ks = server
+        .keyspace
+        .lock_keys(keys.iter().copied(), now_us / 1000);
+    let db = session.db;
+    ks.prefetch_slots(db, keys_of(0));
+    ks.prefetch_slots(db, keys_of(1));
+    ks.prefetch_nodes(db, keys_of(0));
+    for (index, (command, args)) in requests.iter().enumerate() {
         session.handle.note_command(command.id);
         let now_us = session.start_us(&*server.clock);
         ks.next_command(now_us / 1000);
+        ks.prefetch_slots(db, keys_of(index + 2));
+        ks.prefetch_nodes(db, keys_of(index + 1));
         let mut outcome = invoke(server, session, command, args, ks, Mode::Normal, now_us);
         if let Some(offset) = publish(
             server,

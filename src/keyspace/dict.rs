@@ -453,6 +453,35 @@ impl<V> Dict<V> {
         }
     }
 
+    /// Asks the CPU to fetch the bucket slot `hash` falls in: the first of the two dependent
+    /// loads of a lookup, started early for several keys at once (`prefetch_node` is the
+    /// second). Not while rehashing (the key may be in either table, and it is brief).
+    pub fn prefetch_slot(&self, hash: u64) {
+        if self.is_rehashing() || self.is_empty() {
+            return;
+        }
+        let table = &self.tables[0];
+        if let Some(slot) = table.buckets.get((hash & table.mask()) as usize) {
+            prefetch(slot);
+        }
+    }
+
+    /// Asks the CPU to fetch the first node of `hash`'s bucket (its slot read, best after
+    /// `prefetch_slot` had time to bring it in).
+    pub fn prefetch_node(&self, hash: u64) {
+        if self.is_rehashing() || self.is_empty() {
+            return;
+        }
+        let table = &self.tables[0];
+        if let Some(node) = table
+            .buckets
+            .get((hash & table.mask()) as usize)
+            .and_then(|head| head.as_deref())
+        {
+            prefetch(node);
+        }
+    }
+
     /// Asks the CPU to fetch the first entry of `cursor`'s bucket (not while rehashing: then a
     /// step spans several buckets, and it is brief).
     fn prefetch_bucket(&self, cursor: u64) {
@@ -863,6 +892,35 @@ mod tests {
         }
         assert!(dict.insert_unique(CompactBytes::new(b"new"), 0).is_ok());
         assert_eq!(dict.len(), i as usize + 1);
+    }
+
+    #[test]
+    fn prefetching_is_a_hint_in_every_state_of_the_table() {
+        let mut dict = Dict::new(hasher());
+        // Empty (no buckets at all), filling, rehashing, and after: lookups stay exact.
+        for key in [&b"absent"[..], b"k0"] {
+            dict.prefetch_slot(dict.hash(key));
+            dict.prefetch_node(dict.hash(key));
+        }
+        let mut i = 0u32;
+        while !dict.is_rehashing() {
+            dict.insert(CompactBytes::new(format!("k{i}").as_bytes()), i);
+            i += 1;
+        }
+        for j in 0..=i {
+            let key = format!("k{j}");
+            dict.prefetch_slot(dict.hash(key.as_bytes()));
+            dict.prefetch_node(dict.hash(key.as_bytes()));
+            assert_eq!(dict.get(key.as_bytes()), (j < i).then_some(&j));
+        }
+        dict.maintain(1_000_000);
+        assert!(!dict.is_rehashing());
+        for j in 0..i {
+            let key = format!("k{j}");
+            dict.prefetch_slot(dict.hash(key.as_bytes()));
+            dict.prefetch_node(dict.hash(key.as_bytes()));
+            assert_eq!(dict.get(key.as_bytes()), Some(&j));
+        }
     }
 
     #[test]

@@ -273,6 +273,40 @@ impl<'a> Locked<'a> {
         self.all
     }
 
+    /// Prefetching for a pipelined run (`dispatch_run`): a lookup is two dependent cache
+    /// misses, the bucket slot and then the node, and taken one key after another they were a
+    /// fifth of GET's CPU at -P 16. The run starts the slots of the command after next and
+    /// the nodes of the next one while a command runs, so the misses overlap its work.
+    /// This is the first stage: the bucket slots of `keys` in `db`.
+    pub fn prefetch_slots(&self, db: usize, keys: &[&[u8]]) {
+        for key in keys {
+            if let Some(dict) = self.locked_dict(db, key) {
+                dict.prefetch_slot(dict.hash(key));
+            }
+        }
+    }
+
+    /// The second stage of `prefetch_slots`: the first node of each key's bucket.
+    pub fn prefetch_nodes(&self, db: usize, keys: &[&[u8]]) {
+        for key in keys {
+            if let Some(dict) = self.locked_dict(db, key) {
+                dict.prefetch_node(dict.hash(key));
+            }
+        }
+    }
+
+    /// The table of `db` that holds `key`, if this hold locked its shard.
+    fn locked_dict(&self, db: usize, key: &[u8]) -> Option<&super::Dict<Entry>> {
+        let shard = self.keyspace.shard_of(key);
+        let position = if self.all {
+            Some(shard)
+        } else {
+            self.guards.iter().position(|(index, _)| *index == shard)
+        };
+        let (_, guard) = self.guards.get(position?)?;
+        Some(&guard.dbs.get(db)?.keys)
+    }
+
     fn shard_index(&self, key: &[u8]) -> usize {
         let shard = self.keyspace.shard_of(key);
         if self.all {
