@@ -568,11 +568,13 @@ fn lock_positions(command: &Command, args: &[Bytes]) -> Option<impl Iterator<Ite
 pub const RUN_REQUESTS_MAX: usize = 16;
 
 /// The command `args` names if it may join a run of pipelined requests (`dispatch_run`): one
-/// naming several keys that `dispatch` would run straight away, while nothing needs each
-/// reply before the next command runs (keyspace notifications, which Redis raises around
-/// each reply). One-key commands run one by one: their hold is so short that a thread
-/// waiting for it spins instead of sleeping, and a hold of a whole run made the other
-/// thread sleep (SADD and HSET at `-P 16`: a third slower with runs).
+/// naming keys that `dispatch` would run straight away, while nothing needs each reply
+/// before the next command runs (keyspace notifications, which Redis raises around each
+/// reply). One-key commands join too: with 256 shards another thread rarely wants a shard a
+/// run holds, and a run prefetches its keys' entries ahead of the commands (at -P 16 with
+/// runs of one-key commands, server CPU per request: LPUSH 1.72 -> 1.27 us, LPOP 1.80 ->
+/// 1.30, INCR 1.78 -> 1.45, SADD 1.90 -> 1.65; with 32 shards and no prefetch, runs had made
+/// SADD and HSET a third slower). Commands without keys run one by one.
 pub fn run_command(server: &Server, session: &Session, args: &[Bytes]) -> Option<&'static Command> {
     if server
         .keyspace
@@ -583,9 +585,9 @@ pub fn run_command(server: &Server, session: &Session, args: &[Bytes]) -> Option
         return None;
     }
     let command = resolve(args).ok()?;
-    let several_keys =
-        lock_positions(command, args).is_some_and(|mut positions| positions.nth(1).is_some());
-    (several_keys && runs_straight_away(server, session, command)).then_some(command)
+    let names_keys =
+        lock_positions(command, args).is_some_and(|mut positions| positions.next().is_some());
+    (names_keys && runs_straight_away(server, session, command)).then_some(command)
 }
 
 /// Runs pipelined requests that `run_command` admitted (each with its command) on one hold

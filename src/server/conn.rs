@@ -388,8 +388,10 @@ fn run_requests_chained(server: &Server, session: &mut Session, wire: &mut Wire)
                 return Step::Done(Batch::Close);
             }
         };
-        if server.pause_active.load(Ordering::Acquire) || server.keyspace.snapshot.over_allowance()
-        {
+        let must_wait = || {
+            server.pause_active.load(Ordering::Acquire) || server.keyspace.snapshot.over_allowance()
+        };
+        if must_wait() {
             return Step::Wait(args);
         }
         let args = match run_command(server, session, &args) {
@@ -397,9 +399,11 @@ fn run_requests_chained(server: &Server, session: &mut Session, wire: &mut Wire)
                 let mut run = vec![(command, args)];
                 while run.len() < RUN_REQUESTS_MAX {
                     match wire.parser.parse(&mut wire.input, limits) {
+                        // A pause or a snapshot's allowance stops the run where it begins:
+                        // the request goes round again and waits.
                         Ok(Some(next)) => match run_command(server, session, &next) {
-                            Some(command) => run.push((command, next)),
-                            None => {
+                            Some(command) if !must_wait() => run.push((command, next)),
+                            _ => {
                                 wire.parser.unread(next);
                                 break;
                             }
