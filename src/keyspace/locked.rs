@@ -273,6 +273,15 @@ impl<'a> Locked<'a> {
         self.all
     }
 
+    /// Whether another thread is waiting for a shard this hold has locked.
+    pub fn contended(&self) -> bool {
+        !self.all
+            && self
+                .guards
+                .iter()
+                .any(|(index, _)| self.keyspace.is_awaited(*index))
+    }
+
     /// Prefetching for a pipelined run (`dispatch_run`): a lookup is two dependent cache
     /// misses, the bucket slot and then the node, and taken one key after another they were a
     /// fifth of GET's CPU at -P 16. The run starts the slots of the command after next and

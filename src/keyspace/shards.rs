@@ -58,6 +58,9 @@ pub struct Stats {
 
 pub struct Keyspace {
     shards: Box<[Mutex<Shard>]>,
+    /// Per shard, the threads waiting for its lock (`lock_yielding`): a pipelined run that
+    /// holds it gives way to them (`Locked::contended`).
+    waiting: Box<[AtomicU32]>,
     shard_hasher: Hasher,
     databases: usize,
     pub stats: Stats,
@@ -103,6 +106,7 @@ impl Keyspace {
             .collect();
         Keyspace {
             shards,
+            waiting: (0..SHARDS).map(|_| AtomicU32::new(0)).collect(),
             shard_hasher: Hasher::with_seeds(seed.rotate_left(31), 3, seed ^ 0x5bd1_e995, 11),
             databases,
             stats: Stats::default(),
@@ -175,9 +179,21 @@ impl Keyspace {
         debug_assert!(shards.windows(2).all(|pair| pair[0] < pair[1]));
         let guards = shards
             .iter()
-            .map(|&index| (index, lock_yielding(&self.shards[index])))
+            .map(|&index| {
+                (
+                    index,
+                    lock_yielding(&self.shards[index], &self.waiting[index]),
+                )
+            })
             .collect();
         Locked::new(self, guards, false, now_ms)
+    }
+
+    /// Whether a thread is waiting for shard `index`'s lock.
+    pub fn is_awaited(&self, index: usize) -> bool {
+        self.waiting
+            .get(index)
+            .is_some_and(|waiting| waiting.load(Ordering::Relaxed) > 0)
     }
 
     /// Locks every shard, for whole-keyspace commands.
@@ -233,14 +249,26 @@ const LOCK_YIELDS_MAX: usize = 32;
 /// CPU per request; SADD, LPOP, LPUSH and HSET no slower. Spinning without yielding helped ZADD as
 /// much but cost SADD and LPOP 10-20%: the spinning thread took redis-benchmark's core.
 /// Under shuttle the plain lock: the checker schedules threads itself.
-fn lock_yielding(shard: &Mutex<Shard>) -> crate::sync::MutexGuard<'_, Shard> {
+/// While it waits, the thread is counted in `waiting`.
+fn lock_yielding<'s>(
+    shard: &'s Mutex<Shard>,
+    waiting: &AtomicU32,
+) -> crate::sync::MutexGuard<'s, Shard> {
+    if let Some(guard) = shard.try_lock() {
+        return guard;
+    }
+    waiting.fetch_add(1, Ordering::Relaxed);
+    let guard = lock_contended(shard);
+    waiting.fetch_sub(1, Ordering::Relaxed);
+    guard
+}
+
+fn lock_contended(shard: &Mutex<Shard>) -> crate::sync::MutexGuard<'_, Shard> {
     #[cfg(not(shuttle))]
-    for attempt in 0..=LOCK_YIELDS_MAX {
+    for _ in 0..LOCK_YIELDS_MAX {
+        std::thread::yield_now();
         if let Some(guard) = shard.try_lock() {
             return guard;
-        }
-        if attempt < LOCK_YIELDS_MAX {
-            std::thread::yield_now();
         }
     }
     shard.lock()
