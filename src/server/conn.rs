@@ -355,8 +355,8 @@ enum Step {
 }
 
 /// Runs complete requests from `input` while none has to wait. Successive requests that may
-/// run together (`run_command`: commands naming several keys, nothing special about the
-/// client) run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX`
+/// run together (`run_command`: commands naming keys, nothing special about the client)
+/// run on one hold of their shards' locks (`dispatch_run`), up to `RUN_REQUESTS_MAX`
 /// at a time; the others one by one. Nothing here waits, so one command's closing clock
 /// reading can open the next (`Session::chain_clock`).
 fn run_requests(server: &Server, session: &mut Session, wire: &mut Wire) -> Step {
