@@ -613,7 +613,7 @@ pub fn dispatch_run(
 ) -> Vec<(Reply, Option<Action>)> {
     debug_assert!(requests.len() <= RUN_REQUESTS_MAX);
     let mut replies = Vec::with_capacity(requests.len());
-    // Every command's keys, and where each command's end.
+    // Every command's keys, and where each command's keys end.
     let mut keys: SmallVec<[&[u8]; 4 * RUN_REQUESTS_MAX]> = SmallVec::new();
     let mut ends: SmallVec<[usize; RUN_REQUESTS_MAX]> = SmallVec::new();
     for (command, args) in requests {
