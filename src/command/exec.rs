@@ -7,7 +7,7 @@
 
 use super::table::{flags, range_iter, table, Command, Lock};
 use crate::error::{error_code, CmdResult, Error};
-use crate::keyspace::locked::Prefetched;
+use crate::keyspace::locked::{Located, Prefetched};
 use crate::keyspace::Locked;
 use crate::protocol::Reply;
 use crate::server::{Server, Session};
@@ -613,26 +613,27 @@ pub fn dispatch_run(
 ) -> Vec<(Reply, Option<Action>)> {
     debug_assert!(requests.len() <= RUN_REQUESTS_MAX);
     let mut replies = Vec::with_capacity(requests.len());
-    // Every command's keys, and where each command's keys end.
+    // Every command's keys, and where each command's keys start (and the last ones end).
     let mut keys: SmallVec<[&[u8]; 4 * RUN_REQUESTS_MAX]> = SmallVec::new();
-    let mut ends: SmallVec<[usize; RUN_REQUESTS_MAX]> = SmallVec::new();
+    let mut bounds: SmallVec<[usize; RUN_REQUESTS_MAX + 1]> = smallvec::smallvec![0];
     for (command, args) in requests {
         keys.extend(keys_to_lock(command, args).into_iter().flatten());
-        ends.push(keys.len());
+        bounds.push(keys.len());
     }
-    let keys_of = |index: usize| match index.checked_sub(1) {
-        _ if index >= ends.len() => &keys[..0],
-        None => &keys[..ends[0]],
-        Some(before) => &keys[ends[before]..ends[index]],
-    };
     let held_since_us = session.start_us(&*server.clock);
     let mut ks = server
         .keyspace
         .lock_keys(keys.iter().copied(), held_since_us / 1000);
     let db = session.db;
-    ks.prefetch_slots(db, keys_of(0));
-    ks.prefetch_slots(db, keys_of(1));
-    ks.prefetch_nodes(db, keys_of(0));
+    let mut prefetch = RunPrefetch {
+        keys: &keys,
+        bounds: &bounds,
+        located: SmallVec::new(),
+        located_of: SmallVec::new(),
+    };
+    prefetch.slots(&ks, db, 0);
+    prefetch.slots(&ks, db, 1);
+    prefetch.nodes(&ks, db, 0);
     for (index, (command, args)) in requests.iter().enumerate() {
         let now_us = session.start_us(&*server.clock);
         // Another thread waits for a shard of this run (many clients on one key): after a
@@ -647,8 +648,8 @@ pub fn dispatch_run(
         }
         session.handle.note_command(command.id);
         ks.next_command(now_us / 1000);
-        ks.prefetch_slots(db, keys_of(index + 2));
-        ks.prefetch_nodes(db, keys_of(index + 1));
+        prefetch.slots(&ks, db, index + 2);
+        prefetch.nodes(&ks, db, index + 1);
         let mut outcome = invoke(server, session, command, args, ks, Mode::Normal, now_us);
         if let Some(offset) = publish(
             server,
@@ -669,6 +670,49 @@ pub fn dispatch_run(
         }
     }
     replies
+}
+
+/// A run's prefetching (`Locked::prefetch_slots`): each command's keys are located (shard
+/// guard and table hash) once, when their first stage is issued, and no earlier, so a run
+/// that gives way after a few commands has not paid for the rest. Commands are located in
+/// order, one after another.
+struct RunPrefetch<'r> {
+    /// Every key of the run; command `i`'s are `keys[bounds[i]..bounds[i + 1]]`.
+    keys: &'r [&'r [u8]],
+    bounds: &'r [usize],
+    located: SmallVec<[Located; 4 * RUN_REQUESTS_MAX]>,
+    /// Command `i`'s keys in `located`.
+    located_of: SmallVec<[std::ops::Range<usize>; RUN_REQUESTS_MAX]>,
+}
+
+impl RunPrefetch<'_> {
+    /// Locates command `index`'s keys and starts fetching their bucket slots.
+    fn slots(&mut self, ks: &Locked<'_>, db: usize, index: usize) {
+        let (Some(&start), Some(&end)) = (self.bounds.get(index), self.bounds.get(index + 1))
+        else {
+            return;
+        };
+        debug_assert_eq!(
+            self.located_of.len(),
+            index,
+            "commands are located in order"
+        );
+        let first = self.located.len();
+        self.located.extend(
+            self.keys[start..end]
+                .iter()
+                .filter_map(|key| ks.locate(db, key)),
+        );
+        self.located_of.push(first..self.located.len());
+        ks.prefetch_slots(db, &self.located[first..]);
+    }
+
+    /// Starts fetching the nodes of command `index`'s keys (located by `slots` before).
+    fn nodes(&self, ks: &Locked<'_>, db: usize, index: usize) {
+        if let Some(range) = self.located_of.get(index) {
+            ks.prefetch_nodes(db, &self.located[range.clone()]);
+        }
+    }
 }
 
 /// Whether `dispatch` would run `command` straight away, with no check refusing it and no
