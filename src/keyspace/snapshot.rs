@@ -2,9 +2,10 @@
 //! rewrite and a replica's full sync read, without fork and without copying the dataset.
 //!
 //! A snapshot starts at one instant, with every shard held ([`run`]'s `start` step runs
-//! there too, so the AOF can switch files at exactly that point). From then on a saver walks
-//! the shards one batch at a time, holding one shard's lock per batch, and hands each entry
-//! to a [`Sink`] as it was at the start:
+//! there too, so the AOF can switch files at exactly that point). From then on the saver's
+//! walkers (one thread each; a foreground SAVE uses every core) walk the shards one batch at
+//! a time, holding one shard's lock per batch, and hand each entry to a [`Sink`] as it was
+//! at the start:
 //! - every entry carries a parity bit (`FLAG_SNAPSHOT`); a snapshot flips the keyspace's
 //!   parity, so at its start every entry is "not yet saved";
 //! - the saver saves an entry not yet saved and flips its bit;
@@ -104,17 +105,27 @@ pub trait Sink {
     fn entry(&mut self, db: usize, key: &[u8], value: &Value, expire_ms: Option<u64>);
     /// Called with no lock held between batches: write the buffered bytes out.
     fn flush(&mut self) -> Result<(), String>;
+    /// Called with no lock held once this sink's walker has no more work: a sink that shares
+    /// its file with other walkers' sinks writes out everything it still holds.
+    fn walked(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
-/// Takes a snapshot into `sink`. `start` runs at the snapshot's instant with every shard
-/// held (the AOF switches to a new incr file there). On error the snapshot is abandoned
-/// cleanly and the keyspace is as if it had never started.
+/// Takes a snapshot into `sinks`, one walker thread per sink (the first walks on the calling
+/// thread). The shards' slices are handed out to the walkers one at a time, in order, and
+/// each entry goes to exactly one sink: with one sink, the entries come in a fixed order
+/// (the simulator replays it); with several, which sink gets which slice depends on timing.
+/// `start` runs at the snapshot's instant with every shard held (the AOF switches to a new
+/// incr file there). On error the snapshot is abandoned cleanly and the keyspace is as if
+/// it had never started; the first error is the outcome.
 pub fn run(
     keyspace: &Keyspace,
     now_ms: u64,
     start: impl FnOnce(&mut Locked<'_>) -> Result<(), String>,
-    sink: &mut dyn Sink,
+    sinks: &mut [&mut (dyn Sink + Send)],
 ) -> Result<(), String> {
+    assert!(!sinks.is_empty(), "a snapshot needs a sink");
     {
         let mut ks = keyspace.lock_all(now_ms);
         if keyspace.snapshot.is_active() {
@@ -135,7 +146,36 @@ pub fn run(
         state.preserved_bytes_max.store(bound, Ordering::Relaxed);
         state.active.store(true, Ordering::Release);
     }
-    let outcome = walk(keyspace, sink);
+    let work = Work {
+        keyspace,
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    };
+    let outcome = match sinks {
+        [sink] => work.walk(*sink),
+        [first, rest @ ..] => std::thread::scope(|scope| {
+            let work = &work;
+            // A walker that cannot be started leaves its share to the others.
+            let walkers: Vec<_> = rest
+                .iter_mut()
+                .filter_map(|sink| {
+                    std::thread::Builder::new()
+                        .name("snapshot".into())
+                        .spawn_scoped(scope, move || work.walk(*sink))
+                        .ok()
+                })
+                .collect();
+            let mut outcome = work.walk(*first);
+            for walker in walkers {
+                let walked = walker
+                    .join()
+                    .unwrap_or_else(|_| Err("a snapshot thread failed".into()));
+                outcome = outcome.and(walked);
+            }
+            outcome
+        }),
+        [] => unreachable!("asserted above"),
+    };
     if outcome.is_err() {
         abandon(keyspace);
     }
@@ -143,13 +183,42 @@ pub fn run(
     outcome
 }
 
-fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
-    let saved = keyspace.snapshot.saved_bit();
-    let mut deferred = Vec::new();
-    for db in 0..keyspace.databases() {
-        for shard_index in 0..SHARDS {
+/// What the walkers of one snapshot share.
+struct Work<'a> {
+    keyspace: &'a Keyspace,
+    /// The next slice to walk, as `db * SHARDS + shard`.
+    next: AtomicUsize,
+    /// Set by a walker that failed: the others stop at their next batch.
+    stop: AtomicBool,
+}
+
+impl Work<'_> {
+    /// One walker: takes slices until none are left, then lets the sink write out the rest.
+    fn walk(&self, sink: &mut (dyn Sink + Send)) -> Result<(), String> {
+        let outcome = self.walk_slices(sink).and_then(|()| sink.walked());
+        if outcome.is_err() {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    fn walk_slices(&self, sink: &mut dyn Sink) -> Result<(), String> {
+        let keyspace = self.keyspace;
+        let saved = keyspace.snapshot.saved_bit();
+        let slices = keyspace.databases() * SHARDS;
+        let mut deferred = Vec::new();
+        loop {
+            let next = self.next.fetch_add(1, Ordering::Relaxed);
+            if next >= slices {
+                return Ok(());
+            }
+            let (db, shard_index) = (next / SHARDS, next % SHARDS);
             let mut cursor = 0u64;
             loop {
+                // Another walker failed: the snapshot is abandoned, its error the outcome.
+                if self.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
                 let mut shard = keyspace.lock_shard_raw(shard_index);
                 let slice = &mut shard.dbs[db];
                 let mut buckets = 0;
@@ -200,7 +269,6 @@ fn walk(keyspace: &Keyspace, sink: &mut dyn Sink) -> Result<(), String> {
             }
         }
     }
-    Ok(())
 }
 
 /// Saves what writers copied aside so far, in every shard, and frees it: the copies live
@@ -519,8 +587,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sees_the_start_state_while_writers_change_everything() {
+    /// Fills three databases, then snapshots them `walkers` at a time while every flush
+    /// changes them: the sinks together must hold exactly the start state, each key once.
+    fn sees_the_start_state_with(walkers: usize) {
         let keyspace = Keyspace::new(3, 7);
         {
             let mut ks = keyspace.lock_all(0);
@@ -545,15 +614,30 @@ mod tests {
         }
         for attempt in 0..3 {
             let expected = contents(&keyspace);
-            let mut sink = Meddler {
-                inner: Collect::default(),
-                keyspace: &keyspace,
-                round: attempt * 100,
-            };
-            run(&keyspace, 0, |_| Ok(()), &mut sink).expect("snapshot");
-            assert_eq!(sink.inner.0.len(), expected.len(), "attempt {attempt}");
+            let mut sinks: Vec<Meddler> = (0..walkers as u64)
+                .map(|walker| Meddler {
+                    inner: Collect::default(),
+                    keyspace: &keyspace,
+                    round: attempt * 100 + walker * 1000,
+                })
+                .collect();
+            let mut handles: Vec<&mut (dyn Sink + Send)> = sinks
+                .iter_mut()
+                .map(|sink| sink as &mut (dyn Sink + Send))
+                .collect();
+            run(&keyspace, 0, |_| Ok(()), &mut handles).expect("snapshot");
+            let mut seen = BTreeMap::new();
+            for sink in sinks {
+                for (key, value) in sink.inner.0 {
+                    assert!(
+                        seen.insert(key.clone(), value).is_none(),
+                        "saved twice: {key:?}"
+                    );
+                }
+            }
+            assert_eq!(seen.len(), expected.len(), "attempt {attempt}");
             assert!(
-                sink.inner.0 == expected,
+                seen == expected,
                 "attempt {attempt}: the snapshot is the start state"
             );
             assert!(!keyspace.snapshot.is_active());
@@ -562,6 +646,16 @@ mod tests {
                 assert!(shard.snapshot.preserved.is_empty() && shard.snapshot.retired.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn sees_the_start_state_while_writers_change_everything() {
+        sees_the_start_state_with(1);
+    }
+
+    #[test]
+    fn several_walkers_together_see_the_start_state_once() {
+        sees_the_start_state_with(3);
     }
 
     struct Failing(usize);
@@ -592,10 +686,10 @@ mod tests {
                 );
             }
         }
-        let failed = run(&keyspace, 0, |_| Ok(()), &mut Failing(0));
+        let failed = run(&keyspace, 0, |_| Ok(()), &mut [&mut Failing(0)]);
         assert_eq!(failed, Err("disk full".into()));
         let mut collect = Collect::default();
-        run(&keyspace, 0, |_| Ok(()), &mut collect).expect("snapshot");
+        run(&keyspace, 0, |_| Ok(()), &mut [&mut collect]).expect("snapshot");
         assert_eq!(collect.0.len(), 2000);
     }
 }

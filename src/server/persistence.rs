@@ -326,7 +326,7 @@ fn rewrite_inner(server: &Server) -> Result<(), String> {
         &server.keyspace,
         server.clock.now_ms(),
         switch,
-        sink.as_sink(),
+        &mut [sink.as_sink()],
     );
     let base_size = match snapshot.and_then(|()| sink.finish(server.config.bool("rdbchecksum"))) {
         Ok(size) => size,
@@ -445,7 +445,7 @@ impl FileSink for BaseSink {
         Ok(self.size)
     }
 
-    fn as_sink(&mut self) -> &mut dyn crate::keyspace::snapshot::Sink {
+    fn as_sink(&mut self) -> &mut (dyn crate::keyspace::snapshot::Sink + Send) {
         self
     }
 }
@@ -614,22 +614,24 @@ pub fn bgsave_refusal(server: &Server) -> Option<&'static str> {
 }
 
 /// Writes the dataset to `dbfilename` from a snapshot, through a temp file, fsync and a
-/// rename: a crash leaves the old file or the new one. SAVE, SHUTDOWN and BGSAVE's thread.
+/// rename: a crash leaves the old file or the new one. SAVE and SHUTDOWN, whose caller
+/// waits for it: it encodes on every core ([`workers`]); BGSAVE's thread encodes on one, as
+/// Redis's child does, leaving the other cores to the clients.
 pub fn save(server: &Server) -> Result<(), String> {
     if server.rdb.in_progress.swap(true, Ordering::AcqRel) {
         return Err("Background save already in progress".into());
     }
-    save_claimed(server)
+    save_claimed(server, workers(server))
 }
 
 /// `save` once this caller has set `in_progress` (BGSAVE sets it before its thread starts, so
 /// INFO never shows a started save as not running); clears it when done.
-fn save_claimed(server: &Server) -> Result<(), String> {
+fn save_claimed(server: &Server, walkers: usize) -> Result<(), String> {
     let state = &server.rdb;
     let started_ms = server.clock.now_ms();
     state.current_start_ms.store(started_ms, Ordering::Relaxed);
     state.last_attempt_ms.store(started_ms, Ordering::Relaxed);
-    let outcome = save_inner(server);
+    let outcome = save_inner(server, walkers);
     let elapsed_ms = server.clock.now_ms().saturating_sub(started_ms);
     state.current_start_ms.store(0, Ordering::Relaxed);
     state.last_bgsave_ms.store(elapsed_ms, Ordering::Relaxed);
@@ -651,8 +653,8 @@ fn save_claimed(server: &Server) -> Result<(), String> {
     outcome.map(|_| ())
 }
 
-/// The save itself; the dirty counter at the snapshot's instant.
-fn save_inner(server: &Server) -> Result<u64, String> {
+/// The save itself, on `walkers` threads; the dirty counter at the snapshot's instant.
+fn save_inner(server: &Server, walkers: usize) -> Result<u64, String> {
     let fs = server.fs.as_ref();
     let dir = PathBuf::from(server.config.text("dir"));
     let path = rdb_path(server);
@@ -665,6 +667,13 @@ fn save_inner(server: &Server) -> Result<u64, String> {
         )
     })?;
     let mut sink = RdbSink::new(server, file, &[]);
+    let mut helpers: Vec<RdbSink> = (1..walkers).map(|_| sink.helper(server)).collect();
+    let mut sinks: Vec<&mut (dyn crate::keyspace::snapshot::Sink + Send)> = vec![&mut sink];
+    sinks.extend(
+        helpers
+            .iter_mut()
+            .map(|helper| helper as &mut (dyn crate::keyspace::snapshot::Sink + Send)),
+    );
     let mut dirty = 0;
     let snapshot = crate::keyspace::snapshot::run(
         &server.keyspace,
@@ -673,8 +682,10 @@ fn save_inner(server: &Server) -> Result<u64, String> {
             dirty = server.stats.dirty.load(Ordering::Relaxed);
             Ok(())
         },
-        &mut sink,
+        &mut sinks,
     );
+    drop(sinks);
+    drop(helpers);
     let finished = snapshot.and_then(|()| sink.finish(server.config.bool("rdbchecksum")));
     if let Err(err) = finished {
         let _ = fs.remove(&temp);
@@ -722,7 +733,7 @@ pub fn start_background_save(
     let spawned = std::thread::Builder::new()
         .name("rdb-save".into())
         .spawn(move || {
-            let _ = save_claimed(&owner);
+            let _ = save_claimed(&owner, 1);
         });
     if spawned.is_err() {
         server.rdb.in_progress.store(false, Ordering::Release);
@@ -803,10 +814,10 @@ pub fn load_rdb_at_start(server: &Server) -> Result<(), String> {
     Ok(())
 }
 
-/// Threads that decode an RDB while it loads: the cores there are, but one in the simulator
-/// (whose manual AOF says it wants every step deterministic: keys would otherwise reach the
-/// keyspace in a different order from run to run).
-fn loading_workers(server: &Server) -> usize {
+/// Threads that decode an RDB while it loads, or encode one for SAVE: the cores there are,
+/// but one in the simulator (whose manual AOF says it wants every step deterministic: keys
+/// would otherwise reach the keyspace, or the file, in a different order from run to run).
+fn workers(server: &Server) -> usize {
     if server.aof.is_manual() {
         return 1;
     }
@@ -820,7 +831,7 @@ fn shard_share(keys: usize) -> usize {
     share + 4 * share.isqrt()
 }
 
-/// Loads an RDB's keys into the keyspace, decoding on [`loading_workers`] threads (keys reach
+/// Loads an RDB's keys into the keyspace, decoding on [`workers`] threads (keys reach
 /// the keyspace in no particular order). `preamble`: an AOF base, whose keys past their
 /// time are kept (the AOF after it may still touch them), as Redis does. `done` is told, now
 /// and then, the offset before which the bytes are not needed again.
@@ -849,7 +860,7 @@ pub fn load_rdb_bytes(
         &options,
         server.keyspace.databases(),
         server.config.bool("rdbchecksum"),
-        loading_workers(server),
+        workers(server),
         &|key| {
             if !preamble && key.expire_ms.is_some_and(|at| at < now_ms) {
                 expired.fetch_add(1, Ordering::Relaxed);
@@ -913,11 +924,41 @@ pub fn load_rdb_bytes(
     Ok(())
 }
 
-/// Writes a snapshot as an RDB file into `file`, a chunk at a time.
-struct RdbSink {
+/// The file end of an RDB save: the [`RdbSink`]s of the snapshot's walkers append their
+/// pieces here, in the order they come, through the file's one `Writer`.
+struct RdbFile {
     file: Box<dyn crate::io::WritableFile>,
     writer: Option<crate::persist::rdb::file::Writer>,
     size: u64,
+}
+
+impl RdbFile {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.file
+            .write_all(bytes)
+            .map_err(|err| format!("Write error saving DB on disk: {err}"))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn append(&mut self, pieces: Vec<crate::persist::rdb::file::Piece>) -> Result<(), String> {
+        for piece in pieces {
+            let Some(writer) = self.writer.as_mut() else {
+                return Err("the RDB file was already finished".into());
+            };
+            let before = writer.append(&piece);
+            self.write(&before)?;
+            self.write(&piece.bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// One snapshot walker's part of an RDB save: encodes its entries and appends them to the
+/// shared file a chunk at a time (`helper` makes one more walker's sink for the same file).
+struct RdbSink {
+    encoder: crate::persist::rdb::file::Encoder,
+    file: std::sync::Arc<parking_lot::Mutex<RdbFile>>,
     failure: Option<String>,
 }
 
@@ -927,8 +968,9 @@ impl RdbSink {
         file: Box<dyn crate::io::WritableFile>,
         aux: &[(&str, &str)],
     ) -> RdbSink {
+        let options = crate::persist::rdb::EncodeOptions::from_config(&server.config);
         let mut writer = crate::persist::rdb::file::Writer::new(
-            crate::persist::rdb::EncodeOptions::from_config(&server.config),
+            options,
             server.clock.now_ms(),
             crate::tier::used_memory() as u64,
             aux,
@@ -948,19 +990,36 @@ impl RdbSink {
         drop(ks);
         writer.set_sizes(sizes);
         RdbSink {
-            file,
-            writer: Some(writer),
-            size: 0,
+            encoder: crate::persist::rdb::file::Encoder::new(options),
+            file: std::sync::Arc::new(parking_lot::Mutex::new(RdbFile {
+                file,
+                writer: Some(writer),
+                size: 0,
+            })),
             failure: None,
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.file
-            .write_all(bytes)
-            .map_err(|err| format!("Write error saving DB on disk: {err}"))?;
-        self.size += bytes.len() as u64;
-        Ok(())
+    fn helper(&self, server: &Server) -> RdbSink {
+        RdbSink {
+            encoder: crate::persist::rdb::file::Encoder::new(
+                crate::persist::rdb::EncodeOptions::from_config(&server.config),
+            ),
+            file: self.file.clone(),
+            failure: None,
+        }
+    }
+
+    /// Appends everything encoded so far to the file.
+    fn write_out(&mut self) -> Result<(), String> {
+        if let Some(err) = self.failure.take() {
+            return Err(err);
+        }
+        let pieces = self.encoder.take();
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        self.file.lock().append(pieces)
     }
 }
 
@@ -975,54 +1034,48 @@ impl crate::keyspace::snapshot::Sink for RdbSink {
         if self.failure.is_some() {
             return;
         }
-        if let Some(writer) = self.writer.as_mut() {
-            if let Err(err) = writer.entry(db, key, value, expire_ms) {
-                self.failure = Some(format!(
-                    "can't save key '{}': {err}",
-                    String::from_utf8_lossy(key)
-                ));
-            }
+        if let Err(err) = self.encoder.entry(db, key, value, expire_ms) {
+            self.failure = Some(format!(
+                "can't save key '{}': {err}",
+                String::from_utf8_lossy(key)
+            ));
         }
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        if let Some(err) = self.failure.take() {
-            return Err(err);
-        }
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(());
-        };
-        if writer.buffered() < WRITE_CHUNK_BYTES {
+        if self.failure.is_none() && self.encoder.buffered() < WRITE_CHUNK_BYTES {
             return Ok(());
         }
-        let bytes = writer.take();
-        self.write(&bytes)
+        self.write_out()
+    }
+
+    fn walked(&mut self) -> Result<(), String> {
+        self.write_out()
     }
 }
 
 impl FileSink for RdbSink {
     fn finish(&mut self, checksum: bool) -> Result<u64, String> {
-        if let Some(err) = self.failure.take() {
-            return Err(err);
-        }
-        let Some(writer) = self.writer.take() else {
-            return Ok(self.size);
+        self.write_out()?;
+        let mut file = self.file.lock();
+        let Some(writer) = file.writer.take() else {
+            return Ok(file.size);
         };
         let bytes = writer.finish(checksum);
-        self.write(&bytes)?;
-        self.file
+        file.write(&bytes)?;
+        file.file
             .sync()
             .map_err(|err| format!("Write error saving DB on disk: {err}"))?;
-        Ok(self.size)
+        Ok(file.size)
     }
 
-    fn as_sink(&mut self) -> &mut dyn crate::keyspace::snapshot::Sink {
+    fn as_sink(&mut self) -> &mut (dyn crate::keyspace::snapshot::Sink + Send) {
         self
     }
 }
 
 /// A snapshot sink that ends as a file: its size once complete and fsynced.
-trait FileSink: crate::keyspace::snapshot::Sink {
+trait FileSink: crate::keyspace::snapshot::Sink + Send {
     fn finish(&mut self, checksum: bool) -> Result<u64, String>;
-    fn as_sink(&mut self) -> &mut dyn crate::keyspace::snapshot::Sink;
+    fn as_sink(&mut self) -> &mut (dyn crate::keyspace::snapshot::Sink + Send);
 }

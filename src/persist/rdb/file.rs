@@ -3,8 +3,9 @@
 //! `REDIS0010`, auxiliary fields (`redis-ver`, `redis-bits`, `ctime`, `used-mem`, and
 //! `aof-base` in an AOF base), then per database `SELECTDB` and `RESIZEDB`, then each key as
 //! `[EXPIRETIME_MS ms] type key value`, then `EOF` and the CRC-64 of everything before it.
-//! The writer is fed entries one at a time (a snapshot's sink) and hands back bytes to write
-//! in pieces, so a save never holds the file in memory; the checksum runs over the pieces.
+//! [`Encoder`]s (one per snapshot thread) encode keys into pieces of one database each; the
+//! file's one [`Writer`] puts the opcodes around them and checksums the bytes as they leave,
+//! so a save never holds the file in memory.
 //!
 //! The loader reads versions 1 to 12 and every opcode Redis has written. What it cannot hold
 //! (module values and module aux data) stops the load with a clear error; function libraries
@@ -41,65 +42,40 @@ const RESIZE_RECORD_BYTES_MIN: u64 = 16;
 /// And at most this many keys per database whatever the file's size (512 MB of buckets).
 pub const RESIZE_KEYS_MAX: u64 = 1 << 26;
 
-/// Builds an RDB file piece by piece; `take` hands back what is ready to write.
-pub struct Writer {
-    out: Vec<u8>,
-    checksum: crc::Digest<'static, u64, crc::Table<16>>,
+/// Encodes keys into the body of an RDB file: each key's `[EXPIRETIME_MS ms] type key value`,
+/// in pieces of one database's keys. Several encoders (one per snapshot thread) may feed one
+/// file, through its [`Writer`], in whatever order their pieces come: a piece carries its
+/// database and the writer selects it.
+pub struct Encoder {
     options: EncodeOptions,
-    db: Option<usize>,
+    /// The open piece's database and bytes.
+    db: usize,
+    out: Vec<u8>,
+    /// Pieces closed by a change of database, not yet taken.
+    sealed: Vec<Piece>,
+    sealed_bytes: usize,
     scratch: Vec<u8>,
-    /// Each database's (keys, keys with an expiry) for RESIZEDB, when the caller knows them;
-    /// taken (left zero) once written, so a database selected again is not resized twice.
-    sizes: Vec<(u64, u64)>,
 }
 
-impl Writer {
-    /// Starts a file with Redis's auxiliary fields (`extra` adds more, e.g. `aof-base`).
-    pub fn new(
-        options: EncodeOptions,
-        now_ms: u64,
-        used_memory: u64,
-        extra: &[(&str, &str)],
-    ) -> Writer {
-        let mut writer = Writer {
-            out: Vec::with_capacity(1 << 16),
-            checksum: crc64::digest(),
+/// Consecutive keys of one database, encoded.
+pub struct Piece {
+    pub db: usize,
+    pub bytes: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn new(options: EncodeOptions) -> Encoder {
+        Encoder {
             options,
-            db: None,
+            db: 0,
+            out: Vec::new(),
+            sealed: Vec::new(),
+            sealed_bytes: 0,
             scratch: Vec::new(),
-            sizes: Vec::new(),
-        };
-        writer
-            .out
-            .extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
-        let bits = (usize::BITS as u64).to_string();
-        let ctime = (now_ms / 1000).to_string();
-        let memory = used_memory.to_string();
-        let mut aux: Vec<(&str, &str)> = vec![
-            ("redis-ver", crate::REDIS_VERSION),
-            ("redis-bits", &bits),
-            ("ctime", &ctime),
-            ("used-mem", &memory),
-        ];
-        aux.extend_from_slice(extra);
-        for (name, value) in aux {
-            writer.out.push(OPCODE_AUX);
-            write_string(&mut writer.out, name.as_bytes(), &writer.options);
-            write_string(&mut writer.out, value.as_bytes(), &writer.options);
         }
-        writer
     }
 
-    /// Each database's size, (keys, keys with an expiry), as the snapshot starts: written as
-    /// RESIZEDB after the database's first SELECTDB, as Redis does, so a loader sizes its
-    /// tables once. A hint: a loader must not trust it beyond what the file can hold.
-    pub fn set_sizes(&mut self, sizes: Vec<(u64, u64)>) {
-        assert!(sizes.iter().all(|&(keys, expires)| expires <= keys));
-        self.sizes = sizes;
-    }
-
-    /// Appends one key; `SELECTDB` goes first when the database changes (with RESIZEDB the
-    /// first time, when sizes were given).
+    /// Appends one key.
     pub fn entry(
         &mut self,
         db: usize,
@@ -107,18 +83,9 @@ impl Writer {
         value: &Value,
         expire_ms: Option<u64>,
     ) -> Result<(), String> {
-        if self.db != Some(db) {
-            self.out.push(OPCODE_SELECTDB);
-            write_len(&mut self.out, db as u64);
-            self.db = Some(db);
-            if let Some(size) = self.sizes.get_mut(db) {
-                let (keys, expires) = std::mem::take(size);
-                if keys > 0 {
-                    self.out.push(OPCODE_RESIZEDB);
-                    write_len(&mut self.out, keys);
-                    write_len(&mut self.out, expires);
-                }
-            }
+        if db != self.db {
+            self.seal();
+            self.db = db;
         }
         self.scratch.clear();
         encode_value(&mut self.scratch, value, &self.options)
@@ -134,22 +101,138 @@ impl Writer {
         Ok(())
     }
 
-    /// Bytes buffered so far.
+    fn seal(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.out);
+        self.sealed_bytes += bytes.len();
+        self.sealed.push(Piece { db: self.db, bytes });
+    }
+
+    /// Bytes encoded and not yet taken.
     pub fn buffered(&self) -> usize {
-        self.out.len()
+        self.sealed_bytes + self.out.len()
+    }
+
+    /// Everything encoded so far, in order.
+    pub fn take(&mut self) -> Vec<Piece> {
+        self.seal();
+        self.sealed_bytes = 0;
+        std::mem::take(&mut self.sealed)
+    }
+}
+
+/// Builds an RDB file around the pieces of one or more [`Encoder`]s: the header, `SELECTDB`
+/// (and `RESIZEDB`) wherever the database changes, the end and the checksum. It hands back
+/// bytes to write in order and checksums them as they leave, so a save never holds the file
+/// in memory. `entry` and `take` serve a writer fed from one thread, through an encoder of
+/// its own.
+pub struct Writer {
+    /// Bytes of the writer's own (the header, an opcode) not yet handed out.
+    head: Vec<u8>,
+    checksum: crc::Digest<'static, u64, crc::Table<16>>,
+    db: Option<usize>,
+    /// Each database's (keys, keys with an expiry) for RESIZEDB, when the caller knows them;
+    /// taken (left zero) once written, so a database selected again is not resized twice.
+    sizes: Vec<(u64, u64)>,
+    own: Encoder,
+}
+
+impl Writer {
+    /// Starts a file with Redis's auxiliary fields (`extra` adds more, e.g. `aof-base`).
+    pub fn new(
+        options: EncodeOptions,
+        now_ms: u64,
+        used_memory: u64,
+        extra: &[(&str, &str)],
+    ) -> Writer {
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
+        let bits = (usize::BITS as u64).to_string();
+        let ctime = (now_ms / 1000).to_string();
+        let memory = used_memory.to_string();
+        let mut aux: Vec<(&str, &str)> = vec![
+            ("redis-ver", crate::REDIS_VERSION),
+            ("redis-bits", &bits),
+            ("ctime", &ctime),
+            ("used-mem", &memory),
+        ];
+        aux.extend_from_slice(extra);
+        for (name, value) in aux {
+            head.push(OPCODE_AUX);
+            write_string(&mut head, name.as_bytes(), &options);
+            write_string(&mut head, value.as_bytes(), &options);
+        }
+        Writer {
+            head,
+            checksum: crc64::digest(),
+            db: None,
+            sizes: Vec::new(),
+            own: Encoder::new(options),
+        }
+    }
+
+    /// Each database's size, (keys, keys with an expiry), as the snapshot starts: written as
+    /// RESIZEDB after the database's first SELECTDB, as Redis does, so a loader sizes its
+    /// tables once. A hint: a loader must not trust it beyond what the file can hold.
+    pub fn set_sizes(&mut self, sizes: Vec<(u64, u64)>) {
+        assert!(sizes.iter().all(|&(keys, expires)| expires <= keys));
+        self.sizes = sizes;
+    }
+
+    /// Takes `piece` into the file: the bytes to write before the piece's own (the header
+    /// the first time, `SELECTDB` when the database changes, with RESIZEDB the first time
+    /// when sizes were given). Both are checksummed here: write them in this order, before
+    /// the next call.
+    pub fn append(&mut self, piece: &Piece) -> Vec<u8> {
+        let mut before = std::mem::take(&mut self.head);
+        if self.db != Some(piece.db) {
+            before.push(OPCODE_SELECTDB);
+            write_len(&mut before, piece.db as u64);
+            self.db = Some(piece.db);
+            if let Some(size) = self.sizes.get_mut(piece.db) {
+                let (keys, expires) = std::mem::take(size);
+                if keys > 0 {
+                    before.push(OPCODE_RESIZEDB);
+                    write_len(&mut before, keys);
+                    write_len(&mut before, expires);
+                }
+            }
+        }
+        self.checksum.update(&before);
+        self.checksum.update(&piece.bytes);
+        before
+    }
+
+    /// Appends one key, through the writer's own encoder.
+    pub fn entry(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        value: &Value,
+        expire_ms: Option<u64>,
+    ) -> Result<(), String> {
+        self.own.entry(db, key, value, expire_ms)
     }
 
     /// The bytes ready to be written (checksummed as they leave).
     pub fn take(&mut self) -> Vec<u8> {
-        let bytes = std::mem::take(&mut self.out);
-        self.checksum.update(&bytes);
+        let mut bytes = Vec::with_capacity(self.own.buffered() + 16);
+        for piece in self.own.take() {
+            bytes.extend(self.append(&piece));
+            bytes.extend_from_slice(&piece.bytes);
+        }
         bytes
     }
 
     /// Ends the file: `EOF` and the checksum; the last bytes to write.
     pub fn finish(mut self, checksum: bool) -> Vec<u8> {
-        self.out.push(OPCODE_EOF);
         let mut bytes = self.take();
+        let mut tail = std::mem::take(&mut self.head);
+        tail.push(OPCODE_EOF);
+        self.checksum.update(&tail);
+        bytes.extend_from_slice(&tail);
         let sum = if checksum {
             self.checksum.finalize()
         } else {
