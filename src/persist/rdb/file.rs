@@ -126,8 +126,8 @@ impl Encoder {
 /// Builds an RDB file around the pieces of one or more [`Encoder`]s: the header, `SELECTDB`
 /// (and `RESIZEDB`) wherever the database changes, the end and the checksum. It hands back
 /// bytes to write in order and checksums them as they leave, so a save never holds the file
-/// in memory. `entry` and `take` serve a writer fed from one thread, through an encoder of
-/// its own.
+/// in memory. `encoder` and `take` serve a writer fed from one thread, through an encoder
+/// of its own.
 pub struct Writer {
     /// Bytes of the writer's own (the header, an opcode) not yet handed out.
     head: Vec<u8>,
@@ -205,15 +205,10 @@ impl Writer {
         before
     }
 
-    /// Appends one key, through the writer's own encoder.
-    pub fn entry(
-        &mut self,
-        db: usize,
-        key: &[u8],
-        value: &Value,
-        expire_ms: Option<u64>,
-    ) -> Result<(), String> {
-        self.own.entry(db, key, value, expire_ms)
+    /// The writer's own encoder, for a file fed from one thread (`take` writes out what it
+    /// encoded).
+    pub fn encoder(&mut self) -> &mut Encoder {
+        &mut self.own
     }
 
     /// The bytes ready to be written (checksummed as they leave).
@@ -512,6 +507,7 @@ pub fn fuzz_rdb_file(bytes: &[u8]) {
             // Keys come in file order, and a database may come back: the writer starts a new
             // SELECTDB whenever it changes, as the file did.
             encodable &= writer
+                .encoder()
                 .entry(key.db, key.key, &key.value, key.expire_ms)
                 .is_ok();
             saved.extend(writer.take());
@@ -553,7 +549,10 @@ mod tests {
         let mut writer = Writer::new(EncodeOptions::DEFAULT, 1_700_000_000_000, 1000, &[]);
         let mut bytes = Vec::new();
         for (db, key, value, expire) in entries {
-            writer.entry(*db, key, value, *expire).expect("encodable");
+            writer
+                .encoder()
+                .entry(*db, key, value, *expire)
+                .expect("encodable");
             bytes.extend(writer.take());
         }
         bytes.extend(writer.finish(true));
@@ -645,6 +644,7 @@ mod tests {
         let value = Value::string(b"v");
         for (db, key, expire) in [(0, "a", Some(5)), (2, "b", None), (0, "c", None)] {
             writer
+                .encoder()
                 .entry(db, key.as_bytes(), &value, expire)
                 .expect("encodable");
         }

@@ -411,6 +411,7 @@ mod tests {
             let db = usize::from(index >= keys / 2);
             let key = format!("key:{index}");
             writer
+                .encoder()
                 .entry(db, key.as_bytes(), &value, expire)
                 .expect("encodable");
             bytes.extend(writer.take());
