@@ -588,14 +588,14 @@ fn debug_spill(ctx: &mut Ctx<'_, '_>, keys: &[Bytes]) -> CmdResult {
     }
     let mut spilled = 0;
     for (db, key) in targets {
-        let mut outcome = crate::tier::spill::spill_key(&tier, &mut ctx.ks, db, &key);
+        let mut outcome = crate::tier::spill::spill_key(&tier, ctx.ks, db, &key);
         if outcome.is_err() {
             // The tail is at its bound: a debugging command may write it out with the locks
             // held (nothing else does), then try once more.
             if let Some(store) = tier.store() {
                 store.flush().map_err(|err| Error::err(err.to_string()))?;
             }
-            outcome = crate::tier::spill::spill_key(&tier, &mut ctx.ks, db, &key);
+            outcome = crate::tier::spill::spill_key(&tier, ctx.ks, db, &key);
         }
         if outcome.map_err(Error::err)? {
             spilled += 1;
