@@ -503,22 +503,7 @@ fn run(
             }
         };
     }
-    let mut outcome = invoke(
-        server,
-        session,
-        command,
-        args,
-        &mut ks,
-        Mode::Normal,
-        now_us,
-    );
-    // Published while the shards are still locked, so the log's order is the keyspace's.
-    if let Some(offset) = publish(
-        server,
-        wrap_in_transaction(std::mem::take(&mut outcome.effects)),
-    ) {
-        session.write_offset = offset;
-    }
+    let outcome = invoke_published(server, session, command, args, &mut ks, now_us);
     let ready = std::mem::take(&mut ks.ready);
     drop(ks);
     if !ready.is_empty() {
@@ -659,21 +644,7 @@ pub fn dispatch_run(
         ks.next_command(now_us / 1000);
         prefetch.slots(&ks, db, index + 2);
         prefetch.nodes(&ks, db, index + 1);
-        let mut outcome = invoke(
-            server,
-            session,
-            command,
-            args,
-            &mut ks,
-            Mode::Normal,
-            now_us,
-        );
-        if let Some(offset) = publish(
-            server,
-            wrap_in_transaction(std::mem::take(&mut outcome.effects)),
-        ) {
-            session.write_offset = offset;
-        }
+        let outcome = invoke_published(server, session, command, args, &mut ks, now_us);
         let ready = std::mem::take(&mut ks.ready);
         let stop = !ready.is_empty() || outcome.action.is_some();
         replies.push((outcome.reply, outcome.action));
@@ -1149,6 +1120,27 @@ fn invoke<'a>(
         action,
         effects,
     }
+}
+
+/// [`invoke`] for a client's own command, its effects appended to the propagation log while
+/// the shards are still locked (so the log's order is the keyspace's), and the client's
+/// write offset moved past them.
+fn invoke_published<'a>(
+    server: &'a Server,
+    session: &mut Session,
+    command: &'static Command,
+    args: &[Bytes],
+    ks: &mut Locked<'a>,
+    started_us: u64,
+) -> Outcome {
+    let mut outcome = invoke(server, session, command, args, ks, Mode::Normal, started_us);
+    if let Some(offset) = publish(
+        server,
+        wrap_in_transaction(std::mem::take(&mut outcome.effects)),
+    ) {
+        session.write_offset = offset;
+    }
+    outcome
 }
 
 /// Appends the effects to the propagation log; the log offset after them, if any.
