@@ -989,11 +989,10 @@ pub fn serve_waiter(
     // A key written for the waiter may have been spilled since (never read: the first to go):
     // read with the locks released, as for any command. Another client may run in between;
     // it then simply came first, and the waiter finds what is left.
-    let ks = match warm(server, ks, waiter.db, command, &waiter.args, now_ms) {
+    let mut ks = match warm(server, ks, waiter.db, command, &waiter.args, now_ms) {
         Ok(ks) => ks,
         Err(error) => return (error.into_reply(), false, Vec::new()),
     };
-    let mut ks = ks;
     let mut outcome = invoke(
         server,
         &mut session,

@@ -193,9 +193,15 @@ struct Work<'a> {
 }
 
 impl Work<'_> {
-    /// One walker: takes slices until none are left, then lets the sink write out the rest.
+    /// One walker: takes slices until none are left, then lets the sink write out the rest
+    /// (not when another walker failed: the file is going).
     fn walk(&self, sink: &mut (dyn Sink + Send)) -> Result<(), String> {
-        let outcome = self.walk_slices(sink).and_then(|()| sink.walked());
+        let outcome = self.walk_slices(sink).and_then(|()| {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            sink.walked()
+        });
         if outcome.is_err() {
             self.stop.store(true, Ordering::Relaxed);
         }

@@ -667,7 +667,7 @@ fn save_inner(server: &Server, walkers: usize) -> Result<u64, String> {
         )
     })?;
     let mut sink = RdbSink::new(server, file, &[]);
-    let mut helpers: Vec<RdbSink> = (1..walkers).map(|_| sink.helper(server)).collect();
+    let mut helpers: Vec<RdbSink> = (1..walkers).map(|_| sink.helper()).collect();
     let mut sinks: Vec<&mut (dyn crate::keyspace::snapshot::Sink + Send)> = vec![&mut sink];
     sinks.extend(
         helpers
@@ -685,7 +685,6 @@ fn save_inner(server: &Server, walkers: usize) -> Result<u64, String> {
         &mut sinks,
     );
     drop(sinks);
-    drop(helpers);
     let finished = snapshot.and_then(|()| sink.finish(server.config.bool("rdbchecksum")));
     if let Err(err) = finished {
         let _ = fs.remove(&temp);
@@ -1000,11 +999,9 @@ impl RdbSink {
         }
     }
 
-    fn helper(&self, server: &Server) -> RdbSink {
+    fn helper(&self) -> RdbSink {
         RdbSink {
-            encoder: crate::persist::rdb::file::Encoder::new(
-                crate::persist::rdb::EncodeOptions::from_config(&server.config),
-            ),
+            encoder: self.encoder.sibling(),
             file: self.file.clone(),
             failure: None,
         }

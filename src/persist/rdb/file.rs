@@ -75,6 +75,11 @@ impl Encoder {
         }
     }
 
+    /// An empty encoder with the same options, for another thread feeding the same file.
+    pub fn sibling(&self) -> Encoder {
+        Encoder::new(self.options)
+    }
+
     /// Appends one key.
     pub fn entry(
         &mut self,
