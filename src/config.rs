@@ -11,7 +11,7 @@
 //! searches, and a test keeps it sorted.
 
 use parking_lot::RwLock;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::keyspace::notify;
 use crate::protocol::parser::split_args;
@@ -103,7 +103,7 @@ const DIRECTIVES: &[Directive] = &[
     d("aof-load-truncated", Bool, "yes", LIVE),
     d("aof-rewrite-incremental-fsync", Bool, "yes", NONE),
     d("aof-timestamp-enabled", Bool, "no", NONE),
-    d("aof-use-rdb-preamble", Bool, "yes", NONE),
+    d("aof-use-rdb-preamble", Bool, "yes", LIVE),
     d("aof_rewrite_cpulist", Str, "", IMMUTABLE),
     d("appenddirname", Str, "appendonlydir", IMMUTABLE | LIVE),
     d("appendfilename", Str, "appendonly.aof", IMMUTABLE | LIVE),
@@ -140,7 +140,7 @@ const DIRECTIVES: &[Directive] = &[
         "client-output-buffer-limit",
         ClientOutputBufferLimit,
         "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
-        NONE,
+        LIVE,
     ),
     d(
         "client-query-buffer-limit",
@@ -190,7 +190,7 @@ const DIRECTIVES: &[Directive] = &[
     d("crash-memcheck-enabled", Bool, "yes", LIVE),
     d("daemonize", Bool, "no", IMMUTABLE | LIVE),
     d("databases", Int(1, 2147483647), "16", IMMUTABLE | LIVE),
-    d("dbfilename", Str, "dump.rdb", PROTECTED),
+    d("dbfilename", Str, "dump.rdb", PROTECTED | LIVE),
     d("dir", Dir, "data", PROTECTED | LIVE),
     d("disable-thp", Bool, "yes", IMMUTABLE | LIVE),
     d("dynamic-hz", Bool, "yes", LIVE),
@@ -228,7 +228,7 @@ const DIRECTIVES: &[Directive] = &[
         "hll-sparse-max-bytes",
         Memory(0, 9223372036854775807),
         "3000",
-        NONE,
+        LIVE,
     ),
     d("hz", Int(0, 2147483647), "10", LIVE),
     d("ignore-warnings", Str, "", LIVE),
@@ -294,7 +294,7 @@ const DIRECTIVES: &[Directive] = &[
     d("min-replicas-max-lag", Int(0, 2147483647), "10", NONE),
     d("min-replicas-to-write", Int(0, 2147483647), "0", NONE),
     d("no-appendfsync-on-rewrite", Bool, "no", NONE),
-    d("notify-keyspace-events", KeyspaceEvents, "", NONE),
+    d("notify-keyspace-events", KeyspaceEvents, "", LIVE),
     d(
         "oom-score-adj",
         Enum(&["no", "yes", "relative", "absolute"]),
@@ -325,8 +325,8 @@ const DIRECTIVES: &[Directive] = &[
     ),
     d("rdb-del-sync-files", Bool, "no", NONE),
     d("rdb-save-incremental-fsync", Bool, "yes", NONE),
-    d("rdbchecksum", Bool, "yes", IMMUTABLE),
-    d("rdbcompression", Bool, "yes", NONE),
+    d("rdbchecksum", Bool, "yes", IMMUTABLE | LIVE),
+    d("rdbcompression", Bool, "yes", LIVE),
     d(
         "repl-backlog-size",
         Memory(1, 9223372036854775807),
@@ -371,9 +371,9 @@ const DIRECTIVES: &[Directive] = &[
         "sanitize-dump-payload",
         Enum(&["no", "yes", "clients"]),
         "no",
-        NONE,
+        LIVE,
     ),
-    d("save", Save, "3600 1 300 100 60 10000", NONE),
+    d("save", Save, "3600 1 300 100 60 10000", LIVE),
     d("server_cpulist", Str, "", IMMUTABLE),
     d(
         "set-max-intset-entries",
@@ -403,18 +403,18 @@ const DIRECTIVES: &[Directive] = &[
     ),
     d("slowlog-max-len", Int(0, 9223372036854775807), "128", LIVE),
     d("socket-mark-id", Int(0, 4294967295), "0", IMMUTABLE | LIVE),
-    d("stop-writes-on-bgsave-error", Bool, "yes", NONE),
+    d("stop-writes-on-bgsave-error", Bool, "yes", LIVE),
     d(
         "stream-node-max-bytes",
         Memory(0, 9223372036854775807),
         "4096",
-        NONE,
+        LIVE,
     ),
     d(
         "stream-node-max-entries",
         Int(0, 9223372036854775807),
         "100",
-        NONE,
+        LIVE,
     ),
     d(
         "supervised",
@@ -607,6 +607,9 @@ const NOTIFY_NEW: i64 = notify::NEW as i64;
 struct Slot {
     number: AtomicI64,
     text: RwLock<String>,
+    /// Whether the file or the command line gave it (defaults some directives take from the
+    /// machine apply only when they did not: `io-threads`).
+    given: AtomicBool,
 }
 
 /// The values in force. Shared by every connection; reads are lock-free for numbers.
@@ -629,6 +632,7 @@ impl Default for Config {
                 .map(|_| Slot {
                     number: AtomicI64::new(0),
                     text: RwLock::new(String::new()),
+                    given: AtomicBool::new(false),
                 })
                 .collect(),
         };
@@ -714,7 +718,15 @@ impl Config {
         }
         let value = parse_value(directive, args)?;
         self.store(index, value);
+        if source == Source::Startup {
+            self.slots[index].given.store(true, Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// Whether the file or the command line set the directive.
+    pub fn given(&self, name: &str) -> bool {
+        self.slot(name).given.load(Ordering::Relaxed)
     }
 
     /// Validates without storing (CONFIG SET checks every parameter before applying any).

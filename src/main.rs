@@ -69,14 +69,12 @@ fn main() {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = std::env::var("STRATA_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
+    // The accept loop, the cron and start-up; connections are served on threads of their
+    // own (`server::threads`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
     {
-        builder.worker_threads(workers);
-    }
-    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("Failed to start the runtime: {err}");

@@ -198,7 +198,7 @@ fn server_section(server: &Server, now_ms: u64) -> Fields {
         "lru_clock" => crate::keyspace::entry::lru_clock(now_ms),
         "executable" => executable(),
         "config_file" => server.config_file,
-        "io_threads_active" => 0,
+        "io_threads_active" => u8::from(server.config.int("io-threads") > 1),
     ]
 }
 

@@ -5,6 +5,7 @@ use super::clients::Session;
 use super::conn::serve;
 use super::cron;
 use super::state::{Server, ShutdownRequest};
+use super::threads::ConnThreads;
 use crate::config::Config;
 use crate::io::{FileSystem, StdFileSystem, SystemClock};
 use std::net::SocketAddr;
@@ -14,10 +15,12 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-/// A started server: its state and the addresses it listens on.
+/// A started server: its state, the addresses it listens on and the threads serving its
+/// connections.
 pub struct Running {
     pub server: Arc<Server>,
     pub addrs: Vec<SocketAddr>,
+    pub threads: Arc<ConnThreads>,
 }
 
 /// Prepares the data directory, binds the listeners and starts accepting.
@@ -49,6 +52,17 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
     let server = server.into_arc();
     // Clients may connect while the dataset loads; they get `-LOADING` until it is in.
     server.loading.begin(server.clock.now_ms(), 0);
+    let count = ConnThreads::configured(&server.config);
+    let threads = Arc::new(
+        ConnThreads::start(count)
+            .map_err(|err| format!("Can't start the connection threads: {err}"))?,
+    );
+    // CONFIG GET and INFO show the number in force.
+    let _ = server.config.set(
+        "io-threads",
+        &[&count.to_string()],
+        crate::config::Source::Startup,
+    );
     let port = server.config.int("port") as u16;
     let mut addrs = Vec::new();
     if port != 0 {
@@ -71,7 +85,7 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
                 Ok(listener) => {
                     let local = listener.local_addr().map_err(|err| err.to_string())?;
                     addrs.push(local);
-                    tokio::spawn(accept_loop(server.clone(), listener));
+                    tokio::spawn(accept_loop(server.clone(), listener, threads.clone()));
                 }
                 Err(err) if optional => {
                     tracing::debug!("optional bind {target} skipped: {err}");
@@ -109,7 +123,11 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
         server.config.text("dir")
     );
     tracing::info!("Ready to accept connections tcp on {:?}", addrs);
-    Ok(Running { server, addrs })
+    Ok(Running {
+        server,
+        addrs,
+        threads,
+    })
 }
 
 /// Runs until a shutdown is requested (SHUTDOWN, SIGTERM, SIGINT).
@@ -125,6 +143,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Str
             }
         };
         if shutdown(&server, request) {
+            running.threads.stop();
             return Ok(());
         }
     }
@@ -182,7 +201,7 @@ async fn terminate_signal() {
     }
 }
 
-async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+async fn accept_loop(server: Arc<Server>, listener: TcpListener, threads: Arc<ConnThreads>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -221,7 +240,15 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
                 .clients
                 .register(peer.to_string(), laddr, fd, server.clock.now_ms());
         let session = Session::new(handle, !server.requires_auth());
-        tokio::spawn(serve(server.clone(), stream, session, outbox));
+        let id = session.id;
+        let serving = server.clone();
+        let dealt = threads.serve(stream, move |stream| {
+            serve(serving, stream, session, outbox)
+        });
+        if let Err(err) = dealt {
+            tracing::warn!("Handing client connection to its thread: {err}");
+            server.clients.unregister(id);
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The server: shared state, client sessions, the connection loop, the listener, the cron.
+//! The server: shared state, client sessions, the connection loop and threads, the listener,
+//! the cron.
 
 pub mod blocking;
 pub mod clients;
@@ -10,6 +11,7 @@ pub mod persistence;
 pub mod pubsub;
 pub mod slowlog;
 pub mod state;
+pub mod threads;
 
 pub use clients::{
     ClientHandle, Clients, Multi, Outgoing, OutputClass, ReplyMode, Session, Watched,

@@ -1,0 +1,217 @@
+//! The connection threads: one single-threaded tokio runtime per core, each with its own
+//! event loop (its own epoll, its own timers), and the accepted connections dealt to them,
+//! to the thread serving the fewest. A connection lives on one thread for its whole life.
+//!
+//! Why not tokio's multi-threaded runtime, where every connection was a task any worker could
+//! run: its workers share one I/O driver and steal each other's tasks, so a wave of readiness
+//! events seen by one worker wakes another to share it (a futex wake and a cross-CPU
+//! interrupt), and the tasks of one connection wander between the cores. With a thread per
+//! core each thread waits in its own `epoll_wait` and runs what it finds, as Redis's event
+//! loop does (and Dragonfly's threads).
+//!
+//! The cost: a command that runs long (KEYS over millions of keys, a foreground SAVE) holds up
+//! the other clients of its thread, as any command holds up every client in Redis, while the
+//! other threads go on. Work that is not a connection's (the accept loop, the cron, loading)
+//! stays on the main runtime.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// `io-threads`' upper bound, as in Redis.
+const IO_THREADS_MAX: usize = 128;
+/// How long stopping waits for the threads to drop their connections.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The connection threads of a running server.
+pub struct ConnThreads {
+    threads: Vec<ConnThread>,
+}
+
+struct ConnThread {
+    handle: tokio::runtime::Handle,
+    /// Connections this thread serves now.
+    clients: Arc<AtomicUsize>,
+    /// Dropping it ends the thread's runtime, and with it the connections it still serves.
+    stop: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    join: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ConnThreads {
+    /// Starts `count` threads (at least one).
+    pub fn start(count: usize) -> std::io::Result<ConnThreads> {
+        let threads = (0..count.max(1))
+            .map(ConnThread::start)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(ConnThreads { threads })
+    }
+
+    /// `io-threads`: how many connection threads to start. When neither the file nor the
+    /// command line gives it, Redis's advice for its own I/O threads decides: threads only on
+    /// machines of 4 cores or more, leaving one core spare. The threads share the cores with
+    /// the AOF's fsyncs, the saves and, often, the clients; see the README for what a second
+    /// thread costs on 2 cores.
+    pub fn configured(config: &crate::config::Config) -> usize {
+        if config.given("io-threads") {
+            return config.int("io-threads").max(1) as usize;
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|cores| cores.get())
+            .unwrap_or(1);
+        if cores >= 4 {
+            (cores - 1).min(IO_THREADS_MAX)
+        } else {
+            1
+        }
+    }
+
+    /// Moves an accepted connection to the thread serving the fewest and serves it there with
+    /// `serve`. Fails only when the thread's event loop cannot take the socket.
+    pub fn serve<F, S>(&self, stream: tokio::net::TcpStream, serve: S) -> std::io::Result<()>
+    where
+        S: FnOnce(tokio::net::TcpStream) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let thread = self
+            .threads
+            .iter()
+            .min_by_key(|thread| thread.clients.load(Ordering::Relaxed))
+            .expect("at least one connection thread");
+        // The socket leaves this runtime's event loop and joins the chosen thread's.
+        let stream = stream.into_std()?;
+        let stream = {
+            let _entered = thread.handle.enter();
+            tokio::net::TcpStream::from_std(stream)?
+        };
+        let clients = thread.clients.clone();
+        clients.fetch_add(1, Ordering::Relaxed);
+        thread.handle.spawn(async move {
+            let _served = Served(clients);
+            serve(stream).await;
+        });
+        Ok(())
+    }
+
+    /// Ends the threads, dropping the connections they still serve, and waits a little for
+    /// them to finish.
+    pub fn stop(&self) {
+        for thread in &self.threads {
+            thread.stop.lock().take();
+        }
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        for thread in &self.threads {
+            let Some(join) = thread.join.lock().take() else {
+                continue;
+            };
+            while !join.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if join.is_finished() {
+                let _ = join.join();
+            }
+        }
+    }
+}
+
+impl ConnThread {
+    fn start(index: usize) -> std::io::Result<ConnThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let join = std::thread::Builder::new()
+            .name(format!("strata-conn-{index}"))
+            .spawn(move || {
+                // Ends when the sender is dropped (`stop`) or sends.
+                let _ = runtime.block_on(stopped);
+                runtime.shutdown_background();
+            })?;
+        Ok(ConnThread {
+            handle,
+            clients: Arc::new(AtomicUsize::new(0)),
+            stop: parking_lot::Mutex::new(Some(stop)),
+            join: parking_lot::Mutex::new(Some(join)),
+        })
+    }
+}
+
+/// Counts a connection out of its thread when its task ends, however it ends.
+struct Served(Arc<AtomicUsize>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections go to the thread serving the fewest, are served on it (not on the runtime
+    /// that accepted them), and leave the count when they end.
+    #[test]
+    fn connections_are_dealt_to_the_least_loaded_thread() {
+        let threads = ConnThreads::start(2).expect("threads");
+        let accepting = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let served_on = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (release, released) = tokio::sync::watch::channel(false);
+        accepting.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut clients = Vec::new();
+            for _ in 0..4 {
+                clients.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+                let (stream, _) = listener.accept().await.expect("accept");
+                let served_on = served_on.clone();
+                let mut released = released.clone();
+                threads
+                    .serve(stream, move |mut stream| async move {
+                        served_on
+                            .lock()
+                            .push(std::thread::current().name().map(str::to_owned));
+                        use tokio::io::AsyncWriteExt;
+                        let _ = stream.write_all(b"+OK\r\n").await;
+                        let _ = released.wait_for(|released| *released).await;
+                    })
+                    .expect("serve");
+            }
+            for mut client in clients {
+                use tokio::io::AsyncReadExt;
+                let mut reply = [0u8; 5];
+                client.read_exact(&mut reply).await.expect("reply");
+                assert_eq!(&reply, b"+OK\r\n");
+            }
+        });
+        let mut names = served_on.lock().clone();
+        names.sort();
+        let expected = [
+            "strata-conn-0",
+            "strata-conn-0",
+            "strata-conn-1",
+            "strata-conn-1",
+        ];
+        assert_eq!(names, expected.map(|name| Some(name.to_owned())));
+        let counts = || {
+            threads
+                .threads
+                .iter()
+                .map(|thread| thread.clients.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counts(), [2, 2]);
+        release.send_replace(true);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while counts() != [0, 0] && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(counts(), [0, 0]);
+        threads.stop();
+    }
+}
