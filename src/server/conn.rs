@@ -288,6 +288,12 @@ fn drain_outbox(
     outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
     output: &mut BytesMut,
 ) {
+    // Most replies find the outbox empty, and asking the channel for that costs more than
+    // the counter senders raise before they send (a message queued by this very thread, the
+    // one whose order matters, is always counted by now).
+    if session.handle.outbox_bytes.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     for _ in 0..OUTBOX_DRAIN_MAX {
         let Ok(message) = outbox.try_recv() else {
             return;
