@@ -235,3 +235,28 @@ fn version_and_help_exit_zero() {
         assert!(status.expect("exited").success(), "{flag}");
     }
 }
+
+/// `io-threads`: Redis's advice decides the default (threads only from 4 cores, one left
+/// spare), CONFIG GET and INFO show the number in force, and a given number is kept.
+#[test]
+fn io_threads_default_to_redis_advice_and_show_what_is_in_force() {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let expected = if cores >= 4 { cores - 1 } else { 1 };
+    for (given, threads) in [(None, expected), (Some("3"), 3)] {
+        let work = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut args = vec!["--port", port_text.as_str()];
+        args.extend(given.iter().flat_map(|given| ["--io-threads", *given]));
+        let server = Server::strata_exact(&args, work.path(), port)
+            .unwrap_or_else(|message| panic!("{message}"));
+        let mut client = server.connect();
+        let reply = client.command(&["CONFIG", "GET", "io-threads"]);
+        let text = threads.to_string();
+        let expected_reply = format!("*2\r\n$10\r\nio-threads\r\n${}\r\n{text}\r\n", text.len());
+        assert_eq!(String::from_utf8_lossy(&reply), expected_reply, "{given:?}");
+        let info = String::from_utf8_lossy(&client.command(&["INFO", "server"])).into_owned();
+        let active = format!("io_threads_active:{}", u8::from(threads > 1));
+        assert!(info.contains(&active), "{given:?}: {info}");
+    }
+}
