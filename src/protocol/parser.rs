@@ -133,6 +133,10 @@ impl RequestParser {
                     if buf.is_empty() {
                         return Ok(None);
                     }
+                    if let Some(args) = take_whole(buf, limits) {
+                        self.completed += 1;
+                        return Ok(Some(args));
+                    }
                     if buf[0] == b'*' {
                         match self.start_multibulk(buf, limits)? {
                             Some(true) => continue,
@@ -255,6 +259,64 @@ impl RequestParser {
         buf.advance(newline + 2);
         Ok(Some(len as usize))
     }
+}
+
+/// Arguments of a request the fast path takes whole (`take_whole`) at most.
+const WHOLE_ARGS_MAX: usize = 16;
+
+/// The common case in one pass: a well-formed multibulk request of a few arguments that has
+/// wholly arrived is taken out of `buf` with one split, its arguments slices of it, instead
+/// of a split and two advances of the buffer per argument (at `-P 16`, the parser was an
+/// eighth of PUBLISH's server CPU). Anything else (incomplete, malformed, empty, long) is
+/// left untouched for the incremental parser, which decides it as before: this path only
+/// ever returns what that parser would.
+fn take_whole(buf: &mut BytesMut, limits: Limits) -> Option<Vec<Bytes>> {
+    let bytes: &[u8] = buf;
+    if bytes.first() != Some(&b'*') {
+        return None;
+    }
+    let newline = find_crlf(bytes)?;
+    if newline > INLINE_BYTES_MAX {
+        return None;
+    }
+    let count = parse_i64(&bytes[1..newline])?;
+    if count <= 0 || count > WHOLE_ARGS_MAX as i64 {
+        return None;
+    }
+    if !limits.authenticated && count > UNAUTH_COUNT_MAX {
+        return None;
+    }
+    let mut ranges = [(0usize, 0usize); WHOLE_ARGS_MAX];
+    let mut at = newline + 2;
+    for range in ranges.iter_mut().take(count as usize) {
+        let line = bytes.get(at..)?;
+        let newline = find_crlf(line)?;
+        if newline > INLINE_BYTES_MAX || line[0] != b'$' {
+            return None;
+        }
+        let len = parse_i64(&line[1..newline])?;
+        if len < 0 || len > limits.bulk_bytes_max {
+            return None;
+        }
+        if !limits.authenticated && len > UNAUTH_BULK_BYTES_MAX {
+            return None;
+        }
+        let start = at + newline + 2;
+        let end = start.checked_add(len as usize)?;
+        // The two bytes after a bulk are not checked, as in Redis, but must have arrived.
+        if bytes.len() < end + 2 {
+            return None;
+        }
+        *range = (start, end);
+        at = end + 2;
+    }
+    let request = buf.split_to(at).freeze();
+    Some(
+        ranges[..count as usize]
+            .iter()
+            .map(|&(start, end)| request.slice(start..end))
+            .collect(),
+    )
 }
 
 /// Parses one inline request (`SET a b\r\n`), splitting arguments as `sdssplitargs` does.
