@@ -198,24 +198,10 @@ impl RequestParser {
         buf: &mut BytesMut,
         limits: Limits,
     ) -> Result<Option<bool>, ProtocolError> {
-        let Some(newline) = find_crlf(buf) else {
-            if line_too_long(buf) {
-                return Err(ProtocolError::new("too big mbulk count string"));
-            }
+        let Some((count, line)) = multibulk_header(buf, limits)? else {
             return Ok(None);
         };
-        if newline > INLINE_BYTES_MAX {
-            return Err(ProtocolError::new("too big mbulk count string"));
-        }
-        let count = parse_i64(&buf[1..newline]);
-        let count = match count {
-            Some(count) if count <= MULTIBULK_COUNT_MAX => count,
-            _ => return Err(ProtocolError::new("invalid multibulk length")),
-        };
-        if !limits.authenticated && count > UNAUTH_COUNT_MAX {
-            return Err(ProtocolError::new("unauthenticated multibulk length"));
-        }
-        buf.advance(newline + 2);
+        buf.advance(line);
         if count <= 0 {
             return Ok(Some(false));
         }
@@ -234,31 +220,62 @@ impl RequestParser {
         buf: &mut BytesMut,
         limits: Limits,
     ) -> Result<Option<usize>, ProtocolError> {
-        let Some(newline) = find_crlf(buf) else {
-            if line_too_long(buf) {
-                return Err(ProtocolError::new("too big bulk count string"));
-            }
+        let Some((len, line)) = bulk_header(buf, limits)? else {
             return Ok(None);
         };
-        if newline > INLINE_BYTES_MAX {
+        buf.advance(line);
+        Ok(Some(len))
+    }
+}
+
+/// The `*<count>\r\n` line at the start of `bytes`: the count and the line's length with its
+/// CRLF, or None while the line has not wholly arrived.
+fn multibulk_header(bytes: &[u8], limits: Limits) -> Result<Option<(i64, usize)>, ProtocolError> {
+    let Some(newline) = find_crlf(bytes) else {
+        if line_too_long(bytes) {
+            return Err(ProtocolError::new("too big mbulk count string"));
+        }
+        return Ok(None);
+    };
+    if newline > INLINE_BYTES_MAX {
+        return Err(ProtocolError::new("too big mbulk count string"));
+    }
+    let count = match parse_i64(&bytes[1..newline]) {
+        Some(count) if count <= MULTIBULK_COUNT_MAX => count,
+        _ => return Err(ProtocolError::new("invalid multibulk length")),
+    };
+    if !limits.authenticated && count > UNAUTH_COUNT_MAX {
+        return Err(ProtocolError::new("unauthenticated multibulk length"));
+    }
+    Ok(Some((count, newline + 2)))
+}
+
+/// The `$<len>\r\n` line at the start of `bytes`: the length and the line's length with its
+/// CRLF, or None while the line has not wholly arrived.
+fn bulk_header(bytes: &[u8], limits: Limits) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let Some(newline) = find_crlf(bytes) else {
+        if line_too_long(bytes) {
             return Err(ProtocolError::new("too big bulk count string"));
         }
-        if buf[0] != b'$' {
-            return Err(ProtocolError(format!(
-                "Protocol error: expected '$', got '{}'",
-                buf[0] as char
-            )));
-        }
-        let len = match parse_i64(&buf[1..newline]) {
-            Some(len) if len >= 0 && len <= limits.bulk_bytes_max => len,
-            _ => return Err(ProtocolError::new("invalid bulk length")),
-        };
-        if !limits.authenticated && len > UNAUTH_BULK_BYTES_MAX {
-            return Err(ProtocolError::new("unauthenticated bulk length"));
-        }
-        buf.advance(newline + 2);
-        Ok(Some(len as usize))
+        return Ok(None);
+    };
+    if newline > INLINE_BYTES_MAX {
+        return Err(ProtocolError::new("too big bulk count string"));
     }
+    if bytes[0] != b'$' {
+        return Err(ProtocolError(format!(
+            "Protocol error: expected '$', got '{}'",
+            bytes[0] as char
+        )));
+    }
+    let len = match parse_i64(&bytes[1..newline]) {
+        Some(len) if len >= 0 && len <= limits.bulk_bytes_max => len,
+        _ => return Err(ProtocolError::new("invalid bulk length")),
+    };
+    if !limits.authenticated && len > UNAUTH_BULK_BYTES_MAX {
+        return Err(ProtocolError::new("unauthenticated bulk length"));
+    }
+    Ok(Some((len as usize, newline + 2)))
 }
 
 /// Arguments of a request the fast path takes whole (`take_whole`) at most.
@@ -275,36 +292,18 @@ fn take_whole(buf: &mut BytesMut, limits: Limits) -> Option<Vec<Bytes>> {
     if bytes.first() != Some(&b'*') {
         return None;
     }
-    let newline = find_crlf(bytes)?;
-    if newline > INLINE_BYTES_MAX {
-        return None;
-    }
-    let count = parse_i64(&bytes[1..newline])?;
+    // The headers are read as the incremental parser reads them; an error is its to report.
+    let (count, mut at) = multibulk_header(bytes, limits).ok()??;
     if count <= 0 || count > WHOLE_ARGS_MAX as i64 {
         return None;
     }
-    if !limits.authenticated && count > UNAUTH_COUNT_MAX {
-        return None;
-    }
     let mut ranges = [(0usize, 0usize); WHOLE_ARGS_MAX];
-    let mut at = newline + 2;
     for range in ranges.iter_mut().take(count as usize) {
-        let line = bytes.get(at..)?;
-        let newline = find_crlf(line)?;
-        if newline > INLINE_BYTES_MAX || line[0] != b'$' {
-            return None;
-        }
-        let len = parse_i64(&line[1..newline])?;
-        if len < 0 || len > limits.bulk_bytes_max {
-            return None;
-        }
-        if !limits.authenticated && len > UNAUTH_BULK_BYTES_MAX {
-            return None;
-        }
-        let start = at + newline + 2;
-        let end = start.checked_add(len as usize)?;
+        let (len, line) = bulk_header(bytes.get(at..)?, limits).ok()??;
+        let start = at + line;
+        let end = start.checked_add(len)?;
         // The two bytes after a bulk are not checked, as in Redis, but must have arrived.
-        if bytes.len() < end + 2 {
+        if bytes.len() < end.checked_add(2)? {
             return None;
         }
         *range = (start, end);
