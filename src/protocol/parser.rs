@@ -228,18 +228,23 @@ impl RequestParser {
     }
 }
 
+/// Where the header line at the start of `bytes` ends (its '\r'), None while it has not
+/// wholly arrived; `too_big` is the error for a line over `INLINE_BYTES_MAX`.
+fn header_line(bytes: &[u8], too_big: &str) -> Result<Option<usize>, ProtocolError> {
+    match find_crlf(bytes) {
+        Some(newline) if newline > INLINE_BYTES_MAX => Err(ProtocolError::new(too_big)),
+        Some(newline) => Ok(Some(newline)),
+        None if line_too_long(bytes) => Err(ProtocolError::new(too_big)),
+        None => Ok(None),
+    }
+}
+
 /// The `*<count>\r\n` line at the start of `bytes`: the count and the line's length with its
 /// CRLF, or None while the line has not wholly arrived.
 fn multibulk_header(bytes: &[u8], limits: Limits) -> Result<Option<(i64, usize)>, ProtocolError> {
-    let Some(newline) = find_crlf(bytes) else {
-        if line_too_long(bytes) {
-            return Err(ProtocolError::new("too big mbulk count string"));
-        }
+    let Some(newline) = header_line(bytes, "too big mbulk count string")? else {
         return Ok(None);
     };
-    if newline > INLINE_BYTES_MAX {
-        return Err(ProtocolError::new("too big mbulk count string"));
-    }
     let count = match parse_i64(&bytes[1..newline]) {
         Some(count) if count <= MULTIBULK_COUNT_MAX => count,
         _ => return Err(ProtocolError::new("invalid multibulk length")),
@@ -253,15 +258,9 @@ fn multibulk_header(bytes: &[u8], limits: Limits) -> Result<Option<(i64, usize)>
 /// The `$<len>\r\n` line at the start of `bytes`: the length and the line's length with its
 /// CRLF, or None while the line has not wholly arrived.
 fn bulk_header(bytes: &[u8], limits: Limits) -> Result<Option<(usize, usize)>, ProtocolError> {
-    let Some(newline) = find_crlf(bytes) else {
-        if line_too_long(bytes) {
-            return Err(ProtocolError::new("too big bulk count string"));
-        }
+    let Some(newline) = header_line(bytes, "too big bulk count string")? else {
         return Ok(None);
     };
-    if newline > INLINE_BYTES_MAX {
-        return Err(ProtocolError::new("too big bulk count string"));
-    }
     if bytes[0] != b'$' {
         return Err(ProtocolError(format!(
             "Protocol error: expected '$', got '{}'",
