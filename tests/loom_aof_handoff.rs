@@ -14,7 +14,8 @@
 //! flush returns only once everything fed before it is synced; turning the AOF off wakes
 //! every waiter; every thread finishes (no lost wake-up); after a failure, what is fed
 //! after a recovering rewrite's switch of files is held, then written to the new file when
-//! the rewrite ends (the writer woken for it). A planted bug (acknowledging at write time)
+//! the rewrite ends (the writer woken for it); with the writer woken by the connection
+//! threads' nudges instead of by feeds (`always`), every client is still answered. A planted bug (acknowledging at write time)
 //! is caught, so the checks can fail.
 //!
 //! `cargo test --release --test loom_aof_handoff`. Each model explores every interleaving
@@ -171,6 +172,51 @@ fn spawn_writer(handoff: Arc<Handoff<File>>) -> thread::JoinHandle<()> {
     })
 }
 
+/// The writer under `always` as it runs now: feeds do not wake it (the wake-up mark is far
+/// off); the connection threads' turns nudge it. Its idle look for bytes no turn nudged is
+/// left out, so a nudge that is lost shows as a deadlock.
+fn spawn_nudged_writer(handoff: Arc<Handoff<File>>) -> thread::JoinHandle<()> {
+    thread::spawn(move || loop {
+        if !handoff.wait_for_work(std::time::Duration::from_millis(100)) {
+            continue;
+        }
+        if handoff.round(|| true).stop {
+            return;
+        }
+    })
+}
+
+/// A client on a connection thread: writes once; its thread's turn then ends, nudging the
+/// writer, and ends again (nudging again) each time a publication wakes the thread while the
+/// write is not yet durable. Checks what an acknowledgement promises.
+fn spawn_nudging_client(setup: &Setup) -> thread::JoinHandle<bool> {
+    let handoff = setup.handoff.clone();
+    let disk = setup.disk.clone();
+    let log = setup.log.clone();
+    thread::spawn(move || {
+        let offset = write(&log, &handoff);
+        let durable = loop {
+            let seen = handoff.durable_offset();
+            if handoff.settled(seen, offset) {
+                break seen;
+            }
+            handoff.nudge();
+            handoff
+                .durable()
+                .wait_for(|&durable| durable != seen || handoff.settled(durable, offset));
+        };
+        let acknowledged = handoff.verdict(durable, offset);
+        if acknowledged {
+            let synced = disk.synced.load(Ordering::Acquire);
+            assert!(
+                synced >= offset,
+                "offset {offset} acknowledged with {synced} synced"
+            );
+        }
+        acknowledged
+    })
+}
+
 /// A client thread: writes once, waits, and checks what an acknowledgement promises.
 fn spawn_client(setup: &Setup) -> thread::JoinHandle<bool> {
     let handoff = setup.handoff.clone();
@@ -222,6 +268,29 @@ fn acknowledged_writes_are_synced_and_every_client_is_answered() {
             let setup = setup(u64::MAX);
             let writer = spawn_writer(setup.handoff.clone());
             let clients = [spawn_client(&setup), spawn_client(&setup)];
+            for client in clients {
+                assert!(client.join().unwrap(), "a healthy disk acknowledges");
+            }
+            setup.handoff.stop_writer();
+            writer.join().unwrap();
+            assert_eq!(setup.handoff.durable_offset(), 2);
+            assert_eq!(setup.disk.synced.load(Ordering::Acquire), 2);
+        },
+    );
+}
+
+/// `always` with the writer woken by the connection threads' turns instead of by each feed:
+/// every client's write is written, synced and acknowledged, none waits forever (a nudge
+/// spent before an fsync's publication is renewed by the turn that publication wakes).
+#[test]
+fn nudged_turns_are_synced_and_every_client_is_answered() {
+    check(
+        "nudged_turns_are_synced_and_every_client_is_answered",
+        || {
+            let setup = setup(u64::MAX);
+            setup.handoff.set_wake_after(1 << 20);
+            let writer = spawn_nudged_writer(setup.handoff.clone());
+            let clients = [spawn_nudging_client(&setup), spawn_nudging_client(&setup)];
             for client in clients {
                 assert!(client.join().unwrap(), "a healthy disk acknowledges");
             }

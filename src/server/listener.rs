@@ -54,8 +54,15 @@ pub async fn start(config: Config, config_file: Option<PathBuf>) -> Result<Runni
     server.loading.begin(server.clock.now_ms(), 0);
     let count = ConnThreads::configured(&server.config);
     let threads = Arc::new(
-        ConnThreads::start(count)
-            .map_err(|err| format!("Can't start the connection threads: {err}"))?,
+        ConnThreads::start(count, {
+            let server = Arc::downgrade(&server);
+            Arc::new(move || {
+                if let Some(server) = server.upgrade() {
+                    server.aof.turn_ends();
+                }
+            })
+        })
+        .map_err(|err| format!("Can't start the connection threads: {err}"))?,
     );
     // CONFIG GET and INFO show the number in force.
     let _ = server.config.set(

@@ -23,6 +23,9 @@ const IO_THREADS_MAX: usize = 128;
 /// How long stopping waits for the threads to drop their connections.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// What a connection thread does at the end of each turn of its event loop.
+pub type TurnEnds = Arc<dyn Fn() + Send + Sync>;
+
 /// The connection threads of a running server.
 pub struct ConnThreads {
     threads: Vec<ConnThread>,
@@ -38,10 +41,11 @@ struct ConnThread {
 }
 
 impl ConnThreads {
-    /// Starts `count` threads (at least one).
-    pub fn start(count: usize) -> std::io::Result<ConnThreads> {
+    /// Starts `count` threads (at least one). Each calls `turn_ends` when its event loop has
+    /// run everything ready and is about to wait for more (where Redis's `beforeSleep` runs).
+    pub fn start(count: usize, turn_ends: TurnEnds) -> std::io::Result<ConnThreads> {
         let threads = (0..count.max(1))
-            .map(ConnThread::start)
+            .map(|index| ConnThread::start(index, turn_ends.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(ConnThreads { threads })
     }
@@ -114,9 +118,10 @@ impl ConnThreads {
 }
 
 impl ConnThread {
-    fn start(index: usize) -> std::io::Result<ConnThread> {
+    fn start(index: usize, turn_ends: TurnEnds) -> std::io::Result<ConnThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(move || turn_ends())
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -153,7 +158,7 @@ mod tests {
     /// that accepted them), and leave the count when they end.
     #[test]
     fn connections_are_dealt_to_the_least_loaded_thread() {
-        let threads = ConnThreads::start(2).expect("threads");
+        let threads = ConnThreads::start(2, Arc::new(|| {})).expect("threads");
         let accepting = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -6,10 +6,15 @@
 //!
 //! - The propagation log [`Handoff::feed`]s each write's bytes with the log offset just past
 //!   them, under its own lock, so offsets only rise. The bytes wait in `pending`. A feed wakes
-//!   the writer at once by default (`appendfsync always`: a client waits for it); after
-//!   [`Handoff::set_wake_after`] only once that many bytes are pending, the writer otherwise
-//!   coming round on its idle time-out (`everysec` and `no`, where a wake-up per write cost
-//!   more than the write itself).
+//!   the writer at once by default; after [`Handoff::set_wake_after`] only once that many
+//!   bytes are pending, the writer otherwise coming round on its idle time-out (`everysec` and
+//!   `no`, where a wake-up per write cost more than the write itself), or on a
+//!   [`Handoff::nudge`]: under `always` each connection thread nudges it when its event
+//!   loop's turn ends, so one fsync covers the turn's writes, as Redis fsyncs once per turn
+//!   in `beforeSleep`. A nudge from before an fsync's publication is spent by it: the next
+//!   batch waits for a turn that ran after it, which holds the requests its clients sent next
+//!   (and a thread with a client still waiting is woken by that publication, so it comes
+//!   round).
 //! - The writer takes everything pending while it holds the file ([`Handoff::round`]), writes
 //!   it and records `written`; when the policy says so it fsyncs, records `synced` and
 //!   publishes that offset as `durable`. Writes fed while an fsync runs share the next one.
@@ -28,7 +33,8 @@
 //! Invariants: `durable <= synced <= written <= end of what was fed`; `durable` moves only
 //! after an fsync that succeeded (but in the simulator's deliberately broken variant); a
 //! writer waits for work only while less than its wake-up mark is pending (one byte unless
-//! set), and the feed that reaches the mark wakes it, so a feed cannot be missed.
+//! set) and no nudge is, and the feed that reaches the mark or the nudge wakes it, so
+//! neither can be missed.
 //!
 //! Lock order: file, then pending. Bytes leave `pending` only while the file is held, so
 //! whoever holds the file (a rewrite switching files) sees every byte fed before it either
@@ -52,6 +58,8 @@ struct Pending {
     /// Log offset just past `bytes`.
     end: u64,
     stop: bool,
+    /// A connection thread's turn ended with bytes pending: they are work whatever their size.
+    nudged: bool,
 }
 
 /// What one round of the writer did.
@@ -102,6 +110,7 @@ impl<F: Output> Handoff<F> {
                 bytes: Vec::new(),
                 end: 0,
                 stop: false,
+                nudged: false,
             }),
             wake: Condvar::new(),
             written: AtomicU64::new(0),
@@ -198,20 +207,40 @@ impl<F: Output> Handoff<F> {
 
     /// The writer's wait between rounds: returns once there is work pending (see
     /// [`Handoff::set_wake_after`]) or the writer is to stop, or after `idle` (for the
-    /// everysec deadline, and the bytes short of the wake-up mark).
-    pub fn wait_for_work(&self, idle: Duration) {
+    /// everysec deadline, and the bytes short of the wake-up mark). True when it returns
+    /// for work (a nudge, the mark reached, a stop), false when `idle` passed without.
+    pub fn wait_for_work(&self, idle: Duration) -> bool {
         let work_bytes = self.work_bytes();
         let mut pending = self.pending.lock();
+        let work = |pending: &Pending| {
+            (pending.bytes.len() >= work_bytes || pending.nudged) && !self.holding() || pending.stop
+        };
         // Held bytes are no work until the rewrite ends, which wakes the writer; looked at
         // under `pending`, which the end takes before its wake-up, so it cannot be missed.
-        let holding = self.holding();
-        if (pending.bytes.len() < work_bytes || holding) && !pending.stop {
+        if !work(&pending) {
             self.wake.wait_for(&mut pending, idle);
         }
+        work(&pending)
+    }
+
+    /// Whether bytes are pending.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.lock().bytes.is_empty()
     }
 
     /// Wakes the writer to look at its policy again (it changed).
     pub fn wake_writer(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Makes whatever is pending work for the writer now, whatever its size, and wakes it.
+    pub fn nudge(&self) {
+        let mut pending = self.pending.lock();
+        if pending.bytes.is_empty() || pending.nudged {
+            return;
+        }
+        pending.nudged = true;
+        drop(pending);
         self.wake.notify_one();
     }
 
@@ -232,6 +261,7 @@ impl<F: Output> Handoff<F> {
             let bytes = if holding {
                 Vec::new()
             } else {
+                pending.nudged = false;
                 std::mem::take(&mut pending.bytes)
             };
             (bytes, pending.end, pending.stop)
@@ -271,6 +301,9 @@ impl<F: Output> Handoff<F> {
                 self.fail(format!("Fail to fsync the AOF file: {err}"));
                 return round;
             }
+            // Nudges from before this fsync's publication are spent: the next batch waits
+            // for a turn that ran after it, so it holds the requests its clients sent next.
+            self.pending.lock().nudged = false;
             self.mark_synced(written);
             round.synced = true;
         }
@@ -373,6 +406,11 @@ impl<F: Output> Handoff<F> {
     /// Where `durable` is published; a waiter subscribes and waits until [`Handoff::settled`].
     pub fn durable(&self) -> &Watch<u64> {
         &self.durable
+    }
+
+    /// Log offset written to the file so far.
+    pub fn written_offset(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
     }
 
     pub fn durable_offset(&self) -> u64 {

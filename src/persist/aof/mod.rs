@@ -35,15 +35,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the writer sleeps when idle before checking the everysec deadline again
-/// (`always`, where every feed wakes it).
-const IDLE_WAKE: Duration = Duration::from_millis(100);
+/// Under `always` the connection threads nudge the writer at the end of each turn of their
+/// event loops ([`Aof::turn_ends`]); it looks this often for bytes no turn nudged (fed by the
+/// cron or a replica link, or by a thread busy for long) and takes those that waited a whole
+/// period.
+const ALWAYS_WAKE: Duration = Duration::from_millis(2);
 /// Under `everysec` and `no` feeds do not wake the writer (a futex wake-up and a write per
 /// client write cost more than the write): it writes what is pending this often, or once
 /// [`LAZY_WAKE_BYTES`] are pending. A process crash loses at most this much more than
 /// the bytes still in the kernel; `everysec` promises about two seconds.
 const LAZY_WRITE_INTERVAL: Duration = Duration::from_millis(10);
-/// Pending bytes that wake the writer under `everysec` and `no` (bounds what waits).
+/// Pending bytes that wake the writer whatever the policy (bounds what waits).
 const LAZY_WAKE_BYTES: u64 = 512 * 1024;
 /// `everysec`'s fsync interval.
 const EVERYSEC_MS: u64 = 1000;
@@ -202,11 +204,9 @@ impl Aof {
 
     pub fn set_policy(&self, policy: Fsync) {
         self.shared.policy.store(policy.code(), Ordering::Relaxed);
-        let wake_after = match policy {
-            Fsync::Always => 0,
-            Fsync::Everysec | Fsync::No => LAZY_WAKE_BYTES,
-        };
-        self.shared.handoff.set_wake_after(wake_after);
+        // Under every policy a feed wakes the writer only once this much is pending: under
+        // `always` the connection threads' turns nudge it, otherwise its interval brings it.
+        self.shared.handoff.set_wake_after(LAZY_WAKE_BYTES);
         // The writer looks at the new policy now rather than at its next idle wake.
         self.shared.handoff.wake_writer();
     }
@@ -220,6 +220,20 @@ impl Aof {
         self.is_enabled() && self.policy() == Fsync::Always
     }
 
+    /// A connection thread ran everything ready and is about to wait for more (where Redis's
+    /// `beforeSleep` fsyncs): under `always`, the writer is told to write and fsync what is
+    /// pending, so one fsync covers the turn's writes. The thread goes on meanwhile (Redis
+    /// waits for its fsync): the clients whose writes are not in it are served.
+    pub fn turn_ends(&self) {
+        if self.shared.stats.pending_bytes.load(Ordering::Relaxed) == 0
+            || !self.replies_wait()
+            || self.is_manual()
+        {
+            return;
+        }
+        self.shared.handoff.nudge();
+    }
+
     /// The error writes are refused with, when a write or fsync failed.
     pub fn write_error(&self) -> Option<String> {
         self.shared.handoff.write_error()
@@ -229,11 +243,14 @@ impl Aof {
     /// (the AOF failed or was turned off first): the caller must not acknowledge them.
     pub async fn wait_durable(&self, offset: u64) -> bool {
         let handoff = &self.shared.handoff;
-        let mut receiver = handoff.durable().subscribe();
+        let mut receiver = local_durable(&self.shared);
+        // The relay may not have passed the latest publication on yet: the handoff's own
+        // offset is read too, so a client never waits for what is already durable.
+        let current = |relayed: u64| relayed.max(handoff.durable_offset());
         let outcome = receiver
-            .wait_for(|&durable| handoff.settled(durable, offset))
+            .wait_for(|&relayed| handoff.settled(current(relayed), offset))
             .await
-            .map(|durable| *durable);
+            .map(|relayed| current(*relayed));
         matches!(outcome, Ok(durable) if handoff.verdict(durable, offset))
     }
 
@@ -440,6 +457,49 @@ impl Drop for Aof {
     }
 }
 
+thread_local! {
+    /// This thread's relay of the durable offset: which AOF it relays, and where.
+    static DURABLE_RELAY: std::cell::RefCell<Option<(std::sync::Weak<Shared>, tokio::sync::watch::Receiver<u64>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Where a client on this thread waits for the durable offset. One task per thread (a relay)
+/// waits on the handoff and passes each publication on to the thread's waiting clients: a
+/// publication then wakes each connection thread once, from the writer, and the clients from
+/// their own thread. (A client waiting on the handoff itself is woken from the writer thread,
+/// and a single-threaded event loop is woken through its eventfd for every such task: a
+/// write per client per fsync.)
+fn local_durable(shared: &Arc<Shared>) -> tokio::sync::watch::Receiver<u64> {
+    DURABLE_RELAY.with(|relay| {
+        let mut relay = relay.borrow_mut();
+        if let Some((relayed, receiver)) = relay.as_ref() {
+            // A relay ends with the event loop that ran it (a runtime may end before the
+            // thread does); then a new one starts.
+            let alive = receiver.has_changed().is_ok();
+            if alive && std::ptr::eq(relayed.as_ptr(), Arc::as_ptr(shared)) {
+                return receiver.clone();
+            }
+        }
+        let handoff = &shared.handoff;
+        let mut source = handoff.durable().subscribe();
+        let (sender, receiver) = tokio::sync::watch::channel(*source.borrow_and_update());
+        tokio::spawn(async move {
+            // Ends with the AOF (its handoff's sender dropped) or once no receiver is left.
+            while source.changed().await.is_ok() {
+                let durable = *source.borrow_and_update();
+                // Every publication is passed on, also one that leaves the offset as it was
+                // (a failure, the AOF turned off): the waiters look again.
+                sender.send_modify(|relayed| *relayed = durable);
+                if sender.is_closed() {
+                    return;
+                }
+            }
+        });
+        *relay = Some((Arc::downgrade(shared), receiver.clone()));
+        receiver
+    })
+}
+
 struct AofSink(Arc<Shared>);
 
 impl Sink for AofSink {
@@ -455,12 +515,29 @@ impl Sink for AofSink {
 
 /// The writer thread: drains what the sink fed, writes it, fsyncs by policy.
 fn write_loop(shared: &Shared) {
+    // Under `always`: the written offset when the writer last found bytes pending that no
+    // turn had nudged.
+    let mut unnudged_at = None;
     loop {
-        let idle = match Fsync::from_code(shared.policy.load(Ordering::Relaxed)) {
-            Fsync::Always => IDLE_WAKE,
+        let policy = Fsync::from_code(shared.policy.load(Ordering::Relaxed));
+        let idle = match policy {
+            Fsync::Always => ALWAYS_WAKE,
             Fsync::Everysec | Fsync::No => LAZY_WRITE_INTERVAL,
         };
-        shared.handoff.wait_for_work(idle);
+        let work = shared.handoff.wait_for_work(idle);
+        if policy == Fsync::Always && !work {
+            // The connection threads' turns nudge the writer (Aof::turn_ends). Bytes no turn
+            // nudged (fed by the cron or a replica link, or by a thread busy for long) are
+            // taken once they have waited a whole idle period, and not before: a turn in
+            // progress is not split in two fsyncs.
+            let written = shared.handoff.written_offset();
+            let pending = shared.handoff.has_pending();
+            if !pending || unnudged_at != Some(written) {
+                unnudged_at = pending.then_some(written);
+                continue;
+            }
+        }
+        unnudged_at = None;
         if write_once(shared) {
             return;
         }
