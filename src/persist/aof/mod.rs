@@ -37,9 +37,12 @@ use std::time::Duration;
 
 /// Under `always` the connection threads nudge the writer at the end of each turn of their
 /// event loops ([`Aof::turn_ends`]); it looks this often for bytes no turn nudged (fed by the
-/// cron or a replica link, or by a thread busy for long) and takes those that waited a whole
-/// period.
+/// cron or a replica link, or by a thread that has not parked for long) while any are
+/// pending, and takes those that waited a whole period...
 const ALWAYS_WAKE: Duration = Duration::from_millis(2);
+/// ...and this often while none are (an idle server's writer wakes 50 times a second; at
+/// [`ALWAYS_WAKE`] it took 2% of a core).
+const ALWAYS_IDLE_WAKE: Duration = Duration::from_millis(20);
 /// Under `everysec` and `no` feeds do not wake the writer (a futex wake-up and a write per
 /// client write cost more than the write): it writes what is pending this often, or once
 /// [`LAZY_WAKE_BYTES`] are pending. A process crash loses at most this much more than
@@ -521,7 +524,8 @@ fn write_loop(shared: &Shared) {
     loop {
         let policy = Fsync::from_code(shared.policy.load(Ordering::Relaxed));
         let idle = match policy {
-            Fsync::Always => ALWAYS_WAKE,
+            Fsync::Always if unnudged_at.is_some() => ALWAYS_WAKE,
+            Fsync::Always => ALWAYS_IDLE_WAKE,
             Fsync::Everysec | Fsync::No => LAZY_WRITE_INTERVAL,
         };
         let work = shared.handoff.wait_for_work(idle);
@@ -767,6 +771,37 @@ mod tests {
         assert!(incr_file(&fs, 1)
             .windows(8)
             .any(|bytes| bytes == b"SET b 1;"));
+    }
+
+    /// Under `always` the writer waits for a connection thread's turn to end (a nudge) before
+    /// it takes what is pending, so one fsync covers the turn; bytes no turn nudges (the
+    /// cron's DELs) it takes on its own after a whole idle period. Clients waiting for them
+    /// are answered from their own thread's relay.
+    #[test]
+    fn always_takes_a_turn_when_nudged_and_what_no_turn_nudges_on_its_own() {
+        let (fs, aof, mut sink) = opened_with(Fsync::Always, false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            // Nudged: the turn's two writes are synced together, and both waiters answered.
+            sink.feed(b"SET a 1;", 8);
+            sink.feed(b"SET b 1;", 16);
+            aof.turn_ends();
+            let started = std::time::Instant::now();
+            assert!(aof.wait_durable(8).await);
+            assert!(aof.wait_durable(16).await);
+            assert!(started.elapsed() < Duration::from_secs(5));
+            assert!(incr_file(&fs, 1).ends_with(b"SET a 1;SET b 1;"));
+            // Not nudged: taken after the writer has seen it wait a whole idle period.
+            sink.feed(b"DEL c;", 22);
+            let started = std::time::Instant::now();
+            assert!(aof.wait_durable(22).await);
+            assert!(started.elapsed() >= ALWAYS_WAKE);
+            assert_eq!(aof.durable_offset(), 22);
+        });
+        aof.close();
     }
 
     /// Effects fed while the AOF is failed but after a rewrite's instant (an expired or
