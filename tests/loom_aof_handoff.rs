@@ -163,21 +163,16 @@ fn wait_durable(handoff: &Handoff<File>, offset: u64) -> bool {
 }
 
 /// The writer thread's loop, under `always` (the production loop with `sync_due` true).
-fn spawn_writer(handoff: Arc<Handoff<File>>) -> thread::JoinHandle<()> {
+/// `nudged`: as it runs now, feeds do not wake it (the wake-up mark is far off), the
+/// connection threads' turns nudge it, and it does no round without work; its idle look for
+/// bytes no turn nudged is left out, so a nudge that is lost shows as a deadlock.
+fn spawn_writer(handoff: Arc<Handoff<File>>, nudged: bool) -> thread::JoinHandle<()> {
+    if nudged {
+        handoff.set_wake_after(1 << 20);
+    }
     thread::spawn(move || loop {
-        handoff.wait_for_work(std::time::Duration::from_millis(100));
-        if handoff.round(|| true).stop {
-            return;
-        }
-    })
-}
-
-/// The writer under `always` as it runs now: feeds do not wake it (the wake-up mark is far
-/// off); the connection threads' turns nudge it. Its idle look for bytes no turn nudged is
-/// left out, so a nudge that is lost shows as a deadlock.
-fn spawn_nudged_writer(handoff: Arc<Handoff<File>>) -> thread::JoinHandle<()> {
-    thread::spawn(move || loop {
-        if !handoff.wait_for_work(std::time::Duration::from_millis(100)) {
+        let work = handoff.wait_for_work(std::time::Duration::from_millis(100));
+        if nudged && !work {
             continue;
         }
         if handoff.round(|| true).stop {
@@ -186,45 +181,39 @@ fn spawn_nudged_writer(handoff: Arc<Handoff<File>>) -> thread::JoinHandle<()> {
     })
 }
 
-/// A client on a connection thread: writes once; its thread's turn then ends, nudging the
-/// writer, and ends again (nudging again) each time a publication wakes the thread while the
-/// write is not yet durable. Checks what an acknowledgement promises.
-fn spawn_nudging_client(setup: &Setup) -> thread::JoinHandle<bool> {
-    let handoff = setup.handoff.clone();
-    let disk = setup.disk.clone();
-    let log = setup.log.clone();
-    thread::spawn(move || {
-        let offset = write(&log, &handoff);
-        let durable = loop {
-            let seen = handoff.durable_offset();
-            if handoff.settled(seen, offset) {
-                break seen;
-            }
-            handoff.nudge();
-            handoff
-                .durable()
-                .wait_for(|&durable| durable != seen || handoff.settled(durable, offset));
-        };
-        let acknowledged = handoff.verdict(durable, offset);
-        if acknowledged {
-            let synced = disk.synced.load(Ordering::Acquire);
-            assert!(
-                synced >= offset,
-                "offset {offset} acknowledged with {synced} synced"
-            );
+/// A client on a connection thread under a nudged writer: its thread's turn ends after the
+/// write, nudging the writer, and ends again (nudging again) each time a publication wakes
+/// the thread while the write is not yet durable. True when acknowledged.
+fn wait_durable_nudging(handoff: &Handoff<File>, offset: u64) -> bool {
+    let durable = loop {
+        let seen = handoff.durable_offset();
+        if handoff.settled(seen, offset) {
+            break seen;
         }
-        acknowledged
-    })
+        handoff.nudge();
+        handoff
+            .durable()
+            .wait_for(|&durable| durable != seen || handoff.settled(durable, offset));
+    };
+    handoff.verdict(durable, offset)
 }
 
 /// A client thread: writes once, waits, and checks what an acknowledgement promises.
 fn spawn_client(setup: &Setup) -> thread::JoinHandle<bool> {
+    spawn_client_waiting(setup, wait_durable)
+}
+
+/// A client thread that waits for its write with `wait`.
+fn spawn_client_waiting(
+    setup: &Setup,
+    wait: fn(&Handoff<File>, u64) -> bool,
+) -> thread::JoinHandle<bool> {
     let handoff = setup.handoff.clone();
     let disk = setup.disk.clone();
     let log = setup.log.clone();
     thread::spawn(move || {
         let offset = write(&log, &handoff);
-        let acknowledged = wait_durable(&handoff, offset);
+        let acknowledged = wait(&handoff, offset);
         if acknowledged {
             let synced = disk.synced.load(Ordering::Acquire);
             assert!(
@@ -260,45 +249,44 @@ fn check(name: &str, model: impl Fn() + Send + Sync + 'static) {
     );
 }
 
+/// Two clients' writes on a healthy disk: both synced and acknowledged, neither waits
+/// forever. `nudged`: with the writer woken by the connection threads' turns instead of by
+/// each feed (`always` as it runs now; a nudge spent before an fsync's publication is renewed
+/// by the turn that publication wakes).
+fn every_client_is_answered(nudged: bool) {
+    let setup = setup(u64::MAX);
+    let writer = spawn_writer(setup.handoff.clone(), nudged);
+    let wait = if nudged {
+        wait_durable_nudging
+    } else {
+        wait_durable
+    };
+    let clients = [
+        spawn_client_waiting(&setup, wait),
+        spawn_client_waiting(&setup, wait),
+    ];
+    for client in clients {
+        assert!(client.join().unwrap(), "a healthy disk acknowledges");
+    }
+    setup.handoff.stop_writer();
+    writer.join().unwrap();
+    assert_eq!(setup.handoff.durable_offset(), 2);
+    assert_eq!(setup.disk.synced.load(Ordering::Acquire), 2);
+}
+
 #[test]
 fn acknowledged_writes_are_synced_and_every_client_is_answered() {
     check(
         "acknowledged_writes_are_synced_and_every_client_is_answered",
-        || {
-            let setup = setup(u64::MAX);
-            let writer = spawn_writer(setup.handoff.clone());
-            let clients = [spawn_client(&setup), spawn_client(&setup)];
-            for client in clients {
-                assert!(client.join().unwrap(), "a healthy disk acknowledges");
-            }
-            setup.handoff.stop_writer();
-            writer.join().unwrap();
-            assert_eq!(setup.handoff.durable_offset(), 2);
-            assert_eq!(setup.disk.synced.load(Ordering::Acquire), 2);
-        },
+        || every_client_is_answered(false),
     );
 }
 
-/// `always` with the writer woken by the connection threads' turns instead of by each feed:
-/// every client's write is written, synced and acknowledged, none waits forever (a nudge
-/// spent before an fsync's publication is renewed by the turn that publication wakes).
 #[test]
 fn nudged_turns_are_synced_and_every_client_is_answered() {
     check(
         "nudged_turns_are_synced_and_every_client_is_answered",
-        || {
-            let setup = setup(u64::MAX);
-            setup.handoff.set_wake_after(1 << 20);
-            let writer = spawn_nudged_writer(setup.handoff.clone());
-            let clients = [spawn_nudging_client(&setup), spawn_nudging_client(&setup)];
-            for client in clients {
-                assert!(client.join().unwrap(), "a healthy disk acknowledges");
-            }
-            setup.handoff.stop_writer();
-            writer.join().unwrap();
-            assert_eq!(setup.handoff.durable_offset(), 2);
-            assert_eq!(setup.disk.synced.load(Ordering::Acquire), 2);
-        },
+        || every_client_is_answered(true),
     );
 }
 
@@ -310,7 +298,7 @@ fn a_failed_fsync_publishes_nothing_and_wakes_every_waiter() {
         "a_failed_fsync_publishes_nothing_and_wakes_every_waiter",
         || {
             let setup = setup(1);
-            let writer = spawn_writer(setup.handoff.clone());
+            let writer = spawn_writer(setup.handoff.clone(), false);
             let clients = [spawn_client(&setup), spawn_client(&setup)];
             let acknowledged: Vec<bool> = clients.map(|client| client.join().unwrap()).into();
             setup.handoff.stop_writer();
@@ -331,7 +319,7 @@ fn after_a_failure_nothing_more_is_written_or_acknowledged() {
         "after_a_failure_nothing_more_is_written_or_acknowledged",
         || {
             let setup = setup(0);
-            let writer = spawn_writer(setup.handoff.clone());
+            let writer = spawn_writer(setup.handoff.clone(), false);
             let first = spawn_client(&setup);
             assert!(!first.join().unwrap(), "its only fsync failed");
             assert!(setup.handoff.write_error().is_some());
@@ -353,7 +341,7 @@ fn a_flush_syncs_everything_fed_before_it_while_the_writer_runs() {
         "a_flush_syncs_everything_fed_before_it_while_the_writer_runs",
         || {
             let setup = setup(u64::MAX);
-            let writer = spawn_writer(setup.handoff.clone());
+            let writer = spawn_writer(setup.handoff.clone(), false);
             let client = spawn_client(&setup);
             // The rewrite's side: a write of its own, then a flush at a quiet point.
             let offset = write(&setup.log, &setup.handoff);
@@ -373,7 +361,7 @@ fn what_is_fed_after_a_recovering_switch_reaches_the_new_file() {
         "what_is_fed_after_a_recovering_switch_reaches_the_new_file",
         || {
             let setup = setup(0);
-            let writer = spawn_writer(setup.handoff.clone());
+            let writer = spawn_writer(setup.handoff.clone(), false);
             assert!(!spawn_client(&setup).join().unwrap(), "its fsync failed");
             // The rewrite's instant (nothing fed meanwhile): appending moves to a new file.
             let fresh = Arc::new(Disk::default());
@@ -421,7 +409,7 @@ fn the_model_catches_acknowledging_before_fsync() {
         check("the_model_catches_acknowledging_before_fsync", || {
             let setup = setup(u64::MAX);
             setup.handoff.break_durability();
-            let writer = spawn_writer(setup.handoff.clone());
+            let writer = spawn_writer(setup.handoff.clone(), false);
             let client = spawn_client(&setup);
             let _ = client.join();
             setup.handoff.stop_writer();
