@@ -31,16 +31,61 @@ def load(n, size):
     out.flush()
 
 
-def check(port, n, size):
-    import redis
+class Resp:
+    """A minimal RESP2 client on a plain socket (the bench needs nothing from pip)."""
 
-    client = redis.Redis(port=port)
+    def __init__(self, port):
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.buf = b""
+
+    def command(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            arg = arg if isinstance(arg, bytes) else str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        self.sock.sendall(b"".join(out))
+        return self.reply()
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self.fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def fill(self):
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buf += data
+
+    def reply(self):
+        line = self.line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"$":
+            length = int(rest)
+            if length < 0:
+                return None
+            while len(self.buf) < length + 2:
+                self.fill()
+            data, self.buf = self.buf[:length], self.buf[length + 2 :]
+            return data
+        if kind == b"*":
+            return [self.reply() for _ in range(int(rest))]
+        if kind == b"-":
+            raise RuntimeError(rest.decode(errors="replace"))
+        return rest
+
+
+def check(port, n, size):
+    client = Resp(port)
     bad = 0
     missing = 0
     batch = 1000
     for start in range(0, n, batch):
-        keys = ["key:%012d" % i for i in range(start, min(n, start + batch))]
-        for i, got in zip(range(start, start + len(keys)), client.mget(keys)):
+        keys = [b"key:%012d" % i for i in range(start, min(n, start + batch))]
+        for i, got in zip(range(start, start + len(keys)), client.command(b"MGET", *keys)):
             if got is None:
                 missing += 1
             elif got != value(i, size):
