@@ -223,11 +223,6 @@ impl<F: Output> Handoff<F> {
         work(&pending)
     }
 
-    /// Whether bytes are pending.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.lock().bytes.is_empty()
-    }
-
     /// Wakes the writer to look at its policy again (it changed).
     pub fn wake_writer(&self) {
         self.wake.notify_one();

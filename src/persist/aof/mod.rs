@@ -228,10 +228,7 @@ impl Aof {
     /// pending, so one fsync covers the turn's writes. The thread goes on meanwhile (Redis
     /// waits for its fsync): the clients whose writes are not in it are served.
     pub fn turn_ends(&self) {
-        if self.shared.stats.pending_bytes.load(Ordering::Relaxed) == 0
-            || !self.replies_wait()
-            || self.is_manual()
-        {
+        if !self.shared.has_pending() || !self.replies_wait() || self.is_manual() {
             return;
         }
         self.shared.handoff.nudge();
@@ -503,6 +500,16 @@ fn local_durable(shared: &Arc<Shared>) -> tokio::sync::watch::Receiver<u64> {
     })
 }
 
+impl Shared {
+    /// Whether bytes may be pending, read without the hand-off's lock: the count is raised
+    /// after every feed and zeroed only before the writer takes what is pending, so it is
+    /// never zero while bytes wait (at worst it is stale the other way, and a round finds
+    /// nothing to do).
+    fn has_pending(&self) -> bool {
+        self.stats.pending_bytes.load(Ordering::Relaxed) > 0
+    }
+}
+
 struct AofSink(Arc<Shared>);
 
 impl Sink for AofSink {
@@ -535,7 +542,7 @@ fn write_loop(shared: &Shared) {
             // taken once they have waited a whole idle period, and not before: a turn in
             // progress is not split in two fsyncs.
             let written = shared.handoff.written_offset();
-            let pending = shared.handoff.has_pending();
+            let pending = shared.has_pending();
             if !pending || unnudged_at != Some(written) {
                 unnudged_at = pending.then_some(written);
                 continue;
