@@ -202,12 +202,13 @@ impl<V> Dict<V> {
         if self.is_empty() {
             return None;
         }
-        // Looking in the table that holds the key first keeps this to one probe per table.
-        let in_first = self.tables[0].find(hash, key).is_some();
-        let table = if in_first { 0 } else { 1 };
-        self.tables[table]
-            .find_mut(hash, key)
-            .map(|node| &mut node.value)
+        // Split so that a hit in the first table can be returned while the second is still
+        // borrowable: one walk of each chain at most.
+        let [first, second] = &mut self.tables;
+        if let Some(node) = first.find_mut(hash, key) {
+            return Some(&mut node.value);
+        }
+        second.find_mut(hash, key).map(|node| &mut node.value)
     }
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V>> {
@@ -218,17 +219,23 @@ impl<V> Dict<V> {
 
     /// Inserts or replaces; returns the previous value. An existing key keeps its stored key.
     pub fn insert(&mut self, key: CompactBytes, value: V) -> Option<V> {
-        if let Some(slot) = self.get_mut(&key) {
+        let hash = self.hash(&key);
+        if let Some(slot) = self.get_mut_hashed(hash, &key) {
             return Some(std::mem::replace(slot, value));
         }
-        self.insert_new(key, value);
+        self.push_new(hash, key, value);
         None
     }
 
     /// Inserts a key known to be absent.
     pub fn insert_new(&mut self, key: CompactBytes, value: V) -> &mut V {
-        debug_assert!(!self.contains_key(&key));
         let hash = self.hash(&key);
+        self.insert_new_hashed(hash, key, value)
+    }
+
+    /// [`Dict::insert_new`] with the hash already computed (`get_mut_hashed` missed it).
+    pub fn insert_new_hashed(&mut self, hash: u64, key: CompactBytes, value: V) -> &mut V {
+        debug_assert!(!self.contains_key(&key));
         self.push_new(hash, key, value)
     }
 

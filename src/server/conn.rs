@@ -189,7 +189,6 @@ pub async fn serve<S>(
                     // Buffered until the blocking command returns, as Redis does.
                     deferred = true;
                 } else {
-                    let parsed_before = wire.parser.completed();
                     match process_input(&server, &mut session, &mut wire).await {
                         Batch::Drained => {}
                         Batch::Deferred => deferred = true,
@@ -197,13 +196,11 @@ pub async fn serve<S>(
                         Batch::Abort => break,
                         Batch::Blocked(wait) => blocked = Some(wait),
                     }
-                    // After a pipeline, the other connections with requests waiting run
-                    // first (the task goes to the back of the queue), so replies leave in a
-                    // burst, as Redis writes them all before it next waits for events. A
-                    // lone request's reply leaves at once: there the turn costs more than it
-                    // saves.
-                    if !wire.output.is_empty() && wire.parser.completed() - parsed_before > 1 {
-                        tokio::task::yield_now().await;
+                    // The replies leave at the end of the thread's turn, once every other
+                    // connection with requests waiting has run (`turn_end`), as Redis writes
+                    // them all before it next waits for events.
+                    if !wire.output.is_empty() {
+                        super::threads::turn_end().await;
                     }
                     if !wire.output.is_empty() && !write_now(&mut writer, &mut wire.output, &server) {
                         break;
@@ -235,13 +232,13 @@ pub async fn serve<S>(
 /// read its request, instead of in a turn of its own. False when the connection is gone.
 /// Whatever the socket does not take is written by the loop once the socket is writable.
 ///
-/// After a pipeline the loop calls it once the other ready connections have run
-/// (`yield_now`): a client such as redis-benchmark, one thread driving 50 connections, then
-/// finds a burst of replies when it wakes, instead of being woken by each reply in turn.
-/// Written at once, each reply woke it again: SADD at `-P 16` made it sleep and wake
-/// 22,000-30,000 times per million requests (against Redis, 2,200-3,500), and the wake-ups (a
-/// cross-CPU interrupt each) were a quarter of the server's CPU time. With the yield:
-/// 4,700-5,500, and 661-685k -> 758-775k requests/s.
+/// The loop calls it at the end of the thread's turn (`threads::turn_end`), once the other
+/// ready connections have run: a client such as redis-benchmark, one thread driving 50
+/// connections, then finds a burst of replies when it wakes, instead of being woken by each
+/// reply in turn (a cross-CPU interrupt each). Written as soon as each request had run, SADD
+/// at `-P 16` made it sleep and wake 22,000-30,000 times per million requests (Redis:
+/// 2,200-3,500), and the wake-ups were a quarter of the server's CPU time; MSET at `-P 1`
+/// woke the client 167 times per 1,000 requests, against Redis's 47 and 43 now.
 fn write_now<W: AsyncWrite + Unpin>(
     writer: &mut W,
     output: &mut BytesMut,

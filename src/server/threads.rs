@@ -121,13 +121,17 @@ impl ConnThread {
     fn start(index: usize, turn_ends: TurnEnds) -> std::io::Result<ConnThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .on_thread_park(move || turn_ends())
+            .on_thread_park(move || {
+                turn_ends();
+                wake_turn_end_waiters();
+            })
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let join = std::thread::Builder::new()
             .name(format!("strata-conn-{index}"))
             .spawn(move || {
+                CONN_THREAD.with(|conn_thread| conn_thread.set(true));
                 // Ends when the sender is dropped (`stop`) or sends.
                 let _ = runtime.block_on(stopped);
                 runtime.shutdown_background();
@@ -139,6 +143,44 @@ impl ConnThread {
             join: parking_lot::Mutex::new(Some(join)),
         })
     }
+}
+
+thread_local! {
+    /// Whether this thread is a connection thread, whose park hook ends turns.
+    static CONN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tasks of this thread waiting for the end of its turn (`turn_end`).
+    static TURN_END_WAITERS: std::cell::RefCell<Vec<std::task::Waker>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Wakes the tasks waiting for the end of this thread's turn. Called when the event loop has
+/// nothing left to run; the tasks woken run before it waits (tokio looks at its queue again
+/// after the park hook).
+fn wake_turn_end_waiters() {
+    let waiters = TURN_END_WAITERS.with(|waiters| std::mem::take(&mut *waiters.borrow_mut()));
+    for waiter in waiters {
+        waiter.wake();
+    }
+}
+
+/// Completes once the connection thread has run everything else that was ready: Redis's
+/// `beforeSleep`, where it writes the replies of the whole turn. It costs the task one more
+/// poll, and saves the client a wake-up per reply. On a thread that is not a connection
+/// thread nothing would wake it, so there it completes at once.
+pub async fn turn_end() {
+    if !CONN_THREAD.with(std::cell::Cell::get) {
+        return;
+    }
+    let mut registered = false;
+    std::future::poll_fn(|context| {
+        if registered {
+            return std::task::Poll::Ready(());
+        }
+        registered = true;
+        TURN_END_WAITERS.with(|waiters| waiters.borrow_mut().push(context.waker().clone()));
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Counts a connection out of its thread when its task ends, however it ends.
@@ -153,6 +195,39 @@ impl Drop for Served {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `turn_end` lets every other ready task of the thread run first, and then completes
+    /// without any outside event; off a connection thread it completes at once.
+    #[test]
+    fn turn_end_waits_for_the_rest_of_the_turn() {
+        let threads = ConnThreads::start(1, Arc::new(|| {})).expect("threads");
+        let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (done, finished) = std::sync::mpsc::channel();
+        let handle = &threads.threads[0].handle;
+        // Both tasks are queued before the thread runs either: spawned from inside the thread.
+        let spawner = handle.clone();
+        let (first, second) = (order.clone(), order.clone());
+        handle.spawn(async move {
+            spawner.spawn(async move {
+                first.lock().push("first starts");
+                turn_end().await;
+                first.lock().push("first ends");
+                let _ = done.send(());
+            });
+            spawner.spawn(async move {
+                second.lock().push("second runs");
+            });
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the turn ended");
+        assert_eq!(*order.lock(), ["first starts", "second runs", "first ends"]);
+        threads.stop();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(turn_end());
+    }
 
     /// Connections go to the thread serving the fewest, are served on it (not on the runtime
     /// that accepted them), and leave the count when they end.

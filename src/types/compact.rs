@@ -68,6 +68,16 @@ impl CompactBytes {
         }
     }
 
+    /// Replaces the bytes with `bytes`, reusing the heap allocation when the length is the
+    /// same (an update of a fixed-size value then allocates nothing).
+    pub fn assign(&mut self, bytes: &[u8]) {
+        match self {
+            CompactBytes::Heap(held) if held.len() == bytes.len() => held.copy_from_slice(bytes),
+            _ => *self = CompactBytes::new(bytes),
+        }
+        debug_assert_eq!(self.as_slice(), bytes);
+    }
+
     pub fn from_vec(bytes: Vec<u8>) -> CompactBytes {
         if bytes.len() <= INLINE_BYTES_MAX {
             CompactBytes::new(&bytes)

@@ -134,7 +134,7 @@ impl Hash {
                 match pairs.iter_mut().find(|(name, _)| name.as_slice() == field) {
                     Some((_, slot)) => {
                         // Replaced in place: a listpack keeps the field's position.
-                        *slot = CompactBytes::new(value);
+                        slot.assign(value);
                         false
                     }
                     None => {
@@ -143,9 +143,20 @@ impl Hash {
                     }
                 }
             }
-            Encoding::Table(dict) => dict
-                .insert(CompactBytes::new(field), CompactBytes::new(value))
-                .is_none(),
+            Encoding::Table(dict) => {
+                let hash = dict.hash(field);
+                match dict.get_mut_hashed(hash, field) {
+                    Some(slot) => {
+                        slot.assign(value);
+                        false
+                    }
+                    None => {
+                        let (field, value) = (CompactBytes::new(field), CompactBytes::new(value));
+                        dict.insert_new_hashed(hash, field, value);
+                        true
+                    }
+                }
+            }
         };
         if self.is_listpack() && self.len() > limits.entries_max {
             self.convert();

@@ -171,10 +171,11 @@ impl Set {
             unreachable!("converted above");
         };
         member.with_bytes(|bytes| {
-            if table.contains_key(bytes) {
+            let hash = table.hash(bytes);
+            if table.get_hashed(hash, bytes).is_some() {
                 false
             } else {
-                table.insert_new(CompactBytes::new(bytes), ());
+                table.insert_new_hashed(hash, CompactBytes::new(bytes), ());
                 true
             }
         })

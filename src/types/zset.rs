@@ -149,12 +149,18 @@ impl ZSet {
     /// Changes an existing member's score.
     pub fn update(&mut self, member: &[u8], score: f64) {
         assert!(!score.is_nan(), "a NaN score never reaches the set");
-        let removed = self.remove(member);
-        debug_assert!(removed.is_some(), "update is for present members");
-        // The member was present, so the set cannot need converting: re-insert in place.
         match &mut self.repr {
-            Repr::Listpack(entries) => listpack_insert(entries, score, member),
-            Repr::Skiplist(indexed) => indexed.insert(score, member),
+            Repr::Listpack(_) => {
+                let removed = self.remove(member);
+                debug_assert!(removed.is_some(), "update is for present members");
+                // The member was present, so the set cannot need converting.
+                if let Repr::Listpack(entries) = &mut self.repr {
+                    listpack_insert(entries, score, member);
+                }
+            }
+            // The dict entry stays where it is (Redis's zsetAdd updates the score in place);
+            // only the tree moves the member.
+            Repr::Skiplist(indexed) => indexed.update(member, score),
         }
     }
 
@@ -402,6 +408,17 @@ impl Indexed {
     fn insert(&mut self, score: f64, member: &[u8]) {
         let previous = self.scores.insert(CompactBytes::new(member), score);
         assert!(previous.is_none(), "insert is for new members");
+        self.tree.insert(score, CompactBytes::new(member));
+    }
+
+    fn update(&mut self, member: &[u8], score: f64) {
+        let slot = self
+            .scores
+            .get_mut(member)
+            .expect("update is for present members");
+        let previous = std::mem::replace(slot, score);
+        let removed = self.tree.remove(previous, member);
+        assert!(removed, "the tree holds every member of the dict");
         self.tree.insert(score, CompactBytes::new(member));
     }
 
