@@ -157,10 +157,21 @@ thread_local! {
 /// nothing left to run; the tasks woken run before it waits (tokio looks at its queue again
 /// after the park hook).
 fn wake_turn_end_waiters() {
-    let waiters = TURN_END_WAITERS.with(|waiters| std::mem::take(&mut *waiters.borrow_mut()));
-    for waiter in waiters {
+    let mut waiters = TURN_END_WAITERS.with(|waiters| std::mem::take(&mut *waiters.borrow_mut()));
+    if waiters.is_empty() {
+        return;
+    }
+    // A wake only queues the task: none registers again until the loop polls it.
+    for waiter in waiters.drain(..) {
         waiter.wake();
     }
+    // The emptied vector goes back, so a busy thread does not allocate one per turn.
+    TURN_END_WAITERS.with(|current| {
+        let mut current = current.borrow_mut();
+        if current.is_empty() {
+            *current = waiters;
+        }
+    });
 }
 
 /// Completes once the connection thread has run everything else that was ready: Redis's
