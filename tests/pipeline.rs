@@ -119,3 +119,52 @@ fn a_client_readied_inside_a_run_is_served_before_the_next_command() {
     assert_eq!(outcomes[0], outcomes[1]);
     assert!(outcomes[1].1.contains('a'), "{:?}", outcomes[1]);
 }
+
+/// A client streaming requests that get no reply (`CLIENT REPLY OFF`) as fast as it can
+/// keeps its connection thread busy; the other clients of that thread, whose replies wait
+/// for the end of the thread's turn, still get them promptly. Whether the stream keeps the
+/// thread from ever running out of work depends on how fast it arrives (here it does not
+/// quite: this passes without the bound on the wait too); the unit test
+/// `a_busy_thread_still_ends_turns` forces that case, and the bound (`threads::tick`) is
+/// what answers it.
+#[test]
+fn a_client_streaming_without_replies_does_not_hold_back_the_others() {
+    let server = Server::strata(&["--io-threads", "1"]);
+    let mut streamer = server.connect();
+    // CLIENT REPLY OFF gets no reply either.
+    streamer.send_command(&["CLIENT", "REPLY", "OFF"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streaming = {
+        let stop = stop.clone();
+        let chunk: Vec<u8> = (0..2000)
+            .flat_map(|i| encode_command(&["SET", "streamed", &i.to_string()]))
+            .collect();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if streamer.try_send(&chunk).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    // Let the stream fill the socket first.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = server.connect();
+    for _ in 0..20 {
+        other.send_command(&["PING"]);
+        let reply = other.read_reply_within(Duration::from_secs(5));
+        assert_eq!(
+            reply.expect("PONG while the other client streams"),
+            b"+PONG\r\n"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let chunks = streaming.join().expect("the streaming thread");
+    assert!(
+        chunks > 0,
+        "the stream was running while the PINGs were answered"
+    );
+}

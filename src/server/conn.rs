@@ -111,6 +111,7 @@ pub async fn serve<S>(
     let killed = handle.killed();
     tokio::pin!(killed);
     loop {
+        super::threads::tick();
         if closing && wire.output.is_empty() {
             break;
         }

@@ -23,6 +23,13 @@ const IO_THREADS_MAX: usize = 128;
 /// How long stopping waits for the threads to drop their connections.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Connection loop iterations (`tick`) after which the connections waiting for the end of
+/// the turn are woken even though it has not ended. The turn ends when nothing is left to
+/// run, which a client streaming requests that get no reply (a large value arriving in
+/// pieces, `CLIENT REPLY OFF`) can put off for as long as it streams: everyone else's
+/// replies would wait that long. Fifty busy clients make about a hundred ticks a turn.
+const TURN_TICKS_MAX: u32 = 256;
+
 /// What a connection thread does at the end of each turn of its event loop.
 pub type TurnEnds = Arc<dyn Fn() + Send + Sync>;
 
@@ -148,6 +155,8 @@ impl ConnThread {
 thread_local! {
     /// Whether this thread is a connection thread, whose park hook ends turns.
     static CONN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Connection loop iterations since the waiters were last woken (`tick`).
+    static TICKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     /// Tasks of this thread waiting for the end of its turn (`turn_end`).
     static TURN_END_WAITERS: std::cell::RefCell<Vec<std::task::Waker>> =
         const { std::cell::RefCell::new(Vec::new()) };
@@ -157,6 +166,7 @@ thread_local! {
 /// nothing left to run; the tasks woken run before it waits (tokio looks at its queue again
 /// after the park hook).
 fn wake_turn_end_waiters() {
+    TICKS.set(0);
     let mut waiters = TURN_END_WAITERS.with(|waiters| std::mem::take(&mut *waiters.borrow_mut()));
     if waiters.is_empty() {
         return;
@@ -172,6 +182,17 @@ fn wake_turn_end_waiters() {
             *current = waiters;
         }
     });
+}
+
+/// Counts one iteration of a connection's loop; past `TURN_TICKS_MAX` since the waiters
+/// were last woken, wakes them without waiting for the turn to end.
+pub fn tick() {
+    let ticks = TICKS.get() + 1;
+    if ticks < TURN_TICKS_MAX {
+        TICKS.set(ticks);
+        return;
+    }
+    wake_turn_end_waiters();
 }
 
 /// Completes once the connection thread has run everything else that was ready: Redis's
@@ -238,6 +259,31 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(turn_end());
+    }
+
+    /// A task that never lets the thread run out of work (it yields, as a client streaming
+    /// input does when its read budget runs out) would keep the turn from ending; `tick`
+    /// bounds the wait instead.
+    #[test]
+    fn a_busy_thread_still_ends_turns() {
+        let threads = ConnThreads::start(1, Arc::new(|| {})).expect("threads");
+        let (done, finished) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicUsize::new(0));
+        let spinning = stop.clone();
+        threads.threads[0].handle.spawn(async move {
+            while spinning.load(Ordering::Relaxed) == 0 {
+                tick();
+                tokio::task::yield_now().await;
+            }
+        });
+        threads.threads[0].handle.spawn(async move {
+            turn_end().await;
+            let _ = done.send(());
+        });
+        let ended = finished.recv_timeout(std::time::Duration::from_secs(10));
+        stop.store(1, Ordering::Relaxed);
+        ended.expect("the waiter was woken while the other task kept the thread busy");
+        threads.stop();
     }
 
     /// Connections go to the thread serving the fewest, are served on it (not on the runtime
