@@ -23,11 +23,11 @@ const IO_THREADS_MAX: usize = 128;
 /// How long stopping waits for the threads to drop their connections.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Connection loop iterations (`tick`) after which the connections waiting for the end of
-/// the turn are woken even though it has not ended. The turn ends when nothing is left to
-/// run, which a client streaming requests that get no reply (a large value arriving in
-/// pieces, `CLIENT REPLY OFF`) can put off for as long as it streams: everyone else's
-/// replies would wait that long. Fifty busy clients make about a hundred ticks a turn.
+/// Connection loop iterations (`tick`) after which a turn ends even though the event loop
+/// still has work. The turn ends when nothing is left to run, which a client streaming
+/// requests that get no reply (a large value arriving in pieces, `CLIENT REPLY OFF`) can put
+/// off for as long as it streams: everyone else's replies, and the AOF's fsync under
+/// `always`, would wait that long. Fifty busy clients make about a hundred ticks a turn.
 const TURN_TICKS_MAX: u32 = 256;
 
 /// What a connection thread does at the end of each turn of its event loop.
@@ -49,7 +49,8 @@ struct ConnThread {
 
 impl ConnThreads {
     /// Starts `count` threads (at least one). Each calls `turn_ends` when its event loop has
-    /// run everything ready and is about to wait for more (where Redis's `beforeSleep` runs).
+    /// run everything ready and is about to wait for more (where Redis's `beforeSleep` runs),
+    /// or, on a thread that stays busy, every `TURN_TICKS_MAX` connection-loop iterations.
     pub fn start(count: usize, turn_ends: TurnEnds) -> std::io::Result<ConnThreads> {
         let threads = (0..count.max(1))
             .map(|index| ConnThread::start(index, turn_ends.clone()))
@@ -128,17 +129,17 @@ impl ConnThread {
     fn start(index: usize, turn_ends: TurnEnds) -> std::io::Result<ConnThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .on_thread_park(move || {
-                turn_ends();
-                wake_turn_end_waiters();
-            })
+            .on_thread_park(end_turn)
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let join = std::thread::Builder::new()
             .name(format!("strata-conn-{index}"))
             .spawn(move || {
-                CONN_THREAD.with(|conn_thread| conn_thread.set(true));
+                // A fresh thread: nothing set it before.
+                TURN_ENDS.with(|hook| {
+                    let _ = hook.set(turn_ends);
+                });
                 // Ends when the sender is dropped (`stop`) or sends.
                 let _ = runtime.block_on(stopped);
                 runtime.shutdown_background();
@@ -153,20 +154,27 @@ impl ConnThread {
 }
 
 thread_local! {
-    /// Whether this thread is a connection thread, whose park hook ends turns.
-    static CONN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Connection loop iterations since the waiters were last woken (`tick`).
+    /// What ends a turn on this thread besides the replies (`ConnThreads::start`'s argument);
+    /// set on connection threads only.
+    static TURN_ENDS: std::cell::OnceCell<TurnEnds> = const { std::cell::OnceCell::new() };
+    /// Connection loop iterations since the turn last ended (`tick`).
     static TICKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     /// Tasks of this thread waiting for the end of its turn (`turn_end`).
     static TURN_END_WAITERS: std::cell::RefCell<Vec<std::task::Waker>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Wakes the tasks waiting for the end of this thread's turn. Called when the event loop has
-/// nothing left to run; the tasks woken run before it waits (tokio looks at its queue again
-/// after the park hook).
-fn wake_turn_end_waiters() {
+/// Ends this thread's turn: runs what the thread was started with (the AOF's nudge) and
+/// wakes the tasks waiting in `turn_end`. The park hook calls it when the event loop has
+/// nothing left to run (the tasks woken run before it waits: tokio looks at its queue again
+/// after the hook), and `tick` when a busy thread has not got there for a while.
+fn end_turn() {
     TICKS.set(0);
+    TURN_ENDS.with(|hook| {
+        if let Some(turn_ends) = hook.get() {
+            turn_ends();
+        }
+    });
     let mut waiters = TURN_END_WAITERS.with(|waiters| std::mem::take(&mut *waiters.borrow_mut()));
     if waiters.is_empty() {
         return;
@@ -184,15 +192,15 @@ fn wake_turn_end_waiters() {
     });
 }
 
-/// Counts one iteration of a connection's loop; past `TURN_TICKS_MAX` since the waiters
-/// were last woken, wakes them without waiting for the turn to end.
+/// Counts one iteration of a connection's loop; past `TURN_TICKS_MAX` since the turn last
+/// ended, ends it without waiting for the event loop to run out of work.
 pub fn tick() {
     let ticks = TICKS.get() + 1;
     if ticks < TURN_TICKS_MAX {
         TICKS.set(ticks);
         return;
     }
-    wake_turn_end_waiters();
+    end_turn();
 }
 
 /// Completes once the connection thread has run everything else that was ready: Redis's
@@ -200,7 +208,7 @@ pub fn tick() {
 /// poll, and saves the client a wake-up per reply. On a thread that is not a connection
 /// thread nothing would wake it, so there it completes at once.
 pub async fn turn_end() {
-    if !CONN_THREAD.with(std::cell::Cell::get) {
+    if TURN_ENDS.with(|hook| hook.get().is_none()) {
         return;
     }
     let mut registered = false;
@@ -263,10 +271,18 @@ mod tests {
 
     /// A task that never lets the thread run out of work (it yields, as a client streaming
     /// input does when its read budget runs out) would keep the turn from ending; `tick`
-    /// bounds the wait instead.
+    /// ends it instead: the waiters are woken and the thread's hook runs.
     #[test]
     fn a_busy_thread_still_ends_turns() {
-        let threads = ConnThreads::start(1, Arc::new(|| {})).expect("threads");
+        let ended = Arc::new(AtomicUsize::new(0));
+        let counting = ended.clone();
+        let threads = ConnThreads::start(
+            1,
+            Arc::new(move || {
+                counting.fetch_add(1, Ordering::Relaxed);
+            }),
+        )
+        .expect("threads");
         let (done, finished) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicUsize::new(0));
         let spinning = stop.clone();
@@ -280,9 +296,15 @@ mod tests {
             turn_end().await;
             let _ = done.send(());
         });
-        let ended = finished.recv_timeout(std::time::Duration::from_secs(10));
+        let woken = finished.recv_timeout(std::time::Duration::from_secs(10));
+        // Read before the spinner stops: from then on the thread parks and ends turns anyway.
+        let ends_while_busy = ended.load(Ordering::Relaxed);
         stop.store(1, Ordering::Relaxed);
-        ended.expect("the waiter was woken while the other task kept the thread busy");
+        woken.expect("the waiter was woken while the other task kept the thread busy");
+        assert!(
+            ends_while_busy > 0,
+            "the thread's own end of turn (the AOF's nudge) ran too"
+        );
         threads.stop();
     }
 
