@@ -3,17 +3,19 @@
 #
 # Throughput: redis-benchmark (50 clients) for SET, GET, INCR, MSET, LPUSH, LPOP, SADD, HSET,
 # ZADD, LRANGE_100, and XADD, PUBLISH, SETBIT, PFADD (as `COMMAND args`) at -P 1 and -P 16,
-# interleaved (redis then strata, ROUNDS times) so
-# machine noise hits both alike; the median of the rounds is reported, with strata/redis as a
-# ratio. The tests run in that order on the same servers, so both see the same data: LPOP
+# interleaved (ROUNDS times, redis first in odd rounds and strata first in even ones) so
+# machine noise and any drift within a round hit both alike; the median of the rounds is
+# reported, with strata/redis as a ratio. With two CPUs or more, both servers run on CPU 0
+# and redis-benchmark on CPU 1 (`taskset`, as Redis's benchmarking notes advise), so the
+# scheduler does not put the client beside the server it measures; PIN=0 turns that off. The tests run in that order on the same servers, so both see the same data: LPOP
 # pops what LPUSH pushed (as many requests, so the list never runs dry), and LRANGE_100 first
 # pushes its own elements (redis-benchmark's "LPUSH (needed to benchmark LRANGE)" step).
 # Memory: 1,000,000 keys of 16-byte keys and 16-byte values loaded with redis-cli --pipe into
 # fresh servers; reports bytes per key from INFO's used_memory and from the RSS delta.
 #
-# Usage: benches/compare.sh            (about 8 minutes)
+# Usage: benches/compare.sh            (about 10 minutes)
 #        QUICK=1 benches/compare.sh    (smoke run: small counts, one round)
-# Knobs: ROUNDS, CLIENTS, VALUE_BYTES, REQUESTS_P1, REQUESTS_P16, LRANGE_REQUESTS_P1,
+# Knobs: ROUNDS, PIN, CLIENTS, VALUE_BYTES, REQUESTS_P1, REQUESTS_P16, LRANGE_REQUESTS_P1,
 #        LRANGE_REQUESTS_P16, MEMORY_KEYS, TESTS (a subset, e.g. TESTS="zadd lrange_100").
 # Needs redis-server, redis-cli and redis-benchmark (apt-get install -y redis-server redis-tools).
 set -euo pipefail
@@ -21,6 +23,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+PIN=${PIN:-1}
+if [[ "$PIN" == "1" ]] && { ! command -v taskset >/dev/null || (($(nproc) < 2)); }; then
+    PIN=0
+fi
+# How servers and the client are started: on their own CPUs when pinning.
+SERVER_CPU=()
+CLIENT_CPU=()
+if [[ "$PIN" == "1" ]]; then
+    SERVER_CPU=(taskset -c 0)
+    CLIENT_CPU=(taskset -c 1)
+fi
 CLIENTS=${CLIENTS:-50}
 VALUE_BYTES=${VALUE_BYTES:-64}
 REQUESTS_P1=${REQUESTS_P1:-200000}
@@ -109,10 +122,10 @@ start_servers() {
     while [[ "$STRATA_PORT" == "$REDIS_PORT" ]]; do STRATA_PORT=$(free_port); done
     rm -rf "$WORK/redis" "$WORK/strata"
     mkdir -p "$WORK/redis" "$WORK/strata"
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    "${SERVER_CPU[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$WORK/redis" --logfile "$WORK/redis.log" &
     REDIS_PID=$!
-    "$STRATA_BIN" --port "$STRATA_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    "${SERVER_CPU[@]}" "$STRATA_BIN" --port "$STRATA_PORT" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$WORK/strata" --logfile "$WORK/strata.log" &
     STRATA_PID=$!
     wait_ready "$REDIS_PORT"
@@ -135,13 +148,13 @@ bench_rps() {
         pfadd) custom=(PFADD hll element:__rand_int__) ;;
     esac
     if ((${#custom[@]} > 0)); then
-        rps=$(timeout 120 redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" -P "$pipeline" \
+        rps=$(timeout 120 "${CLIENT_CPU[@]}" redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" -P "$pipeline" \
             -r 100000 --csv "${custom[@]}" 2>/dev/null |
             awk -F'","' 'NR == 2 { print $2; exit }' | tr -d '"') || true
         echo "${rps:-0}"
         return
     fi
-    rps=$(timeout 120 redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" -P "$pipeline" \
+    rps=$(timeout 120 "${CLIENT_CPU[@]}" redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" -P "$pipeline" \
         -d "$VALUE_BYTES" -r 100000 -t "$test" --csv 2>/dev/null |
         awk -F'","' -v name="${test^^}" 'NR > 1 {
             label = $1
@@ -160,7 +173,7 @@ ratio() {
 }
 
 start_servers
-echo "redis-server $(redis-server --version | awk '{print $3}') on $REDIS_PORT, strata on $STRATA_PORT; $ROUNDS round(s), $CLIENTS clients, ${VALUE_BYTES}-byte values" >&2
+echo "redis-server $(redis-server --version | awk '{print $3}') on $REDIS_PORT, strata on $STRATA_PORT; $ROUNDS round(s), $CLIENTS clients, ${VALUE_BYTES}-byte values, pinned: $PIN" >&2
 
 RESULTS=()
 for test in $TESTS; do
@@ -175,8 +188,13 @@ for test in $TESTS; do
         strata_runs=""
         for round in $(seq 1 "$ROUNDS"); do
             echo "  $test -P $pipeline round $round/$ROUNDS" >&2
-            redis_runs+="$(bench_rps "$REDIS_PORT" "$test" "$pipeline" "$requests")"$'\n'
-            strata_runs+="$(bench_rps "$STRATA_PORT" "$test" "$pipeline" "$requests")"$'\n'
+            if ((round % 2 == 1)); then
+                redis_runs+="$(bench_rps "$REDIS_PORT" "$test" "$pipeline" "$requests")"$'\n'
+                strata_runs+="$(bench_rps "$STRATA_PORT" "$test" "$pipeline" "$requests")"$'\n'
+            else
+                strata_runs+="$(bench_rps "$STRATA_PORT" "$test" "$pipeline" "$requests")"$'\n'
+                redis_runs+="$(bench_rps "$REDIS_PORT" "$test" "$pipeline" "$requests")"$'\n'
+            fi
         done
         redis_rps=$(printf '%s' "$redis_runs" | grep -v '^$' | median)
         strata_rps=$(printf '%s' "$strata_runs" | grep -v '^$' | median)

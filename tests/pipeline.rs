@@ -81,6 +81,61 @@ fn runs_of_multi_key_commands_reply_as_redis_does() {
     same_as_redis(&lines, b"");
 }
 
+/// A run locates a key once for the commands after it that name the same key, and their
+/// look-ups take its shard and hash from there: the key changing under them (renamed,
+/// deleted, moved, expiring, recreated with another type) must still answer as Redis does.
+#[test]
+fn runs_on_one_key_reply_as_redis_does() {
+    let mut lines: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        for i in 0..20 {
+            lines.push(format!("SADD s m{i}"));
+        }
+        lines.extend(
+            [
+                "SCARD s",
+                "RENAME s t",
+                "SADD s again",
+                "SMEMBERS s",
+                "SCARD t",
+                "DEL t",
+                "INCR n",
+                "INCR n",
+                "INCRBY n 5",
+                "PEXPIRE n 1",
+                "DEBUG SLEEP 0.01",
+                "INCR n",
+                "INCR n",
+                "GETDEL n",
+                "INCR n",
+                "MOVE n 1",
+                "INCR n",
+                "COPY n n2",
+                "GET n2",
+                "HSET h f v",
+                "HSET h f w",
+                "HGET h f",
+                "DEL h",
+                "LPUSH h x",
+                "HSET h f v",
+                "LPOP h",
+                "HSET h f v",
+                "SET e x EX 100",
+                "SET e y",
+                "TTL e",
+                "DEL s n n2 h e",
+            ]
+            .iter()
+            .map(|line| line.to_string()),
+        );
+    }
+    lines.push("SELECT 1".to_string());
+    lines.push("GET n".to_string());
+    lines.push("DEL n".to_string());
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    same_as_redis(&lines, b"");
+}
+
 #[test]
 fn a_protocol_error_after_a_run_comes_after_its_replies() {
     same_as_redis(

@@ -5,7 +5,7 @@
 //! (lazily expired keys as DEL, then the command or its rewrite) while the locks are still
 //! held, so the log's order is the keyspace's -> release -> statistics and slowlog.
 
-use super::table::{flags, range_iter, table, Command, Lock};
+use super::table::{flags, range_iter, table, Command, KeyRange, Lock};
 use crate::error::{error_code, CmdResult, Error};
 use crate::keyspace::locked::{Located, Prefetched};
 use crate::keyspace::Locked;
@@ -292,25 +292,7 @@ fn lock_for<'a>(
     }
     let mut keys: Vec<&[u8]> = extra.to_vec();
     for (command, args) in commands {
-        match command.lock {
-            Lock::None | Lock::All | Lock::AllNaming(_) => {}
-            Lock::Keys => keys.extend(
-                range_iter(
-                    command.first_key,
-                    command.last_key,
-                    command.key_step,
-                    args.len(),
-                )
-                .filter_map(|i| args.get(i))
-                .map(|k| &k[..]),
-            ),
-            Lock::Custom(find) => keys.extend(
-                find(args)
-                    .iter()
-                    .filter_map(|&i| args.get(i))
-                    .map(|k| &k[..]),
-            ),
-        }
+        keys.extend(keys_to_lock(command, args).into_iter().flatten());
     }
     keyspace.lock_keys(keys, now_ms)
 }
@@ -553,28 +535,41 @@ fn keys_to_lock<'x>(command: &Command, args: &'x [Bytes]) -> Option<SmallVec<[&'
 }
 
 /// Where those keys are among `args`, without collecting them (`run_command` only counts).
-fn lock_positions(command: &Command, args: &[Bytes]) -> Option<impl Iterator<Item = usize>> {
-    let (range, found) = match command.lock {
-        Lock::None | Lock::All | Lock::AllNaming(_) => return None,
-        Lock::Keys => (
-            Some(range_iter(
-                command.first_key,
-                command.last_key,
-                command.key_step,
-                args.len(),
-            )),
-            None,
-        ),
-        Lock::Custom(find) => (None, Some(find(args))),
-    };
-    let argc = args.len();
-    Some(
-        range
-            .into_iter()
-            .flatten()
-            .chain(found.into_iter().flatten())
-            .filter(move |&i| i < argc),
-    )
+fn lock_positions(command: &Command, args: &[Bytes]) -> Option<LockPositions> {
+    match command.lock {
+        Lock::None | Lock::All | Lock::AllNaming(_) => None,
+        Lock::Keys => Some(LockPositions::Range(range_iter(
+            command.first_key,
+            command.last_key,
+            command.key_step,
+            args.len(),
+        ))),
+        Lock::Custom(find) => Some(LockPositions::Found {
+            positions: find(args).into_iter(),
+            argc: args.len(),
+        }),
+    }
+}
+
+/// The positions `lock_positions` yields: a command's key range (always within its
+/// arguments), or what its key finder computed, kept to the arguments there are.
+enum LockPositions {
+    Range(KeyRange),
+    Found {
+        positions: std::vec::IntoIter<usize>,
+        argc: usize,
+    },
+}
+
+impl Iterator for LockPositions {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            LockPositions::Range(range) => range.next(),
+            LockPositions::Found { positions, argc } => positions.find(|&at| at < *argc),
+        }
+    }
 }
 
 /// Requests of a pipeline run on one hold of the locks at most (`dispatch_run`): a long
@@ -644,6 +639,7 @@ pub fn dispatch_run(
         bounds: &bounds,
         located: SmallVec::new(),
         located_of: SmallVec::new(),
+        repeats: SmallVec::new(),
     };
     prefetch.slots(&ks, db, 0);
     prefetch.slots(&ks, db, 1);
@@ -664,7 +660,9 @@ pub fn dispatch_run(
         ks.next_command(now_us / 1000);
         prefetch.slots(&ks, db, index + 2);
         prefetch.nodes(&ks, db, index + 1);
+        ks.set_hints(prefetch.located(index));
         let outcome = invoke_published(server, session, command, args, &mut ks, now_us);
+        ks.clear_hints();
         let ready = std::mem::take(&mut ks.ready);
         let stop = !ready.is_empty() || outcome.action.is_some();
         replies.push((outcome.reply, outcome.action));
@@ -690,6 +688,9 @@ struct RunPrefetch<'r> {
     located: SmallVec<[Located; 4 * RUN_REQUESTS_MAX]>,
     /// Command `i`'s keys in `located`.
     located_of: SmallVec<[std::ops::Range<usize>; RUN_REQUESTS_MAX]>,
+    /// Whether command `i` names the same keys as the one before it (located and fetched
+    /// already).
+    repeats: SmallVec<[bool; RUN_REQUESTS_MAX]>,
 }
 
 impl RunPrefetch<'_> {
@@ -704,21 +705,44 @@ impl RunPrefetch<'_> {
             index,
             "commands are located in order"
         );
+        // A run of commands on one key (LPUSH, SADD, HSET on one collection) locates it
+        // once: each command's hints still name its own argument's slice.
+        let keys = &self.keys[start..end];
         let first = self.located.len();
-        self.located.extend(
-            self.keys[start..end]
-                .iter()
-                .filter_map(|key| ks.locate(db, key)),
-        );
+        if let Some(previous) = index.checked_sub(1) {
+            let range = self.located_of[previous].clone();
+            // Every key of the command before was located (no gaps), so they pair up.
+            if self.keys[self.bounds[previous]..start] == *keys && range.len() == keys.len() {
+                for (at, key) in range.zip(keys) {
+                    let mut located = self.located[at];
+                    located.rebind(key);
+                    self.located.push(located);
+                }
+                self.located_of.push(first..self.located.len());
+                self.repeats.push(true);
+                return;
+            }
+        }
+        self.located
+            .extend(keys.iter().filter_map(|key| ks.locate(db, key)));
         self.located_of.push(first..self.located.len());
+        self.repeats.push(false);
         ks.prefetch_slots(db, &self.located[first..]);
     }
 
-    /// Starts fetching the nodes of command `index`'s keys (located by `slots` before).
+    /// Starts fetching the nodes of command `index`'s keys (located by `slots` before), unless
+    /// the command before it named the same keys.
     fn nodes(&self, ks: &Locked<'_>, db: usize, index: usize) {
-        if let Some(range) = self.located_of.get(index) {
+        if let (Some(range), Some(false)) = (self.located_of.get(index), self.repeats.get(index)) {
             ks.prefetch_nodes(db, &self.located[range.clone()]);
         }
+    }
+
+    /// Command `index`'s keys, located (by `slots`, which a run calls ahead of each command).
+    fn located(&self, index: usize) -> &[Located] {
+        self.located_of
+            .get(index)
+            .map_or(&[], |range| &self.located[range.clone()])
     }
 }
 

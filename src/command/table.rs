@@ -437,18 +437,51 @@ pub fn range_positions(first: i32, last: i32, step: i32, argc: usize) -> Vec<usi
 }
 
 /// The same positions without allocating (the executor's hot path).
-pub fn range_iter(first: i32, last: i32, step: i32, argc: usize) -> impl Iterator<Item = usize> {
-    let last = if last < 0 { argc as i32 + last } else { last };
-    let last = last.min(argc as i32 - 1);
-    // An invalid spec (no keys) yields an empty range: first > last.
-    let (first, last) = if first > 0 && step > 0 {
-        (first, last)
+pub fn range_iter(first: i32, last: i32, step: i32, argc: usize) -> KeyRange {
+    let argc = argc as i64;
+    let last = if last < 0 {
+        argc + last as i64
     } else {
-        (1, 0)
+        last as i64
     };
-    (first..=last)
-        .step_by(step.max(1) as usize)
-        .map(|i| i as usize)
+    let last = last.min(argc - 1);
+    // An invalid spec (no keys) yields an empty range: next > last.
+    if first > 0 && step > 0 && last >= first as i64 {
+        KeyRange {
+            next: first as usize,
+            last: last as usize,
+            step: step as usize,
+        }
+    } else {
+        KeyRange {
+            next: 1,
+            last: 0,
+            step: 1,
+        }
+    }
+}
+
+/// Key positions `next, next + step, ...` up to `last` inclusive: a plain counter, because
+/// the executor walks a command's key range several times per command and `StepBy` over a
+/// `RangeInclusive` cost more than the walk.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRange {
+    next: usize,
+    last: usize,
+    step: usize,
+}
+
+impl Iterator for KeyRange {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.next > self.last {
+            return None;
+        }
+        let at = self.next;
+        self.next += self.step;
+        Some(at)
+    }
 }
 
 /// A command's stored metadata text as JSON (it was written from a parsed tree, so it parses).

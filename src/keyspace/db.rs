@@ -120,10 +120,18 @@ impl Db {
         matches!(self.expire_at(key), Some(when) if when < now_ms)
     }
 
-    /// Finds `key`, deleting it first if it is past its expiry time; the hash is computed
-    /// once for both dicts (they share a hasher).
-    pub fn lookup_live(&mut self, key: &[u8], now_ms: u64) -> Live<'_> {
-        let hash = self.keys.hash(key);
+    /// Finds `key`, deleting it first if it is past its expiry time; the hash (`hash` if the
+    /// caller knows it) is computed once for both dicts (they share a hasher).
+    pub fn lookup_live(&mut self, key: &[u8], hash: Option<u64>, now_ms: u64) -> Live<'_> {
+        let hash = hash.unwrap_or_else(|| self.keys.hash(key));
+        debug_assert_eq!(hash, self.keys.hash(key));
+        if self.expires.is_empty() {
+            // Nothing here can be due: one walk of the chain, not two.
+            return match self.keys.get_mut_hashed(hash, key) {
+                Some(entry) => Live::Found(entry),
+                None => Live::Missing,
+            };
+        }
         let due = match self.keys.get_hashed(hash, key) {
             None => return Live::Missing,
             Some(entry) if entry.has_expire() => {

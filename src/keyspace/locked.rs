@@ -14,11 +14,25 @@ use crate::types::{CompactBytes, Value};
 use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 
-/// A key found in a hold (`Locked::locate`): its guard's position and its table hash.
+/// A key found in a hold (`Locked::locate`): its guard's position and its hash in its
+/// database's table, and which key it was (the address and length of the caller's slice,
+/// compared and never read: `Locked::set_hints`).
 #[derive(Clone, Copy)]
 pub struct Located {
     position: usize,
     hash: u64,
+    db: usize,
+    addr: usize,
+    len: usize,
+}
+
+impl Located {
+    /// The same key located at another slice of the same bytes (a later command's argument).
+    pub fn rebind(&mut self, key: &[u8]) {
+        debug_assert_eq!(self.len, key.len());
+        self.addr = key.as_ptr() as usize;
+        self.len = key.len();
+    }
 }
 
 /// Most commands touch one or two shards: keep their guards inline.
@@ -53,6 +67,9 @@ pub struct Locked<'a> {
     /// allocator's slow path when another thread allocated the value, and MSET's ten of them
     /// kept its shards locked longer than its ten look-ups did.
     overwritten: Vec<Value>,
+    /// The running command's keys as a run located them (`set_hints`): its look-ups take
+    /// their shard and hash from here instead of hashing the key twice more.
+    hints: SmallVec<[Located; 2]>,
 }
 
 /// Overwritten values a hold keeps to free after it (a transaction or a run of commands holds
@@ -160,6 +177,7 @@ impl<'a> Locked<'a> {
             lent: SmallVec::new(),
             overwritten: Vec::new(),
             prefetched: None,
+            hints: SmallVec::new(),
         }
     }
 
@@ -295,7 +313,45 @@ impl<'a> Locked<'a> {
         let position = self.guard_position(self.keyspace.shard_of(key))?;
         let (_, guard) = self.guards.get(position)?;
         let hash = guard.dbs.get(db)?.keys.hash(key);
-        Some(Located { position, hash })
+        Some(Located {
+            position,
+            hash,
+            db,
+            addr: key.as_ptr() as usize,
+            len: key.len(),
+        })
+    }
+
+    /// Tells the view where the next command's keys are (`locate`d by the run, from the
+    /// command's own arguments). A look-up recognises a key by its slice, the same memory
+    /// the run located, which the arguments keep alive and unchanged while the command
+    /// runs; `clear_hints` must follow the command, before that memory may be reused.
+    pub fn set_hints(&mut self, located: &[Located]) {
+        self.hints.clear();
+        self.hints.extend_from_slice(located);
+    }
+
+    pub fn clear_hints(&mut self) {
+        self.hints.clear();
+    }
+
+    /// `key`'s guard position, and its hash in `db` if a hint knows it.
+    fn position_and_hash(&self, db: usize, key: &[u8]) -> (usize, Option<u64>) {
+        match self.hint(key) {
+            Some(hint) if hint.db == db => (hint.position, Some(hint.hash)),
+            _ => (self.shard_index(key), None),
+        }
+    }
+
+    /// The hint for `key`, if the run located this very slice.
+    fn hint(&self, key: &[u8]) -> Option<&Located> {
+        if self.hints.is_empty() {
+            return None;
+        }
+        let addr = key.as_ptr() as usize;
+        self.hints
+            .iter()
+            .find(|hint| hint.addr == addr && hint.len == key.len())
     }
 
     /// Prefetching for a pipelined run (`dispatch_run`): a lookup is two dependent cache
@@ -337,6 +393,13 @@ impl<'a> Locked<'a> {
     }
 
     fn shard_index(&self, key: &[u8]) -> usize {
+        if let Some(hint) = self.hint(key) {
+            debug_assert_eq!(
+                self.guard_position(self.keyspace.shard_of(key)),
+                Some(hint.position)
+            );
+            return hint.position;
+        }
         let shard = self.keyspace.shard_of(key);
         match self.guard_position(shard) {
             Some(position) => position,
@@ -528,12 +591,12 @@ impl<'a> Locked<'a> {
     /// The live entry (deleting it first if it is due), without recording an access.
     fn live_entry_raw(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         let expire_ms = self.expire_ms;
-        let position = self.shard_index(key);
+        let (position, hash) = self.position_and_hash(db, key);
         let keyspace = self.keyspace;
         // Borrow the shard's fields apart: the entry comes from `dbs`, a WATCH touch on expiry
         // goes to `watched`.
         let Shard { dbs, watched, .. } = &mut *self.guards[position].1;
-        match dbs[db].lookup_live(key, expire_ms) {
+        match dbs[db].lookup_live(key, hash, expire_ms) {
             Live::Found(entry) => Some(entry),
             Live::Missing => None,
             Live::Expired(stored) => {
@@ -605,13 +668,13 @@ impl<'a> Locked<'a> {
         } else {
             0
         };
-        let position = self.shard_index(key);
+        let (position, hash) = self.position_and_hash(db, key);
         let global = &self.keyspace.snapshot;
         let Shard { dbs, snapshot, .. } = &mut *self.guards[position].1;
         let watching = super::snapshot::watching(global, snapshot, db);
         let slice = &mut dbs[db];
         let mut drop_ttl = false;
-        match slice.lookup_live(key, expire_ms) {
+        match slice.lookup_live(key, hash, expire_ms) {
             Live::Found(entry) => {
                 let old = std::mem::replace(&mut entry.value, value);
                 self.keyspace.tier.release(&old);

@@ -167,8 +167,16 @@ impl Keyspace {
         keys: impl IntoIterator<Item = &'k [u8]>,
         now_ms: u64,
     ) -> Locked<'a> {
-        let mut wanted: SmallVec<[usize; 8]> =
-            keys.into_iter().map(|key| self.shard_of(key)).collect();
+        // A pipelined run often names one key over and over (LPUSH, SADD, HSET on one
+        // collection): a repeat of the key before it is not hashed again.
+        let mut wanted: SmallVec<[usize; 8]> = SmallVec::new();
+        let mut previous: Option<&[u8]> = None;
+        for key in keys {
+            if previous != Some(key) {
+                wanted.push(self.shard_of(key));
+                previous = Some(key);
+            }
+        }
         wanted.sort_unstable();
         wanted.dedup();
         self.lock_shards(&wanted, now_ms)
