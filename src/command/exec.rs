@@ -292,7 +292,7 @@ fn lock_for<'a>(
     }
     let mut keys: Vec<&[u8]> = extra.to_vec();
     for (command, args) in commands {
-        keys.extend(keys_to_lock(command, args).into_iter().flatten());
+        push_keys_to_lock(command, args, &mut keys);
     }
     keyspace.lock_keys(keys, now_ms)
 }
@@ -534,6 +534,13 @@ fn keys_to_lock<'x>(command: &Command, args: &'x [Bytes]) -> Option<SmallVec<[&'
     lock_positions(command, args).map(|positions| positions.map(|i| &args[i][..]).collect())
 }
 
+/// `keys_to_lock` appended to `keys` (nothing for a command that locks all shards or none).
+fn push_keys_to_lock<'x>(command: &Command, args: &'x [Bytes], keys: &mut impl Extend<&'x [u8]>) {
+    if let Some(positions) = lock_positions(command, args) {
+        keys.extend(positions.map(|at| &args[at][..]));
+    }
+}
+
 /// Where those keys are among `args`, without collecting them (`run_command` only counts).
 fn lock_positions(command: &Command, args: &[Bytes]) -> Option<LockPositions> {
     match command.lock {
@@ -626,7 +633,7 @@ pub fn dispatch_run(
     let mut keys: SmallVec<[&[u8]; 4 * RUN_REQUESTS_MAX]> = SmallVec::new();
     let mut bounds: SmallVec<[usize; RUN_REQUESTS_MAX + 1]> = smallvec::smallvec![0];
     for (command, args) in requests {
-        keys.extend(keys_to_lock(command, args).into_iter().flatten());
+        push_keys_to_lock(command, args, &mut keys);
         bounds.push(keys.len());
     }
     let held_since_us = session.start_us(&*server.clock);
