@@ -142,10 +142,20 @@ pub fn dispatch(
     session: &mut Session,
     args: Vec<Bytes>,
 ) -> (Reply, Option<Action>) {
+    dispatch_resolved(server, session, args, None)
+}
+
+/// [`dispatch`] of a request whose command `run_command` already resolved (`resolved`).
+pub fn dispatch_resolved(
+    server: &Server,
+    session: &mut Session,
+    args: Vec<Bytes>,
+    resolved: Option<&'static Command>,
+) -> (Reply, Option<Action>) {
     debug_assert!(!args.is_empty());
     // Callers other than the connection (tests) do not publish deferred events themselves.
     crate::server::pubsub::publish_deferred(server, session);
-    let command = match resolve(&args) {
+    let command = match resolved.map(Ok).unwrap_or_else(|| resolve(&args)) {
         Ok(command) => command,
         Err((error, command)) => return reject(server, session, &args, error, command),
     };
@@ -593,19 +603,32 @@ const RUN_CONTENDED_HOLD_US: u64 = 2;
 /// runs of one-key commands, server CPU per request: LPUSH 1.72 -> 1.27 us, LPOP 1.80 ->
 /// 1.30, INCR 1.78 -> 1.45, SADD 1.90 -> 1.65; with 32 shards and no prefetch, runs had made
 /// SADD and HSET a third slower). Commands without keys run one by one.
-pub fn run_command(server: &Server, session: &Session, args: &[Bytes]) -> Option<&'static Command> {
-    if server
+pub fn run_command(server: &Server, session: &Session, args: &[Bytes]) -> Admission {
+    let Ok(command) = resolve(args) else {
+        return Admission::Alone(None);
+    };
+    let notifying = server
         .keyspace
         .notify_flags
         .load(std::sync::atomic::Ordering::Relaxed)
-        != 0
-    {
-        return None;
-    }
-    let command = resolve(args).ok()?;
+        != 0;
     let names_keys =
         lock_positions(command, args).is_some_and(|mut positions| positions.next().is_some());
-    (names_keys && runs_straight_away(server, session, command)).then_some(command)
+    if !notifying && names_keys && runs_straight_away(server, session, command) {
+        Admission::Run(command)
+    } else {
+        Admission::Alone(Some(command))
+    }
+}
+
+/// What `run_command` decided for a request.
+pub enum Admission {
+    /// It joins a run, as this command.
+    Run(&'static Command),
+    /// It goes through `dispatch_resolved` on its own: the command it names if it was
+    /// found with the right arity (`dispatch` need not look it up again), None if not
+    /// (`dispatch` finds the error to reply).
+    Alone(Option<&'static Command>),
 }
 
 /// Runs pipelined requests that `run_command` admitted (each with its command) on one hold

@@ -25,7 +25,10 @@ pub mod table;
 pub mod transactions;
 pub mod zsets;
 
-pub use exec::{dispatch, dispatch_run, run_command, Action, Ctx, Handler, RUN_REQUESTS_MAX};
+pub use exec::{
+    dispatch, dispatch_resolved, dispatch_run, run_command, Action, Admission, Ctx, Handler,
+    RUN_REQUESTS_MAX,
+};
 pub use table::{table, Command, Lock, Spec};
 
 /// Every family's specs; the table is built from these.

@@ -17,7 +17,9 @@
 
 use super::clients::{Outgoing, OutputClass, ReplyMode, Session};
 use super::state::{Server, ShutdownRequest};
-use crate::command::{dispatch, dispatch_run, run_command, Action, RUN_REQUESTS_MAX};
+use crate::command::{
+    dispatch, dispatch_resolved, dispatch_run, run_command, Action, Admission, RUN_REQUESTS_MAX,
+};
 use crate::protocol::parser::{Limits, RequestParser};
 use crate::protocol::Reply;
 use bytes::{Buf, Bytes, BytesMut};
@@ -398,15 +400,15 @@ fn run_requests_chained(server: &Server, session: &mut Session, wire: &mut Wire)
         if must_wait() {
             return Step::Wait(args);
         }
-        let args = match run_command(server, session, &args) {
-            Some(command) => {
+        let (args, resolved) = match run_command(server, session, &args) {
+            Admission::Run(command) => {
                 let mut run = vec![(command, args)];
                 while run.len() < RUN_REQUESTS_MAX {
                     match wire.parser.parse(&mut wire.input, limits) {
                         // A pause or a snapshot's allowance stops the run where it begins:
                         // the request goes round again and waits.
                         Ok(Some(next)) => match run_command(server, session, &next) {
-                            Some(command) if !must_wait() => run.push((command, next)),
+                            Admission::Run(command) if !must_wait() => run.push((command, next)),
                             _ => {
                                 wire.parser.unread(next);
                                 break;
@@ -421,10 +423,10 @@ fn run_requests_chained(server: &Server, session: &mut Session, wire: &mut Wire)
                     }
                 }
                 if run.len() == 1 {
-                    let Some((_, args)) = run.pop() else {
+                    let Some((command, args)) = run.pop() else {
                         continue;
                     };
-                    args
+                    (args, Some(command))
                 } else {
                     let replies = dispatch_run(server, session, &run);
                     let ran = replies.len();
@@ -440,9 +442,9 @@ fn run_requests_chained(server: &Server, session: &mut Session, wire: &mut Wire)
                     continue;
                 }
             }
-            None => args,
+            Admission::Alone(resolved) => (args, resolved),
         };
-        let (reply, action) = dispatch(server, session, args);
+        let (reply, action) = dispatch_resolved(server, session, args, resolved);
         if matches!(action, Some(Action::Sleep(_))) {
             return Step::Sleep(reply, action);
         }
