@@ -32,7 +32,12 @@ fn pipelined(conn: &mut Conn, lines: &[&str], raw_tail: &[u8]) -> Vec<u8> {
 
 /// The same pipeline to both servers: the same bytes back.
 fn same_as_redis(lines: &[&str], raw_tail: &[u8]) {
-    let (strata, redis) = Server::pair(&[]);
+    same_as_redis_with(&[], lines, raw_tail);
+}
+
+/// [`same_as_redis`] with both servers started with `extra` arguments.
+fn same_as_redis_with(extra: &[&str], lines: &[&str], raw_tail: &[u8]) {
+    let (strata, redis) = Server::pair(extra);
     let Some(redis) = redis else {
         return;
     };
@@ -133,7 +138,9 @@ fn runs_on_one_key_reply_as_redis_does() {
     lines.push("GET n".to_string());
     lines.push("DEL n".to_string());
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    same_as_redis(&lines, b"");
+    // DEBUG SLEEP waits the 1 ms expiry out on both servers: without it the pipeline would
+    // race the clock.
+    same_as_redis_with(&DEBUG_ON, &lines, b"");
 }
 
 #[test]
@@ -222,4 +229,117 @@ fn a_client_streaming_without_replies_does_not_hold_back_the_others() {
         chunks > 0,
         "the stream was running while the PINGs were answered"
     );
+}
+
+/// Lets DEBUG SLEEP run (Redis refuses DEBUG by default), so a test can wait an expiry out.
+const DEBUG_ON: [&str; 2] = ["--enable-debug-command", "yes"];
+
+/// Random pipelines of key commands over a few keys, the same to both servers, reply by
+/// reply: runs of every length, repeated keys (located once per run), keys changing type,
+/// expiring, renamed, moved and copied between them, errors (WRONGTYPE, no such key) inside
+/// runs. Deterministic: a fixed generator and fixed seeds.
+#[test]
+fn random_pipelines_reply_as_redis_does() {
+    let (strata, redis) = Server::pair(&DEBUG_ON);
+    let Some(redis) = redis else {
+        return;
+    };
+    for seed in [1u64, 7, 42, 99, 1234, 2026, 31337, 65537] {
+        let lines = random_commands(seed, 600);
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let mut mine = strata.connect();
+        let mut theirs = redis.connect();
+        let mut bytes = Vec::new();
+        for line in &lines {
+            let words: Vec<&str> = line.split(' ').collect();
+            bytes.extend(encode_command(&words));
+        }
+        mine.send(&bytes);
+        theirs.send(&bytes);
+        for (index, line) in lines.iter().enumerate() {
+            let a = mine.read_reply().expect("a reply from strata");
+            let b = theirs.read_reply().expect("a reply from redis");
+            assert_eq!(
+                escape(&a),
+                escape(&b),
+                "seed {seed}, command {index}: {line}; the commands before it:\n{}",
+                lines[..index].join("\n")
+            );
+            if line.starts_with("DEBUG SLEEP") {
+                assert_eq!(a, b"+OK\r\n", "the expiry must be waited out, not raced");
+            }
+        }
+        mine.send(&encode_command(&["FLUSHALL"]));
+        theirs.send(&encode_command(&["FLUSHALL"]));
+        mine.read_reply().expect("flushed");
+        theirs.read_reply().expect("flushed");
+    }
+}
+
+/// About `count` commands drawn from a fixed menu over keys `k0`..`k3`, members `m0`..`m3`;
+/// nothing in it depends on timing (an expiry is waited out with DEBUG SLEEP).
+fn random_commands(seed: u64, count: usize) -> Vec<String> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    let mut lines = Vec::with_capacity(count);
+    while lines.len() < count {
+        let k = format!("k{}", next(4));
+        let k2 = format!("k{}", next(4));
+        let m = format!("m{}", next(4));
+        let n = next(100);
+        let line = match next(36) {
+            0 => format!("SET {k} v{n}"),
+            1 => format!("GET {k}"),
+            2 => format!("INCR {k}"),
+            3 => format!("APPEND {k} x"),
+            4 => format!("DEL {k}"),
+            5 => format!("EXISTS {k} {k2}"),
+            6 => format!("SADD {k} {m}"),
+            7 => format!("SREM {k} {m}"),
+            8 => format!("SCARD {k}"),
+            9 => format!("SISMEMBER {k} {m}"),
+            10 => format!("HSET {k} {m} {n}"),
+            11 => format!("HGET {k} {m}"),
+            12 => format!("HDEL {k} {m}"),
+            13 => format!("HGETALL {k}"),
+            14 => format!("LPUSH {k} {m}"),
+            15 => format!("RPOP {k}"),
+            16 => format!("LRANGE {k} 0 -1"),
+            17 => format!("ZADD {k} {n} {m}"),
+            18 => format!("ZSCORE {k} {m}"),
+            19 => format!("ZRANGE {k} 0 -1 WITHSCORES"),
+            20 => format!("RENAME {k} {k2}"),
+            21 => format!("TYPE {k}"),
+            // Expired for certain once the sleep is over, on both servers alike.
+            22 => {
+                lines.push(format!("PEXPIRE {k} 1"));
+                "DEBUG SLEEP 0.002".to_string()
+            }
+            23 => format!("PERSIST {k}"),
+            24 => format!("MSET {k} a{n} {k2} b{n}"),
+            25 => format!("MGET {k} {k2} k9"),
+            26 => format!("GETDEL {k}"),
+            27 => format!("COPY {k} {k2} REPLACE"),
+            28 => format!("SINTERCARD 2 {k} {k2}"),
+            29 => format!("MOVE {k} 1"),
+            30 => "SELECT 1".to_string(),
+            31 => "SELECT 0".to_string(),
+            32 => format!("EXPIRE {k} 100"),
+            33 => format!("TTL {k}"),
+            // Runs of one key: the case a run locates once.
+            _ => {
+                for _ in 0..next(20) {
+                    lines.push(format!("SADD {k} {}", next(8)));
+                }
+                format!("SCARD {k}")
+            }
+        };
+        lines.push(line);
+    }
+    lines
 }
