@@ -532,19 +532,15 @@ fn lock_command<'a>(
     now_ms: u64,
 ) -> Locked<'a> {
     let keyspace = &server.keyspace;
-    match keys_to_lock(command, args) {
-        Some(keys) => keyspace.lock_keys(keys, now_ms),
+    match lock_positions(command, args) {
+        Some(positions) => keyspace.lock_keys(positions.map(|at| &args[at][..]), now_ms),
         None if matches!(command.lock, Lock::None) => keyspace.lock_none(now_ms),
         None => keyspace.lock_all(now_ms),
     }
 }
 
-/// The keys whose shards a command locks; None for one that locks all of them or none.
-fn keys_to_lock<'x>(command: &Command, args: &'x [Bytes]) -> Option<SmallVec<[&'x [u8]; 4]>> {
-    lock_positions(command, args).map(|positions| positions.map(|i| &args[i][..]).collect())
-}
-
-/// `keys_to_lock` appended to `keys` (nothing for a command that locks all shards or none).
+/// The keys whose shards a command locks, appended to `keys` (nothing for a command that
+/// locks all shards or none).
 fn push_keys_to_lock<'x>(command: &Command, args: &'x [Bytes], keys: &mut impl Extend<&'x [u8]>) {
     if let Some(positions) = lock_positions(command, args) {
         keys.extend(positions.map(|at| &args[at][..]));
